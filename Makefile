@@ -1,0 +1,51 @@
+# hoplab: `make up` installs what is missing and starts the lab; `make test` runs every test.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+HOPLAB := $(VENV)/bin/hoplab
+TOPOLOGY ?= topology/lab.yaml
+T := --topology $(TOPOLOGY)
+
+.PHONY: help setup host up down status clean test test-unit test-e2e render graph bench-up
+
+help:
+	@echo "make up | down | status | clean | test | test-unit | test-e2e | render | graph | bench-up"
+
+setup: host $(VENV)/.installed
+
+host:
+	@scripts/setup-host
+
+$(VENV)/.installed: pyproject.toml scripts/setup-venv
+	scripts/setup-venv $(VENV)
+	touch $@
+
+up: setup
+	$(HOPLAB) up $(T)
+
+down: $(VENV)/.installed
+	$(HOPLAB) down $(T)
+
+status: $(VENV)/.installed
+	$(HOPLAB) status $(T)
+
+clean: $(VENV)/.installed
+	$(HOPLAB) clean --all
+
+test: setup
+	$(PY) -m pytest -q -ra
+
+test-unit: $(VENV)/.installed
+	$(PY) -m pytest -q -ra tests/unit
+
+test-e2e: setup
+	$(PY) -m pytest -q -ra tests/e2e
+
+render: $(VENV)/.installed
+	for t in topology/*.yaml; do $(HOPLAB) render --topology $$t; done
+
+graph: $(VENV)/.installed
+	$(HOPLAB) graph $(T) -o build/topology.svg
+
+bench-up: setup
+	$(PY) bench/bench_up.py $(T)

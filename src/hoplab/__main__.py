@@ -1,0 +1,3 @@
+from hoplab.cli import main
+
+raise SystemExit(main())

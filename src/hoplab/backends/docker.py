@@ -1,0 +1,214 @@
+"""The Docker backend: a lab is a Compose project rendered from the topology, plus the host
+firewall rules that let DHCP cross its bridges. Everything it makes carries the label
+`io.hoplab.lab=<lab>` (or, for firewall rules, the comment `hoplab:<lab>`), which is all that
+`down` and `clean` ever remove."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import shutil
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from hoplab import compose
+from hoplab.backends.base import Backend, BackendError, NodeStatus, PreflightError
+from hoplab.backends.dockercli import DockerCLI
+from hoplab.backends.hostfw import HostFirewall
+from hoplab.backends.images import ImageBuilder
+from hoplab.paths import BUILD_DIR
+from hoplab.progress import Progress
+from hoplab.services import Service, load_catalog
+from hoplab.spec import Topology
+
+UP_TIMEOUT = 240.0
+POLL_INTERVAL = 0.5
+
+
+class DockerBackend(Backend):
+    name = "docker"
+
+    def __init__(self, docker: DockerCLI | None = None, firewall: HostFirewall | None = None,
+                 catalog: dict[str, Service] | None = None, state_root: Path = BUILD_DIR / "run"):
+        self.docker = docker or DockerCLI()
+        self.firewall = firewall or HostFirewall()
+        self.catalog = catalog if catalog is not None else load_catalog()
+        self.state_root = state_root
+
+    # ------------------------------------------------------------ lifecycle
+
+    def up(self, topology: Topology, progress: Progress) -> list[NodeStatus]:
+        self.require_engine()
+        self.preflight(topology)
+        services = sorted({n.service for n in topology.nodes.values()})
+        ImageBuilder(self.docker, progress).ensure([self.catalog[s] for s in services])
+        compose_file = self.write_state(topology)
+        self.firewall.allow_bridges(topology.name, list(compose.bridge_names(topology).values()))
+        progress.say(f"starting {len(topology.nodes)} nodes of lab {topology.name!r}")
+        proc = self.docker.compose(compose.project_name(topology), compose_file,
+                                   "up", "--detach", "--remove-orphans", "--no-build")
+        self._wait_healthy(topology, progress, proc)
+        progress.say("all nodes healthy")
+        return self.status(topology)
+
+    def down(self, topology: Topology, progress: Progress) -> None:
+        if self.require_engine(soft=True):
+            progress.say(f"stopping lab {topology.name!r}")
+            proc = self.docker.compose(compose.project_name(topology), None,
+                                       "down", "--volumes", "--remove-orphans", "--timeout", "3")
+            proc.communicate()
+        for item in self.clean(topology.name, progress):
+            progress.say(f"removed {item}")
+
+    def clean(self, lab: str | None, progress: Progress) -> list[str]:
+        removed = self.firewall.remove(lab)
+        if self.require_engine(soft=True):
+            label = f"{compose.LABEL_LAB}={lab}" if lab else compose.LABEL_LAB
+            # Several passes: a killed `up` may have had creations in flight.
+            for _ in range(3):
+                containers = self.docker.ids("container", label)
+                if containers:
+                    self.docker.run("rm", "--force", "--volumes", *containers)
+                networks = self.docker.ids("network", label)
+                for network in networks:
+                    self.docker.run("network", "rm", network, check=False)
+                volumes = self.docker.ids("volume", label)
+                if volumes:
+                    self.docker.run("volume", "rm", "--force", *volumes, check=False)
+                removed += [f"container {c[:12]}" for c in containers]
+                removed += [f"network {n[:12]}" for n in networks] + [f"volume {v}" for v in volumes]
+                if not (containers or networks or volumes):
+                    break
+                time.sleep(POLL_INTERVAL)
+        else:
+            progress.say("no Docker engine reachable: only host firewall rules were cleaned")
+        for state in ([self.state_root / lab] if lab else list(self.state_root.glob("*"))):
+            shutil.rmtree(state, ignore_errors=True)
+        return removed
+
+    # ------------------------------------------------------------ inspection
+
+    def status(self, topology: Topology) -> list[NodeStatus]:
+        containers = self._containers(topology)
+        statuses = []
+        for node in topology.nodes.values():
+            info = containers.get(node.name)
+            if info is None:
+                statuses.append(NodeStatus(node.name, node.service, "missing", "none"))
+                continue
+            state = info["State"]
+            health = (state.get("Health") or {}).get("Status", "none")
+            statuses.append(NodeStatus(node.name, node.service, state["Status"], health))
+        running = [s for s in statuses if s.state == "running"]
+        with ThreadPoolExecutor(8) as pool:
+            for status, addresses in zip(running, pool.map(lambda s: self._addresses(topology, s.node), running)):
+                status.addresses = addresses
+        return statuses
+
+    def _addresses(self, topology: Topology, node: str) -> dict[str, str]:
+        """Addresses as the node itself sees them (a DHCP lease is invisible to Docker)."""
+        result = self.docker.run("exec", compose.container_name(topology, node), "ip", "-j", "-4", "addr", "show",
+                                 check=False)
+        if result.returncode != 0:
+            return {}
+        return {link["ifname"]: f"{a['local']}/{a['prefixlen']}"
+                for link in json.loads(result.stdout or "[]") if link["ifname"] != "lo"
+                for a in link.get("addr_info", [])}
+
+    def _containers(self, topology: Topology) -> dict[str, dict]:
+        ids = self.docker.ids("container", f"{compose.LABEL_LAB}={topology.name}")
+        return {c["Config"]["Labels"].get(compose.LABEL_NODE): c for c in self.docker.inspect(*ids)}
+
+    def exec(self, topology: Topology, node: str, argv: list[str], interactive: bool) -> int:
+        container = self._containers(topology).get(node)
+        if container is None or container["State"]["Status"] != "running":
+            raise BackendError(f"node {node!r} of lab {topology.name!r} is not running (hoplab up starts it)")
+        flags = ["-i", "-t"] if interactive else ["-i"]
+        return subprocess.call([self.docker.docker, "exec", *flags, container["Name"].lstrip("/"), *argv])
+
+    # ------------------------------------------------------------ helpers
+
+    def require_engine(self, soft: bool = False) -> bool:
+        if self.docker.reachable():
+            return True
+        if soft:
+            return False
+        raise BackendError("no Docker engine is reachable: `make up` installs and starts one "
+                           "(or start dockerd yourself)")
+
+    def preflight(self, topology: Topology) -> None:
+        """Refuse, before creating anything, subnets that clash with the host's routes or with
+        Docker networks that are not this lab's."""
+        problems = []
+        mine = set(compose.bridge_names(topology).values())
+        routes = json.loads(subprocess.run(["ip", "-j", "-4", "route", "show"], capture_output=True,
+                                           text=True).stdout or "[]")
+        others = []
+        for route in routes:
+            if route.get("dst", "default") != "default" and route.get("dev") not in mine:
+                others.append((ipaddress.IPv4Network(route["dst"], strict=False), f"host route on {route.get('dev')}"))
+        for net in self.docker.inspect(*self.docker.run("network", "ls", "-q").stdout.split(), kind="network"):
+            if (net.get("Labels") or {}).get(compose.LABEL_LAB) == topology.name:
+                continue
+            for config in (net.get("IPAM") or {}).get("Config") or []:
+                if "." in config.get("Subnet", ""):
+                    others.append((ipaddress.IPv4Network(config["Subnet"]), f"Docker network {net['Name']}"))
+        for network in topology.networks.values():
+            for subnet, owner in others:
+                if network.subnet.overlaps(subnet):
+                    problems.append((f"networks.{network.name}.subnet", f"{network.subnet} overlaps {subnet} ({owner})"))
+        if problems:
+            raise PreflightError("\n".join(f"{topology.source}: {f}: {r}" for f, r in problems))
+
+    def write_state(self, topology: Topology) -> Path:
+        state = self.state_root / topology.name
+        state.mkdir(parents=True, exist_ok=True)
+        runtime = f"{topology.name}{compose.RUNTIME_FILE_SUFFIX}"
+        (state / runtime).write_text(topology.runtime_json())
+        compose_file = state / "compose.yml"
+        compose_file.write_text(compose.render(topology, self.catalog, runtime))
+        return compose_file
+
+    def _wait_healthy(self, topology: Topology, progress: Progress, proc: subprocess.Popen) -> None:
+        seen: dict[str, tuple[str, str]] = {}
+        output: list[str] = []
+        deadline = time.monotonic() + UP_TIMEOUT
+        while True:
+            exited = proc.poll()
+            containers = self._containers(topology)
+            for node, info in sorted(containers.items()):
+                state = (info["State"]["Status"], (info["State"].get("Health") or {}).get("Status", "none"))
+                if seen.get(node) != state:
+                    seen[node] = state
+                    progress.say(f"{node}: {state[0]}" + (f" ({state[1]})" if state[1] != "none" else ""))
+            if exited is not None:
+                output = output or proc.stdout.read().splitlines()
+                if exited != 0:
+                    raise BackendError("docker compose up failed:\n" + "\n".join(output[-20:]) +
+                                       self._explain(topology, containers))
+                if len(containers) == len(topology.nodes) and all(
+                        s == ("running", "healthy") for s in seen.values()):
+                    return
+            broken = [n for n, (st, h) in seen.items() if st in ("exited", "dead") or h == "unhealthy"]
+            if broken or time.monotonic() > deadline:
+                raise BackendError(f"nodes not healthy after {time.monotonic() - progress.started:.0f}s: "
+                                   f"{', '.join(broken) or 'timed out'}" + self._explain(topology, containers))
+            time.sleep(POLL_INTERVAL)
+
+    def _explain(self, topology: Topology, containers: dict[str, dict]) -> str:
+        """The evidence for a node that did not come up: its last health output and logs."""
+        lines = []
+        for node, info in sorted(containers.items()):
+            state = info["State"]
+            health = state.get("Health") or {}
+            if state["Status"] == "running" and health.get("Status", "healthy") == "healthy":
+                continue
+            lines.append(f"\n--- {node}: {state['Status']} {health.get('Status', '')}")
+            for entry in (health.get("Log") or [])[-2:]:
+                lines.append(f"health check exit {entry['ExitCode']}: {entry['Output'].strip()}")
+            logs = self.docker.run("logs", "--tail", "15", info["Name"].lstrip("/"), check=False)
+            lines += (logs.stdout + logs.stderr).strip().splitlines()
+        return "\n".join(lines)
+

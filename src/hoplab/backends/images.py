@@ -1,0 +1,185 @@
+"""Builds the lab's images with no registry: an OS image (pulled when a registry answers,
+otherwise debootstrapped from the host's own apt mirror and imported), `hoplab/base` on it,
+and one image per service. Each image carries a hash of its inputs as a label; an image whose
+inputs did not change is not rebuilt at all."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from hoplab.backends.base import BackendError
+from hoplab.backends.dockercli import DockerCLI
+from hoplab.paths import BUILD_DIR, PROJECT_ROOT, SERVICES_DIR
+from hoplab.progress import Progress
+from hoplab.services import Service
+
+OS_IMAGE = "hoplab/debian:bookworm"
+BASE_IMAGE = "hoplab/base:latest"
+PULLABLE_OS_IMAGE = "debian:bookworm-slim"
+INPUTS_LABEL = "io.hoplab.inputs"
+SUITE = "bookworm"
+PARALLEL_BUILDS = 3
+
+
+def host_apt_mirror() -> str:
+    """The Debian mirror the host's own apt uses (never a name written into the project)."""
+    sources = sorted(Path("/etc/apt/sources.list.d").glob("*.sources"))
+    for path in sources:
+        uris = suites = None
+        for line in path.read_text().splitlines() + [""]:
+            if line.startswith("URIs:"):
+                uris = line.split(":", 1)[1].split()
+            elif line.startswith("Suites:"):
+                suites = line.split(":", 1)[1].split()
+            elif not line.strip():
+                if uris and suites and SUITE in suites:
+                    return uris[0]
+                uris = suites = None
+    legacy = Path("/etc/apt/sources.list")
+    if legacy.exists():
+        for line in legacy.read_text().splitlines():
+            match = re.match(r"\s*deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+" + SUITE + r"\s", line + " ")
+            if match:
+                return match.group(1)
+    raise BackendError("no Debian bookworm mirror found in the host's apt sources "
+                       "(/etc/apt/sources.list.d/*.sources or /etc/apt/sources.list)")
+
+
+def _hash_tree(digest, root: Path) -> None:
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        digest.update(str(path.relative_to(root)).encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+
+
+class ImageBuilder:
+    def __init__(self, docker: DockerCLI, progress: Progress, build_dir: Path = BUILD_DIR):
+        self.docker = docker
+        self.progress = progress
+        self.build_dir = build_dir
+
+    def ensure(self, services: list[Service]) -> None:
+        self.ensure_os_image()
+        wheel = self.ensure_wheel()
+        base_inputs = self._inputs(SERVICES_DIR / "base" / "Dockerfile", {"OS_IMAGE": self._id(OS_IMAGE)}, {})
+        self._build(BASE_IMAGE, SERVICES_DIR / "base" / "Dockerfile", {"OS_IMAGE": OS_IMAGE}, {}, base_inputs)
+        base_id = self._id(BASE_IMAGE)
+        jobs = []
+        for service in services:
+            args = {"BASE_IMAGE": BASE_IMAGE, "PACKAGES": " ".join(service.packages)}
+            context = {"wheels": wheel.parent, "service": service.directory}
+            inputs = self._inputs(SERVICES_DIR / "Dockerfile", {**args, "BASE_IMAGE": base_id}, context)
+            jobs.append((f"hoplab/{service.name}:latest", SERVICES_DIR / "Dockerfile", args, context, inputs))
+        with ThreadPoolExecutor(PARALLEL_BUILDS) as pool:
+            for future in [pool.submit(self._build, *job) for job in jobs]:
+                future.result()
+
+    def _id(self, image: str) -> str:
+        image_id = self.docker.image_id(image)
+        if image_id is None:
+            raise BackendError(f"image {image} is missing")
+        return image_id
+
+    # ------------------------------------------------------------ OS image
+
+    def ensure_os_image(self) -> None:
+        if self.docker.image_id(OS_IMAGE):
+            return
+        self.progress.say(f"OS image {OS_IMAGE}: trying to pull {PULLABLE_OS_IMAGE}")
+        try:
+            pulled = subprocess.run([self.docker.docker, "pull", "-q", PULLABLE_OS_IMAGE],
+                                    capture_output=True, text=True, timeout=60).returncode == 0
+        except subprocess.TimeoutExpired:
+            pulled = False
+        if pulled:
+            self.docker.run("tag", PULLABLE_OS_IMAGE, OS_IMAGE)
+            self.progress.say(f"OS image {OS_IMAGE}: pulled")
+            return
+        mirror = host_apt_mirror()
+        self.progress.say(f"OS image {OS_IMAGE}: no registry, debootstrapping {SUITE} from the host's mirror (~30 s)")
+        if shutil.which("debootstrap") is None:
+            raise BackendError("debootstrap is not installed (`make up` installs it)")
+        with tempfile.TemporaryDirectory(prefix="hoplab-rootfs-") as tmp:
+            rootfs = Path(tmp) / "rootfs"
+            result = subprocess.run(["debootstrap", "--variant=minbase", SUITE, str(rootfs), mirror],
+                                    capture_output=True, text=True)
+            if result.returncode != 0:
+                raise BackendError("debootstrap failed:\n" + result.stdout[-2000:] + result.stderr[-2000:])
+            # The image uses the same apt sources as the host, security updates included.
+            apt = rootfs / "etc" / "apt"
+            for source in Path("/etc/apt/sources.list.d").glob("*.sources"):
+                shutil.copy(source, apt / "sources.list.d" / source.name)
+            if any((apt / "sources.list.d").glob("*.sources")):
+                (apt / "sources.list").unlink(missing_ok=True)
+            shutil.rmtree(rootfs / "var" / "cache" / "apt" / "archives", ignore_errors=True)
+            (rootfs / "var" / "cache" / "apt" / "archives" / "partial").mkdir(parents=True)
+            tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+            imported = subprocess.run([self.docker.docker, "import", "-", OS_IMAGE], stdin=tar.stdout,
+                                      capture_output=True, text=True)
+            tar.wait()
+            if imported.returncode != 0:
+                raise BackendError(f"docker import failed: {imported.stderr.strip()}")
+        self.progress.say(f"OS image {OS_IMAGE}: imported")
+
+    # ------------------------------------------------------------ the project's wheel
+
+    def ensure_wheel(self) -> Path:
+        digest = hashlib.sha256()
+        _hash_tree(digest, PROJECT_ROOT / "src")
+        digest.update((PROJECT_ROOT / "pyproject.toml").read_bytes())
+        folder = self.build_dir / "wheels" / digest.hexdigest()[:16]
+        wheels = list(folder.glob("hoplab-*.whl"))
+        if wheels:
+            return wheels[0]
+        self.progress.say("building the hoplab wheel")
+        tmp = folder.with_suffix(".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                                 "-q", "-w", str(tmp), str(PROJECT_ROOT)], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise BackendError(f"building the wheel failed:\n{result.stderr[-2000:]}")
+        for old in folder.parent.glob("*"):
+            if old != tmp:
+                shutil.rmtree(old, ignore_errors=True)
+        tmp.rename(folder)
+        return next(folder.glob("hoplab-*.whl"))
+
+    # ------------------------------------------------------------ docker build
+
+    @staticmethod
+    def _inputs(dockerfile: Path, args: dict[str, str], context: dict[str, Path]) -> str:
+        digest = hashlib.sha256(dockerfile.read_bytes())
+        for key, value in sorted(args.items()):
+            digest.update(f"{key}={value}\0".encode())
+        for name, source in sorted(context.items()):
+            digest.update(f"[{name}]".encode())
+            _hash_tree(digest, source)
+        return digest.hexdigest()
+
+    def _build(self, image: str, dockerfile: Path, args: dict[str, str], context: dict[str, Path],
+               inputs: str) -> None:
+        if self.docker.image_label(image, INPUTS_LABEL) == inputs:
+            return
+        self.progress.say(f"building {image}")
+        stage = self.build_dir / "context" / image.split("/")[1].split(":")[0]
+        shutil.rmtree(stage, ignore_errors=True)
+        stage.mkdir(parents=True)
+        for name, source in context.items():
+            shutil.copytree(source, stage / name, ignore=shutil.ignore_patterns("__pycache__"))
+        log = self.build_dir / "logs" / f"{stage.name}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        argv = [self.docker.docker, "build", "-f", str(dockerfile), "-t", image]
+        for key, value in {**args, "HOPLAB_INPUTS": inputs}.items():
+            argv += ["--build-arg", f"{key}={value}"]
+        with open(log, "w") as out:
+            result = subprocess.run([*argv, str(stage)], stdout=out, stderr=subprocess.STDOUT)
+        if result.returncode != 0:
+            tail = "".join(log.read_text().splitlines(keepends=True)[-25:])
+            raise BackendError(f"building {image} failed (full log: {log}):\n{tail}")
+        self.progress.say(f"built {image}")

@@ -1,0 +1,223 @@
+"""hoplab's command line: one small class per verb, each turning arguments into calls on the
+spec, the renderers or a backend. Bad input (a topology, an argument) exits 2 before anything
+is created; a lab that cannot be brought to the asked state exits 1."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from hoplab import compose, graph, spec
+from hoplab.backends.base import Backend, BackendError, NodeStatus, PreflightError
+from hoplab.paths import COMPOSE_DIR, DEFAULT_TOPOLOGY
+from hoplab.progress import Progress
+from hoplab.services import load_catalog
+
+EXIT_BAD_INPUT = 2
+
+
+class UsageError(Exception):
+    """A bad argument: reported like a bad topology, exit 2."""
+
+
+def make_backend(name: str) -> Backend:
+    if name == "docker":
+        from hoplab.backends.docker import DockerBackend
+
+        return DockerBackend()
+    raise UsageError(f"--backend: unknown backend {name!r}")
+
+
+class Command:
+    name = ""
+    help = ""
+    needs_topology = True
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        pass
+
+    def run(self, args: argparse.Namespace) -> int:
+        raise NotImplementedError
+
+    @staticmethod
+    def topology(args: argparse.Namespace) -> spec.Topology:
+        return spec.load(args.topology)
+
+
+def print_table(statuses: list[NodeStatus], stream=None) -> None:
+    stream = stream or sys.stdout
+    rows = [("NODE", "SERVICE", "STATE", "HEALTH", "ADDRESSES")]
+    for s in statuses:
+        addresses = ", ".join(f"{iface} {addr}" for iface, addr in sorted(s.addresses.items())) or "-"
+        rows.append((s.node, s.service, s.state, s.health, addresses))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for row in rows:
+        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4], file=stream)
+
+
+class Up(Command):
+    name, help = "up", "build what is missing, start the lab, wait until every node is healthy"
+
+    def add_arguments(self, parser):
+        parser.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
+
+    def run(self, args):
+        topology = self.topology(args)
+        progress = Progress(quiet=args.quiet)
+        progress.say(f"lab {topology.name!r} from {topology.source} on the {args.backend} backend")
+        print_table(make_backend(args.backend).up(topology, progress))
+        return 0
+
+
+class Down(Command):
+    name, help = "down", "stop the lab and remove its containers, networks, volumes and host rules"
+
+    def run(self, args):
+        make_backend(args.backend).down(self.topology(args), Progress())
+        return 0
+
+
+class Status(Command):
+    name, help = "status", "show each node's state, health and addresses"
+
+    def add_arguments(self, parser):
+        parser.add_argument("--json", action="store_true", help="print JSON")
+
+    def run(self, args):
+        topology = self.topology(args)
+        statuses = make_backend(args.backend).status(topology)
+        if args.json:
+            print(json.dumps({"lab": topology.name, "backend": args.backend,
+                              "nodes": [s.to_json() for s in statuses]}, indent=2))
+        else:
+            print_table(statuses)
+        return 0
+
+
+class Exec(Command):
+    name, help = "exec", "run a command in a node: hoplab exec NODE -- CMD..."
+
+    def add_arguments(self, parser):
+        parser.add_argument("node")
+        parser.add_argument("command", nargs=argparse.REMAINDER, help="the command, after --")
+
+    def run(self, args):
+        topology = self.topology(args)
+        command = args.command[1:] if args.command[:1] == ["--"] else args.command
+        if args.node not in topology.nodes:
+            raise UsageError(f"NODE: unknown node {args.node!r} (nodes: {', '.join(topology.nodes)})")
+        if not command:
+            raise UsageError("CMD: no command given (hoplab exec NODE -- CMD...)")
+        return make_backend(args.backend).exec(topology, args.node, command, sys.stdin.isatty())
+
+
+class Clean(Command):
+    name, help = "clean", "remove everything hoplab made for the lab, whatever state it was left in"
+
+    def add_arguments(self, parser):
+        parser.add_argument("--all", action="store_true", help="every hoplab lab, not just this topology's")
+
+    def run(self, args):
+        lab = None if args.all else self.topology(args).name
+        progress = Progress()
+        removed = make_backend(args.backend).clean(lab, progress)
+        for item in removed:
+            progress.say(f"removed {item}")
+        progress.say(f"clean: {len(removed)} item(s) removed")
+        return 0
+
+
+class Render(Command):
+    name, help = "render", "write compose/<lab>.yml and its runtime JSON from the topology"
+
+    def add_arguments(self, parser):
+        parser.add_argument("--check", action="store_true", help="exit 1 if the committed files are stale")
+        parser.add_argument("--output-dir", type=Path, default=COMPOSE_DIR)
+
+    def run(self, args):
+        topology = self.topology(args)
+        runtime_name = f"{topology.name}{compose.RUNTIME_FILE_SUFFIX}"
+        files = {
+            args.output_dir / f"{topology.name}.yml": compose.render(topology, load_catalog(), runtime_name),
+            args.output_dir / runtime_name: topology.runtime_json(),
+        }
+        stale = [p for p, text in files.items() if not p.exists() or p.read_text() != text]
+        if args.check:
+            for path in stale:
+                print(f"{path}: stale; run `hoplab render --topology {args.topology}`", file=sys.stderr)
+            return 1 if stale else 0
+        args.output_dir.mkdir(parents=True, exist_ok=True)
+        for path, text in files.items():
+            path.write_text(text)
+            print(path)
+        return 0
+
+
+class Graph(Command):
+    name, help = "graph", "draw the topology (SVG, PNG, DOT or Mermaid)"
+
+    def add_arguments(self, parser):
+        parser.add_argument("-o", "--output", type=Path, help="file to write; the suffix picks the format")
+        parser.add_argument("--format", choices=graph.FORMATS, help="override the format the suffix implies")
+
+    def run(self, args):
+        topology = self.topology(args)
+        if args.output is None:
+            fmt = args.format or "dot"
+            if fmt not in ("dot", "mermaid"):
+                raise UsageError(f"--format {fmt} needs -o FILE")
+            sys.stdout.write(graph.to_dot(topology) if fmt == "dot" else graph.to_mermaid(topology))
+            return 0
+        try:
+            fmt = args.format or graph.format_for(args.output)
+        except graph.GraphError as exc:
+            raise UsageError(f"-o: {exc}") from None
+        print(graph.write(topology, args.output, fmt))
+        return 0
+
+
+class Validate(Command):
+    name, help = "validate", "check a topology file and exit 0, or name every problem and exit 2"
+
+    def run(self, args):
+        topology = self.topology(args)
+        print(f"{topology.source}: valid: lab {topology.name!r}, {len(topology.networks)} networks, "
+              f"{len(topology.nodes)} nodes")
+        return 0
+
+
+COMMANDS = [Up(), Down(), Status(), Exec(), Clean(), Render(), Graph(), Validate()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--topology", "-t", type=Path, default=DEFAULT_TOPOLOGY,
+                        help=f"topology file (default: {DEFAULT_TOPOLOGY.relative_to(DEFAULT_TOPOLOGY.parents[1])})")
+    common.add_argument("--backend", default="docker", choices=["docker"], help="where the lab runs")
+    parser = argparse.ArgumentParser(prog="hoplab", description="A small internet on one machine, observable hop by hop.")
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    for command in COMMANDS:
+        p = sub.add_parser(command.name, help=command.help, description=command.help, parents=[common])
+        command.add_arguments(p)
+        p.set_defaults(handler=command)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler.run(args)
+    except (spec.TopologyError, PreflightError) as exc:
+        print(f"hoplab: invalid topology:\n{exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except UsageError as exc:
+        print(f"hoplab {args.verb}: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (BackendError, graph.GraphError) as exc:
+        print(f"hoplab {args.verb}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"hoplab {args.verb}: interrupted", file=sys.stderr)
+        return 130

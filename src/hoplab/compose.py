@@ -1,0 +1,129 @@
+"""Renders a topology as a Docker Compose file: one service per node, one internal bridge per
+network. Pure: topology and service catalog in, text out. `hoplab render` commits the result
+under compose/; `hoplab up` renders the same text into the lab's state folder."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv4Network
+
+import yaml
+
+from hoplab.services import Service
+from hoplab.spec import Topology, TopologyError
+
+LABEL_LAB = "io.hoplab.lab"
+LABEL_NODE = "io.hoplab.node"
+IMAGE_PREFIX = "hoplab/"
+RUNTIME_FILE_SUFFIX = ".runtime.json"
+HEALTH_INTERVAL = "1s"
+
+
+def project_name(topology: Topology) -> str:
+    return f"hoplab-{topology.name}"
+
+
+def container_name(topology: Topology, node: str) -> str:
+    return f"hoplab-{topology.name}-{node}"
+
+
+def bridge_names(topology: Topology) -> dict[str, str]:
+    """Host bridge per network, named so the host firewall rules can name them before Docker
+    creates them (Linux allows 15 characters)."""
+    names = {}
+    for index, net in enumerate(topology.networks):
+        name = f"hl-{topology.name}-{net}"
+        names[net] = name if len(name) <= 15 else f"hl-{topology.name}-{index}"
+    return names
+
+
+def _docker_addressing(topology: Topology, network: str) -> dict:
+    """Docker's own share of a subnet: the host's bridge address (the highest free one) and,
+    where DHCP clients attach, a small ip_range for the address Docker gives them before their
+    DHCP client replaces it; both stay clear of static addresses and the DHCP pool."""
+    net = topology.networks[network]
+    taken = {n.address_on(network) for n in topology.nodes.values()} - {None}
+    pool = net.dhcp
+    dhcp_clients = sum(1 for n in topology.nodes.values()
+                       for i in n.interfaces if i.network == network and i.address is None)
+
+    def free(address: IPv4Address) -> bool:
+        return address not in taken and not (pool and address in pool)
+
+    hosts = list(net.subnet.hosts())
+    gateway = next((a for a in reversed(hosts) if free(a)), None)
+    if gateway is None:
+        raise TopologyError(topology.source, [(f"networks.{network}.subnet",
+                                               f"{net.subnet} has no free address left for the host bridge")])
+    config = {"subnet": str(net.subnet), "gateway": str(gateway)}
+    if dhcp_clients:
+        taken.add(gateway)
+        block = _free_block(net.subnet, dhcp_clients, free=lambda a: free(a) and a != gateway)
+        if block is None:
+            raise TopologyError(topology.source, [(f"networks.{network}.subnet",
+                                                   f"{net.subnet} has no free block for {dhcp_clients} DHCP clients' "
+                                                   "interim addresses outside the pool and static addresses")])
+        config["ip_range"] = str(block)
+    return config
+
+
+def _free_block(subnet: IPv4Network, count: int, free) -> IPv4Network | None:
+    prefix = 32
+    while 2 ** (32 - prefix) < count + 2:  # network and broadcast of the block stay unused
+        prefix -= 1
+    for block in reversed(list(subnet.subnets(new_prefix=max(prefix, subnet.prefixlen)))):
+        if all(free(a) for a in block) and block.network_address != subnet.network_address:
+            return block
+    return None
+
+
+def render(topology: Topology, catalog: dict[str, Service], runtime_file: str) -> str:
+    """`runtime_file` is the path of the lab's runtime JSON relative to the compose file."""
+    bridges = bridge_names(topology)
+    labels = {LABEL_LAB: topology.name}
+    services = {}
+    for node in topology.nodes.values():
+        service = catalog[node.service]
+        entry: dict = {
+            "image": f"{IMAGE_PREFIX}{node.service}:latest",
+            "container_name": container_name(topology, node.name),
+            "hostname": node.name,
+            "init": True,
+            "environment": {"HOPLAB_NODE": node.name},
+            "volumes": [f"./{runtime_file}:/etc/hoplab/lab.json:ro"],
+            "networks": {
+                i.network: ({"ipv4_address": str(i.address)} if i.address else {})
+                for i in node.interfaces
+            },
+            "healthcheck": {
+                "test": ["CMD", "/opt/hoplab/service/health"],
+                "interval": HEALTH_INTERVAL, "timeout": "3s", "retries": 30,
+            },
+            "stop_grace_period": "3s",
+            "labels": {**labels, LABEL_NODE: node.name},
+        }
+        if service.capabilities:
+            entry["cap_add"] = list(service.capabilities)
+        if service.sysctls:
+            entry["sysctls"] = dict(service.sysctls)
+        depends = {
+            other.name: {"condition": "service_healthy"}
+            for dep in service.after for other in topology.nodes_of(dep)
+        }
+        if depends:
+            entry["depends_on"] = depends
+        services[node.name] = entry
+    networks = {
+        name: {
+            "name": f"{project_name(topology)}-{name}",
+            "driver": "bridge",
+            "internal": True,  # no route off the lab, no masquerade to the host's uplink
+            "driver_opts": {"com.docker.network.bridge.name": bridges[name]},
+            "ipam": {"config": [_docker_addressing(topology, name)]},
+            "labels": dict(labels),
+        }
+        for name in topology.networks
+    }
+    document = {"name": project_name(topology), "services": services, "networks": networks}
+    header = (f"# Rendered by `hoplab render` from {topology.source.name}; do not edit by hand.\n"
+              "# Start it with `hoplab up`, which also builds the images and lets DHCP cross the bridges.\n")
+    return header + yaml.safe_dump(document, sort_keys=False, default_flow_style=False, width=100)

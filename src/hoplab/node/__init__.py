@@ -1,0 +1,117 @@
+"""The node runtime: what runs inside every lab node, container or namespace alike.
+
+Standard library only: it is installed into the images as a wheel and must not need the
+CLI's dependencies. A backend starts a node by running `python3 -m hoplab.node start` with
+  HOPLAB_NODE       the node's name
+  HOPLAB_LAB_JSON   the resolved lab (`Topology.to_runtime()`), default /etc/hoplab/lab.json
+  HOPLAB_SERVICE    the service's folder (start, health, templates), default /opt/hoplab/service
+  HOPLAB_RUN_DIR    the node's private state folder, default /run/hoplab
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import string
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class NodeContext:
+    name: str
+    lab: dict
+    service_dir: Path
+    run_dir: Path
+
+    @classmethod
+    def from_environment(cls) -> "NodeContext":
+        lab = json.loads(Path(os.environ.get("HOPLAB_LAB_JSON", "/etc/hoplab/lab.json")).read_text())
+        return cls(
+            name=os.environ["HOPLAB_NODE"],
+            lab=lab,
+            service_dir=Path(os.environ.get("HOPLAB_SERVICE", "/opt/hoplab/service")),
+            run_dir=Path(os.environ.get("HOPLAB_RUN_DIR", "/run/hoplab")),
+        )
+
+    @property
+    def config(self) -> dict:
+        return self.lab["nodes"][self.name]
+
+    @property
+    def interfaces(self) -> list[dict]:
+        return self.config["interfaces"]
+
+    def network(self, name: str) -> dict:
+        return self.lab["networks"][name]
+
+    def log(self, message: str) -> None:
+        print(f"hoplab[{self.name}]: {message}", file=sys.stderr, flush=True)
+
+    # ------------------------------------------------------------ preparing the node
+
+    def prepare(self) -> None:
+        """Name each data-plane interface after its network (traces read `router:home`, not
+        `eth1`), and point the resolver at the lab DNS. DHCP clients start with no resolver:
+        only their lease may give them one."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        links = json.loads(run(["ip", "-j", "-4", "addr", "show"], capture=True))
+        for iface in self.interfaces:
+            wanted = iface["network"]
+            if any(link["ifname"] == wanted for link in links):
+                continue
+            current = _find_link(links, iface, self.network(wanted)["subnet"])
+            if current is None:
+                raise SystemExit(f"hoplab[{self.name}]: no interface found for network {wanted!r}")
+            run(["ip", "link", "set", "dev", current, "down"])
+            run(["ip", "link", "set", "dev", current, "name", wanted])
+            if iface["address"] is None:
+                run(["ip", "-4", "addr", "flush", "dev", wanted])  # the backend's, not DHCP's
+            run(["ip", "link", "set", "dev", wanted, "up"])
+        dhcp_client = any(i["address"] is None for i in self.interfaces)
+        resolv = "" if dhcp_client else (
+            f"search {self.lab['domain']}\nnameserver {self.lab['dns_server']}\noptions timeout:1 attempts:2\n")
+        write_in_place(Path("/etc/resolv.conf"), resolv)
+
+    # ------------------------------------------------------------ helpers for start scripts
+
+    def render(self, template: str, destination: Path, **values) -> Path:
+        """Fill `$name` placeholders of a template in the service's folder."""
+        text = string.Template((self.service_dir / template).read_text()).substitute(values)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        destination.write_text(text)
+        return destination
+
+    def mark_ready(self) -> None:
+        (self.run_dir / "ready").write_text("ok\n")
+
+    def exec(self, argv: list[str]) -> None:
+        """Replace the start script with the service's daemon (it receives the signals)."""
+        self.log("exec " + " ".join(argv))
+        os.execvp(argv[0], argv)
+
+
+def _find_link(links: list[dict], iface: dict, subnet: str) -> str | None:
+    net = ipaddress.IPv4Network(subnet)
+    for link in links:
+        for info in link.get("addr_info", []):
+            local = info.get("local")
+            if iface["address"] is not None and local == iface["address"]:
+                return link["ifname"]
+            if iface["address"] is None and local and ipaddress.IPv4Address(local) in net:
+                return link["ifname"]
+    return None
+
+
+def run(argv: list[str], capture: bool = False) -> str:
+    result = subprocess.run(argv, check=True, text=True, stdout=subprocess.PIPE if capture else None)
+    return result.stdout if capture else ""
+
+
+def write_in_place(path: Path, text: str) -> None:
+    """Rewrite a file without replacing it: Docker bind-mounts /etc/resolv.conf."""
+    with open(path, "w") as handle:
+        handle.write(text)

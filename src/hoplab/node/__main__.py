@@ -1,0 +1,19 @@
+"""`python3 -m hoplab.node start`: prepare the node, then hand over to the service's start
+script (which usually execs its daemon)."""
+
+import os
+import sys
+
+from hoplab.node import NodeContext
+
+
+def main(argv: list[str]) -> None:
+    if argv[:1] != ["start"]:
+        raise SystemExit("usage: python3 -m hoplab.node start")
+    node = NodeContext.from_environment()
+    node.prepare()
+    start = str(node.service_dir / "start")
+    os.execv(sys.executable, [sys.executable, start])
+
+
+main(sys.argv[1:])

@@ -1,0 +1,12 @@
+"""Where the project's files are. The CLI runs from an editable install in the checkout."""
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(os.environ.get("HOPLAB_ROOT") or Path(__file__).resolve().parents[2])
+TOPOLOGY_DIR = PROJECT_ROOT / "topology"
+DEFAULT_TOPOLOGY = TOPOLOGY_DIR / "lab.yaml"
+SCHEMA_FILE = TOPOLOGY_DIR / "schema.json"
+SERVICES_DIR = PROJECT_ROOT / "services"
+COMPOSE_DIR = PROJECT_ROOT / "compose"
+BUILD_DIR = PROJECT_ROOT / "build"

@@ -1,0 +1,401 @@
+"""The topology model: a YAML file validated against `topology/schema.json` and then checked for
+what a schema cannot say (overlapping subnets, addresses outside their subnet, references to
+nodes that do not exist). The result is pure data; backends build labs from it.
+
+Every error names the file, the field and the reason, and they are all reported at once."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cached_property
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from hoplab.paths import SCHEMA_FILE
+from hoplab.services import Service, load_catalog
+
+DHCP = "dhcp"  # the address value that means "ask the network's DHCP server"
+
+# Ranges no lab may use: TEST-NET-1 is reserved for isolation probes (ARCHITECTURE.md), the
+# rest cannot work as a lab subnet or belong to the host and Docker.
+RESERVED_RANGES = {
+    IPv4Network("192.0.2.0/24"): "TEST-NET-1, kept for isolation probes",
+    IPv4Network("0.0.0.0/8"): "'this' network",
+    IPv4Network("127.0.0.0/8"): "loopback",
+    IPv4Network("169.254.0.0/16"): "link-local",
+    IPv4Network("224.0.0.0/3"): "multicast and reserved",
+    IPv4Network("172.17.0.0/16"): "Docker's default bridge",
+}
+
+
+class TopologyError(Exception):
+    """Invalid topology. `problems` is a list of (field, reason)."""
+
+    def __init__(self, source: Path | str, problems: list[tuple[str, str]]):
+        self.source = str(source)
+        self.problems = problems
+        super().__init__("\n".join(f"{self.source}: {f}: {r}" for f, r in problems))
+
+
+@dataclass(frozen=True)
+class DhcpScope:
+    server: str  # node name
+    first: IPv4Address
+    last: IPv4Address
+    gateway: str  # node name
+    lease_time: int
+
+    def __contains__(self, address: IPv4Address) -> bool:
+        return self.first <= address <= self.last
+
+
+@dataclass(frozen=True)
+class Network:
+    name: str
+    subnet: IPv4Network
+    dhcp: DhcpScope | None = None
+
+
+@dataclass(frozen=True)
+class Interface:
+    network: str
+    address: IPv4Address | None  # None: configured by DHCP
+
+
+@dataclass(frozen=True)
+class Nat:
+    inside: tuple[str, ...]
+    outside: str
+
+
+@dataclass(frozen=True)
+class Node:
+    """One running node; a replicated entry of the file gives several (web1, web2, ...)."""
+
+    name: str
+    service: str
+    interfaces: tuple[Interface, ...]
+    nat: Nat | None = None
+
+    def address_on(self, network: str) -> IPv4Address | None:
+        for iface in self.interfaces:
+            if iface.network == network:
+                return iface.address
+        return None
+
+    @property
+    def static_addresses(self) -> list[tuple[str, IPv4Address]]:
+        return [(i.network, i.address) for i in self.interfaces if i.address is not None]
+
+
+@dataclass(frozen=True)
+class Domain:
+    name: str
+    server: str
+    mx: str | None
+    records: dict[str, IPv4Address]
+
+
+@dataclass(frozen=True)
+class Topology:
+    name: str
+    source: Path
+    domain: Domain
+    networks: dict[str, Network]
+    nodes: dict[str, Node]  # expanded replicas, in file order
+
+    @property
+    def dns_address(self) -> IPv4Address:
+        return self.nodes[self.domain.server].static_addresses[0][1]
+
+    def nodes_of(self, service: str) -> list[Node]:
+        return [n for n in self.nodes.values() if n.service == service]
+
+    @cached_property
+    def zone(self) -> dict:
+        """The forward and reverse DNS data the lab's DNS server serves."""
+        records = []
+        owners: dict[IPv4Address, str] = {}
+        for node in self.nodes.values():
+            for _, address in node.static_addresses:
+                records.append((node.name, "A", str(address)))
+                owners.setdefault(address, node.name)
+        for name, address in self.domain.records.items():
+            records.append((name, "A", str(address)))
+            owners.setdefault(address, name)
+        if self.domain.mx:
+            records.append(("@", "MX", f"10 {self.domain.mx}.{self.domain.name}."))
+        reverse: dict[str, list[tuple[str, str]]] = {}
+        for address, owner in sorted(owners.items()):
+            octets = str(address).split(".")
+            zone = ".".join(reversed(octets[:3])) + ".in-addr.arpa"
+            reverse.setdefault(zone, []).append((octets[3], f"{owner}.{self.domain.name}."))
+        return {"name": self.domain.name, "ns": self.domain.server, "records": records, "reverse": reverse}
+
+    def to_runtime(self) -> dict:
+        """What every node's start script reads (`/etc/hoplab/lab.json`): resolved addresses
+        only, so the node runtime needs no YAML, no schema and no validation."""
+        networks = {}
+        for net in self.networks.values():
+            entry: dict = {"subnet": str(net.subnet)}
+            if net.dhcp:
+                entry["dhcp"] = {
+                    "server": net.dhcp.server,
+                    "first": str(net.dhcp.first),
+                    "last": str(net.dhcp.last),
+                    "gateway": str(self.nodes[net.dhcp.gateway].address_on(net.name)),
+                    "lease_time": net.dhcp.lease_time,
+                }
+            networks[net.name] = entry
+        nodes = {}
+        for node in self.nodes.values():
+            entry = {
+                "service": node.service,
+                "interfaces": [
+                    {"network": i.network, "address": str(i.address) if i.address else None,
+                     "prefixlen": self.networks[i.network].subnet.prefixlen}
+                    for i in node.interfaces
+                ],
+            }
+            if node.nat:
+                entry["nat"] = {
+                    "inside": [{"network": n, "subnet": str(self.networks[n].subnet)} for n in node.nat.inside],
+                    "outside": node.nat.outside,
+                }
+            nodes[node.name] = entry
+        return {
+            "lab": self.name,
+            "domain": self.domain.name,
+            "dns_server": str(self.dns_address),
+            "networks": networks,
+            "nodes": nodes,
+            "zone": self.zone,
+        }
+
+    def runtime_json(self) -> str:
+        return json.dumps(self.to_runtime(), indent=1, sort_keys=True) + "\n"
+
+
+# ---------------------------------------------------------------- loading and validation
+
+
+def load(path: Path | str, catalog: dict[str, Service] | None = None) -> Topology:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise TopologyError(path, [("(file)", exc.strerror or str(exc))]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"(yaml, line {mark.line + 1} column {mark.column + 1})" if mark else "(yaml)"
+        raise TopologyError(path, [(where, getattr(exc, "problem", None) or str(exc))]) from None
+    return from_data(data, path, catalog if catalog is not None else load_catalog())
+
+
+def _schema_problems(data) -> list[tuple[str, str]]:
+    schema = json.loads(SCHEMA_FILE.read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    problems = []
+    for err in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
+        field = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+        if err.validator == "pattern":
+            reason = f"{err.instance!r} does not match {err.validator_value}"
+        elif err.validator == "additionalProperties" and err.validator_value is False:
+            extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
+            reason = f"unknown field(s) {', '.join(extra)}"
+        else:
+            reason = err.message
+        problems.append((field, reason))
+    return problems
+
+
+def from_data(data, source: Path | str, catalog: dict[str, Service]) -> Topology:
+    if not isinstance(data, dict):
+        raise TopologyError(source, [("(top level)", "expected a mapping of name, domain, networks, nodes")])
+    problems = _schema_problems(data)
+    if problems:
+        raise TopologyError(source, problems)
+    checker = _Checker(data, catalog)
+    topology = checker.build(source)
+    if checker.problems:
+        raise TopologyError(source, checker.problems)
+    return topology
+
+
+class _Checker:
+    """The checks a schema cannot express. Collects every problem instead of stopping."""
+
+    def __init__(self, data: dict, catalog: dict[str, Service]):
+        self.data = data
+        self.catalog = catalog
+        self.problems: list[tuple[str, str]] = []
+
+    def fail(self, field: str, reason: str) -> None:
+        self.problems.append((field, reason))
+
+    def _address(self, field: str, text: str) -> IPv4Address | None:
+        try:
+            return IPv4Address(text)
+        except ValueError:
+            self.fail(field, f"{text!r} is not an IPv4 address")
+            return None
+
+    def build(self, source) -> Topology:
+        networks = self._networks()
+        nodes = self._nodes(networks)
+        self._dhcp_scopes(networks, nodes)
+        domain = self._domain(networks, nodes)
+        return Topology(self.data["name"], Path(source), domain, networks, nodes)
+
+    def _networks(self) -> dict[str, Network]:
+        networks: dict[str, Network] = {}
+        for name, spec in self.data["networks"].items():
+            field = f"networks.{name}.subnet"
+            try:
+                subnet = IPv4Network(spec["subnet"])
+            except ValueError as exc:
+                self.fail(field, f"{spec['subnet']!r} is not an IPv4 subnet ({exc})")
+                continue
+            if not 16 <= subnet.prefixlen <= 29:
+                self.fail(field, f"{subnet} must be between /16 and /29")
+                continue
+            clash = next((r for r in RESERVED_RANGES if subnet.overlaps(r)), None)
+            if clash:
+                self.fail(field, f"{subnet} overlaps {clash} ({RESERVED_RANGES[clash]})")
+                continue
+            other = next((n for n in networks.values() if n.subnet.overlaps(subnet)), None)
+            if other:
+                self.fail(field, f"{subnet} overlaps networks.{other.name} ({other.subnet})")
+                continue
+            networks[name] = Network(name, subnet)
+        return networks
+
+    def _nodes(self, networks: dict[str, Network]) -> dict[str, Node]:
+        nodes: dict[str, Node] = {}
+        used: dict[IPv4Address, str] = {}
+        for name, spec in self.data["nodes"].items():
+            field = f"nodes.{name}"
+            if spec["service"] not in self.catalog:
+                self.fail(f"{field}.service", f"unknown service {spec['service']!r} "
+                          f"(known: {', '.join(sorted(self.catalog))})")
+            replicas = spec.get("replicas", 1)
+            names = [name] if replicas == 1 else [f"{name}{i}" for i in range(1, replicas + 1)]
+            interfaces: list[list[Interface]] = [[] for _ in names]
+            for net_name, value in spec["networks"].items():
+                nfield = f"{field}.networks.{net_name}"
+                net = networks.get(net_name)
+                if net is None:
+                    if net_name not in self.data["networks"]:
+                        self.fail(nfield, f"unknown network {net_name!r}")
+                    continue
+                if value == DHCP:
+                    if "dhcp" not in self.data["networks"][net_name]:
+                        self.fail(nfield, f"'dhcp' needs networks.{net_name}.dhcp")
+                    for ifaces in interfaces:
+                        ifaces.append(Interface(net_name, None))
+                    continue
+                first = self._address(nfield, value)
+                if first is None:
+                    continue
+                for i, ifaces in enumerate(interfaces):
+                    address = first + i
+                    label = f"{address} (replica {names[i]})" if replicas > 1 else str(address)
+                    if address not in net.subnet or address in (net.subnet.network_address,
+                                                                 net.subnet.broadcast_address):
+                        self.fail(nfield, f"{label} is not a host address of {net.subnet}")
+                    elif address in used:
+                        self.fail(nfield, f"{label} is already used by {used[address]}")
+                    else:
+                        used[address] = names[i]
+                        ifaces.append(Interface(net_name, address))
+            nat = self._nat(field, spec, networks)
+            for i, instance in enumerate(names):
+                if instance in nodes:
+                    self.fail(field, f"node name {instance!r} is already taken")
+                    continue
+                nodes[instance] = Node(instance, spec["service"], tuple(interfaces[i]), nat)
+        return nodes
+
+    def _nat(self, field: str, spec: dict, networks: dict[str, Network]) -> Nat | None:
+        if "nat" not in spec:
+            return None
+        if spec["service"] != "router":
+            self.fail(f"{field}.nat", "only a router node does NAT")
+        nat = Nat(tuple(spec["nat"]["inside"]), spec["nat"]["outside"])
+        for net_name in (*nat.inside, nat.outside):
+            if net_name not in spec["networks"]:
+                self.fail(f"{field}.nat", f"network {net_name!r} is not one of this node's networks")
+        if nat.outside in nat.inside:
+            self.fail(f"{field}.nat", f"{nat.outside!r} cannot be both inside and outside")
+        return nat
+
+    def _static_node_on(self, field: str, node_name: str, network: str, nodes: dict[str, Node],
+                        service: str | None = None) -> Node | None:
+        node = nodes.get(node_name)
+        if node is None:
+            self.fail(field, f"unknown node {node_name!r}")
+        elif service and node.service != service:
+            self.fail(field, f"node {node_name!r} runs {node.service!r}, not {service!r}")
+        elif node.address_on(network) is None:
+            self.fail(field, f"node {node_name!r} has no static address on network {network!r}")
+        else:
+            return node
+        return None
+
+    def _dhcp_scopes(self, networks: dict[str, Network], nodes: dict[str, Node]) -> None:
+        for name, spec in self.data["networks"].items():
+            if "dhcp" not in spec or name not in networks:
+                continue
+            dspec, field = spec["dhcp"], f"networks.{name}.dhcp"
+            subnet = networks[name].subnet
+            self._static_node_on(f"{field}.server", dspec["server"], name, nodes, service="dhcp")
+            self._static_node_on(f"{field}.gateway", dspec["gateway"], name, nodes)
+            bounds = dspec["pool"].split("-")
+            if len(bounds) != 2:
+                self.fail(f"{field}.pool", f"{dspec['pool']!r} is not FIRST-LAST")
+                continue
+            first, last = (self._address(f"{field}.pool", b.strip()) for b in bounds)
+            if first is None or last is None:
+                continue
+            if first not in subnet or last not in subnet or first > last:
+                self.fail(f"{field}.pool", f"{first}-{last} is not an ascending range inside {subnet}")
+                continue
+            scope = DhcpScope(dspec["server"], first, last, dspec["gateway"], dspec.get("lease_time", 3600))
+            for node in nodes.values():
+                address = node.address_on(name)
+                if address is not None and address in scope:
+                    self.fail(f"{field}.pool", f"{first}-{last} contains {node.name}'s static address {address}")
+            networks[name] = Network(name, subnet, scope)
+
+    def _domain(self, networks: dict[str, Network], nodes: dict[str, Node]) -> Domain:
+        spec = self.data["domain"]
+        server = nodes.get(spec["server"])
+        if server is None:
+            self.fail("domain.server", f"unknown node {spec['server']!r}")
+        elif server.service != "dns":
+            self.fail("domain.server", f"node {server.name!r} runs {server.service!r}, not 'dns'")
+        elif not server.static_addresses:
+            self.fail("domain.server", f"node {server.name!r} has no static address")
+        records: dict[str, IPv4Address] = {}
+        for name, value in (spec.get("records") or {}).items():
+            field = f"domain.records.{name}"
+            address = self._address(field, value)
+            if address is None:
+                continue
+            if not any(address in n.subnet for n in networks.values()):
+                self.fail(field, f"{address} is outside every lab subnet")
+            elif name in nodes:
+                self.fail(field, f"{name!r} is already the name of a node")
+            else:
+                records[name] = address
+        mx = spec.get("mx")
+        if mx and mx not in records and mx not in nodes:
+            self.fail("domain.mx", f"{mx!r} is neither a node nor a record")
+        return Domain(spec["name"], spec["server"], mx, records)
+
