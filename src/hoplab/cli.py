@@ -183,6 +183,7 @@ class Validate(Command):
 
     def run(self, args):
         topology = self.topology(args)
+        compose.render(topology, load_catalog(), "")  # what the Docker backend adds: room for its addresses
         print(f"{topology.source}: valid: lab {topology.name!r}, {len(topology.networks)} networks, "
               f"{len(topology.nodes)} nodes")
         return 0

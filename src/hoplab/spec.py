@@ -190,12 +190,27 @@ def load(path: Path | str, catalog: dict[str, Service] | None = None) -> Topolog
     except OSError as exc:
         raise TopologyError(path, [("(file)", exc.strerror or str(exc))]) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_StrictLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"(yaml, line {mark.line + 1} column {mark.column + 1})" if mark else "(yaml)"
         raise TopologyError(path, [(where, getattr(exc, "problem", None) or str(exc))]) from None
     return from_data(data, path, catalog if catalog is not None else load_catalog())
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """A safe loader that refuses a key given twice (PyYAML silently keeps the last one, which
+    would make a second `router:` quietly replace the first)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 def _schema_problems(data) -> list[tuple[str, str]]:
@@ -304,6 +319,9 @@ class _Checker:
                 if first is None:
                     continue
                 for i, ifaces in enumerate(interfaces):
+                    if int(first) + i > int(IPv4Address("255.255.255.255")):
+                        self.fail(nfield, f"replica {names[i]}'s address runs past 255.255.255.255")
+                        continue
                     address = first + i
                     label = f"{address} (replica {names[i]})" if replicas > 1 else str(address)
                     if address not in net.subnet or address in (net.subnet.network_address,
@@ -363,8 +381,8 @@ class _Checker:
             first, last = (self._address(f"{field}.pool", b.strip()) for b in bounds)
             if first is None or last is None:
                 continue
-            if first not in subnet or last not in subnet or first > last:
-                self.fail(f"{field}.pool", f"{first}-{last} is not an ascending range inside {subnet}")
+            if not (subnet.network_address < first <= last < subnet.broadcast_address):
+                self.fail(f"{field}.pool", f"{first}-{last} is not an ascending range of host addresses of {subnet}")
                 continue
             scope = DhcpScope(dspec["server"], first, last, dspec["gateway"], dspec.get("lease_time", 3600))
             for node in nodes.values():

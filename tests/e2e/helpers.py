@@ -1,0 +1,166 @@
+"""Driving a lab the way a user does (the `hoplab` CLI) and reading the host's state."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from hoplab import spec
+from hoplab.paths import TOPOLOGY_DIR
+
+HOPLAB = [sys.executable, "-m", "hoplab"]
+LAB_TOPOLOGY = TOPOLOGY_DIR / "lab.yaml"
+DUO_TOPOLOGY = TOPOLOGY_DIR / "duo.yaml"
+
+
+def hoplab(*args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([*HOPLAB, *args], capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"hoplab {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@dataclass
+class Lab:
+    """A running lab, seen through the CLI."""
+
+    topology: spec.Topology
+
+    @property
+    def path(self) -> str:
+        return str(self.topology.source)
+
+    def exec(self, node: str, *argv: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+        result = subprocess.run([*HOPLAB, "exec", "--topology", self.path, node, "--", *argv],
+                                capture_output=True, text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"{node}$ {shlex.join(argv)} exited {result.returncode}:\n"
+                                 f"{result.stdout}\n{result.stderr}")
+        return result
+
+    def sh(self, node: str, script: str, **kw) -> subprocess.CompletedProcess:
+        return self.exec(node, "sh", "-c", script, **kw)
+
+    def status(self) -> dict[str, dict]:
+        out = hoplab("status", "--json", "--topology", self.path).stdout
+        return {n["node"]: n for n in json.loads(out)["nodes"]}
+
+    def address(self, node: str, network: str) -> str:
+        return str(self.topology.nodes[node].address_on(network))
+
+    def clients(self) -> list[str]:
+        return [n.name for n in self.topology.nodes_of("client")]
+
+    def servers(self) -> list[str]:
+        return [n.name for n in self.topology.nodes.values() if n.service != "client"]
+
+    # what a DHCP client node itself says about its configuration
+
+    def lease_address(self, node: str, network: str) -> ipaddress.IPv4Address:
+        links = json.loads(self.exec(node, "ip", "-j", "-4", "addr", "show", "dev", network).stdout)
+        return ipaddress.IPv4Address(links[0]["addr_info"][0]["local"])
+
+    def default_gateway(self, node: str) -> str:
+        routes = json.loads(self.exec(node, "ip", "-j", "-4", "route", "show", "default").stdout)
+        assert len(routes) == 1, routes
+        return routes[0]["gateway"]
+
+    def nameservers(self, node: str) -> list[str]:
+        text = self.exec(node, "cat", "/etc/resolv.conf").stdout
+        return [line.split()[1] for line in text.splitlines() if line.startswith("nameserver")]
+
+    def dig(self, node: str, *query: str) -> list[str]:
+        out = self.exec(node, "dig", "+short", "+time=2", "+tries=1", *query).stdout
+        return out.split("\n")[:-1] if out else []
+
+
+def load_lab(path: Path) -> Lab:
+    return Lab(spec.load(path))
+
+
+# ------------------------------------------------------------ host state
+
+
+def docker_objects(label: str) -> dict[str, list[str]]:
+    def ids(*args: str) -> list[str]:
+        return sorted(subprocess.run(["docker", *args, "--filter", f"label={label}"], capture_output=True,
+                                     text=True, check=True).stdout.split())
+
+    return {"containers": ids("ps", "-aq"), "networks": ids("network", "ls", "-q"),
+            "volumes": ids("volume", "ls", "-q")}
+
+
+def host_state(exclude_lab: str | None = None) -> dict[str, list[str]]:
+    """What a test compares before and after: every container, network, volume, firewall rule
+    and link on the host (optionally leaving out one lab's own)."""
+    def lines(*argv: str) -> list[str]:
+        return sorted(subprocess.run(argv, capture_output=True, text=True, check=True).stdout.splitlines())
+
+    state = {
+        "containers": lines("docker", "ps", "-a", "--format", "{{.Names}} {{.Label \"io.hoplab.lab\"}}"),
+        "networks": lines("docker", "network", "ls", "--format", "{{.Name}}"),
+        "volumes": lines("docker", "volume", "ls", "--format", "{{.Name}}"),
+        "iptables": lines("iptables", "-w", "-S"),
+        "nat": lines("iptables", "-w", "-t", "nat", "-S"),
+        "links": [line.split("@")[0] for line in lines("ip", "-o", "link", "show")
+                  for line in [line.split(": ")[1]]],
+    }
+    if exclude_lab:
+        marks = (f"hoplab-{exclude_lab}", f"hl-{exclude_lab}-", f"hoplab:{exclude_lab}")
+        state = {k: [v for v in vs if not any(m in v for m in marks)] for k, vs in state.items()}
+        # veth peers of that lab's containers are anonymous: compare only non-veth links
+        state["links"] = [v for v in state["links"] if not v.startswith("veth")]
+    return state
+
+
+def lab_leftovers(lab: str) -> dict[str, list[str]]:
+    objects = docker_objects(f"io.hoplab.lab={lab}")
+    rules = [r for r in subprocess.run(["iptables", "-w", "-S"], capture_output=True, text=True).stdout.splitlines()
+             if f"hoplab:{lab}" in r]
+    bridges = [line for line in subprocess.run(["ip", "-o", "link", "show"], capture_output=True,
+                                                text=True).stdout.splitlines() if f"hl-{lab}-" in line]
+    return {**objects, "iptables": rules, "bridges": bridges}
+
+
+def engine_reachable() -> bool:
+    try:
+        return subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"],
+                              capture_output=True).returncode == 0
+    except FileNotFoundError:
+        return False
+
+
+# ------------------------------------------------------------ checks shared by every topology
+
+
+def assert_dhcp_lease(lab: Lab, client: str) -> ipaddress.IPv4Address:
+    """The client's address, default route and resolver came from the lab's DHCP server."""
+    (network,) = [i.network for i in lab.topology.nodes[client].interfaces if i.address is None]
+    scope = lab.topology.networks[network].dhcp
+    address = lab.lease_address(client, network)
+    assert scope.first <= address <= scope.last, f"{client}: {address} outside the pool {scope.first}-{scope.last}"
+    assert lab.default_gateway(client) == lab.address(scope.gateway, network)
+    assert lab.nameservers(client) == [str(lab.topology.dns_address)]
+    lease = json.loads(lab.exec(client, "cat", f"/run/hoplab/lease-{network}").stdout)
+    assert lease["server"] == lab.address(scope.server, network), "the lease came from another server"
+    assert lease["domain"] == lab.topology.domain.name
+    return address
+
+
+def assert_dns(lab: Lab, client: str) -> None:
+    """From the client: A, MX and PTR answers of the lab's zone, by name through its resolver."""
+    domain = lab.topology.domain
+    for name, address in domain.records.items():
+        assert lab.dig(client, f"{name}.{domain.name}") == [str(address)]
+    if domain.mx:
+        assert lab.dig(client, "MX", domain.name) == [f"10 {domain.mx}.{domain.name}."]
+    dns_address = str(lab.topology.dns_address)
+    assert lab.dig(client, "-x", dns_address) == [f"{domain.server}.{domain.name}."]
+    router = lab.topology.nodes_of("router")[0]
+    for _, address in router.static_addresses:
+        assert lab.dig(client, "-x", str(address)) == [f"{router.name}.{domain.name}."]

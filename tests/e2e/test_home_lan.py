@@ -1,0 +1,132 @@
+"""The default lab's home network, checked from the nodes themselves: DHCP, DNS, NAT and
+isolation."""
+
+import json
+import subprocess
+import time
+
+import pytest
+
+from helpers import HOPLAB, assert_dhcp_lease, assert_dns, hoplab
+
+LISTENER = """
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen(1); s.settimeout(float(sys.argv[2]))
+print("listening", flush=True)
+try:
+    conn, peer = s.accept(); print("peer", peer[0], flush=True)
+except socket.timeout:
+    print("timeout", flush=True)
+"""
+CONNECT = """
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3])); print("connected")
+except OSError as e:
+    print("failed", type(e).__name__); sys.exit(1)
+"""
+
+
+def listen(lab, node, port, seconds):
+    """A one-connection TCP listener in `node`; returns the process (its output names the peer)."""
+    proc = subprocess.Popen([*HOPLAB, "exec", "--topology", lab.path, node, "--",
+                             "python3", "-c", LISTENER, str(port), str(seconds)],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "listening"
+    return proc
+
+
+def connect(lab, node, address, port, seconds=2):
+    return lab.exec(node, "python3", "-c", CONNECT, address, str(port), str(seconds), check=False)
+
+
+def test_every_node_is_healthy(lab):
+    status = lab.status()
+    assert set(status) == set(lab.topology.nodes)
+    assert {n: s["health"] for n, s in status.items()} == {n: "healthy" for n in status}
+    assert status["router"]["addresses"] == {"home": "192.168.50.1/24", "internet": "198.51.100.1/24"}
+
+
+@pytest.mark.parametrize("client", ["client"])
+def test_client_lease_comes_from_dhcp(lab, client):
+    address = assert_dhcp_lease(lab, client)
+    assert lab.status()[client]["addresses"] == {"home": f"{address}/24"}
+
+
+def test_dns_answers_the_lab_zone(lab):
+    assert_dns(lab, "client")
+
+
+def test_name_outside_the_lab_is_refused_at_once(lab):
+    out = lab.exec("client", "dig", "+time=2", "+tries=1", "nosuch.invalid", check=False).stdout
+    # An answer (not a time-out), refused, and no recursion offered: nothing was forwarded.
+    assert "status: REFUSED" in out
+    flags = next(line for line in out.splitlines() if line.startswith(";; flags:"))
+    assert " ra" not in flags.split(";")[1]
+
+
+def test_nat_rewrites_the_client_source(lab):
+    dns = lab.address("dns", "internet")
+    listener = listen(lab, "dns", 8099, 10)
+    assert connect(lab, "client", dns, 8099).stdout.strip() == "connected"
+    seen = listener.communicate(timeout=15)[0].split()
+    assert seen == ["peer", lab.address("router", "internet")]
+    client_address = str(lab.lease_address("client", "home"))
+    assert client_address not in seen
+
+
+def test_internet_cannot_open_a_connection_to_the_client(lab):
+    client_address = str(lab.lease_address("client", "home"))
+    # Positive control: the listener is reachable from the client's own LAN.
+    listener = listen(lab, "client", 8098, 10)
+    assert connect(lab, "dhcp", client_address, 8098).stdout.strip() == "connected"
+    listener.communicate(timeout=15)
+    # From the internet segment, even with a route pointing at the router, the router refuses
+    # to forward a new connection inward.
+    listener = listen(lab, "client", 8098, 6)
+    lab.exec("dns", "ip", "route", "add", "192.168.50.0/24", "via", lab.address("router", "internet"))
+    try:
+        result = connect(lab, "dns", client_address, 8098, seconds=3)
+    finally:
+        lab.exec("dns", "ip", "route", "del", "192.168.50.0/24")
+    assert result.returncode == 1 and "failed" in result.stdout
+    assert listener.communicate(timeout=15)[0].split()[-1] == "timeout"
+
+
+def test_nothing_routes_outside_the_lab(lab):
+    # Route checks first, on every node but the clients (ARCHITECTURE.md): if one had a route,
+    # a probe would leak.
+    for node in lab.servers():
+        result = lab.exec(node, "ip", "route", "get", "192.0.2.1", check=False)
+        assert result.returncode != 0, f"{node} has a route off the lab: {result.stdout}"
+        assert "unreachable" in result.stderr.lower()
+    for client in lab.clients():
+        route = lab.exec(client, "ip", "route", "get", "192.0.2.1").stdout
+        assert f"via {lab.address('router', 'home')}" in route
+        ping = lab.exec(client, "ping", "-n", "-c", "1", "-W", "2", "192.0.2.1", check=False)
+        assert ping.returncode != 0
+        assert "Unreachable" in ping.stdout  # the router says so: it has nowhere to send it
+
+
+def test_exec_returns_the_command_status(lab):
+    assert lab.sh("client", "exit 7", check=False).returncode == 7
+
+
+def test_up_again_changes_nothing(lab):
+    before = {n: s["addresses"] for n, s in lab.status().items()}
+    ids = subprocess.run(["docker", "ps", "-q", "--filter", "label=io.hoplab.lab=lab"],
+                         capture_output=True, text=True).stdout.split()
+    started = time.monotonic()
+    hoplab("up", "--quiet", "--topology", lab.path)
+    assert time.monotonic() - started < 120
+    after_ids = subprocess.run(["docker", "ps", "-q", "--filter", "label=io.hoplab.lab=lab"],
+                               capture_output=True, text=True).stdout.split()
+    assert sorted(ids) == sorted(after_ids), "containers were recreated"
+    assert {n: s["addresses"] for n, s in lab.status().items()} == before
+
+
+def test_status_json_is_machine_readable(lab):
+    data = json.loads(hoplab("status", "--json", "--topology", lab.path).stdout)
+    assert data["lab"] == "lab" and data["backend"] == "docker"
+    assert {"node", "service", "state", "health", "addresses"} <= set(data["nodes"][0])

@@ -1,0 +1,66 @@
+"""A second topology (two DHCP clients, other subnets and names) comes up beside the default
+lab with no code change, passes the same DHCP and DNS checks, and leaves nothing behind."""
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from helpers import (DUO_TOPOLOGY, HOPLAB, assert_dhcp_lease, assert_dns, docker_objects, hoplab, host_state,
+                     lab_leftovers, load_lab)
+
+EMPTY = {"containers": [], "networks": [], "volumes": [], "iptables": [], "bridges": []}
+
+
+@pytest.fixture(scope="module")
+def duo(engine, lab):
+    # `lab` too: the two labs run side by side, and the default one must not notice.
+    duo = load_lab(DUO_TOPOLOGY)
+    hoplab("up", "--quiet", "--topology", duo.path)
+    yield duo
+    hoplab("clean", "--topology", duo.path)
+
+
+def test_both_clients_get_distinct_leases(duo):
+    assert duo.clients() == ["pc1", "pc2"]
+    addresses = {assert_dhcp_lease(duo, client) for client in duo.clients()}
+    assert len(addresses) == 2
+
+
+@pytest.mark.parametrize("client", ["pc1", "pc2"])
+def test_dns_from_each_client(duo, client):
+    assert_dns(duo, client)
+
+
+def test_default_lab_unaffected(duo, lab):
+    assert all(s["health"] == "healthy" for s in lab.status().values())
+    assert lab.dig("client", "www.example.test") == ["198.51.100.80"]
+
+
+def test_down_leaves_nothing(duo, lab):
+    before = host_state(exclude_lab="duo")
+    hoplab("down", "--topology", duo.path)
+    assert lab_leftovers("duo") == EMPTY
+    assert host_state(exclude_lab="duo") == before  # and nothing else was touched
+    assert all(s["health"] == "healthy" for s in lab.status().values())
+
+
+def test_clean_after_up_killed_midway(engine, lab):
+    duo = load_lab(DUO_TOPOLOGY)
+    before = host_state(exclude_lab="duo")
+    proc = subprocess.Popen([*HOPLAB, "up", "--topology", duo.path], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not docker_objects("io.hoplab.lab=duo")["containers"]:
+        assert proc.poll() is None, "up finished before it could be killed"
+        assert time.monotonic() < deadline, "up created no container in time"
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert any(lab_leftovers("duo").values()), "nothing to clean: the test proves nothing"
+    hoplab("clean", "--topology", duo.path)
+    assert lab_leftovers("duo") == EMPTY
+    assert host_state(exclude_lab="duo") == before
+    assert all(s["health"] == "healthy" for s in lab.status().values())

@@ -1,0 +1,89 @@
+"""The real `hoplab` command, run as a subprocess: bad input exits 2 and says what is wrong, and
+`up` refuses an invalid topology before it goes near Docker."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hoplab import spec
+
+ROOT = Path(__file__).resolve().parents[2]
+HOPLAB = Path(sys.executable).parent / "hoplab"
+LAB = ROOT / "topology" / "lab.yaml"
+INVALID = sorted((ROOT / "tests" / "data" / "invalid").glob("*.yaml"))
+EXPECT_LINE = re.compile(r"^# expect: (?P<field>.+?) :: (?P<reason>.+)$")
+
+
+def expectation(path: Path) -> tuple[str, str]:
+    match = EXPECT_LINE.match(path.read_text().splitlines()[0])
+    assert match, f"{path}: no '# expect: FIELD :: REASON' first line"
+    return match["field"].strip(), match["reason"].strip()
+
+
+def hoplab(*args: str) -> subprocess.CompletedProcess:
+    # A Docker endpoint that does not exist: should a bug let a command past validation, it
+    # fails to reach an engine instead of touching a real lab.
+    env = {**os.environ, "DOCKER_HOST": "unix:///nonexistent/hoplab-unit-tests.sock"}
+    return subprocess.run([str(HOPLAB), *args], capture_output=True, text=True, timeout=60, cwd=ROOT, env=env)
+
+
+def test_the_cli_is_installed():
+    assert HOPLAB.exists(), f"{HOPLAB} is missing: install the project into the venv"
+
+
+@pytest.mark.parametrize("verb", ["validate", "up"])
+@pytest.mark.parametrize("path", INVALID, ids=[p.stem for p in INVALID])
+def test_invalid_topology_exits_2_naming_file_and_field(verb, path):
+    field, reason = expectation(path)
+    if verb == "up":
+        # never hand `up` a file the validator accepts: that would start a lab
+        with pytest.raises(spec.TopologyError):
+            spec.load(path)
+    result = hoplab(verb, "--topology", str(path))
+    assert result.returncode == 2, result.stderr
+    assert "invalid topology" in result.stderr
+    assert f"{path}: {field}" in result.stderr, result.stderr
+    assert reason in result.stderr
+    assert "Traceback" not in result.stderr
+    if verb == "up":
+        assert result.stdout == ""  # no progress: it stopped before doing anything
+
+
+def test_validate_accepts_lab():
+    result = hoplab("validate", "--topology", str(LAB))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{LAB}: valid: lab 'lab', 2 networks, 4 nodes\n"
+    assert result.stderr == ""
+
+
+def test_exec_unknown_node_exits_2():
+    result = hoplab("exec", "--topology", str(LAB), "nosuchnode", "--", "true")
+    assert result.returncode == 2
+    assert "NODE" in result.stderr and "'nosuchnode'" in result.stderr, result.stderr
+    assert "router" in result.stderr  # it lists the nodes there are
+
+
+def test_exec_without_command_exits_2():
+    result = hoplab("exec", "--topology", str(LAB), "router")
+    assert result.returncode == 2
+    assert "CMD" in result.stderr, result.stderr
+
+
+def test_graph_unknown_suffix_exits_2(tmp_path):
+    out = tmp_path / "file.xyz"
+    result = hoplab("graph", "--topology", str(LAB), "-o", str(out))
+    assert result.returncode == 2
+    assert "file.xyz" in result.stderr and "-o" in result.stderr, result.stderr
+    assert not out.exists()
+
+
+def test_unknown_verb_exits_2():
+    result = hoplab("frobnicate")
+    assert result.returncode == 2
+    assert "frobnicate" in result.stderr

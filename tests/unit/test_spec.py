@@ -1,0 +1,246 @@
+"""The topology model: every invalid file under tests/data/invalid is rejected with the field and
+reason its first line announces, and the committed topologies load into the expected model."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from ipaddress import IPv4Address
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hoplab import spec
+from hoplab.services import load_catalog
+
+ROOT = Path(__file__).resolve().parents[2]
+TOPOLOGY_DIR = ROOT / "topology"
+INVALID = sorted((ROOT / "tests" / "data" / "invalid").glob("*.yaml"))
+EXPECT_LINE = re.compile(r"^# expect: (?P<field>.+?) :: (?P<reason>.+)$")
+
+
+def expectation(path: Path) -> tuple[str, str]:
+    """(field prefix, reason substring) from the file's `# expect: FIELD :: REASON` first line."""
+    first = path.read_text().splitlines()[0]
+    match = EXPECT_LINE.match(first)
+    assert match, f"{path}: first line is not '# expect: FIELD :: REASON': {first!r}"
+    return match["field"].strip(), match["reason"].strip()
+
+
+def lab_data(name: str = "lab") -> dict:
+    return yaml.safe_load((TOPOLOGY_DIR / f"{name}.yaml").read_text())
+
+
+def problems_of(data: dict) -> list[tuple[str, str]]:
+    with pytest.raises(spec.TopologyError) as info:
+        spec.from_data(data, "inline.yaml", load_catalog())
+    return info.value.problems
+
+
+# ---------------------------------------------------------------- invalid files
+
+
+def test_there_are_enough_invalid_files():
+    assert len(INVALID) >= 12
+    for path in INVALID:
+        expectation(path)
+
+
+@pytest.mark.parametrize("path", INVALID, ids=[p.stem for p in INVALID])
+def test_invalid_file_is_rejected_with_field_and_reason(path):
+    field, reason = expectation(path)
+    with pytest.raises(spec.TopologyError) as info:
+        spec.load(path)
+    error = info.value
+    assert any(f.startswith(field) and reason in r for f, r in error.problems), (
+        f"expected ({field!r}..., ...{reason!r}...) among {error.problems}")
+    assert str(path) in str(error)
+    assert error.source == str(path)
+    # every line of the message names the file, so a user can tell which file is wrong
+    assert all(line.startswith(f"{path}: ") for line in str(error).splitlines())
+
+
+def test_missing_file_is_a_topology_error(tmp_path):
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(spec.TopologyError) as info:
+        spec.load(missing)
+    assert info.value.problems[0][0] == "(file)"
+    assert str(missing) in str(info.value)
+
+
+# ---------------------------------------------------------------- all problems at once
+
+
+def test_two_defects_give_two_problems():
+    data = lab_data()
+    data["nodes"]["client"]["service"] = "webserver"
+    data["domain"]["records"]["www"] = "203.0.113.80"
+    problems = problems_of(data)
+    assert len(problems) == 2, problems
+    fields = {f for f, _ in problems}
+    assert fields == {"nodes.client.service", "domain.records.www"}
+
+
+def test_two_schema_defects_give_two_problems():
+    data = lab_data()
+    data["name"] = "Lab"
+    data["networks"]["home"]["dhcp"]["lease_time"] = 60
+    problems = problems_of(data)
+    assert [f for f, _ in problems] == ["name", "networks.home.dhcp.lease_time"], problems
+
+
+def test_error_message_names_source_field_and_reason():
+    data = lab_data()
+    data["domain"]["mx"] = "smtp"
+    with pytest.raises(spec.TopologyError) as info:
+        spec.from_data(data, "inline.yaml", load_catalog())
+    assert str(info.value) == "inline.yaml: domain.mx: 'smtp' is neither a node nor a record"
+
+
+def test_non_mapping_is_rejected():
+    assert problems_of(["name", "lab"])[0][0] == "(top level)"
+
+
+# ---------------------------------------------------------------- the committed topologies
+
+
+@pytest.fixture(scope="module")
+def lab() -> spec.Topology:
+    return spec.load(TOPOLOGY_DIR / "lab.yaml")
+
+
+@pytest.fixture(scope="module")
+def duo() -> spec.Topology:
+    return spec.load(TOPOLOGY_DIR / "duo.yaml")
+
+
+def test_lab_nodes_and_networks(lab):
+    assert lab.name == "lab"
+    assert list(lab.nodes) == ["router", "dhcp", "dns", "client"]
+    assert list(lab.networks) == ["home", "internet"]
+    assert [n.name for n in lab.nodes_of("client")] == ["client"]
+
+
+def test_duo_replicas_are_expanded(duo):
+    assert list(duo.nodes) == ["gw", "dhcpd", "ns", "pc1", "pc2"]
+    assert "pc" not in duo.nodes
+    for name in ("pc1", "pc2"):
+        node = duo.nodes[name]
+        assert node.service == "client"
+        assert [(i.network, i.address) for i in node.interfaces] == [("lan", None)]
+        assert node.static_addresses == []
+
+
+def test_lab_addresses(lab):
+    router = lab.nodes["router"]
+    assert router.address_on("home") == IPv4Address("192.168.50.1")
+    assert router.address_on("internet") == IPv4Address("198.51.100.1")
+    assert router.nat == spec.Nat(("home",), "internet")
+    assert lab.nodes["dhcp"].static_addresses == [("home", IPv4Address("192.168.50.2"))]
+    assert lab.nodes["client"].address_on("home") is None
+    assert lab.nodes["client"].address_on("internet") is None
+    assert lab.dns_address == IPv4Address("198.51.100.53")
+
+
+def test_lab_dhcp_scope(lab):
+    scope = lab.networks["home"].dhcp
+    assert (scope.server, scope.gateway, scope.lease_time) == ("dhcp", "router", 3600)
+    assert IPv4Address("192.168.50.100") in scope
+    assert IPv4Address("192.168.50.199") in scope
+    assert IPv4Address("192.168.50.200") not in scope
+    assert lab.networks["internet"].dhcp is None
+
+
+def test_replica_addresses_follow_the_first():
+    data = lab_data()
+    data["nodes"]["web"] = {"service": "client", "replicas": 3, "networks": {"internet": "198.51.100.90"}}
+    topology = spec.from_data(data, "inline.yaml", load_catalog())
+    assert [str(topology.nodes[f"web{i}"].address_on("internet")) for i in (1, 2, 3)] == [
+        "198.51.100.90", "198.51.100.91", "198.51.100.92"]
+    assert "web" not in topology.nodes
+
+
+@pytest.mark.parametrize("name, network, gateway, first, last, lease", [
+    ("lab", "home", "192.168.50.1", "192.168.50.100", "192.168.50.199", 3600),
+    ("duo", "lan", "192.168.77.1", "192.168.77.40", "192.168.77.59", 600),
+])
+def test_runtime_resolves_dhcp_gateway(name, network, gateway, first, last, lease):
+    runtime = spec.load(TOPOLOGY_DIR / f"{name}.yaml").to_runtime()
+    scope = runtime["networks"][network]["dhcp"]
+    assert scope["gateway"] == gateway  # the gateway node's address, not its name
+    assert (scope["first"], scope["last"], scope["lease_time"]) == (first, last, lease)
+
+
+def test_lab_runtime(lab):
+    runtime = lab.to_runtime()
+    assert runtime["lab"] == "lab"
+    assert runtime["domain"] == "example.test"
+    assert runtime["dns_server"] == "198.51.100.53"
+    assert "dhcp" not in runtime["networks"]["internet"]
+    assert runtime["nodes"]["client"]["interfaces"] == [{"network": "home", "address": None, "prefixlen": 24}]
+    assert runtime["nodes"]["router"]["nat"] == {
+        "inside": [{"network": "home", "subnet": "192.168.50.0/24"}], "outside": "internet"}
+    assert "nat" not in runtime["nodes"]["dns"]
+    assert json.loads(lab.runtime_json()) == json.loads(json.dumps(runtime))
+
+
+def test_duo_runtime_prefixlen(duo):
+    runtime = duo.to_runtime()
+    assert runtime["networks"]["lan"]["subnet"] == "192.168.77.0/25"
+    assert runtime["nodes"]["dhcpd"]["interfaces"] == [{"network": "lan", "address": "192.168.77.5", "prefixlen": 25}]
+    assert set(runtime["nodes"]) == {"gw", "dhcpd", "ns", "pc1", "pc2"}
+
+
+def test_lab_zone(lab):
+    zone = lab.zone
+    assert zone["name"] == "example.test"
+    assert zone["ns"] == "dns"
+    records = zone["records"]
+    assert ("www", "A", "198.51.100.80") in records
+    assert ("mail", "A", "198.51.100.25") in records
+    assert ("dns", "A", "198.51.100.53") in records
+    assert ("router", "A", "192.168.50.1") in records
+    assert ("router", "A", "198.51.100.1") in records
+    assert ("@", "MX", "10 mail.example.test.") in records
+    assert not any(name == "client" for name, _, _ in records)  # DHCP clients have no fixed A record
+    assert set(zone["reverse"]) == {"100.51.198.in-addr.arpa", "50.168.192.in-addr.arpa"}
+    assert zone["reverse"]["100.51.198.in-addr.arpa"] == [
+        ("1", "router.example.test."), ("25", "mail.example.test."),
+        ("53", "dns.example.test."), ("80", "www.example.test.")]
+    assert zone["reverse"]["50.168.192.in-addr.arpa"] == [
+        ("1", "router.example.test."), ("2", "dhcp.example.test.")]
+
+
+def test_duo_zone(duo):
+    zone = duo.zone
+    assert zone["name"] == "corp.test"
+    assert ("portal", "A", "172.30.77.80") in zone["records"]
+    assert ("@", "MX", "10 smtp.corp.test.") in zone["records"]
+    assert ("53", "ns.corp.test.") in zone["reverse"]["77.30.172.in-addr.arpa"]
+    assert ("5", "dhcpd.corp.test.") in zone["reverse"]["77.168.192.in-addr.arpa"]
+
+
+def test_mx_may_name_a_node():
+    data = lab_data()
+    data["domain"]["mx"] = "dns"
+    topology = spec.from_data(data, "inline.yaml", load_catalog())
+    assert ("@", "MX", "10 dns.example.test.") in topology.zone["records"]
+
+
+def test_topology_is_not_changed_by_loading():
+    data = lab_data()
+    before = copy.deepcopy(data)
+    spec.from_data(data, "inline.yaml", load_catalog())
+    assert data == before
+
+
+# ---------------------------------------------------------------- known bugs
+
+
+def test_replica_address_overflow_is_reported():
+    data = lab_data()
+    data["nodes"]["web"] = {"service": "client", "replicas": 3, "networks": {"internet": "255.255.255.254"}}
+    fields = [f for f, _ in problems_of(data)]
+    assert "nodes.web.networks.internet" in fields
