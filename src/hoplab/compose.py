@@ -80,7 +80,7 @@ def render(topology: Topology, catalog: dict[str, Service], runtime_file: str) -
     """`runtime_file` is the path of the lab's runtime JSON relative to the compose file."""
     bridges = bridge_names(topology)
     labels = {LABEL_LAB: topology.name}
-    services = {}
+    services, volumes = {}, {}
     for node in topology.nodes.values():
         service = catalog[node.service]
         entry: dict = {
@@ -101,6 +101,10 @@ def render(topology: Topology, catalog: dict[str, Service], runtime_file: str) -
             "stop_grace_period": "3s",
             "labels": {**labels, LABEL_NODE: node.name},
         }
+        for volume, path in service.volumes.items():
+            key = f"{node.name}-{volume}"
+            entry["volumes"].append(f"{key}:{path}")
+            volumes[key] = {"name": f"{project_name(topology)}-{key}", "labels": dict(labels)}
         if service.capabilities:
             entry["cap_add"] = list(service.capabilities)
         if service.sysctls:
@@ -124,6 +128,8 @@ def render(topology: Topology, catalog: dict[str, Service], runtime_file: str) -
         for name in topology.networks
     }
     document = {"name": project_name(topology), "services": services, "networks": networks}
+    if volumes:
+        document["volumes"] = volumes
     header = (f"# Rendered by `hoplab render` from {topology.source.name}; do not edit by hand.\n"
               "# Start it with `hoplab up`, which also builds the images and lets DHCP cross the bridges.\n")
     return header + yaml.safe_dump(document, sort_keys=False, default_flow_style=False, width=100)

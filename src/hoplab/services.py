@@ -11,7 +11,7 @@ import yaml
 
 from hoplab.paths import SERVICES_DIR
 
-_KNOWN_KEYS = {"description", "packages", "capabilities", "sysctls", "after"}
+_KNOWN_KEYS = {"description", "packages", "capabilities", "sysctls", "after", "volumes"}
 
 
 class CatalogError(Exception):
@@ -27,6 +27,7 @@ class Service:
     capabilities: tuple[str, ...] = ()
     sysctls: dict[str, str] = field(default_factory=dict)
     after: tuple[str, ...] = ()  # services whose nodes must be healthy before this one starts
+    volumes: dict[str, str] = field(default_factory=dict)  # name -> path: state that outlives the node
 
     @property
     def start_script(self) -> Path:
@@ -53,6 +54,7 @@ def load_catalog(root: Path = SERVICES_DIR) -> dict[str, Service]:
             capabilities=tuple(data.get("capabilities", ())),
             sysctls={k: str(v) for k, v in (data.get("sysctls") or {}).items()},
             after=tuple(data.get("after", ())),
+            volumes={k: str(v) for k, v in (data.get("volumes") or {}).items()},
         )
     for service in catalog.values():
         for dep in service.after:

@@ -121,8 +121,11 @@ class Topology:
         records = []
         owners: dict[IPv4Address, str] = {}
         for node in self.nodes.values():
-            for _, address in node.static_addresses:
-                records.append((node.name, "A", str(address)))
+            # A multi-homed node is named by its first network's address (a client must not be
+            # handed an address it has no route to); each of its addresses still has a PTR.
+            for index, (_, address) in enumerate(node.static_addresses):
+                if index == 0:
+                    records.append((node.name, "A", str(address)))
                 owners.setdefault(address, node.name)
         for name, address in self.domain.records.items():
             records.append((name, "A", str(address)))

@@ -138,16 +138,17 @@ class ImageBuilder:
         if wheels:
             return wheels[0]
         self.progress.say("building the hoplab wheel")
-        tmp = folder.with_suffix(".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".tmp-"))  # two `up`s may build at once
         result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
                                  "-q", "-w", str(tmp), str(PROJECT_ROOT)], capture_output=True, text=True)
         if result.returncode != 0:
+            shutil.rmtree(tmp, ignore_errors=True)
             raise BackendError(f"building the wheel failed:\n{result.stderr[-2000:]}")
-        for old in folder.parent.glob("*"):
-            if old != tmp:
-                shutil.rmtree(old, ignore_errors=True)
-        tmp.rename(folder)
+        try:
+            tmp.rename(folder)
+        except OSError:  # another run got there first with the same sources
+            shutil.rmtree(tmp, ignore_errors=True)
         return next(folder.glob("hoplab-*.whl"))
 
     # ------------------------------------------------------------ docker build
@@ -167,18 +168,16 @@ class ImageBuilder:
         if self.docker.image_label(image, INPUTS_LABEL) == inputs:
             return
         self.progress.say(f"building {image}")
-        stage = self.build_dir / "context" / image.split("/")[1].split(":")[0]
-        shutil.rmtree(stage, ignore_errors=True)
-        stage.mkdir(parents=True)
-        for name, source in context.items():
-            shutil.copytree(source, stage / name, ignore=shutil.ignore_patterns("__pycache__"))
-        log = self.build_dir / "logs" / f"{stage.name}.log"
+        short = image.split("/")[1].split(":")[0]
+        log = self.build_dir / "logs" / f"{short}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         argv = [self.docker.docker, "build", "-f", str(dockerfile), "-t", image]
         for key, value in {**args, "HOPLAB_INPUTS": inputs}.items():
             argv += ["--build-arg", f"{key}={value}"]
-        with open(log, "w") as out:
-            result = subprocess.run([*argv, str(stage)], stdout=out, stderr=subprocess.STDOUT)
+        with tempfile.TemporaryDirectory(prefix=f"hoplab-context-{short}-") as stage, open(log, "w") as out:
+            for name, source in context.items():
+                shutil.copytree(source, Path(stage) / name, ignore=shutil.ignore_patterns("__pycache__"))
+            result = subprocess.run([*argv, stage], stdout=out, stderr=subprocess.STDOUT)
         if result.returncode != 0:
             tail = "".join(log.read_text().splitlines(keepends=True)[-25:])
             raise BackendError(f"building {image} failed (full log: {log}):\n{tail}")

@@ -48,6 +48,19 @@ class NodeContext:
     def network(self, name: str) -> dict:
         return self.lab["networks"][name]
 
+    def peers(self, service: str) -> list[tuple[str, str]]:
+        """(name, address) of every node running `service`, by its address on a network this
+        node shares with it, in natural order (web2 before web10)."""
+        mine = {i["network"] for i in self.interfaces}
+        found = []
+        for name, node in self.lab["nodes"].items():
+            if node["service"] != service:
+                continue
+            shared = [i["address"] for i in node["interfaces"] if i["network"] in mine and i["address"]]
+            if shared:
+                found.append((name, shared[0]))
+        return sorted(found, key=lambda item: _natural(item[0]))
+
     def log(self, message: str) -> None:
         print(f"hoplab[{self.name}]: {message}", file=sys.stderr, flush=True)
 
@@ -104,6 +117,12 @@ def _find_link(links: list[dict], iface: dict, subnet: str) -> str | None:
             if iface["address"] is None and local and ipaddress.IPv4Address(local) in net:
                 return link["ifname"]
     return None
+
+
+def _natural(name: str) -> tuple:
+    head = name.rstrip("0123456789")
+    tail = name[len(head):]
+    return (head, int(tail) if tail else 0)
 
 
 def run(argv: list[str], capture: bool = False) -> str:
