@@ -91,6 +91,7 @@ class DockerBackend(Backend):
     # ------------------------------------------------------------ inspection
 
     def status(self, topology: Topology) -> list[NodeStatus]:
+        self.require_engine()
         containers = self._containers(topology)
         statuses = []
         for node in topology.nodes.values():
@@ -122,6 +123,7 @@ class DockerBackend(Backend):
         return {c["Config"]["Labels"].get(compose.LABEL_NODE): c for c in self.docker.inspect(*ids)}
 
     def exec(self, topology: Topology, node: str, argv: list[str], interactive: bool) -> int:
+        self.require_engine()
         container = self._containers(topology).get(node)
         if container is None or container["State"]["Status"] != "running":
             raise BackendError(f"node {node!r} of lab {topology.name!r} is not running (hoplab up starts it)")
