@@ -178,6 +178,31 @@ class Graph(Command):
         return 0
 
 
+class Visit(Command):
+    name, help = "visit", "load a URL from a lab client and report each phase, the replica and the cache"
+
+    def add_arguments(self, parser):
+        parser.add_argument("url")
+        parser.add_argument("--from", dest="node", help="the client node (default: the first client)")
+        parser.add_argument("--json", action="store_true", help="print JSON")
+
+    def run(self, args):
+        from hoplab.visit import visit
+
+        topology = self.topology(args)
+        clients = [n.name for n in topology.nodes_of("client")]
+        node = args.node or (clients[0] if clients else None)
+        if node is None:
+            raise UsageError("--from: the topology has no client node; name one")
+        if node not in topology.nodes:
+            raise UsageError(f"--from: unknown node {node!r} (nodes: {', '.join(topology.nodes)})")
+        if not args.url.startswith(("http://", "https://")):
+            raise UsageError(f"URL: {args.url!r} is not an http:// or https:// URL")
+        result = visit(make_backend(args.backend), topology, args.url, node)
+        print(json.dumps(result.to_json(), indent=2) if args.json else result.render())
+        return 0 if result.ok else 1
+
+
 class Validate(Command):
     name, help = "validate", "check a topology file and exit 0, or name every problem and exit 2"
 
@@ -189,7 +214,7 @@ class Validate(Command):
         return 0
 
 
-COMMANDS = [Up(), Down(), Status(), Exec(), Clean(), Render(), Graph(), Validate()]
+COMMANDS = [Up(), Down(), Status(), Exec(), Visit(), Clean(), Render(), Graph(), Validate()]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -105,6 +105,9 @@ def render(topology: Topology, catalog: dict[str, Service], runtime_file: str) -
             key = f"{node.name}-{volume}"
             entry["volumes"].append(f"{key}:{path}")
             volumes[key] = {"name": f"{project_name(topology)}-{key}", "labels": dict(labels)}
+        for volume, path in service.shared.items():
+            entry["volumes"].append(f"{volume}:{path}")
+            volumes[volume] = {"name": f"{project_name(topology)}-{volume}", "labels": dict(labels)}
         if service.capabilities:
             entry["cap_add"] = list(service.capabilities)
         if service.sysctls:

@@ -11,7 +11,7 @@ import yaml
 
 from hoplab.paths import SERVICES_DIR
 
-_KNOWN_KEYS = {"description", "packages", "capabilities", "sysctls", "after", "volumes"}
+_KNOWN_KEYS = {"description", "packages", "capabilities", "sysctls", "after", "volumes", "shared"}
 
 
 class CatalogError(Exception):
@@ -28,6 +28,7 @@ class Service:
     sysctls: dict[str, str] = field(default_factory=dict)
     after: tuple[str, ...] = ()  # services whose nodes must be healthy before this one starts
     volumes: dict[str, str] = field(default_factory=dict)  # name -> path: state that outlives the node
+    shared: dict[str, str] = field(default_factory=dict)  # name -> path: one per lab, in every node naming it
 
     @property
     def start_script(self) -> Path:
@@ -55,6 +56,7 @@ def load_catalog(root: Path = SERVICES_DIR) -> dict[str, Service]:
             sysctls={k: str(v) for k, v in (data.get("sysctls") or {}).items()},
             after=tuple(data.get("after", ())),
             volumes={k: str(v) for k, v in (data.get("volumes") or {}).items()},
+            shared={k: str(v) for k, v in (data.get("shared") or {}).items()},
         )
     for service in catalog.values():
         for dep in service.after:

@@ -147,16 +147,19 @@ def test_services_match_the_topology(topology):
         assert entry["image"] == f"hoplab/{node.service}:latest"
         assert entry["container_name"] == compose.container_name(topology, node.name)
         assert entry["hostname"] == node.name
-        assert entry["volumes"] == [f"./{topology.name}.runtime.json:/etc/hoplab/lab.json:ro"]
+        declared = load_catalog()[node.service]
+        assert entry["volumes"] == [f"./{topology.name}.runtime.json:/etc/hoplab/lab.json:ro",
+                                    *(f"{node.name}-{v}:{p}" for v, p in declared.volumes.items()),
+                                    *(f"{v}:{p}" for v, p in declared.shared.items())]
         assert entry["labels"] == {compose.LABEL_LAB: topology.name, compose.LABEL_NODE: node.name}
         expected = {i.network: ({"ipv4_address": str(i.address)} if i.address else {}) for i in node.interfaces}
         assert entry["networks"] == expected
 
 
 @pytest.mark.parametrize("topology", TOPOLOGY_CASES, ids=CASE_IDS)
-def test_clients_wait_for_healthy_dhcp_and_router(topology):
+def test_clients_wait_for_healthy_dhcp_router_and_edge(topology):
     services = rendered(topology)["services"]
-    providers = {n.name for n in topology.nodes.values() if n.service in ("dhcp", "router")}
+    providers = {n.name for n in topology.nodes.values() if n.service in ("dhcp", "router", "cache")}
     clients = topology.nodes_of("client")
     assert clients and providers
     for client in clients:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
@@ -49,6 +50,10 @@ class Backend(ABC):
     @abstractmethod
     def exec(self, topology: Topology, node: str, argv: list[str], interactive: bool) -> int:
         """Run a command in a node; returns its exit status."""
+
+    @abstractmethod
+    def run(self, topology: Topology, node: str, argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
+        """Run a command in a node and capture its output (for hoplab's own probes)."""
 
     @abstractmethod
     def clean(self, lab: str | None, progress: Progress) -> list[str]:

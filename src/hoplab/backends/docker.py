@@ -123,12 +123,19 @@ class DockerBackend(Backend):
         return {c["Config"]["Labels"].get(compose.LABEL_NODE): c for c in self.docker.inspect(*ids)}
 
     def exec(self, topology: Topology, node: str, argv: list[str], interactive: bool) -> int:
+        flags = ["-i", "-t"] if interactive else ["-i"]
+        return subprocess.call([self.docker.docker, "exec", *flags, self._running(topology, node), *argv])
+
+    def run(self, topology: Topology, node: str, argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
+        return subprocess.run([self.docker.docker, "exec", self._running(topology, node), *argv],
+                              capture_output=True, text=True, timeout=timeout)
+
+    def _running(self, topology: Topology, node: str) -> str:
         self.require_engine()
         container = self._containers(topology).get(node)
         if container is None or container["State"]["Status"] != "running":
             raise BackendError(f"node {node!r} of lab {topology.name!r} is not running (hoplab up starts it)")
-        flags = ["-i", "-t"] if interactive else ["-i"]
-        return subprocess.call([self.docker.docker, "exec", *flags, container["Name"].lstrip("/"), *argv])
+        return container["Name"].lstrip("/")
 
     # ------------------------------------------------------------ helpers
 
@@ -193,7 +200,9 @@ class DockerBackend(Backend):
                 if len(containers) == len(topology.nodes) and all(
                         s == ("running", "healthy") for s in seen.values()):
                     return
-            broken = [n for n, (st, h) in seen.items() if st in ("exited", "dead") or h == "unhealthy"]
+            # Until Compose is done, a container seen exited may be one it is about to replace.
+            broken = [n for n, (st, h) in seen.items()
+                      if exited is not None and (st in ("exited", "dead") or h == "unhealthy")]
             if broken or time.monotonic() > deadline:
                 raise BackendError(f"nodes not healthy after {time.monotonic() - progress.started:.0f}s: "
                                    f"{', '.join(broken) or 'timed out'}" + self._explain(topology, containers))

@@ -84,10 +84,21 @@ class NodeContext:
             if iface["address"] is None:
                 run(["ip", "-4", "addr", "flush", "dev", wanted])  # the backend's, not DHCP's
             run(["ip", "link", "set", "dev", wanted, "up"])
-        dhcp_client = any(i["address"] is None for i in self.interfaces)
-        resolv = "" if dhcp_client else (
-            f"search {self.lab['domain']}\nnameserver {self.lab['dns_server']}\noptions timeout:1 attempts:2\n")
-        write_in_place(Path("/etc/resolv.conf"), resolv)
+        write_in_place(Path("/etc/resolv.conf"), self._resolv_conf())
+
+    def _resolv_conf(self) -> str:
+        """The lab DNS by its address on a network this node shares with it. A node with no
+        such network gets no resolver, so a lookup fails at once instead of timing out; a
+        DHCP client gets none until its lease names one."""
+        if any(i["address"] is None for i in self.interfaces):
+            return ""
+        server = self.lab["zone"]["ns"]
+        mine = {i["network"] for i in self.interfaces}
+        shared = [i["address"] for i in self.lab["nodes"][server]["interfaces"]
+                  if i["network"] in mine and i["address"]]
+        if not shared:
+            return ""
+        return f"search {self.lab['domain']}\nnameserver {shared[0]}\noptions timeout:1 attempts:2\n"
 
     # ------------------------------------------------------------ helpers for start scripts
 

@@ -1,0 +1,89 @@
+"""`hoplab visit`: one page load from a lab client, the way a browser would do it: the client's
+own resolver (the lab DNS), its own route (through the NAT router), TLS checked against the
+lab CA. The client is curl, run in the node; its `%{json}` write-out gives the phase timings,
+`%{header_json}` the response headers (which replica served, cache HIT or MISS)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import asdict, dataclass, field
+
+from hoplab.backends.base import Backend, BackendError
+from hoplab.spec import Topology
+
+_SEPARATOR = "--hoplab-headers--"
+TIMEOUT_S = 15
+
+
+@dataclass
+class Visit:
+    url: str
+    node: str
+    trace_id: str
+    ok: bool
+    status: int
+    error: str = ""
+    bytes: int = 0
+    served_by: str | None = None  # X-Served-By: the web replica
+    cache: str | None = None  # X-Cache: HIT, MISS, ...
+    edge: str | None = None  # X-Edge: the cache node
+    local: str = ""  # ip:port the client used
+    remote: str = ""  # ip:port it connected to
+    timings_ms: dict[str, float] = field(default_factory=dict)  # per phase, not cumulative
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    def render(self) -> str:
+        head = f"GET {self.url} from {self.node} ({self.local or '-'}) -> {self.remote or '-'}"
+        if not self.ok and not self.status:
+            return f"{head}\nfailed: {self.error}\ntrace id {self.trace_id}"
+        lines = [head, f"status {self.status}, {self.bytes} bytes, served by {self.served_by or '-'}, "
+                       f"cache {self.cache or '-'} at {self.edge or '-'}"]
+        lines += [f"  {phase:<11}{ms:9.2f} ms" for phase, ms in self.timings_ms.items()]
+        lines.append(f"trace id {self.trace_id}")
+        return "\n".join(lines)
+
+
+def _header(headers: dict, name: str) -> str | None:
+    values = headers.get(name.lower())
+    return values[-1] if values else None
+
+
+def phases(metrics: dict) -> dict[str, float]:
+    """curl's cumulative times as the duration of each phase, in ms."""
+    dns, connect = metrics["time_namelookup"], metrics["time_connect"]
+    tls = metrics["time_appconnect"] if metrics.get("time_appconnect") else connect
+    first_byte, total = metrics["time_starttransfer"], metrics["time_total"]
+    out = {"dns": dns, "connect": connect - dns}
+    if metrics.get("scheme", "").lower() == "https":
+        out["tls"] = tls - connect
+    out["first byte"] = max(first_byte - tls, 0.0)
+    out["total"] = total
+    return {k: round(v * 1000, 2) for k, v in out.items()}
+
+
+def visit(backend: Backend, topology: Topology, url: str, node: str) -> Visit:
+    trace_id = secrets.token_hex(16)
+    traceparent = f"00-{trace_id}-{secrets.token_hex(8)}-01"
+    argv = ["curl", "-sS", "-o", "/dev/null", "--max-time", str(TIMEOUT_S), "-H", f"traceparent: {traceparent}",
+            "-w", f"%{{json}}\n{_SEPARATOR}\n%{{header_json}}", url]
+    result = backend.run(topology, node, argv, timeout=TIMEOUT_S + 10)
+    metrics_text, _, headers_text = result.stdout.partition(f"\n{_SEPARATOR}\n")
+    try:
+        metrics = json.loads(metrics_text)
+        headers = json.loads(headers_text) if headers_text.strip() else {}
+    except json.JSONDecodeError:
+        raise BackendError(f"curl in {node} gave no timings: {result.stderr.strip() or result.stdout[:200]}") from None
+    status = int(metrics.get("http_code") or 0)
+    return Visit(
+        url=url, node=node, trace_id=trace_id,
+        ok=result.returncode == 0 and 0 < status < 400, status=status,
+        error=(metrics.get("errormsg") or result.stderr.strip()) if result.returncode else "",
+        bytes=int(metrics.get("size_download") or 0),
+        served_by=_header(headers, "x-served-by"), cache=_header(headers, "x-cache"), edge=_header(headers, "x-edge"),
+        local=f"{metrics.get('local_ip', '')}:{metrics.get('local_port', '')}" if metrics.get("local_ip") else "",
+        remote=f"{metrics.get('remote_ip', '')}:{metrics.get('remote_port', '')}" if metrics.get("remote_ip") else "",
+        timings_ms=phases(metrics) if status else {},
+    )

@@ -1,0 +1,184 @@
+"""One page load across every hop: client -> router (NAT) -> cache (CDN edge, TLS) -> lb ->
+web -> db, and an order that ends as a row in the database and a mail in the buyer's mailbox.
+Everything is observed the way a user would: curl and IMAP from the client, psql in the db."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import uuid
+from collections import Counter
+
+import pytest
+
+from hoplab import compose
+
+WWW = "https://www.example.test"
+IMAP_COUNT = """
+import imaplib, sys
+box = imaplib.IMAP4(sys.argv[1], 143)
+box.login(sys.argv[2], "hoplab")
+box.select("INBOX", readonly=True)
+print(len(box.search(None, "SUBJECT", '"%s"' % sys.argv[3])[1][0].split()))
+"""
+
+
+def curl(lab, url, *args, node="client"):
+    """(status, headers, body) of one request from a lab client, certificate verified."""
+    out = lab.exec(node, "curl", "-sS", "-i", "--max-time", "10", *args, url).stdout
+    head, _, body = out.partition("\n\n")  # text mode has already turned CRLF into LF
+    lines = head.split("\n")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(lines[0].split()[1]), headers, body
+
+
+def sql(lab, query):
+    out = lab.exec("db", "runuser", "-u", "postgres", "--", "psql", "-d", "shop", "-Atc", query).stdout
+    return [line.split("|") for line in out.splitlines()]
+
+
+def order_count(lab):
+    return int(sql(lab, "SELECT count(*) FROM orders")[0][0])
+
+
+def mails(lab, subject, user="buyer"):
+    out = lab.exec("client", "python3", "-c", IMAP_COUNT, "mail.example.test", user, subject).stdout
+    return int(out.strip())
+
+
+def eventually(check, seconds=20, interval=0.5):
+    deadline = time.monotonic() + seconds
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
+def place_order(lab, email="buyer@example.test", product="1", quantity="2"):
+    return curl(lab, f"{WWW}/order", "-d", f"buyer_email={email}", "-d", f"product_id={product}",
+                "-d", f"quantity={quantity}")
+
+
+def docker(*args):
+    subprocess.run(["docker", *args], check=True, capture_output=True, text=True, timeout=120)
+
+
+def wait_healthy(lab, nodes, seconds=90):
+    return eventually(lambda: all(lab.status()[n]["health"] == "healthy" for n in nodes), seconds)
+
+
+def test_https_page_lists_products_from_the_database(lab):
+    status, headers, body = curl(lab, f"{WWW}/")  # curl fails on a certificate it cannot verify
+    assert status == 200
+    names = [row[0] for row in sql(lab, "SELECT name FROM products")]
+    assert len(names) >= 5
+    for name in names:
+        assert name in body
+    assert headers["x-edge"] == "cache"
+    assert headers["x-served-by"] in {n.name for n in lab.topology.nodes_of("web")}
+
+
+def test_certificate_is_issued_by_the_lab_ca(lab):
+    out = lab.sh("client", "echo | openssl s_client -connect www.example.test:443 -servername www.example.test "
+                           "-verify_return_error 2>&1 || true").stdout
+    assert "Verify return code: 0 (ok)" in out
+    assert "hoplab lab lab CA" in out
+
+
+def test_cacheable_page_is_a_hit_on_repeat(lab):
+    url = f"{WWW}/?probe={uuid.uuid4().hex}"  # a key nobody fetched yet
+    assert curl(lab, url)[1]["x-cache"] == "MISS"
+    assert curl(lab, url)[1]["x-cache"] == "HIT"
+
+
+def test_uncacheable_page_and_post_are_never_cached(lab):
+    for _ in range(3):
+        status, headers, _ = curl(lab, f"{WWW}/order")
+        assert status == 200 and headers.get("x-cache") != "HIT"
+    for _ in range(2):
+        status, headers, _ = place_order(lab)
+        assert status == 201 and headers.get("x-cache") != "HIT"
+
+
+def test_every_web_replica_serves(lab):
+    served = Counter(curl(lab, f"{WWW}/order")[1]["x-served-by"] for _ in range(20))
+    assert set(served) == {n.name for n in lab.topology.nodes_of("web")}, served
+
+
+def test_order_adds_one_row_and_one_mail(lab):
+    before = order_count(lab)
+    status, headers, _ = place_order(lab, quantity="3")
+    assert status == 201
+    order_id = headers["location"].rsplit("/", 1)[1]
+    assert order_count(lab) == before + 1
+    assert sql(lab, f"SELECT buyer_email, quantity FROM orders WHERE id = {int(order_id)}") == [
+        ["buyer@example.test", "3"]]
+    subject = f"Your order {order_id} at"
+    assert eventually(lambda: mails(lab, subject) == 1), "the confirmation mail never arrived"
+    time.sleep(2)
+    assert mails(lab, subject) == 1, "the confirmation mail arrived twice"
+
+
+def test_client_cannot_reach_the_origin_directly(lab):
+    db = lab.address("db", "origin")
+    for node in ("web1", "web2"):
+        lab.exec(node, "nc", "-z", "-w", "2", db, "5432")
+        lab.exec(node, "nc", "-z", "-w", "2", lab.address("mail", "origin"), "25")
+    route = lab.exec("router", "ip", "route", "get", db, check=False)
+    assert route.returncode != 0 and "unreachable" in route.stderr.lower()
+    assert lab.exec("client", "nc", "-z", "-w", "2", db, "5432", check=False).returncode != 0
+    assert lab.exec("client", "nc", "-z", "-w", "2", lab.address("web1", "origin"), "8080",
+                    check=False).returncode != 0
+
+
+@pytest.mark.parametrize("bad", [
+    ["-d", "buyer_email=x@example.test", "-d", "product_id=1"],  # missing field
+    ["-d", "buyer_email=not-an-email", "-d", "product_id=1", "-d", "quantity=1"],
+    ["-d", "buyer_email=x@example.test", "-d", "product_id=1;DROP TABLE orders", "-d", "quantity=1"],
+    ["-d", "buyer_email=x'--@example.test", "-d", "product_id=1", "-d", "quantity=1 OR 1=1"],
+    ["-d", "buyer_email=x@example.test", "-d", "product_id=99999", "-d", "quantity=1"],
+    ["-d", "buyer_email=x@example.test", "-d", "product_id=1", "-d", "quantity=0"],
+    ["--data-binary", "@/etc/ssl/certs/ca-certificates.crt"],  # oversized body
+    ["-X", "DELETE"],
+    ["-X", "PUT", "-d", "buyer_email=x@example.test"],
+])
+def test_bad_input_is_refused_and_changes_nothing(lab, bad):
+    before = order_count(lab)
+    status, _, _ = curl(lab, f"{WWW}/order", *bad)
+    assert 400 <= status < 500
+    assert order_count(lab) == before
+    assert sql(lab, "SELECT count(*) FROM products")[0][0] != "0"
+
+
+def test_stopped_replica_is_taken_out_and_back(lab):
+    container = compose.container_name(lab.topology, "web1")
+    docker("stop", "-t", "2", container)
+    try:
+        # The LB's checks (every 1 s, fall 2) take web1 out; then no request may fail.
+        time.sleep(3)
+        for _ in range(15):
+            status, headers, _ = curl(lab, f"{WWW}/order")
+            assert status == 200 and headers["x-served-by"] == "web2"
+    finally:
+        docker("start", container)
+    assert wait_healthy(lab, ["web1"])
+    assert eventually(lambda: curl(lab, f"{WWW}/order")[1]["x-served-by"] == "web1", 20)
+
+
+@pytest.mark.parametrize("node", ["db", "web1", "mail"])
+def test_restart_loses_no_order_and_no_mail(lab, node):
+    status, headers, _ = place_order(lab, email="alice@example.test")
+    assert status == 201
+    order_id = headers["location"].rsplit("/", 1)[1]
+    subject = f"Your order {order_id} at"
+    assert eventually(lambda: mails(lab, subject, user="alice") == 1)
+    orders = order_count(lab)
+    docker("restart", "-t", "5", compose.container_name(lab.topology, node))
+    assert wait_healthy(lab, [node])
+    assert eventually(lambda: order_count(lab) == orders)
+    assert mails(lab, subject, user="alice") == 1
+    assert eventually(lambda: curl(lab, f"{WWW}/order")[0] == 200)
