@@ -6,10 +6,10 @@ HOPLAB := $(VENV)/bin/hoplab
 TOPOLOGY ?= topology/lab.yaml
 T := --topology $(TOPOLOGY)
 
-.PHONY: help setup host up down status clean test test-unit test-e2e render graph bench-up
+.PHONY: help setup host up down status clean test test-unit test-e2e render graph bench-up bench-path
 
 help:
-	@echo "make up | down | status | clean | test | test-unit | test-e2e | render | graph | bench-up"
+	@echo "make up | down | status | clean | test | test-unit | test-e2e | render | graph | bench-up | bench-path"
 
 setup: host $(VENV)/.installed
 
@@ -49,3 +49,6 @@ graph: $(VENV)/.installed
 
 bench-up: setup
 	$(PY) bench/bench_up.py $(T)
+
+bench-path: setup
+	$(PY) bench/bench_path.py $(T)

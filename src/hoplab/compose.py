@@ -108,6 +108,8 @@ def render(topology: Topology, catalog: dict[str, Service], runtime_file: str) -
         for volume, path in service.shared.items():
             entry["volumes"].append(f"{volume}:{path}")
             volumes[volume] = {"name": f"{project_name(topology)}-{volume}", "labels": dict(labels)}
+        if service.stop_signal:
+            entry["stop_signal"] = service.stop_signal
         if service.capabilities:
             entry["cap_add"] = list(service.capabilities)
         if service.sysctls:

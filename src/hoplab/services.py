@@ -11,7 +11,7 @@ import yaml
 
 from hoplab.paths import SERVICES_DIR
 
-_KNOWN_KEYS = {"description", "packages", "capabilities", "sysctls", "after", "volumes", "shared"}
+_KNOWN_KEYS = {"description", "packages", "capabilities", "sysctls", "after", "volumes", "shared", "stop_signal"}
 
 
 class CatalogError(Exception):
@@ -29,6 +29,7 @@ class Service:
     after: tuple[str, ...] = ()  # services whose nodes must be healthy before this one starts
     volumes: dict[str, str] = field(default_factory=dict)  # name -> path: state that outlives the node
     shared: dict[str, str] = field(default_factory=dict)  # name -> path: one per lab, in every node naming it
+    stop_signal: str | None = None  # what `stop` sends first, when SIGTERM is not the daemon's fast way out
 
     @property
     def start_script(self) -> Path:
@@ -57,6 +58,7 @@ def load_catalog(root: Path = SERVICES_DIR) -> dict[str, Service]:
             after=tuple(data.get("after", ())),
             volumes={k: str(v) for k, v in (data.get("volumes") or {}).items()},
             shared={k: str(v) for k, v in (data.get("shared") or {}).items()},
+            stop_signal=data.get("stop_signal"),
         )
     for service in catalog.values():
         for dep in service.after:

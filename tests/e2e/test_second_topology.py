@@ -1,6 +1,7 @@
 """A second topology (two DHCP clients, other subnets and names) comes up beside the default
 lab with no code change, passes the same DHCP and DNS checks, and leaves nothing behind."""
 
+import json
 import os
 import signal
 import subprocess
@@ -32,6 +33,26 @@ def test_both_clients_get_distinct_leases(duo):
 @pytest.mark.parametrize("client", ["pc1", "pc2"])
 def test_dns_from_each_client(duo, client):
     assert_dns(duo, client)
+
+
+def test_every_one_of_three_replicas_serves(duo):
+    replicas = {n.name for n in duo.topology.nodes_of("web")}
+    assert replicas == {"app1", "app2", "app3"}
+    served = set()
+    for _ in range(24):
+        out = duo.exec("pc1", "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %header{x-served-by}",
+                       "https://www.corp.test/order").stdout.split()
+        assert out[0] == "200"
+        served.add(out[1])
+    assert served == replicas
+
+
+@pytest.mark.parametrize("client", ["pc1", "pc2"])
+def test_visit_from_each_client(duo, client):
+    out = hoplab("visit", "https://www.corp.test/", "--from", client, "--json", "--topology", duo.path).stdout
+    visit = json.loads(out)
+    assert visit["ok"] and visit["status"] == 200 and visit["edge"] == "edge"
+    assert visit["remote"] == "172.30.77.80:443"
 
 
 def test_default_lab_unaffected(duo, lab):

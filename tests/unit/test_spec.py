@@ -126,7 +126,8 @@ def test_lab_nodes_and_networks(lab):
 
 
 def test_duo_replicas_are_expanded(duo):
-    assert list(duo.nodes) == ["gw", "dhcpd", "ns", "pc1", "pc2"]
+    assert list(duo.nodes) == ["gw", "dhcpd", "ns", "pc1", "pc2", "edge", "balancer", "app1", "app2", "app3", "sql"]
+    assert [str(n.address_on("dc")) for n in duo.nodes_of("web")] == ["172.30.78.21", "172.30.78.22", "172.30.78.23"]
     assert "pc" not in duo.nodes
     for name in ("pc1", "pc2"):
         node = duo.nodes[name]
@@ -192,7 +193,7 @@ def test_duo_runtime_prefixlen(duo):
     runtime = duo.to_runtime()
     assert runtime["networks"]["lan"]["subnet"] == "192.168.77.0/25"
     assert runtime["nodes"]["dhcpd"]["interfaces"] == [{"network": "lan", "address": "192.168.77.5", "prefixlen": 25}]
-    assert set(runtime["nodes"]) == {"gw", "dhcpd", "ns", "pc1", "pc2"}
+    assert set(runtime["nodes"]) == {"gw", "dhcpd", "ns", "pc1", "pc2", "edge", "balancer", "app1", "app2", "app3", "sql"}
 
 
 def test_lab_zone(lab):
@@ -222,7 +223,7 @@ def test_lab_zone(lab):
 def test_duo_zone(duo):
     zone = duo.zone
     assert zone["name"] == "corp.test"
-    assert ("portal", "A", "172.30.77.80") in zone["records"]
+    assert ("www", "A", "172.30.77.80") in zone["records"]
     assert ("@", "MX", "10 smtp.corp.test.") in zone["records"]
     assert ("53", "ns.corp.test.") in zone["reverse"]["77.30.172.in-addr.arpa"]
     assert ("5", "dhcpd.corp.test.") in zone["reverse"]["77.168.192.in-addr.arpa"]
