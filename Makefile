@@ -52,3 +52,6 @@ bench-up: setup
 
 bench-path: setup
 	$(PY) bench/bench_path.py $(T)
+
+proto: $(VENV)/.installed
+	$(PY) -m grpc_tools.protoc -Iproto --python_out=src --grpc_python_out=src --pyi_out=src proto/hoplab/v1/*.proto

@@ -182,3 +182,18 @@ def test_restart_loses_no_order_and_no_mail(lab, node):
     assert eventually(lambda: order_count(lab) == orders)
     assert mails(lab, subject, user="alice") == 1
     assert eventually(lambda: curl(lab, f"{WWW}/order")[0] == 200)
+
+
+def test_lb_runtime_socket_drains_and_enables_a_replica(lab):
+    def admin(command):
+        return lab.sh("lb", f"echo '{command}' | socat stdio /run/haproxy/admin.sock").stdout
+
+    admin("disable server web/web1")
+    try:
+        (web1,) = [line for line in admin("show stat").splitlines() if line.startswith("web,web1,")]
+        assert ",MAINT," in web1
+        served = {curl(lab, f"{WWW}/order")[1]["x-served-by"] for _ in range(10)}
+        assert served == {"web2"}
+    finally:
+        admin("enable server web/web1")
+    assert eventually(lambda: curl(lab, f"{WWW}/order")[1]["x-served-by"] == "web1", 20)

@@ -1,0 +1,276 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Interface(_message.Message):
+    __slots__ = ("name", "address", "mac")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    MAC_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    address: str
+    mac: str
+    def __init__(self, name: _Optional[str] = ..., address: _Optional[str] = ..., mac: _Optional[str] = ...) -> None: ...
+
+class Node(_message.Message):
+    __slots__ = ("name", "service", "interfaces")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    INTERFACES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    service: str
+    interfaces: _containers.RepeatedCompositeFieldContainer[Interface]
+    def __init__(self, name: _Optional[str] = ..., service: _Optional[str] = ..., interfaces: _Optional[_Iterable[_Union[Interface, _Mapping]]] = ...) -> None: ...
+
+class ListNodesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListNodesResponse(_message.Message):
+    __slots__ = ("nodes",)
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    nodes: _containers.RepeatedCompositeFieldContainer[Node]
+    def __init__(self, nodes: _Optional[_Iterable[_Union[Node, _Mapping]]] = ...) -> None: ...
+
+class StartCaptureRequest(_message.Message):
+    __slots__ = ("nodes", "filter", "max_seconds", "max_packets", "trace_id", "url")
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    MAX_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_PACKETS_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    nodes: _containers.RepeatedScalarFieldContainer[str]
+    filter: str
+    max_seconds: int
+    max_packets: int
+    trace_id: str
+    url: str
+    def __init__(self, nodes: _Optional[_Iterable[str]] = ..., filter: _Optional[str] = ..., max_seconds: _Optional[int] = ..., max_packets: _Optional[int] = ..., trace_id: _Optional[str] = ..., url: _Optional[str] = ...) -> None: ...
+
+class Capture(_message.Message):
+    __slots__ = ("id", "nodes", "filter", "state", "started_ns", "stopped_ns", "records", "trace_id")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    STARTED_NS_FIELD_NUMBER: _ClassVar[int]
+    STOPPED_NS_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    nodes: _containers.RepeatedScalarFieldContainer[str]
+    filter: str
+    state: str
+    started_ns: int
+    stopped_ns: int
+    records: int
+    trace_id: str
+    def __init__(self, id: _Optional[str] = ..., nodes: _Optional[_Iterable[str]] = ..., filter: _Optional[str] = ..., state: _Optional[str] = ..., started_ns: _Optional[int] = ..., stopped_ns: _Optional[int] = ..., records: _Optional[int] = ..., trace_id: _Optional[str] = ...) -> None: ...
+
+class StopCaptureRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class StreamRecordsRequest(_message.Message):
+    __slots__ = ("capture_id",)
+    CAPTURE_ID_FIELD_NUMBER: _ClassVar[int]
+    capture_id: str
+    def __init__(self, capture_id: _Optional[str] = ...) -> None: ...
+
+class Record(_message.Message):
+    __slots__ = ("capture_id", "node", "iface", "direction", "ts_ns", "proto", "src", "dst", "summary", "tcp_flags", "tcp_seq", "ip_id", "payload_hash", "keys", "frame", "length")
+    class KeysEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    CAPTURE_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    IFACE_FIELD_NUMBER: _ClassVar[int]
+    DIRECTION_FIELD_NUMBER: _ClassVar[int]
+    TS_NS_FIELD_NUMBER: _ClassVar[int]
+    PROTO_FIELD_NUMBER: _ClassVar[int]
+    SRC_FIELD_NUMBER: _ClassVar[int]
+    DST_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    TCP_FLAGS_FIELD_NUMBER: _ClassVar[int]
+    TCP_SEQ_FIELD_NUMBER: _ClassVar[int]
+    IP_ID_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_HASH_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    FRAME_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    capture_id: str
+    node: str
+    iface: str
+    direction: str
+    ts_ns: int
+    proto: str
+    src: str
+    dst: str
+    summary: str
+    tcp_flags: str
+    tcp_seq: int
+    ip_id: int
+    payload_hash: str
+    keys: _containers.ScalarMap[str, str]
+    frame: bytes
+    length: int
+    def __init__(self, capture_id: _Optional[str] = ..., node: _Optional[str] = ..., iface: _Optional[str] = ..., direction: _Optional[str] = ..., ts_ns: _Optional[int] = ..., proto: _Optional[str] = ..., src: _Optional[str] = ..., dst: _Optional[str] = ..., summary: _Optional[str] = ..., tcp_flags: _Optional[str] = ..., tcp_seq: _Optional[int] = ..., ip_id: _Optional[int] = ..., payload_hash: _Optional[str] = ..., keys: _Optional[_Mapping[str, str]] = ..., frame: _Optional[bytes] = ..., length: _Optional[int] = ...) -> None: ...
+
+class Tuple(_message.Message):
+    __slots__ = ("src", "dst", "proto")
+    SRC_FIELD_NUMBER: _ClassVar[int]
+    DST_FIELD_NUMBER: _ClassVar[int]
+    PROTO_FIELD_NUMBER: _ClassVar[int]
+    src: str
+    dst: str
+    proto: str
+    def __init__(self, src: _Optional[str] = ..., dst: _Optional[str] = ..., proto: _Optional[str] = ...) -> None: ...
+
+class Translation(_message.Message):
+    __slots__ = ("before", "after")
+    BEFORE_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    before: Tuple
+    after: Tuple
+    def __init__(self, before: _Optional[_Union[Tuple, _Mapping]] = ..., after: _Optional[_Union[Tuple, _Mapping]] = ...) -> None: ...
+
+class Hop(_message.Message):
+    __slots__ = ("node", "iface", "direction", "ts_ns", "proto", "src", "dst", "summary", "translated", "record")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    IFACE_FIELD_NUMBER: _ClassVar[int]
+    DIRECTION_FIELD_NUMBER: _ClassVar[int]
+    TS_NS_FIELD_NUMBER: _ClassVar[int]
+    PROTO_FIELD_NUMBER: _ClassVar[int]
+    SRC_FIELD_NUMBER: _ClassVar[int]
+    DST_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    TRANSLATED_FIELD_NUMBER: _ClassVar[int]
+    RECORD_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    iface: str
+    direction: str
+    ts_ns: int
+    proto: str
+    src: str
+    dst: str
+    summary: str
+    translated: Translation
+    record: Record
+    def __init__(self, node: _Optional[str] = ..., iface: _Optional[str] = ..., direction: _Optional[str] = ..., ts_ns: _Optional[int] = ..., proto: _Optional[str] = ..., src: _Optional[str] = ..., dst: _Optional[str] = ..., summary: _Optional[str] = ..., translated: _Optional[_Union[Translation, _Mapping]] = ..., record: _Optional[_Union[Record, _Mapping]] = ...) -> None: ...
+
+class Trace(_message.Message):
+    __slots__ = ("trace_id", "url", "status", "hops", "capture_id")
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    HOPS_FIELD_NUMBER: _ClassVar[int]
+    CAPTURE_ID_FIELD_NUMBER: _ClassVar[int]
+    trace_id: str
+    url: str
+    status: int
+    hops: _containers.RepeatedCompositeFieldContainer[Hop]
+    capture_id: str
+    def __init__(self, trace_id: _Optional[str] = ..., url: _Optional[str] = ..., status: _Optional[int] = ..., hops: _Optional[_Iterable[_Union[Hop, _Mapping]]] = ..., capture_id: _Optional[str] = ...) -> None: ...
+
+class GetTraceRequest(_message.Message):
+    __slots__ = ("trace_id",)
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    trace_id: str
+    def __init__(self, trace_id: _Optional[str] = ...) -> None: ...
+
+class TraceSummary(_message.Message):
+    __slots__ = ("trace_id", "url", "status", "started_ns", "hops")
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    STARTED_NS_FIELD_NUMBER: _ClassVar[int]
+    HOPS_FIELD_NUMBER: _ClassVar[int]
+    trace_id: str
+    url: str
+    status: int
+    started_ns: int
+    hops: int
+    def __init__(self, trace_id: _Optional[str] = ..., url: _Optional[str] = ..., status: _Optional[int] = ..., started_ns: _Optional[int] = ..., hops: _Optional[int] = ...) -> None: ...
+
+class ListTracesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListTracesResponse(_message.Message):
+    __slots__ = ("traces",)
+    TRACES_FIELD_NUMBER: _ClassVar[int]
+    traces: _containers.RepeatedCompositeFieldContainer[TraceSummary]
+    def __init__(self, traces: _Optional[_Iterable[_Union[TraceSummary, _Mapping]]] = ...) -> None: ...
+
+class Hello(_message.Message):
+    __slots__ = ("node", "service", "interfaces")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    INTERFACES_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    service: str
+    interfaces: _containers.RepeatedCompositeFieldContainer[Interface]
+    def __init__(self, node: _Optional[str] = ..., service: _Optional[str] = ..., interfaces: _Optional[_Iterable[_Union[Interface, _Mapping]]] = ...) -> None: ...
+
+class RecordBatch(_message.Message):
+    __slots__ = ("records",)
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    records: _containers.RepeatedCompositeFieldContainer[Record]
+    def __init__(self, records: _Optional[_Iterable[_Union[Record, _Mapping]]] = ...) -> None: ...
+
+class AgentMessage(_message.Message):
+    __slots__ = ("hello", "batch", "ended")
+    HELLO_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    ENDED_FIELD_NUMBER: _ClassVar[int]
+    hello: Hello
+    batch: RecordBatch
+    ended: CaptureEnded
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., batch: _Optional[_Union[RecordBatch, _Mapping]] = ..., ended: _Optional[_Union[CaptureEnded, _Mapping]] = ...) -> None: ...
+
+class CaptureEnded(_message.Message):
+    __slots__ = ("capture_id", "records", "error")
+    CAPTURE_ID_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    capture_id: str
+    records: int
+    error: str
+    def __init__(self, capture_id: _Optional[str] = ..., records: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
+
+class StartCommand(_message.Message):
+    __slots__ = ("capture_id", "filter", "max_seconds", "max_packets")
+    CAPTURE_ID_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    MAX_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_PACKETS_FIELD_NUMBER: _ClassVar[int]
+    capture_id: str
+    filter: str
+    max_seconds: int
+    max_packets: int
+    def __init__(self, capture_id: _Optional[str] = ..., filter: _Optional[str] = ..., max_seconds: _Optional[int] = ..., max_packets: _Optional[int] = ...) -> None: ...
+
+class StopCommand(_message.Message):
+    __slots__ = ("capture_id",)
+    CAPTURE_ID_FIELD_NUMBER: _ClassVar[int]
+    capture_id: str
+    def __init__(self, capture_id: _Optional[str] = ...) -> None: ...
+
+class AgentCommand(_message.Message):
+    __slots__ = ("start", "stop")
+    START_FIELD_NUMBER: _ClassVar[int]
+    STOP_FIELD_NUMBER: _ClassVar[int]
+    start: StartCommand
+    stop: StopCommand
+    def __init__(self, start: _Optional[_Union[StartCommand, _Mapping]] = ..., stop: _Optional[_Union[StopCommand, _Mapping]] = ...) -> None: ...
