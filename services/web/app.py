@@ -20,7 +20,8 @@ import time
 from email.message import EmailMessage
 
 import psycopg2
-from flask import Flask, Response, abort, render_template_string, request
+import psycopg2.extensions
+from flask import Flask, Response, abort, has_request_context, render_template_string, request
 
 CONFIG = json.loads(open(os.environ.get("HOPLAB_WEB_CONFIG", "/run/hoplab/web.json")).read())
 NODE = CONFIG["node"]
@@ -62,13 +63,28 @@ app.wsgi_app = BoundedBody(app.wsgi_app)
 
 # ------------------------------------------------------------------ database
 
+TRACEPARENT = re.compile(r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+
+
+class TracedCursor(psycopg2.extensions.cursor):
+    """Tags each statement made for a request with its W3C traceparent, the sqlcommenter way
+    (`/*traceparent='...'*/`), so a packet trace can tell which database hop belongs to
+    which page load. Only a well-formed header is copied: it is request data."""
+
+    def execute(self, query, vars=None):
+        traceparent = request.headers.get("traceparent", "") if has_request_context() else ""
+        if TRACEPARENT.match(traceparent):
+            query = f"{query} /*traceparent='{traceparent}'*/"
+        return super().execute(query, vars)
+
+
 def connect():
     """A fresh connection per unit of work: nothing idles in the pool across a db restart, and
     the server's shutdown never waits on the app's sessions."""
     db = CONFIG["db"]
     return psycopg2.connect(host=db["host"], port=db["port"], dbname=db["dbname"], user=db["user"],
                             password=db["password"], connect_timeout=3,
-                            application_name=f"hoplab-web-{NODE}")
+                            application_name=f"hoplab-web-{NODE}", cursor_factory=TracedCursor)
 
 
 class DatabaseDown(Exception):

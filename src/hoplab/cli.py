@@ -185,9 +185,11 @@ class Visit(Command):
         parser.add_argument("url")
         parser.add_argument("--from", dest="node", help="the client node (default: the first client)")
         parser.add_argument("--json", action="store_true", help="print JSON")
+        parser.add_argument("--trace", action="store_true", help="capture on every node and print the hop table")
+        parser.add_argument("--renew", action="store_true", help="renew the client's DHCP lease first (implies --trace)")
 
     def run(self, args):
-        from hoplab.visit import visit
+        from hoplab.visit import traced_visit, visit
 
         topology = self.topology(args)
         clients = [n.name for n in topology.nodes_of("client")]
@@ -198,9 +200,63 @@ class Visit(Command):
             raise UsageError(f"--from: unknown node {node!r} (nodes: {', '.join(topology.nodes)})")
         if not args.url.startswith(("http://", "https://")):
             raise UsageError(f"URL: {args.url!r} is not an http:// or https:// URL")
-        result = visit(make_backend(args.backend), topology, args.url, node)
-        print(json.dumps(result.to_json(), indent=2) if args.json else result.render())
+        backend = make_backend(args.backend)
+        if args.trace or args.renew:
+            from hoplab.trace import render
+
+            result, trace = traced_visit(backend, topology, args.url, node, renew=args.renew)
+            if args.json:
+                print(json.dumps({"visit": result.to_json(), "trace": render.to_json(trace)}, indent=2))
+            else:
+                print(result.render() + "\n\n" + render.to_table(trace))
+        else:
+            result = visit(backend, topology, args.url, node)
+            print(json.dumps(result.to_json(), indent=2) if args.json else result.render())
         return 0 if result.ok else 1
+
+
+class Trace(Command):
+    name, help = "trace", "list the traces the control service keeps, or show one"
+
+    def add_arguments(self, parser):
+        sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+        sub.add_parser("list", help="traces kept by the control service", parents=[common_options()])
+        show = sub.add_parser("show", help="one trace as a table, JSON, HTML or pcapng", parents=[common_options()])
+        show.add_argument("trace_id", metavar="ID")
+        show.add_argument("--format", "-f", default="table", choices=["table", "json", "html", "pcapng"])
+        show.add_argument("-o", "--output", type=Path, help="write to FILE (html and pcapng need one)")
+
+    def run(self, args):
+        from hoplab.control.client import ControlClient
+        from hoplab.trace import render
+
+        control = ControlClient(self.topology(args))
+        if args.action == "list":
+            for summary in control.traces():
+                print(f"{summary.trace_id}  {summary.status or '-':>3}  {summary.hops:6d} records  {summary.url}")
+            return 0
+        trace_id = args.trace_id.strip().lower()
+        if len(trace_id) != 32 or any(c not in "0123456789abcdef" for c in trace_id):
+            raise UsageError(f"ID: {args.trace_id!r} is not a trace id (32 hex digits)")
+        trace = control.trace(trace_id)
+        if args.format in ("html", "pcapng") and args.output is None:
+            raise UsageError(f"--format {args.format} needs -o FILE")
+        if args.format == "table":
+            text = render.to_table(trace) + "\n"
+        elif args.format == "json":
+            text = json.dumps(render.to_json(trace), indent=2) + "\n"
+        elif args.format == "html":
+            text = render.to_html(trace)
+        else:
+            args.output.write_bytes(render.to_pcapng(trace))
+            print(args.output)
+            return 0
+        if args.output:
+            args.output.write_text(text)
+            print(args.output)
+        else:
+            sys.stdout.write(text)
+        return 0
 
 
 class Validate(Command):
@@ -214,14 +270,20 @@ class Validate(Command):
         return 0
 
 
-COMMANDS = [Up(), Down(), Status(), Exec(), Visit(), Clean(), Render(), Graph(), Validate()]
+COMMANDS = [Up(), Down(), Status(), Exec(), Visit(), Trace(), Clean(), Render(), Graph(), Validate()]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def common_options() -> argparse.ArgumentParser:
+    """What every verb (and sub-verb) takes."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--topology", "-t", type=Path, default=DEFAULT_TOPOLOGY,
                         help=f"topology file (default: {DEFAULT_TOPOLOGY.relative_to(DEFAULT_TOPOLOGY.parents[1])})")
     common.add_argument("--backend", default="docker", choices=["docker"], help="where the lab runs")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = common_options()
     parser = argparse.ArgumentParser(prog="hoplab", description="A small internet on one machine, observable hop by hop.")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     for command in COMMANDS:

@@ -9,7 +9,7 @@ from ipaddress import IPv4Address, IPv4Network
 import yaml
 
 from hoplab.services import Service
-from hoplab.spec import Topology, TopologyError
+from hoplab.spec import MANAGEMENT_NETWORK, Topology, TopologyError
 
 LABEL_LAB = "io.hoplab.lab"
 LABEL_NODE = "io.hoplab.node"
@@ -30,7 +30,8 @@ def bridge_names(topology: Topology) -> dict[str, str]:
     """Host bridge per network, named so the host firewall rules can name them before Docker
     creates them (Linux allows 15 characters)."""
     names = {}
-    for index, net in enumerate(topology.networks):
+    networks = list(topology.networks) + ([MANAGEMENT_NETWORK] if topology.management else [])
+    for index, net in enumerate(networks):
         name = f"hl-{topology.name}-{net}"
         names[net] = name if len(name) <= 15 else f"hl-{topology.name}-{index}"
     return names
@@ -108,6 +109,9 @@ def render(topology: Topology, catalog: dict[str, Service], runtime_file: str) -
         for volume, path in service.shared.items():
             entry["volumes"].append(f"{volume}:{path}")
             volumes[volume] = {"name": f"{project_name(topology)}-{volume}", "labels": dict(labels)}
+        if topology.management:
+            entry["networks"][MANAGEMENT_NETWORK] = {
+                "ipv4_address": str(topology.management.addresses[node.name])}
         if service.stop_signal:
             entry["stop_signal"] = service.stop_signal
         if service.capabilities:
@@ -132,6 +136,16 @@ def render(topology: Topology, catalog: dict[str, Service], runtime_file: str) -
         }
         for name in topology.networks
     }
+    if topology.management:
+        subnet = topology.management.subnet
+        networks[MANAGEMENT_NETWORK] = {
+            "name": f"{project_name(topology)}-{MANAGEMENT_NETWORK}",
+            "driver": "bridge",
+            "internal": True,  # the host reaches the control service; nothing routes beyond
+            "driver_opts": {"com.docker.network.bridge.name": bridges[MANAGEMENT_NETWORK]},
+            "ipam": {"config": [{"subnet": str(subnet), "gateway": str(subnet.broadcast_address - 1)}]},
+            "labels": dict(labels),
+        }
     document = {"name": project_name(topology), "services": services, "networks": networks}
     if volumes:
         document["volumes"] = volumes

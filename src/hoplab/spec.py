@@ -19,6 +19,9 @@ from hoplab.paths import SCHEMA_FILE
 from hoplab.services import Service, load_catalog
 
 DHCP = "dhcp"  # the address value that means "ask the network's DHCP server"
+CONTROL_NODE = "control"  # the control service's node, added when the topology has `management`
+MANAGEMENT_NETWORK = "mgmt"
+CONTROL_PORT = 50051
 
 # Ranges no lab may use: TEST-NET-1 is reserved for isolation probes (ARCHITECTURE.md), the
 # rest cannot work as a lab subnet or belong to the host and Docker.
@@ -101,12 +104,24 @@ class Domain:
 
 
 @dataclass(frozen=True)
+class Management:
+    """The control plane's own network: every node has an address on it, after the control
+    service's. Agents reach the control service here; nothing on it is ever traced."""
+
+    subnet: IPv4Network
+    control: IPv4Address
+    port: int
+    addresses: dict[str, IPv4Address]  # node -> its address, the control node's included
+
+
+@dataclass(frozen=True)
 class Topology:
     name: str
     source: Path
     domain: Domain
     networks: dict[str, Network]
     nodes: dict[str, Node]  # expanded replicas, in file order
+    management: Management | None = None
 
     @property
     def dns_address(self) -> IPv4Address:
@@ -170,8 +185,14 @@ class Topology:
                     "outside": node.nat.outside,
                 }
             nodes[node.name] = entry
+        management = None
+        if self.management:
+            management = {"subnet": str(self.management.subnet), "control": str(self.management.control),
+                          "port": self.management.port,
+                          "addresses": {n: str(a) for n, a in self.management.addresses.items()}}
         return {
             "lab": self.name,
+            "management": management,
             "domain": self.domain.name,
             "dns_server": str(self.dns_address),
             "networks": networks,
@@ -269,30 +290,60 @@ class _Checker:
         nodes = self._nodes(networks)
         self._dhcp_scopes(networks, nodes)
         domain = self._domain(networks, nodes)
-        return Topology(self.data["name"], Path(source), domain, networks, nodes)
+        management = self._management(networks, nodes)
+        return Topology(self.data["name"], Path(source), domain, networks, nodes, management)
+
+    def _subnet(self, field: str, text: str, networks: dict[str, Network]) -> IPv4Network | None:
+        try:
+            subnet = IPv4Network(text)
+        except ValueError as exc:
+            self.fail(field, f"{text!r} is not an IPv4 subnet ({exc})")
+            return None
+        if not 16 <= subnet.prefixlen <= 29:
+            self.fail(field, f"{subnet} must be between /16 and /29")
+            return None
+        clash = next((r for r in RESERVED_RANGES if subnet.overlaps(r)), None)
+        if clash:
+            self.fail(field, f"{subnet} overlaps {clash} ({RESERVED_RANGES[clash]})")
+            return None
+        other = next((n for n in networks.values() if n.subnet.overlaps(subnet)), None)
+        if other:
+            self.fail(field, f"{subnet} overlaps networks.{other.name} ({other.subnet})")
+            return None
+        return subnet
 
     def _networks(self) -> dict[str, Network]:
         networks: dict[str, Network] = {}
         for name, spec in self.data["networks"].items():
-            field = f"networks.{name}.subnet"
-            try:
-                subnet = IPv4Network(spec["subnet"])
-            except ValueError as exc:
-                self.fail(field, f"{spec['subnet']!r} is not an IPv4 subnet ({exc})")
-                continue
-            if not 16 <= subnet.prefixlen <= 29:
-                self.fail(field, f"{subnet} must be between /16 and /29")
-                continue
-            clash = next((r for r in RESERVED_RANGES if subnet.overlaps(r)), None)
-            if clash:
-                self.fail(field, f"{subnet} overlaps {clash} ({RESERVED_RANGES[clash]})")
-                continue
-            other = next((n for n in networks.values() if n.subnet.overlaps(subnet)), None)
-            if other:
-                self.fail(field, f"{subnet} overlaps networks.{other.name} ({other.subnet})")
-                continue
-            networks[name] = Network(name, subnet)
+            subnet = self._subnet(f"networks.{name}.subnet", spec["subnet"], networks)
+            if subnet is not None:
+                networks[name] = Network(name, subnet)
         return networks
+
+    def _management(self, networks: dict[str, Network], nodes: dict[str, Node]) -> Management | None:
+        spec = self.data.get("management")
+        if spec is None:
+            return None
+        if MANAGEMENT_NETWORK in self.data["networks"]:
+            self.fail(f"networks.{MANAGEMENT_NETWORK}", "the name is the management network's")
+        if CONTROL_NODE in nodes:
+            self.fail(f"nodes.{CONTROL_NODE}", "the name is the control service's (see management)")
+            return None
+        subnet = self._subnet("management.subnet", spec["subnet"], networks)
+        control = self._address("management.control", spec["control"])
+        if subnet is None or control is None:
+            return None
+        if control not in subnet or control in (subnet.network_address, subnet.broadcast_address):
+            self.fail("management.control", f"{control} is not a host address of {subnet}")
+            return None
+        names = [CONTROL_NODE, *nodes]
+        # One address each from the control service's on, and one left for the host's bridge.
+        if int(control) + len(names) >= int(subnet.broadcast_address):
+            self.fail("management.subnet", f"{subnet} has no room for {len(names)} nodes from {control} on")
+            return None
+        addresses = {name: control + i for i, name in enumerate(names)}
+        nodes[CONTROL_NODE] = Node(CONTROL_NODE, "control", ())
+        return Management(subnet, control, spec.get("port", CONTROL_PORT), addresses)
 
     def _nodes(self, networks: dict[str, Network]) -> dict[str, Node]:
         nodes: dict[str, Node] = {}

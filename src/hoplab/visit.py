@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from dataclasses import asdict, dataclass, field
 
 from hoplab.backends.base import Backend, BackendError
@@ -64,8 +65,12 @@ def phases(metrics: dict) -> dict[str, float]:
     return {k: round(v * 1000, 2) for k, v in out.items()}
 
 
-def visit(backend: Backend, topology: Topology, url: str, node: str) -> Visit:
-    trace_id = secrets.token_hex(16)
+def new_trace_id() -> str:
+    return secrets.token_hex(16)
+
+
+def visit(backend: Backend, topology: Topology, url: str, node: str, trace_id: str | None = None) -> Visit:
+    trace_id = trace_id or new_trace_id()
     traceparent = f"00-{trace_id}-{secrets.token_hex(8)}-01"
     argv = ["curl", "-sS", "-o", "/dev/null", "--max-time", str(TIMEOUT_S), "-H", f"traceparent: {traceparent}",
             "-w", f"%{{json}}\n{_SEPARATOR}\n%{{header_json}}", url]
@@ -87,3 +92,44 @@ def visit(backend: Backend, topology: Topology, url: str, node: str) -> Visit:
         remote=f"{metrics.get('remote_ip', '')}:{metrics.get('remote_port', '')}" if metrics.get("remote_ip") else "",
         timings_ms=phases(metrics) if status else {},
     )
+
+
+# ------------------------------------------------------------ a traced visit
+
+TRACE_FILTER = "ip or arp"  # every data-plane packet; the management network is never captured
+TRACE_MAX_SECONDS = 60
+TRACE_MAX_PACKETS = 20_000  # per node
+SETTLE_S = 0.5  # after the visit, for the last packets (FIN, final ACKs) to land
+
+
+def renew_lease(backend: Backend, topology: Topology, node: str) -> None:
+    """Ask the node's DHCP client to renew its lease now (udhcpc renews on SIGUSR1), and wait
+    until the new lease is applied."""
+    script = ("before=$(cat /run/hoplab/lease-* 2>/dev/null | md5sum); kill -USR1 $(pidof udhcpc) || exit 1; "
+              "for i in $(seq 50); do sleep 0.1; "
+              "[ \"$(cat /run/hoplab/lease-* 2>/dev/null | md5sum)\" != \"$before\" ] && exit 0; done; exit 1")
+    result = backend.run(topology, node, ["sh", "-c", script], timeout=15)
+    if result.returncode != 0:
+        raise BackendError(f"{node}: the DHCP lease was not renewed within 5 s")
+
+
+def traced_visit(backend: Backend, topology: Topology, url: str, node: str, renew: bool = False):
+    """A visit with every node capturing; returns the visit and its assembled trace."""
+    from hoplab.control.client import ControlClient
+
+    control = ControlClient(topology)
+    trace_id = new_trace_id()
+    capture = control.start(filter=TRACE_FILTER, max_seconds=TRACE_MAX_SECONDS, max_packets=TRACE_MAX_PACKETS,
+                            trace_id=trace_id, url=url)
+    status = 0
+    try:
+        if renew:
+            renew_lease(backend, topology, node)
+        result = visit(backend, topology, url, node, trace_id)
+        status = result.status
+        time.sleep(SETTLE_S)
+    finally:
+        control.stop(capture.id, status=status)
+    trace = control.trace(trace_id)
+    control.close()
+    return result, trace

@@ -45,13 +45,15 @@ def test_every_node_is_healthy(lab):
     status = lab.status()
     assert set(status) == set(lab.topology.nodes)
     assert {n: s["health"] for n, s in status.items()} == {n: "healthy" for n in status}
-    assert status["router"]["addresses"] == {"home": "192.168.50.1/24", "internet": "198.51.100.1/24"}
+    management = lab.topology.management
+    assert status["router"]["addresses"] == {"home": "192.168.50.1/24", "internet": "198.51.100.1/24",
+                                             "mgmt": f"{management.addresses['router']}/{management.subnet.prefixlen}"}
 
 
 @pytest.mark.parametrize("client", ["client"])
 def test_client_lease_comes_from_dhcp(lab, client):
     address = assert_dhcp_lease(lab, client)
-    assert lab.status()[client]["addresses"] == {"home": f"{address}/24"}
+    assert lab.status()[client]["addresses"]["home"] == f"{address}/24"
 
 
 def test_dns_answers_the_lab_zone(lab):

@@ -197,3 +197,13 @@ def test_lb_runtime_socket_drains_and_enables_a_replica(lab):
     finally:
         admin("enable server web/web1")
     assert eventually(lambda: curl(lab, f"{WWW}/order")[1]["x-served-by"] == "web1", 20)
+
+
+def test_management_network_is_no_way_around_the_data_plane(lab):
+    management = lab.topology.management
+    db = str(management.addresses["db"])
+    # The database listens on all its addresses; the client can still not reach it this way.
+    assert lab.exec("client", "nc", "-z", "-w", "2", db, "5432", check=False).returncode != 0
+    assert lab.exec("web1", "nc", "-z", "-w", "2", db, "5432", check=False).returncode != 0
+    # ...while every node reaches the control service there.
+    lab.exec("client", "nc", "-z", "-w", "2", str(management.control), str(management.port))

@@ -352,6 +352,32 @@ def test_fragments_decode_only_first_l4():
     assert "fragment offset 40" in p.summary
 
 
+def test_ipv6_udp_and_icmpv6():
+    def ipv6(nxt, payload):
+        return (struct.pack("!IHBB", 0x60000000, len(payload), nxt, 255)
+                + ip("fd00::190") + ip("fd00::53") + payload)
+    p = decode(eth(ipv6(17, udp(40000, 53, dns_msg(0x0a0b, "www.example.test", 28))), 0x86DD))
+    assert p.error is None and p.proto == "dns" and p.src_ip == "fd00::190" and p.ttl == 255
+    assert p.summary == "DNS query AAAA www.example.test id 0x0a0b"
+    p = decode(eth(ipv6(58, struct.pack("!BBHI", 135, 0, 0, 0) + ip("fd00::1")), 0x86DD))
+    assert p.proto == "icmp" and "neighbor solicitation" in p.summary
+
+
+def test_tso_total_length_zero_uses_captured_length():
+    p = decode(eth(ipv4("10.0.0.1", "10.0.0.2", 6, tcp(1, 2, b"z" * 3000), total=0)))
+    assert p.error is None and p.payload_len == 3000
+
+
+def test_smtp_auth_is_masked():
+    frame = tcp_frame("1.1.1.1", "2.2.2.2", 41000, 587, b"AUTH PLAIN AGFsaWNlAHMzY3JldA==\r\n")
+    assert decode(frame).summary == "SMTP AUTH PLAIN ***"
+
+
+def test_wrong_content_on_dhcp_port_is_flagged():
+    p = decode(udp_frame("1.1.1.1", "2.2.2.2", 68, 67, b"hello"))
+    assert p.proto == "udp" and p.error == "malformed DHCP message"
+
+
 # ---------------------------------------------------------------------------- malformed input
 
 def test_ipv4_ihl_below_five_is_flagged():
@@ -374,6 +400,12 @@ def test_truncated_keeps_lower_layers():
     assert decode(b"").length == 0
 
 
+def test_summary_is_one_printable_line():
+    msg = dns_msg(0x0101, "a", 16, flags=0x8180, answers=[(16, b"\x05x\ny\rz")])
+    p = decode(udp_frame("1.1.1.1", "2.2.2.2", 53, 4000, msg))
+    assert p.error is None and p.summary.isprintable() and p.summary.endswith('TXT "x?y?z"')
+
+
 def test_non_bytes_input():
     assert decode("not bytes").error == "not bytes"  # type: ignore[arg-type]
     assert decode(bytearray(DNS_QUERY)).proto == "dns"
@@ -381,7 +413,10 @@ def test_non_bytes_input():
 
 
 def _check(p, n):
-    assert isinstance(p.summary, str) and p.summary, n
+    """Invariants for any input: a one-line summary, string keys, and no exception that only
+    the decoder's last-resort handler caught (that would be a decoder bug)."""
+    assert isinstance(p.summary, str) and p.summary and p.summary.isprintable(), n
+    assert not (p.error or "").startswith("decoder error"), p.error
     assert p.length == n
     assert all(isinstance(k, str) and isinstance(v, str) for k, v in p.keys.items())
 
@@ -425,3 +460,16 @@ def test_mutated_samples_never_raise():
         for _ in range(rng.randrange(1, 6)):
             frame[rng.randrange(len(frame))] = rng.randrange(256)
         _check(decode(bytes(frame)), len(frame))
+
+
+def test_tagged_sql_carries_the_traceparent_and_reads_as_sql():
+    traceparent = "00-" + "ab" * 16 + "-" + "cd" * 8 + "-01"
+    sql = f"SELECT name FROM products /*traceparent='{traceparent}'*/".encode() + b"\0"
+    message = b"Q" + struct.pack("!I", len(sql) + 4) + sql
+    frame = tcp_frame("172.31.50.11", "172.31.50.20", 40000, 5432, message)
+    packet = decode(frame)
+    assert packet.proto == "pgsql"
+    assert packet.summary == "SQL SELECT name FROM products"
+    assert packet.keys["traceparent"] == traceparent
+    reply = b"C" + struct.pack("!I", 13) + b"SELECT 10\0" + b"Z" + struct.pack("!I", 5) + b"I"
+    assert decode(tcp_frame("172.31.50.20", "172.31.50.11", 5432, 40000, reply)).summary == "SQL result SELECT 10"

@@ -91,7 +91,7 @@ def test_variant_exercises_long_names():
 @pytest.mark.parametrize("topology", TOPOLOGY_CASES, ids=CASE_IDS)
 def test_every_network_is_internal(topology):
     networks = rendered(topology)["networks"]
-    assert set(networks) == set(topology.networks)
+    assert set(networks) == set(topology.networks) | ({"mgmt"} if topology.management else set())
     for name, net in networks.items():
         assert net["internal"] is True, name
         assert net["driver"] == "bridge"
@@ -153,6 +153,8 @@ def test_services_match_the_topology(topology):
                                     *(f"{v}:{p}" for v, p in declared.shared.items())]
         assert entry["labels"] == {compose.LABEL_LAB: topology.name, compose.LABEL_NODE: node.name}
         expected = {i.network: ({"ipv4_address": str(i.address)} if i.address else {}) for i in node.interfaces}
+        if topology.management:
+            expected["mgmt"] = {"ipv4_address": str(topology.management.addresses[node.name])}
         assert entry["networks"] == expected
 
 

@@ -118,7 +118,8 @@ def duo() -> spec.Topology:
 
 def test_lab_nodes_and_networks(lab):
     assert lab.name == "lab"
-    assert list(lab.nodes) == ["router", "dhcp", "dns", "client", "cache", "lb", "web1", "web2", "db", "mail"]
+    assert list(lab.nodes) == ["router", "dhcp", "dns", "client", "cache", "lb", "web1", "web2", "db", "mail",
+                                "control"]
     assert list(lab.networks) == ["home", "internet", "origin"]
     assert [n.name for n in lab.nodes_of("web")] == ["web1", "web2"]
     assert lab.nodes["web2"].address_on("origin") == IPv4Address("172.31.50.12")
@@ -126,7 +127,8 @@ def test_lab_nodes_and_networks(lab):
 
 
 def test_duo_replicas_are_expanded(duo):
-    assert list(duo.nodes) == ["gw", "dhcpd", "ns", "pc1", "pc2", "edge", "balancer", "app1", "app2", "app3", "sql"]
+    assert list(duo.nodes) == ["gw", "dhcpd", "ns", "pc1", "pc2", "edge", "balancer", "app1", "app2", "app3", "sql",
+                                 "control"]
     assert [str(n.address_on("dc")) for n in duo.nodes_of("web")] == ["172.30.78.21", "172.30.78.22", "172.30.78.23"]
     assert "pc" not in duo.nodes
     for name in ("pc1", "pc2"):
@@ -193,7 +195,8 @@ def test_duo_runtime_prefixlen(duo):
     runtime = duo.to_runtime()
     assert runtime["networks"]["lan"]["subnet"] == "192.168.77.0/25"
     assert runtime["nodes"]["dhcpd"]["interfaces"] == [{"network": "lan", "address": "192.168.77.5", "prefixlen": 25}]
-    assert set(runtime["nodes"]) == {"gw", "dhcpd", "ns", "pc1", "pc2", "edge", "balancer", "app1", "app2", "app3", "sql"}
+    assert set(runtime["nodes"]) == {"gw", "dhcpd", "ns", "pc1", "pc2", "edge", "balancer", "app1", "app2", "app3", "sql",
+                                      "control"}
 
 
 def test_lab_zone(lab):

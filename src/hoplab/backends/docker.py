@@ -9,6 +9,7 @@ import ipaddress
 import json
 import shutil
 import subprocess
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,7 +25,12 @@ from hoplab.services import Service, load_catalog
 from hoplab.spec import Topology
 
 UP_TIMEOUT = 240.0
-POLL_INTERVAL = 0.5
+POLL_INTERVAL = 0.5  # between clean passes
+
+
+def _healthy(container: dict) -> bool:
+    state = container["State"]
+    return state["Status"] == "running" and (state.get("Health") or {}).get("Status", "healthy") == "healthy"
 
 
 class DockerBackend(Backend):
@@ -47,8 +53,8 @@ class DockerBackend(Backend):
         compose_file = self.write_state(topology)
         self.firewall.allow_bridges(topology.name, list(compose.bridge_names(topology).values()))
         progress.say(f"starting {len(topology.nodes)} nodes of lab {topology.name!r}")
-        proc = self.docker.compose(compose.project_name(topology), compose_file,
-                                   "up", "--detach", "--remove-orphans", "--no-build")
+        proc = self.docker.compose(compose.project_name(topology), compose_file, "up", "--detach", "--wait",
+                                   "--wait-timeout", str(int(UP_TIMEOUT)), "--remove-orphans", "--no-build")
         self._wait_healthy(topology, progress, proc)
         progress.say("all nodes healthy")
         return self.status(topology)
@@ -181,32 +187,40 @@ class DockerBackend(Backend):
         return compose_file
 
     def _wait_healthy(self, topology: Topology, progress: Progress, proc: subprocess.Popen) -> None:
-        seen: dict[str, tuple[str, str]] = {}
-        output: list[str] = []
-        deadline = time.monotonic() + UP_TIMEOUT
-        while True:
-            exited = proc.poll()
-            containers = self._containers(topology)
-            for node, info in sorted(containers.items()):
-                state = (info["State"]["Status"], (info["State"].get("Health") or {}).get("Status", "none"))
-                if seen.get(node) != state:
-                    seen[node] = state
-                    progress.say(f"{node}: {state[0]}" + (f" ({state[1]})" if state[1] != "none" else ""))
-            if exited is not None:
-                output = output or proc.stdout.read().splitlines()
-                if exited != 0:
-                    raise BackendError("docker compose up failed:\n" + "\n".join(output[-20:]) +
-                                       self._explain(topology, containers))
-                if len(containers) == len(topology.nodes) and all(
-                        s == ("running", "healthy") for s in seen.values()):
-                    return
-            # Until Compose is done, a container seen exited may be one it is about to replace.
-            broken = [n for n, (st, h) in seen.items()
-                      if exited is not None and (st in ("exited", "dead") or h == "unhealthy")]
-            if broken or time.monotonic() > deadline:
-                raise BackendError(f"nodes not healthy after {time.monotonic() - progress.started:.0f}s: "
-                                   f"{', '.join(broken) or 'timed out'}" + self._explain(topology, containers))
-            time.sleep(POLL_INTERVAL)
+        """Compose's own `--wait` decides; Docker's event stream says what happens meanwhile
+        (no polling: on two cores a poll loop slows the very bring-up it watches)."""
+        events = self.docker.events(f"{compose.LABEL_LAB}={topology.name}")
+
+        def report() -> None:
+            for line in events.stdout:
+                try:
+                    event = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                action = event.get("Action") or event.get("status") or ""
+                node = (event.get("Actor") or {}).get("Attributes", {}).get(compose.LABEL_NODE)
+                shown = action.replace("health_status: ", "")
+                if node and shown in ("create", "start", "healthy", "unhealthy", "die", "kill"):
+                    progress.say(f"{node}: {shown}")
+
+        reporter = threading.Thread(target=report, daemon=True)
+        reporter.start()
+        try:
+            output, _ = proc.communicate(timeout=UP_TIMEOUT + 30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            output, _ = proc.communicate()
+        finally:
+            events.kill()
+            reporter.join(timeout=2)
+        containers = self._containers(topology)
+        if proc.returncode != 0:
+            raise BackendError("nodes did not all become healthy (docker compose up --wait failed):\n" +
+                               "\n".join(output.splitlines()[-15:]) + self._explain(topology, containers))
+        # `--wait` lets a container that exited on its own pass: check each node once more.
+        broken = [n for n in topology.nodes if n not in containers or not _healthy(containers[n])]
+        if broken:
+            raise BackendError(f"nodes not healthy: {', '.join(broken)}" + self._explain(topology, containers))
 
     def _explain(self, topology: Topology, containers: dict[str, dict]) -> str:
         """The evidence for a node that did not come up: its last health output and logs."""
@@ -214,7 +228,7 @@ class DockerBackend(Backend):
         for node, info in sorted(containers.items()):
             state = info["State"]
             health = state.get("Health") or {}
-            if state["Status"] == "running" and health.get("Status", "healthy") == "healthy":
+            if _healthy(info):
                 continue
             lines.append(f"\n--- {node}: {state['Status']} {health.get('Status', '')}")
             for entry in (health.get("Log") or [])[-2:]:

@@ -72,6 +72,12 @@ class DockerCLI:
         found = self.inspect(image, kind="image")
         return found[0]["Id"] if found else None
 
+    def events(self, label: str) -> subprocess.Popen:
+        """Container events of objects carrying `label`, one JSON object a line, from now on."""
+        return subprocess.Popen([self.docker, "events", "--filter", "type=container", "--filter", f"label={label}",
+                                 "--format", "{{json .}}"], text=True, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+
     def compose(self, project: str, compose_file: Path | None, *args: str) -> subprocess.Popen:
         argv = [*self.compose_command, "-p", project]
         if compose_file is not None:

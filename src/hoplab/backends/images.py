@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from importlib import metadata
 from pathlib import Path
 
 from hoplab.backends.base import BackendError
@@ -26,6 +27,7 @@ PULLABLE_OS_IMAGE = "debian:bookworm-slim"
 INPUTS_LABEL = "io.hoplab.inputs"
 SUITE = "bookworm"
 PARALLEL_BUILDS = 3
+NODE_DEPENDENCIES = ("grpcio", "grpcio-health-checking", "grpcio-reflection", "protobuf")
 
 
 def host_apt_mirror() -> str:
@@ -52,6 +54,20 @@ def host_apt_mirror() -> str:
                        "(/etc/apt/sources.list.d/*.sources or /etc/apt/sources.list)")
 
 
+def _with_requirements(names) -> set[str]:
+    """The distributions and everything they require, as installed in this venv."""
+    found, todo = set(), list(names)
+    while todo:
+        name = todo.pop()
+        if name in found:
+            continue
+        found.add(name)
+        for requirement in metadata.requires(name) or []:
+            if "extra ==" not in requirement:
+                todo.append(re.split(r"[ ;<>=!~\[]", requirement, maxsplit=1)[0])
+    return found
+
+
 def _hash_tree(digest, root: Path) -> None:
     for path in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
         digest.update(str(path.relative_to(root)).encode() + b"\0")
@@ -67,8 +83,11 @@ class ImageBuilder:
     def ensure(self, services: list[Service]) -> None:
         self.ensure_os_image()
         wheel = self.ensure_wheel()
-        base_inputs = self._inputs(SERVICES_DIR / "base" / "Dockerfile", {"OS_IMAGE": self._id(OS_IMAGE)}, {})
-        self._build(BASE_IMAGE, SERVICES_DIR / "base" / "Dockerfile", {"OS_IMAGE": OS_IMAGE}, {}, base_inputs)
+        base_context = {"deps": self.ensure_dependency_wheels()}
+        base_inputs = self._inputs(SERVICES_DIR / "base" / "Dockerfile", {"OS_IMAGE": self._id(OS_IMAGE)},
+                                   base_context)
+        self._build(BASE_IMAGE, SERVICES_DIR / "base" / "Dockerfile", {"OS_IMAGE": OS_IMAGE}, base_context,
+                    base_inputs)
         base_id = self._id(BASE_IMAGE)
         jobs = []
         for service in services:
@@ -150,6 +169,25 @@ class ImageBuilder:
         except OSError:  # another run got there first with the same sources
             shutil.rmtree(tmp, ignore_errors=True)
         return next(folder.glob("hoplab-*.whl"))
+
+    def ensure_dependency_wheels(self) -> Path:
+        """Wheels of the node-side dependencies, at the versions this venv runs (the gRPC stubs
+        were generated for them)."""
+        pins = sorted(f"{name}=={metadata.version(name)}" for name in _with_requirements(NODE_DEPENDENCIES))
+        folder = self.build_dir / "wheels" / ("deps-" + hashlib.sha256(" ".join(pins).encode()).hexdigest()[:16])
+        if folder.is_dir() and len(list(folder.glob("*.whl"))) == len(pins):
+            return folder
+        self.progress.say(f"building dependency wheels: {' '.join(pins)}")
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".tmp-"))
+        result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp), *pins],
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise BackendError(f"building dependency wheels failed:\n{result.stderr[-2000:]}")
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.rename(folder)
+        return folder
 
     # ------------------------------------------------------------ docker build
 

@@ -19,6 +19,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+MANAGEMENT = "mgmt"  # the management interface's name (never traced)
+
 
 @dataclass
 class NodeContext:
@@ -72,6 +74,11 @@ class NodeContext:
         only their lease may give them one."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         links = json.loads(run(["ip", "-j", "-4", "addr", "show"], capture=True))
+        management = self.lab.get("management")
+        if management:
+            self._name_link(links, management["addresses"][self.name], MANAGEMENT)
+            if not self.is_control:
+                self._guard_management(management["control"])
         for iface in self.interfaces:
             wanted = iface["network"]
             if any(link["ifname"] == wanted for link in links):
@@ -85,6 +92,32 @@ class NodeContext:
                 run(["ip", "-4", "addr", "flush", "dev", wanted])  # the backend's, not DHCP's
             run(["ip", "link", "set", "dev", wanted, "up"])
         write_in_place(Path("/etc/resolv.conf"), self._resolv_conf())
+
+    @property
+    def is_control(self) -> bool:
+        return self.config["service"] == "control"
+
+    def _name_link(self, links: list[dict], address: str, name: str) -> None:
+        if any(link["ifname"] == name for link in links):
+            return
+        current = next((link["ifname"] for link in links for a in link.get("addr_info", [])
+                        if a.get("local") == address), None)
+        if current is None:
+            raise SystemExit(f"hoplab[{self.name}]: no interface holds {address} for {name!r}")
+        run(["ip", "link", "set", "dev", current, "down"])
+        run(["ip", "link", "set", "dev", current, "name", name])
+        run(["ip", "link", "set", "dev", name, "up"])
+
+    def _guard_management(self, control: str) -> None:
+        """On the management network a node talks to the control service and to nothing else,
+        so it never becomes a path between nodes the data plane keeps apart. A table of its
+        own: the router's iptables ruleset cannot flush it."""
+        ruleset = (f"table inet hoplab_mgmt {{\n"
+                   f"  chain input {{ type filter hook input priority -10; iifname \"{MANAGEMENT}\" "
+                   f"ip saddr != {control} drop; }}\n"
+                   f"  chain output {{ type filter hook output priority -10; oifname \"{MANAGEMENT}\" "
+                   f"ip daddr != {control} drop; }}\n}}\n")
+        subprocess.run(["nft", "-f", "-"], input=ruleset, text=True, check=True)
 
     def _resolv_conf(self) -> str:
         """The lab DNS by its address on a network this node shares with it. A node with no

@@ -2,6 +2,7 @@
 script (which usually execs its daemon)."""
 
 import os
+import subprocess
 import sys
 
 from hoplab.node import NodeContext
@@ -12,6 +13,10 @@ def main(argv: list[str]) -> None:
         raise SystemExit("usage: python3 -m hoplab.node start")
     node = NodeContext.from_environment()
     node.prepare()
+    if node.lab.get("management") and not node.is_control:
+        # The agent lives beside the service for the node's whole life; it only captures when
+        # the control service asks.
+        subprocess.Popen([sys.executable, "-m", "hoplab.control.agent"], stdin=subprocess.DEVNULL)
     start = str(node.service_dir / "start")
     os.execv(sys.executable, [sys.executable, start])
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import re
 import struct
 
 from hoplab.trace.packet import Packet
@@ -102,8 +103,9 @@ def _finish_summary(pkt: Packet) -> None:
         pkt.summary = f"frame {pkt.length} bytes"
     if pkt.error:
         pkt.summary += f" ({pkt.error})"
-    if len(pkt.summary) > SUMMARY_MAX:
-        pkt.summary = pkt.summary[:SUMMARY_MAX - 3] + "..."
+    text = pkt.summary if len(pkt.summary) <= SUMMARY_MAX else pkt.summary[:SUMMARY_MAX - 3] + "..."
+    # one printable line whatever the payload held (newlines, C1 controls from latin-1)
+    pkt.summary = "".join(c if c.isprintable() else "?" for c in text)
 
 
 # ---------------------------------------------------------------------------- L2
@@ -131,8 +133,7 @@ def _ethernet(pkt: Packet, frame: bytes) -> None:
 
 def _arp(pkt: Packet, buf: bytes) -> None:
     pkt.summary = "ARP"
-    htype, ptype = _u16(buf, 0, "ARP header"), _u16(buf, 2, "ARP header")
-    hlen, plen, oper = _u8(buf, 4, "ARP header"), _u8(buf, 5, "ARP header"), _u16(buf, 6, "ARP header")
+    htype, ptype, hlen, plen, oper = struct.unpack("!HHBBH", _take(buf, 0, 8, "ARP header"))
     if (htype, ptype, hlen, plen) != (1, ETH_IPV4, 6, 4):
         pkt.proto, pkt.summary = "arp", f"ARP htype {htype} ptype 0x{ptype:04x} op {oper}"
         return
@@ -201,7 +202,8 @@ def _ipv6(pkt: Packet, buf: bytes) -> None:
     payload, off = buf[40:40 + plen], 0
     for _ in range(8):  # bounded: a chain of extension headers cannot loop us
         if nxt in (0, 43, 60):  # hop-by-hop, routing, destination options
-            nxt, off = _u8(payload, off, "IPv6 extension"), off + 8 + _u8(payload, off + 1, "IPv6 extension") * 8
+            nxt, units = _take(payload, off, 2, "IPv6 extension")
+            off += 8 + units * 8
         elif nxt == 44:  # fragment
             frag = _u16(payload, off + 2, "IPv6 fragment header")
             nxt, off = _u8(payload, off, "IPv6 fragment header"), off + 8
@@ -251,7 +253,8 @@ def _icmp(pkt: Packet, buf: bytes, _more: bool, v6: bool = False) -> None:
     payload = buf[8:]
     pkt.proto, pkt.payload_len, pkt.payload_hash = "icmp", len(payload), _hash(payload)
     pkt.keys["icmp_type"], pkt.keys["icmp_code"] = str(icmp_type), str(code)
-    text = f"{'ICMPv6' if v6 else 'ICMP'} {pkt.src_ip} > {pkt.dst_ip} {_icmp_name(icmp_type, code, v6)}"
+    name = _icmp_name(icmp_type, code, v6)
+    text = f"{'ICMPv6' if v6 else 'ICMP'} {pkt.src_ip} > {pkt.dst_ip} {name}"
     if icmp_type in ((128, 129) if v6 else (0, 8, 13, 14)):
         ident, seq = struct.unpack("!HH", hdr[4:8])
         pkt.keys["icmp_id"], pkt.keys["icmp_seq"] = f"0x{ident:04x}", str(seq)
@@ -328,6 +331,10 @@ def _tcp(pkt: Packet, buf: bytes, more_frags: bool) -> None:
         pkt.summary += " (first fragment)"
         return
     _application(pkt, payload, _TCP_APPS, _TCP_SNIFFERS)
+    if "traceparent" not in pkt.keys:  # e.g. a tagged SQL statement (sqlcommenter)
+        found = _TRACEPARENT.search(payload)
+        if found:
+            pkt.keys["traceparent"] = found.group(1).decode()
 
 
 # ---------------------------------------------------------------------------- L7 dispatch
@@ -398,7 +405,7 @@ def _dhcp(pkt: Packet, payload: bytes) -> bool:
     pkt.keys["dhcp_type"] = name
     # the address the message is about: what the client asks for, is given, or holds
     ip = (_ip_list(opts[50])[:1] or [None])[0] if 50 in opts else None
-    ip = ip or (yiaddr if yiaddr != "0.0.0.0" else None) or (ciaddr if ciaddr != "0.0.0.0" else None)
+    ip = ip or next((a for a in (yiaddr, ciaddr) if a != "0.0.0.0"), None)
     parts = [f"DHCP {name} xid 0x{xid:08x}"]
     if ip:
         parts.append(ip)
@@ -503,11 +510,13 @@ def _dns_message(pkt: Packet, msg: bytes) -> None:
         for _ in range(min(an, DNS_MAX_RRS)):
             off = _dns_name(msg, off)[1]
             rtype, _cls, _ttl, rdlen = struct.unpack("!HHIH", _take(msg, off, 10, "DNS answer"))
-            answers.append(f"{DNS_TYPES.get(rtype, f'TYPE{rtype}')} {_dns_rdata(msg, rtype, off + 10, rdlen)}")
+            rdata = _dns_rdata(msg, rtype, off + 10, rdlen)
+            answers.append(f"{DNS_TYPES.get(rtype, f'TYPE{rtype}')} {rdata}")
             off += 10 + rdlen
     finally:  # keep the answers read so far even when a later one is broken
         if answers:
-            shown = ", ".join(answers[:4]) + (f", +{len(answers) - 4} more" if len(answers) > 4 else "")
+            more = f", +{len(answers) - 4} more" if len(answers) > 4 else ""
+            shown = ", ".join(answers[:4]) + more
             pkt.summary = f"{head}{question} id 0x{dns_id:04x}: {shown}"
 
 
@@ -533,8 +542,9 @@ HTTP_KEY_HEADERS = {"traceparent": "traceparent", "x-cache": "x_cache",
 
 
 def _http(pkt: Packet, payload: bytes) -> bool:
-    first = payload.split(b" ", 1)[0]
-    if not (payload.startswith(b"HTTP/1.") or (first in HTTP_METHODS and len(payload) > len(first))):
+    first = payload[:8].split(b" ", 1)[0]
+    is_request = first in HTTP_METHODS and payload[len(first):len(first) + 1] == b" "
+    if not (is_request or payload.startswith(b"HTTP/1.")):
         return False
     head = payload.split(b"\r\n\r\n", 1)[0].decode("latin-1")
     lines = head.replace("\r\n", "\n").split("\n")
@@ -691,5 +701,25 @@ def _imap(pkt: Packet, payload: bytes) -> bool:
 _BY_ETHERTYPE = {ETH_IPV4: _ipv4, ETH_ARP: _arp, ETH_IPV6: _ipv6}
 _BY_IP_PROTO = {1: _icmp, 6: _tcp, 17: _udp, 58: _icmp6}
 _UDP_APPS = {53: _dns_udp, 5353: _dns_udp, 67: _dhcp, 68: _dhcp}
-_TCP_APPS = {53: _dns_tcp, 25: _smtp, 587: _smtp, 143: _imap}
+def _pgsql(pkt: Packet, payload: bytes) -> bool:
+    """PostgreSQL's wire protocol: a simple Query ('Q') from the client, and the server's
+    CommandComplete ('C') tag, e.g. "SELECT 10"."""
+    kind = payload[:1]
+    if kind == b"Q" and len(payload) > 5:
+        sql = payload[5:].split(b"\0", 1)[0].decode("utf-8", "replace")
+        pkt.proto = "pgsql"
+        pkt.summary = "SQL " + " ".join(_TRACEPARENT_COMMENT.sub("", sql).split())[:100]
+        return True
+    if kind in (b"T", b"D", b"C", b"Z", b"E"):
+        tag = re.search(rb"C\x00\x00\x00.([A-Z]+[A-Z 0-9]*)\x00", payload, re.S)
+        pkt.proto = "pgsql"
+        pkt.summary = "SQL result " + (tag.group(1).decode() if tag else f"({len(payload)} bytes)")
+        return True
+    return False
+
+
+_TRACEPARENT = re.compile(rb"traceparent='?(00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2})")
+_TRACEPARENT_COMMENT = re.compile(r"\s*/\*traceparent='[^']*'\*/")
+
+_TCP_APPS = {53: _dns_tcp, 25: _smtp, 587: _smtp, 143: _imap, 5432: _pgsql}
 _TCP_SNIFFERS = (_tls, _http)  # recognised by content on any port

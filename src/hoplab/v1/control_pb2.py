@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17hoplab/v1/control.proto\x12\thoplab.v1\"7\n\tInterface\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0b\n\x03mac\x18\x03 \x01(\t\"O\n\x04Node\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07service\x18\x02 \x01(\t\x12(\n\ninterfaces\x18\x03 \x03(\x0b\x32\x14.hoplab.v1.Interface\"\x12\n\x10ListNodesRequest\"3\n\x11ListNodesResponse\x12\x1e\n\x05nodes\x18\x01 \x03(\x0b\x32\x0f.hoplab.v1.Node\"}\n\x13StartCaptureRequest\x12\r\n\x05nodes\x18\x01 \x03(\t\x12\x0e\n\x06\x66ilter\x18\x02 \x01(\t\x12\x13\n\x0bmax_seconds\x18\x03 \x01(\r\x12\x13\n\x0bmax_packets\x18\x04 \x01(\r\x12\x10\n\x08trace_id\x18\x05 \x01(\t\x12\x0b\n\x03url\x18\x06 \x01(\t\"\x8e\x01\n\x07\x43\x61pture\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05nodes\x18\x02 \x03(\t\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\t\x12\x12\n\nstarted_ns\x18\x05 \x01(\x03\x12\x12\n\nstopped_ns\x18\x06 \x01(\x03\x12\x0f\n\x07records\x18\x07 \x01(\x04\x12\x10\n\x08trace_id\x18\x08 \x01(\t\" \n\x12StopCaptureRequest\x12\n\n\x02id\x18\x01 \x01(\t\"*\n\x14StreamRecordsRequest\x12\x12\n\ncapture_id\x18\x01 \x01(\t\"\xd5\x02\n\x06Record\x12\x12\n\ncapture_id\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\r\n\x05iface\x18\x03 \x01(\t\x12\x11\n\tdirection\x18\x04 \x01(\t\x12\r\n\x05ts_ns\x18\x05 \x01(\x03\x12\r\n\x05proto\x18\x06 \x01(\t\x12\x0b\n\x03src\x18\x07 \x01(\t\x12\x0b\n\x03\x64st\x18\x08 \x01(\t\x12\x0f\n\x07summary\x18\t \x01(\t\x12\x11\n\ttcp_flags\x18\n \x01(\t\x12\x0f\n\x07tcp_seq\x18\x0b \x01(\r\x12\r\n\x05ip_id\x18\x0c \x01(\r\x12\x14\n\x0cpayload_hash\x18\r \x01(\t\x12)\n\x04keys\x18\x0e \x03(\x0b\x32\x1b.hoplab.v1.Record.KeysEntry\x12\r\n\x05\x66rame\x18\x0f \x01(\x0c\x12\x0e\n\x06length\x18\x10 \x01(\r\x1a+\n\tKeysEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"0\n\x05Tuple\x12\x0b\n\x03src\x18\x01 \x01(\t\x12\x0b\n\x03\x64st\x18\x02 \x01(\t\x12\r\n\x05proto\x18\x03 \x01(\t\"P\n\x0bTranslation\x12 \n\x06\x62\x65\x66ore\x18\x01 \x01(\x0b\x32\x10.hoplab.v1.Tuple\x12\x1f\n\x05\x61\x66ter\x18\x02 \x01(\x0b\x32\x10.hoplab.v1.Tuple\"\xcd\x01\n\x03Hop\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\r\n\x05iface\x18\x02 \x01(\t\x12\x11\n\tdirection\x18\x03 \x01(\t\x12\r\n\x05ts_ns\x18\x04 \x01(\x03\x12\r\n\x05proto\x18\x05 \x01(\t\x12\x0b\n\x03src\x18\x06 \x01(\t\x12\x0b\n\x03\x64st\x18\x07 \x01(\t\x12\x0f\n\x07summary\x18\x08 \x01(\t\x12*\n\ntranslated\x18\t \x01(\x0b\x32\x16.hoplab.v1.Translation\x12!\n\x06record\x18\n \x01(\x0b\x32\x11.hoplab.v1.Record\"h\n\x05Trace\x12\x10\n\x08trace_id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\x05\x12\x1c\n\x04hops\x18\x04 \x03(\x0b\x32\x0e.hoplab.v1.Hop\x12\x12\n\ncapture_id\x18\x05 \x01(\t\"#\n\x0fGetTraceRequest\x12\x10\n\x08trace_id\x18\x01 \x01(\t\"_\n\x0cTraceSummary\x12\x10\n\x08trace_id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\x05\x12\x12\n\nstarted_ns\x18\x04 \x01(\x03\x12\x0c\n\x04hops\x18\x05 \x01(\r\"\x13\n\x11ListTracesRequest\"=\n\x12ListTracesResponse\x12\'\n\x06traces\x18\x01 \x03(\x0b\x32\x17.hoplab.v1.TraceSummary\"P\n\x05Hello\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0f\n\x07service\x18\x02 \x01(\t\x12(\n\ninterfaces\x18\x03 \x03(\x0b\x32\x14.hoplab.v1.Interface\"1\n\x0bRecordBatch\x12\"\n\x07records\x18\x01 \x03(\x0b\x32\x11.hoplab.v1.Record\"\x8c\x01\n\x0c\x41gentMessage\x12!\n\x05hello\x18\x01 \x01(\x0b\x32\x10.hoplab.v1.HelloH\x00\x12\'\n\x05\x62\x61tch\x18\x02 \x01(\x0b\x32\x16.hoplab.v1.RecordBatchH\x00\x12(\n\x05\x65nded\x18\x03 \x01(\x0b\x32\x17.hoplab.v1.CaptureEndedH\x00\x42\x06\n\x04\x62ody\"B\n\x0c\x43\x61ptureEnded\x12\x12\n\ncapture_id\x18\x01 \x01(\t\x12\x0f\n\x07records\x18\x02 \x01(\x04\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"\\\n\x0cStartCommand\x12\x12\n\ncapture_id\x18\x01 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x02 \x01(\t\x12\x13\n\x0bmax_seconds\x18\x03 \x01(\r\x12\x13\n\x0bmax_packets\x18\x04 \x01(\r\"!\n\x0bStopCommand\x12\x12\n\ncapture_id\x18\x01 \x01(\t\"h\n\x0c\x41gentCommand\x12(\n\x05start\x18\x01 \x01(\x0b\x32\x17.hoplab.v1.StartCommandH\x00\x12&\n\x04stop\x18\x02 \x01(\x0b\x32\x16.hoplab.v1.StopCommandH\x00\x42\x06\n\x04\x62ody2\xa3\x03\n\x07\x43ontrol\x12\x46\n\tListNodes\x12\x1b.hoplab.v1.ListNodesRequest\x1a\x1c.hoplab.v1.ListNodesResponse\x12\x42\n\x0cStartCapture\x12\x1e.hoplab.v1.StartCaptureRequest\x1a\x12.hoplab.v1.Capture\x12@\n\x0bStopCapture\x12\x1d.hoplab.v1.StopCaptureRequest\x1a\x12.hoplab.v1.Capture\x12\x45\n\rStreamRecords\x12\x1f.hoplab.v1.StreamRecordsRequest\x1a\x11.hoplab.v1.Record0\x01\x12\x38\n\x08GetTrace\x12\x1a.hoplab.v1.GetTraceRequest\x1a\x10.hoplab.v1.Trace\x12I\n\nListTraces\x12\x1c.hoplab.v1.ListTracesRequest\x1a\x1d.hoplab.v1.ListTracesResponse2J\n\x08\x41gentHub\x12>\n\x06\x41ttach\x12\x17.hoplab.v1.AgentMessage\x1a\x17.hoplab.v1.AgentCommand(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17hoplab/v1/control.proto\x12\thoplab.v1\"7\n\tInterface\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0b\n\x03mac\x18\x03 \x01(\t\"O\n\x04Node\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07service\x18\x02 \x01(\t\x12(\n\ninterfaces\x18\x03 \x03(\x0b\x32\x14.hoplab.v1.Interface\"\x12\n\x10ListNodesRequest\"3\n\x11ListNodesResponse\x12\x1e\n\x05nodes\x18\x01 \x03(\x0b\x32\x0f.hoplab.v1.Node\"}\n\x13StartCaptureRequest\x12\r\n\x05nodes\x18\x01 \x03(\t\x12\x0e\n\x06\x66ilter\x18\x02 \x01(\t\x12\x13\n\x0bmax_seconds\x18\x03 \x01(\r\x12\x13\n\x0bmax_packets\x18\x04 \x01(\r\x12\x10\n\x08trace_id\x18\x05 \x01(\t\x12\x0b\n\x03url\x18\x06 \x01(\t\"\x8e\x01\n\x07\x43\x61pture\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05nodes\x18\x02 \x03(\t\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\t\x12\x12\n\nstarted_ns\x18\x05 \x01(\x03\x12\x12\n\nstopped_ns\x18\x06 \x01(\x03\x12\x0f\n\x07records\x18\x07 \x01(\x04\x12\x10\n\x08trace_id\x18\x08 \x01(\t\"0\n\x12StopCaptureRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\x05\"*\n\x14StreamRecordsRequest\x12\x12\n\ncapture_id\x18\x01 \x01(\t\"\xd5\x02\n\x06Record\x12\x12\n\ncapture_id\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\r\n\x05iface\x18\x03 \x01(\t\x12\x11\n\tdirection\x18\x04 \x01(\t\x12\r\n\x05ts_ns\x18\x05 \x01(\x03\x12\r\n\x05proto\x18\x06 \x01(\t\x12\x0b\n\x03src\x18\x07 \x01(\t\x12\x0b\n\x03\x64st\x18\x08 \x01(\t\x12\x0f\n\x07summary\x18\t \x01(\t\x12\x11\n\ttcp_flags\x18\n \x01(\t\x12\x0f\n\x07tcp_seq\x18\x0b \x01(\r\x12\r\n\x05ip_id\x18\x0c \x01(\r\x12\x14\n\x0cpayload_hash\x18\r \x01(\t\x12)\n\x04keys\x18\x0e \x03(\x0b\x32\x1b.hoplab.v1.Record.KeysEntry\x12\r\n\x05\x66rame\x18\x0f \x01(\x0c\x12\x0e\n\x06length\x18\x10 \x01(\r\x1a+\n\tKeysEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"0\n\x05Tuple\x12\x0b\n\x03src\x18\x01 \x01(\t\x12\x0b\n\x03\x64st\x18\x02 \x01(\t\x12\r\n\x05proto\x18\x03 \x01(\t\"P\n\x0bTranslation\x12 \n\x06\x62\x65\x66ore\x18\x01 \x01(\x0b\x32\x10.hoplab.v1.Tuple\x12\x1f\n\x05\x61\x66ter\x18\x02 \x01(\x0b\x32\x10.hoplab.v1.Tuple\"\xcd\x01\n\x03Hop\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\r\n\x05iface\x18\x02 \x01(\t\x12\x11\n\tdirection\x18\x03 \x01(\t\x12\r\n\x05ts_ns\x18\x04 \x01(\x03\x12\r\n\x05proto\x18\x05 \x01(\t\x12\x0b\n\x03src\x18\x06 \x01(\t\x12\x0b\n\x03\x64st\x18\x07 \x01(\t\x12\x0f\n\x07summary\x18\x08 \x01(\t\x12*\n\ntranslated\x18\t \x01(\x0b\x32\x16.hoplab.v1.Translation\x12!\n\x06record\x18\n \x01(\x0b\x32\x11.hoplab.v1.Record\"h\n\x05Trace\x12\x10\n\x08trace_id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\x05\x12\x1c\n\x04hops\x18\x04 \x03(\x0b\x32\x0e.hoplab.v1.Hop\x12\x12\n\ncapture_id\x18\x05 \x01(\t\"#\n\x0fGetTraceRequest\x12\x10\n\x08trace_id\x18\x01 \x01(\t\"_\n\x0cTraceSummary\x12\x10\n\x08trace_id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\x05\x12\x12\n\nstarted_ns\x18\x04 \x01(\x03\x12\x0c\n\x04hops\x18\x05 \x01(\r\"\x13\n\x11ListTracesRequest\"=\n\x12ListTracesResponse\x12\'\n\x06traces\x18\x01 \x03(\x0b\x32\x17.hoplab.v1.TraceSummary\"P\n\x05Hello\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0f\n\x07service\x18\x02 \x01(\t\x12(\n\ninterfaces\x18\x03 \x03(\x0b\x32\x14.hoplab.v1.Interface\"1\n\x0bRecordBatch\x12\"\n\x07records\x18\x01 \x03(\x0b\x32\x11.hoplab.v1.Record\"\xb6\x01\n\x0c\x41gentMessage\x12!\n\x05hello\x18\x01 \x01(\x0b\x32\x10.hoplab.v1.HelloH\x00\x12\'\n\x05\x62\x61tch\x18\x02 \x01(\x0b\x32\x16.hoplab.v1.RecordBatchH\x00\x12(\n\x05\x65nded\x18\x03 \x01(\x0b\x32\x17.hoplab.v1.CaptureEndedH\x00\x12(\n\x05\x61rmed\x18\x04 \x01(\x0b\x32\x17.hoplab.v1.CaptureArmedH\x00\x42\x06\n\x04\x62ody\"\"\n\x0c\x43\x61ptureArmed\x12\x12\n\ncapture_id\x18\x01 \x01(\t\"B\n\x0c\x43\x61ptureEnded\x12\x12\n\ncapture_id\x18\x01 \x01(\t\x12\x0f\n\x07records\x18\x02 \x01(\x04\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"\\\n\x0cStartCommand\x12\x12\n\ncapture_id\x18\x01 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x02 \x01(\t\x12\x13\n\x0bmax_seconds\x18\x03 \x01(\r\x12\x13\n\x0bmax_packets\x18\x04 \x01(\r\"!\n\x0bStopCommand\x12\x12\n\ncapture_id\x18\x01 \x01(\t\"h\n\x0c\x41gentCommand\x12(\n\x05start\x18\x01 \x01(\x0b\x32\x17.hoplab.v1.StartCommandH\x00\x12&\n\x04stop\x18\x02 \x01(\x0b\x32\x16.hoplab.v1.StopCommandH\x00\x42\x06\n\x04\x62ody2\xa3\x03\n\x07\x43ontrol\x12\x46\n\tListNodes\x12\x1b.hoplab.v1.ListNodesRequest\x1a\x1c.hoplab.v1.ListNodesResponse\x12\x42\n\x0cStartCapture\x12\x1e.hoplab.v1.StartCaptureRequest\x1a\x12.hoplab.v1.Capture\x12@\n\x0bStopCapture\x12\x1d.hoplab.v1.StopCaptureRequest\x1a\x12.hoplab.v1.Capture\x12\x45\n\rStreamRecords\x12\x1f.hoplab.v1.StreamRecordsRequest\x1a\x11.hoplab.v1.Record0\x01\x12\x38\n\x08GetTrace\x12\x1a.hoplab.v1.GetTraceRequest\x1a\x10.hoplab.v1.Trace\x12I\n\nListTraces\x12\x1c.hoplab.v1.ListTracesRequest\x1a\x1d.hoplab.v1.ListTracesResponse2J\n\x08\x41gentHub\x12>\n\x06\x41ttach\x12\x17.hoplab.v1.AgentMessage\x1a\x17.hoplab.v1.AgentCommand(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -46,45 +46,47 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CAPTURE']._serialized_start=377
   _globals['_CAPTURE']._serialized_end=519
   _globals['_STOPCAPTUREREQUEST']._serialized_start=521
-  _globals['_STOPCAPTUREREQUEST']._serialized_end=553
-  _globals['_STREAMRECORDSREQUEST']._serialized_start=555
-  _globals['_STREAMRECORDSREQUEST']._serialized_end=597
-  _globals['_RECORD']._serialized_start=600
-  _globals['_RECORD']._serialized_end=941
-  _globals['_RECORD_KEYSENTRY']._serialized_start=898
-  _globals['_RECORD_KEYSENTRY']._serialized_end=941
-  _globals['_TUPLE']._serialized_start=943
-  _globals['_TUPLE']._serialized_end=991
-  _globals['_TRANSLATION']._serialized_start=993
-  _globals['_TRANSLATION']._serialized_end=1073
-  _globals['_HOP']._serialized_start=1076
-  _globals['_HOP']._serialized_end=1281
-  _globals['_TRACE']._serialized_start=1283
-  _globals['_TRACE']._serialized_end=1387
-  _globals['_GETTRACEREQUEST']._serialized_start=1389
-  _globals['_GETTRACEREQUEST']._serialized_end=1424
-  _globals['_TRACESUMMARY']._serialized_start=1426
-  _globals['_TRACESUMMARY']._serialized_end=1521
-  _globals['_LISTTRACESREQUEST']._serialized_start=1523
-  _globals['_LISTTRACESREQUEST']._serialized_end=1542
-  _globals['_LISTTRACESRESPONSE']._serialized_start=1544
-  _globals['_LISTTRACESRESPONSE']._serialized_end=1605
-  _globals['_HELLO']._serialized_start=1607
-  _globals['_HELLO']._serialized_end=1687
-  _globals['_RECORDBATCH']._serialized_start=1689
-  _globals['_RECORDBATCH']._serialized_end=1738
-  _globals['_AGENTMESSAGE']._serialized_start=1741
-  _globals['_AGENTMESSAGE']._serialized_end=1881
-  _globals['_CAPTUREENDED']._serialized_start=1883
-  _globals['_CAPTUREENDED']._serialized_end=1949
-  _globals['_STARTCOMMAND']._serialized_start=1951
-  _globals['_STARTCOMMAND']._serialized_end=2043
-  _globals['_STOPCOMMAND']._serialized_start=2045
-  _globals['_STOPCOMMAND']._serialized_end=2078
-  _globals['_AGENTCOMMAND']._serialized_start=2080
-  _globals['_AGENTCOMMAND']._serialized_end=2184
-  _globals['_CONTROL']._serialized_start=2187
-  _globals['_CONTROL']._serialized_end=2606
-  _globals['_AGENTHUB']._serialized_start=2608
-  _globals['_AGENTHUB']._serialized_end=2682
+  _globals['_STOPCAPTUREREQUEST']._serialized_end=569
+  _globals['_STREAMRECORDSREQUEST']._serialized_start=571
+  _globals['_STREAMRECORDSREQUEST']._serialized_end=613
+  _globals['_RECORD']._serialized_start=616
+  _globals['_RECORD']._serialized_end=957
+  _globals['_RECORD_KEYSENTRY']._serialized_start=914
+  _globals['_RECORD_KEYSENTRY']._serialized_end=957
+  _globals['_TUPLE']._serialized_start=959
+  _globals['_TUPLE']._serialized_end=1007
+  _globals['_TRANSLATION']._serialized_start=1009
+  _globals['_TRANSLATION']._serialized_end=1089
+  _globals['_HOP']._serialized_start=1092
+  _globals['_HOP']._serialized_end=1297
+  _globals['_TRACE']._serialized_start=1299
+  _globals['_TRACE']._serialized_end=1403
+  _globals['_GETTRACEREQUEST']._serialized_start=1405
+  _globals['_GETTRACEREQUEST']._serialized_end=1440
+  _globals['_TRACESUMMARY']._serialized_start=1442
+  _globals['_TRACESUMMARY']._serialized_end=1537
+  _globals['_LISTTRACESREQUEST']._serialized_start=1539
+  _globals['_LISTTRACESREQUEST']._serialized_end=1558
+  _globals['_LISTTRACESRESPONSE']._serialized_start=1560
+  _globals['_LISTTRACESRESPONSE']._serialized_end=1621
+  _globals['_HELLO']._serialized_start=1623
+  _globals['_HELLO']._serialized_end=1703
+  _globals['_RECORDBATCH']._serialized_start=1705
+  _globals['_RECORDBATCH']._serialized_end=1754
+  _globals['_AGENTMESSAGE']._serialized_start=1757
+  _globals['_AGENTMESSAGE']._serialized_end=1939
+  _globals['_CAPTUREARMED']._serialized_start=1941
+  _globals['_CAPTUREARMED']._serialized_end=1975
+  _globals['_CAPTUREENDED']._serialized_start=1977
+  _globals['_CAPTUREENDED']._serialized_end=2043
+  _globals['_STARTCOMMAND']._serialized_start=2045
+  _globals['_STARTCOMMAND']._serialized_end=2137
+  _globals['_STOPCOMMAND']._serialized_start=2139
+  _globals['_STOPCOMMAND']._serialized_end=2172
+  _globals['_AGENTCOMMAND']._serialized_start=2174
+  _globals['_AGENTCOMMAND']._serialized_end=2278
+  _globals['_CONTROL']._serialized_start=2281
+  _globals['_CONTROL']._serialized_end=2700
+  _globals['_AGENTHUB']._serialized_start=2702
+  _globals['_AGENTHUB']._serialized_end=2776
 # @@protoc_insertion_point(module_scope)

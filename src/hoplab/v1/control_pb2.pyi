@@ -73,10 +73,12 @@ class Capture(_message.Message):
     def __init__(self, id: _Optional[str] = ..., nodes: _Optional[_Iterable[str]] = ..., filter: _Optional[str] = ..., state: _Optional[str] = ..., started_ns: _Optional[int] = ..., stopped_ns: _Optional[int] = ..., records: _Optional[int] = ..., trace_id: _Optional[str] = ...) -> None: ...
 
 class StopCaptureRequest(_message.Message):
-    __slots__ = ("id",)
+    __slots__ = ("id", "status")
     ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
     id: str
-    def __init__(self, id: _Optional[str] = ...) -> None: ...
+    status: int
+    def __init__(self, id: _Optional[str] = ..., status: _Optional[int] = ...) -> None: ...
 
 class StreamRecordsRequest(_message.Message):
     __slots__ = ("capture_id",)
@@ -230,14 +232,22 @@ class RecordBatch(_message.Message):
     def __init__(self, records: _Optional[_Iterable[_Union[Record, _Mapping]]] = ...) -> None: ...
 
 class AgentMessage(_message.Message):
-    __slots__ = ("hello", "batch", "ended")
+    __slots__ = ("hello", "batch", "ended", "armed")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
     ENDED_FIELD_NUMBER: _ClassVar[int]
+    ARMED_FIELD_NUMBER: _ClassVar[int]
     hello: Hello
     batch: RecordBatch
     ended: CaptureEnded
-    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., batch: _Optional[_Union[RecordBatch, _Mapping]] = ..., ended: _Optional[_Union[CaptureEnded, _Mapping]] = ...) -> None: ...
+    armed: CaptureArmed
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., batch: _Optional[_Union[RecordBatch, _Mapping]] = ..., ended: _Optional[_Union[CaptureEnded, _Mapping]] = ..., armed: _Optional[_Union[CaptureArmed, _Mapping]] = ...) -> None: ...
+
+class CaptureArmed(_message.Message):
+    __slots__ = ("capture_id",)
+    CAPTURE_ID_FIELD_NUMBER: _ClassVar[int]
+    capture_id: str
+    def __init__(self, capture_id: _Optional[str] = ...) -> None: ...
 
 class CaptureEnded(_message.Message):
     __slots__ = ("capture_id", "records", "error")

@@ -77,7 +77,8 @@ class ControlServicer:
         raise NotImplementedError('Method not implemented!')
 
     def StartCapture(self, request, context):
-        """Start a bounded capture on some nodes (all when none are named).
+        """Start a bounded capture on some nodes (all when none are named); returns once every
+        agent has its sockets open, so the caller may act at once.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -1,0 +1,126 @@
+"""The agent in every node: dials the control service over the management network, announces
+its node and data-plane interfaces, and runs the bounded captures it is told to, streaming
+decoded records in batches. While nothing is traced it only holds an idle stream open.
+
+    python3 -m hoplab.control.agent      (started by `hoplab.node start`)
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import subprocess
+import threading
+import time
+
+import grpc
+
+from hoplab.control.capture import CaptureError, Frame, run_capture
+from hoplab.node import NodeContext
+from hoplab.trace.decode import decode
+from hoplab.v1 import control_pb2 as pb
+from hoplab.v1 import control_pb2_grpc as rpc
+
+RETRY_S = 1.0
+
+
+def interfaces(names: list[str]) -> list[pb.Interface]:
+    links = json.loads(subprocess.run(["ip", "-j", "addr", "show"], capture_output=True, text=True).stdout or "[]")
+    found = []
+    for link in links:
+        if link["ifname"] in names:
+            v4 = [f"{a['local']}/{a['prefixlen']}" for a in link.get("addr_info", []) if a.get("family") == "inet"]
+            found.append(pb.Interface(name=link["ifname"], address=v4[0] if v4 else "", mac=link.get("address", "")))
+    return found
+
+
+def _endpoint(ip: str | None, port: int | None, mac: str | None) -> str:
+    if ip and port is not None:
+        return f"{ip}:{port}"
+    return ip or mac or ""
+
+
+def to_record(node: str, capture_id: str, frame: Frame) -> pb.Record:
+    packet = decode(frame.data)
+    return pb.Record(
+        capture_id=capture_id, node=node, iface=frame.iface, direction=frame.direction, ts_ns=frame.ts_ns,
+        proto=packet.proto, src=_endpoint(packet.src_ip, packet.src_port, packet.eth_src),
+        dst=_endpoint(packet.dst_ip, packet.dst_port, packet.eth_dst), summary=packet.summary,
+        tcp_flags=packet.tcp_flags or "", tcp_seq=packet.tcp_seq or 0, ip_id=packet.ip_id or 0,
+        payload_hash=packet.payload_hash or "", keys={k: str(v) for k, v in packet.keys.items()},
+        frame=frame.data, length=frame.length,
+    )
+
+
+class Agent:
+    def __init__(self, node: NodeContext):
+        self.node = node
+        self.data_ifaces = [i["network"] for i in node.interfaces]
+        management = node.lab["management"]
+        self.target = f"{management['control']}:{management['port']}"
+        self.outbox: queue.Queue = queue.Queue()
+        self.captures: dict[str, threading.Event] = {}
+
+    def messages(self):
+        yield pb.AgentMessage(hello=pb.Hello(node=self.node.name, service=self.node.config["service"],
+                                             interfaces=interfaces(self.data_ifaces)))
+        while True:
+            message = self.outbox.get()
+            if message is None:
+                return
+            yield message
+
+    def start(self, command: pb.StartCommand) -> None:
+        stop = threading.Event()
+        self.captures[command.capture_id] = stop
+
+        def emit(frames: list[Frame]) -> None:
+            records = [to_record(self.node.name, command.capture_id, f) for f in frames]
+            self.outbox.put(pb.AgentMessage(batch=pb.RecordBatch(records=records)))
+
+        def work() -> None:
+            error, total = "", 0
+            try:
+                armed = pb.AgentMessage(armed=pb.CaptureArmed(capture_id=command.capture_id))
+                total = run_capture(self.data_ifaces, command.filter, command.max_seconds, command.max_packets,
+                                    stop, emit, on_armed=lambda: self.outbox.put(armed))
+            except (CaptureError, OSError) as exc:
+                error = str(exc)
+            self.captures.pop(command.capture_id, None)
+            self.outbox.put(pb.AgentMessage(ended=pb.CaptureEnded(capture_id=command.capture_id, records=total,
+                                                                  error=error)))
+
+        threading.Thread(target=work, name=f"capture-{command.capture_id}", daemon=True).start()
+
+    def serve_once(self) -> None:
+        with grpc.insecure_channel(self.target) as channel:
+            stub = rpc.AgentHubStub(channel)
+            for command in stub.Attach(self.messages()):
+                if command.HasField("start"):
+                    self.start(command.start)
+                elif command.HasField("stop"):
+                    stop = self.captures.get(command.stop.capture_id)
+                    if stop:
+                        stop.set()
+
+    def run_forever(self) -> None:
+        while True:
+            try:
+                self.serve_once()
+            except grpc.RpcError as exc:
+                code = exc.code() if hasattr(exc, "code") else None
+                if code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+                    self.node.log(f"agent: {exc}")
+            for stop in self.captures.values():
+                stop.set()
+            self.outbox.put(None)  # ends the old stream's request iterator
+            self.outbox = queue.Queue()
+            time.sleep(RETRY_S)
+
+
+def main() -> None:
+    Agent(NodeContext.from_environment()).run_forever()
+
+
+if __name__ == "__main__":
+    main()

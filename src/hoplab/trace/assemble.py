@@ -1,0 +1,82 @@
+"""Assembles one visit's trace from everything a capture recorded on every node.
+
+Packets are grouped into flows per node (one node's view of one conversation). A flow belongs
+to the trace when
+  - one of its packets carries the visit's W3C trace id (the plaintext HTTP requests between
+    edge, balancer and web replicas, and SQL the web app tags), or
+  - it is a client node's own traffic (the capture is bounded to the visit), or
+  - it shares a packet with a flow already in: the same TCP sequence number and payload hash,
+    or the same UDP payload, seen on another node or interface. That follows a packet across
+    routed hops and across the NAT, which rewrites addresses and ports but not those.
+Hops are the packets of the chosen flows in kernel-timestamp order (one clock for every
+namespace). On a router, a packet seen entering one interface and leaving another with other
+addresses is a NAT hop: the hop carries the tuple before and after."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from hoplab.v1 import control_pb2 as pb
+
+
+def _l4(record) -> str:
+    return "tcp" if record.tcp_flags else "udp" if ":" in record.src else record.proto
+
+
+def flow_key(record) -> tuple:
+    return (record.node, _l4(record), frozenset((record.src, record.dst)))
+
+
+def packet_key(record) -> tuple | None:
+    """What stays the same when a router or NAT forwards the packet."""
+    if record.tcp_flags:
+        return ("tcp", record.tcp_seq, record.tcp_flags, record.payload_hash)
+    if record.payload_hash:
+        return ("udp", record.payload_hash)
+    return None
+
+
+def assemble(trace_id: str, url: str, capture_id: str, records, client_nodes: set[str]) -> pb.Trace:
+    flows: dict[tuple, list] = defaultdict(list)
+    by_packet: dict[tuple, set] = defaultdict(set)
+    for record in records:
+        key = flow_key(record)
+        flows[key].append(record)
+        pk = packet_key(record)
+        if pk:
+            by_packet[pk].add(key)
+    chosen = {key for key, recs in flows.items()
+              if key[0] in client_nodes or any(trace_id in r.keys.get("traceparent", "") for r in recs)}
+    frontier = list(chosen)
+    while frontier:
+        key = frontier.pop()
+        for record in flows[key]:
+            pk = packet_key(record)
+            for other in by_packet.get(pk, ()) if pk else ():
+                if other not in chosen:
+                    chosen.add(other)
+                    frontier.append(other)
+    picked = sorted((r for key in chosen for r in flows[key]), key=lambda r: r.ts_ns)
+    hops = [pb.Hop(node=r.node, iface=r.iface, direction=r.direction, ts_ns=r.ts_ns, proto=r.proto, src=r.src,
+                   dst=r.dst, summary=r.summary, record=r) for r in picked]
+    _mark_translations(hops)
+    status = next((int(h.record.keys["http_status"]) for h in reversed(hops)
+                   if h.record.keys.get("http_status", "").isdigit()), 0)
+    return pb.Trace(trace_id=trace_id, url=url, status=status, hops=hops, capture_id=capture_id)
+
+
+def _mark_translations(hops: list) -> None:
+    """A packet in on one interface of a node and out of another with other addresses: NAT."""
+    entering: dict[tuple, pb.Hop] = {}
+    for hop in hops:
+        pk = packet_key(hop.record)
+        if pk is None:
+            continue
+        if hop.direction == "in":
+            entering[(hop.node, pk)] = hop
+            continue
+        before = entering.get((hop.node, pk))
+        if before and before.iface != hop.iface and (before.src, before.dst) != (hop.src, hop.dst):
+            hop.translated.CopyFrom(pb.Translation(
+                before=pb.Tuple(src=before.src, dst=before.dst, proto=before.proto),
+                after=pb.Tuple(src=hop.src, dst=hop.dst, proto=hop.proto)))

@@ -1,0 +1,159 @@
+"""Per-hop traces through the control plane: one page load, packet by packet, on every node."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+
+import grpc
+import pytest
+
+from helpers import hoplab
+from hoplab.v1 import control_pb2 as pb
+from hoplab.v1 import control_pb2_grpc as rpc
+
+
+def traced(lab, url, *flags):
+    out = hoplab("visit", url, "--trace", "--json", *flags, "--topology", lab.path, timeout=180).stdout
+    data = json.loads(out)
+    return data["visit"], data["trace"]
+
+
+def first(hops, start, **match):
+    """Index of the first hop at or after `start` whose fields contain the given values."""
+    for i in range(start, len(hops)):
+        hop = hops[i]
+        if all(value in str(hop.get(field, "")) for field, value in match.items()):
+            return i
+    raise AssertionError(f"no hop after #{start} with {match}:\n" +
+                         "\n".join(f"{h['node']}:{h['iface']} {h['direction']} {h['summary']}" for h in hops))
+
+
+@pytest.fixture(scope="module")
+def miss(lab):
+    url = f"https://www.example.test/?trace={uuid.uuid4().hex}"  # nobody fetched it: a cache MISS
+    visit, trace = traced(lab, url, "--renew")
+    assert visit["ok"] and visit["cache"] == "MISS"
+    return url, visit, trace
+
+
+def test_a_miss_crosses_every_hop_in_order(lab, miss):
+    _, visit, trace = miss
+    hops = trace["hops"]
+    assert trace["trace_id"] == visit["trace_id"] and trace["status"] == 200
+    assert [h["ts_ns"] for h in hops] == sorted(h["ts_ns"] for h in hops)
+    router_wan = lab.address("router", "internet")
+    i = first(hops, 0, node="client", summary="DHCP REQUEST")
+    i = first(hops, i, node="client", summary="DHCP ACK")
+    # DNS out through the NAT: the router rewrites the client's source to its WAN address
+    i = first(hops, i, node="client", direction="out", summary="DNS query A www.example.test")
+    nat = first(hops, i, node="router", direction="out", summary="DNS query A www.example.test")
+    assert hops[nat]["translated"]["before"]["src"].startswith("192.168.50.")
+    assert hops[nat]["translated"]["after"]["src"].startswith(router_wan + ":")
+    i = first(hops, nat, node="dns", direction="in", summary="DNS query A www.example.test")
+    i = first(hops, i, node="client", direction="in", summary="DNS response NOERROR A www.example.test")
+    # TCP and TLS, seen at the client and at the edge
+    i = first(hops, i, node="client", direction="out", summary="SYN", dst="198.51.100.80:443")
+    i = first(hops, i, node="cache", direction="in", summary="SYN", src=router_wan)
+    i = first(hops, i, node="client", summary="TLS ClientHello SNI www.example.test")
+    i = first(hops, i, node="cache", summary="TLS ClientHello SNI www.example.test")
+    # the proxies' hand-offs carry the visit's trace id
+    i = first(hops, i, node="cache", direction="out", summary="HTTP GET /?trace=")
+    assert visit["trace_id"] in hops[i]["keys"]["traceparent"]
+    i = first(hops, i, node="lb", direction="out", summary="HTTP GET /?trace=")
+    assert visit["trace_id"] in hops[i]["keys"]["traceparent"]
+    web = visit["served_by"]
+    i = first(hops, i, node=web, direction="in", summary="HTTP GET /?trace=")
+    i = first(hops, i, node=web, direction="out", summary="SQL SELECT")
+    assert visit["trace_id"] in hops[i]["keys"]["traceparent"]
+    i = first(hops, i, node="db", direction="in", summary="SQL SELECT")
+    i = first(hops, i, node=web, direction="out", summary="HTTP 200")
+    i = first(hops, i, node="cache", direction="in", summary="HTTP 200")
+    first(hops, i, node="client", direction="in", summary="TLS application data")
+
+
+def test_a_repeat_is_a_hit_that_ends_at_the_edge(lab, miss):
+    url, _, _ = miss
+    visit, trace = traced(lab, url)
+    assert visit["cache"] == "HIT"
+    nodes = {h["node"] for h in trace["hops"]}
+    assert {"client", "router", "cache"} <= nodes
+    assert not nodes & {"lb", "web1", "web2", "db"}, nodes
+
+
+def test_pcapng_opens_in_tshark_with_every_hop(lab, miss, tmp_path):
+    _, visit, trace = miss
+    pcap = tmp_path / "trace.pcapng"
+    hoplab("trace", "show", visit["trace_id"], "--format", "pcapng", "-o", str(pcap), "--topology", lab.path)
+    listed = subprocess.run(["tshark", "-r", str(pcap), "-T", "fields", "-e", "frame.number"],
+                            capture_output=True, text=True, check=True).stdout.split()
+    assert len(listed) == len(trace["hops"])
+    interfaces = subprocess.run(["tshark", "-r", str(pcap), "-T", "fields", "-e", "frame.interface_name"],
+                                capture_output=True, text=True, check=True).stdout.split()
+    assert "router:internet" in interfaces and "client:home" in interfaces
+
+
+def test_html_has_a_lane_per_node_and_the_hop_table(lab, miss, tmp_path):
+    _, visit, trace = miss
+    page = tmp_path / "trace.html"
+    hoplab("trace", "show", visit["trace_id"], "--format", "html", "-o", str(page), "--topology", lab.path)
+    text = page.read_text()
+    assert "<svg" in text and "NAT at router" in text
+    for node in {h["node"] for h in trace["hops"]}:
+        assert f">{node}</text>" in text
+    assert text.count("<tr>") == len(trace["hops"]) + 1
+
+
+def test_trace_list_names_the_visit(lab, miss):
+    _, visit, _ = miss
+    assert visit["trace_id"] in hoplab("trace", "list", "--topology", lab.path).stdout
+
+
+@pytest.fixture
+def control(lab):
+    management = lab.topology.management
+    with grpc.insecure_channel(f"{management.control}:{management.port}") as channel:
+        yield rpc.ControlStub(channel)
+
+
+@pytest.mark.parametrize("request_, code", [
+    (pb.StartCaptureRequest(filter="", max_seconds=5, max_packets=10), grpc.StatusCode.INVALID_ARGUMENT),
+    (pb.StartCaptureRequest(filter="ip", max_seconds=10**6, max_packets=10), grpc.StatusCode.INVALID_ARGUMENT),
+    (pb.StartCaptureRequest(filter="ip", max_seconds=5, max_packets=2**31), grpc.StatusCode.INVALID_ARGUMENT),
+    (pb.StartCaptureRequest(filter="ip and and", max_seconds=5, max_packets=10), grpc.StatusCode.INVALID_ARGUMENT),
+    (pb.StartCaptureRequest(filter="ip", max_seconds=5, max_packets=10, nodes=["nosuch"]), grpc.StatusCode.NOT_FOUND),
+])
+def test_hostile_capture_requests_are_refused(control, request_, code):
+    with pytest.raises(grpc.RpcError) as error:
+        control.StartCapture(request_, timeout=10)
+    assert error.value.code() == code and error.value.details()
+
+
+def test_unknown_or_malformed_traces_are_refused(control):
+    with pytest.raises(grpc.RpcError) as error:
+        control.GetTrace(pb.GetTraceRequest(trace_id="0" * 32), timeout=10)
+    assert error.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as error:
+        control.GetTrace(pb.GetTraceRequest(trace_id="'; DROP"), timeout=10)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.RpcError) as error:
+        control.StreamRecords(pb.StreamRecordsRequest(capture_id="nope"), timeout=10).next()
+    assert error.value.code() == grpc.StatusCode.NOT_FOUND
+    # and the service is still there
+    assert control.ListNodes(pb.ListNodesRequest(), timeout=10).nodes
+
+
+def test_health_and_reflection_answer(lab):
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    management = lab.topology.management
+    with grpc.insecure_channel(f"{management.control}:{management.port}") as channel:
+        status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service="hoplab.v1.Control"),
+                                                          timeout=10)
+        assert status.status == health_pb2.HealthCheckResponse.SERVING
+        answers = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10)
+        services = {s.name for s in next(answers).list_services_response.service}
+        assert {"hoplab.v1.Control", "hoplab.v1.AgentHub", "grpc.health.v1.Health"} <= services
