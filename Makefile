@@ -6,10 +6,10 @@ HOPLAB := $(VENV)/bin/hoplab
 TOPOLOGY ?= topology/lab.yaml
 T := --topology $(TOPOLOGY)
 
-.PHONY: help setup host up down status clean test test-unit test-e2e render graph bench-up bench-path
+.PHONY: help setup host up down status clean test test-unit test-e2e render graph bench-up bench-path bench-trace proto
 
 help:
-	@echo "make up | down | status | clean | test | test-unit | test-e2e | render | graph | bench-up | bench-path"
+	@echo "make up | down | status | clean | test | test-unit | test-e2e | render | graph | bench-up | bench-path | bench-trace"
 
 setup: host $(VENV)/.installed
 
@@ -55,3 +55,6 @@ bench-path: setup
 
 proto: $(VENV)/.installed
 	$(PY) -m grpc_tools.protoc -Iproto --python_out=src --grpc_python_out=src --pyi_out=src proto/hoplab/v1/*.proto
+
+bench-trace: setup
+	$(PY) bench/bench_trace.py $(T)

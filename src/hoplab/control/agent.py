@@ -15,6 +15,7 @@ import time
 
 import grpc
 
+from hoplab.control import conntrack
 from hoplab.control.capture import CaptureError, Frame, run_capture
 from hoplab.node import NodeContext
 from hoplab.trace.decode import decode
@@ -87,8 +88,9 @@ class Agent:
             except (CaptureError, OSError) as exc:
                 error = str(exc)
             self.captures.pop(command.capture_id, None)
+            nat = conntrack.translations() if self.node.config.get("nat") else []
             self.outbox.put(pb.AgentMessage(ended=pb.CaptureEnded(capture_id=command.capture_id, records=total,
-                                                                  error=error)))
+                                                                  error=error, translations=nat)))
 
         threading.Thread(target=work, name=f"capture-{command.capture_id}", daemon=True).start()
 

@@ -59,6 +59,7 @@ class CaptureState:
     waiting: set = field(default_factory=set)  # nodes whose agent has not reported the end yet
     services: dict = field(default_factory=dict)  # node -> service, as attached at the start
     unarmed: set = field(default_factory=set)  # nodes whose sockets are not open yet
+    translations: list = field(default_factory=list)  # NAT routers' conntrack entries
 
     def message(self) -> pb.Capture:
         return pb.Capture(id=self.id, nodes=self.nodes, filter=self.filter, state=self.state,
@@ -116,10 +117,11 @@ class Hub:
                 capture.unarmed.discard(node)
             self.lock.notify_all()
 
-    def ended(self, node: str, capture_id: str) -> None:
+    def ended(self, node: str, capture_id: str, translations=()) -> None:
         with self.lock:
             capture = self.captures.get(capture_id)
             if capture:
+                capture.translations.extend(translations)
                 capture.waiting.discard(node)
                 capture.unarmed.discard(node)  # one that failed to start never arms
                 self._maybe_finish(capture)
@@ -160,7 +162,7 @@ class AgentHubService(rpc.AgentHubServicer):
                     elif message.HasField("armed"):
                         self.hub.armed(session.node, message.armed.capture_id)
                     elif message.HasField("ended"):
-                        self.hub.ended(session.node, message.ended.capture_id)
+                        self.hub.ended(session.node, message.ended.capture_id, message.ended.translations)
             except grpc.RpcError:
                 pass
             finally:
@@ -286,9 +288,9 @@ class ControlService(rpc.ControlServicer):
     def GetTrace(self, request, context):
         capture = self._trace_capture(request.trace_id, context)
         with self.hub.lock:
-            records = list(capture.records)
+            records, translations = list(capture.records), list(capture.translations)
         clients = {node for node, service in capture.services.items() if service == "client"}
-        trace = assemble(capture.trace_id, capture.url, capture.id, records, clients)
+        trace = assemble(capture.trace_id, capture.url, capture.id, records, clients, translations)
         trace.status = capture.status or trace.status
         return trace
 

@@ -36,7 +36,8 @@ def packet_key(record) -> tuple | None:
     return None
 
 
-def assemble(trace_id: str, url: str, capture_id: str, records, client_nodes: set[str]) -> pb.Trace:
+def assemble(trace_id: str, url: str, capture_id: str, records, client_nodes: set[str],
+             translations=()) -> pb.Trace:
     flows: dict[tuple, list] = defaultdict(list)
     by_packet: dict[tuple, set] = defaultdict(set)
     for record in records:
@@ -59,23 +60,34 @@ def assemble(trace_id: str, url: str, capture_id: str, records, client_nodes: se
     picked = sorted((r for key in chosen for r in flows[key]), key=lambda r: r.ts_ns)
     hops = [pb.Hop(node=r.node, iface=r.iface, direction=r.direction, ts_ns=r.ts_ns, proto=r.proto, src=r.src,
                    dst=r.dst, summary=r.summary, record=r) for r in picked]
-    _mark_translations(hops)
+    _mark_translations(hops, translations)
     status = next((int(h.record.keys["http_status"]) for h in reversed(hops)
                    if h.record.keys.get("http_status", "").isdigit()), 0)
     return pb.Trace(trace_id=trace_id, url=url, status=status, hops=hops, capture_id=capture_id)
 
 
-def _mark_translations(hops: list) -> None:
-    """A packet in on one interface of a node and out of another with other addresses: NAT."""
+def _mark_translations(hops: list, translations=()) -> None:
+    """Mark NAT hops with the tuple before and after. The router's conntrack table says it
+    first-hand; where it has no entry (already expired), a packet seen entering one interface
+    and leaving another with other addresses says the same."""
+    by_tuple: dict[tuple[str, str], pb.Translation] = {}
+    for t in translations:
+        by_tuple[(t.after.src, t.after.dst)] = t  # leaving translated
+        by_tuple[(t.before.dst, t.before.src)] = pb.Translation(  # its replies, translated back
+            before=pb.Tuple(src=t.after.dst, dst=t.after.src, proto=t.after.proto),
+            after=pb.Tuple(src=t.before.dst, dst=t.before.src, proto=t.before.proto))
     entering: dict[tuple, pb.Hop] = {}
     for hop in hops:
         pk = packet_key(hop.record)
-        if pk is None:
-            continue
         if hop.direction == "in":
-            entering[(hop.node, pk)] = hop
+            if pk:
+                entering[(hop.node, pk)] = hop
             continue
-        before = entering.get((hop.node, pk))
+        known = by_tuple.get((hop.src, hop.dst))
+        if known is not None:
+            hop.translated.CopyFrom(known)
+            continue
+        before = entering.get((hop.node, pk)) if pk else None
         if before and before.iface != hop.iface and (before.src, before.dst) != (hop.src, hop.dst):
             hop.translated.CopyFrom(pb.Translation(
                 before=pb.Tuple(src=before.src, dst=before.dst, proto=before.proto),

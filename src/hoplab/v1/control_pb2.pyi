@@ -250,14 +250,16 @@ class CaptureArmed(_message.Message):
     def __init__(self, capture_id: _Optional[str] = ...) -> None: ...
 
 class CaptureEnded(_message.Message):
-    __slots__ = ("capture_id", "records", "error")
+    __slots__ = ("capture_id", "records", "error", "translations")
     CAPTURE_ID_FIELD_NUMBER: _ClassVar[int]
     RECORDS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    TRANSLATIONS_FIELD_NUMBER: _ClassVar[int]
     capture_id: str
     records: int
     error: str
-    def __init__(self, capture_id: _Optional[str] = ..., records: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
+    translations: _containers.RepeatedCompositeFieldContainer[Translation]
+    def __init__(self, capture_id: _Optional[str] = ..., records: _Optional[int] = ..., error: _Optional[str] = ..., translations: _Optional[_Iterable[_Union[Translation, _Mapping]]] = ...) -> None: ...
 
 class StartCommand(_message.Message):
     __slots__ = ("capture_id", "filter", "max_seconds", "max_packets")

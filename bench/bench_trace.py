@@ -1,0 +1,114 @@
+"""Tracing benchmark, in one run:
+  - the request path's throughput (wrk from the client, through NAT, edge, LB, web, db) with
+    tracing off and with every node capturing, alternated; the ratio is tracing's cost;
+  - records per second the collector ingested during the traced runs;
+  - the time from the end of a visit to its assembled trace (StopCapture + GetTrace), median
+    of several visits.
+
+    .venv/bin/python bench/bench_trace.py [--topology FILE] [--runs N] [--seconds S] [--path /order]
+Every run is bounded by wrk's duration and the capture's own bounds; load stays in the lab.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench_path import wrk
+from hoplab import spec
+from hoplab.backends.docker import DockerBackend
+from hoplab.control.client import ControlClient
+from hoplab.paths import BUILD_DIR, DEFAULT_TOPOLOGY
+from hoplab.visit import TRACE_FILTER, new_trace_id, visit
+
+
+IDLE_WINDOW_S = 10
+AGENT_CPU = "pid=$(pgrep -f hoplab.control.agent | head -n1) && cut -d' ' -f14,15 /proc/$pid/stat"
+
+
+def idle_agent_cpu(backend, topology, seconds: float) -> float:
+    """CPU seconds per second that every node's agent used together while nothing was traced."""
+    nodes = [n for n in topology.nodes.values() if n.service != "control"]
+
+    def ticks() -> int:
+        total = 0
+        for node in nodes:
+            out = backend.run(topology, node.name, ["sh", "-c", AGENT_CPU]).stdout.split()
+            total += sum(int(x) for x in out)
+        return total
+
+    before = ticks()
+    time.sleep(seconds)
+    return (ticks() - before) / os.sysconf("SC_CLK_TCK") / seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--topology", type=Path, default=DEFAULT_TOPOLOGY)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--path", default="/order", help="the page to load (default: the uncached order form)")
+    parser.add_argument("--visits", type=int, default=5, help="visits timed for trace assembly")
+    parser.add_argument("--json", type=Path, default=BUILD_DIR / "bench" / "trace.json")
+    args = parser.parse_args()
+    topology = spec.load(args.topology)
+    subprocess.run([sys.executable, "-m", "hoplab", "up", "-q", "--topology", str(args.topology)],
+                   check=True, stdout=subprocess.DEVNULL)
+    backend, control = DockerBackend(), ControlClient(topology)
+    client = topology.nodes_of("client")[0].name
+    url = f"https://www.{topology.domain.name}{args.path}"
+
+    idle = idle_agent_cpu(backend, topology, IDLE_WINDOW_S)
+    print(f"idle agents: {idle * 1000:.2f} ms of CPU per second, all nodes together", flush=True)
+    off, on, ingest = [], [], []
+    for i in range(args.runs):
+        off.append(wrk(backend, topology, client, url, args.seconds, args.connections)["rps"])
+        capture = control.start(filter=TRACE_FILTER, max_seconds=args.seconds + 20, max_packets=200_000)
+        started = time.monotonic()
+        on.append(wrk(backend, topology, client, url, args.seconds, args.connections)["rps"])
+        stopped = control.stop(capture.id)
+        ingest.append(stopped.records / (time.monotonic() - started))
+        print(f"run {i + 1}/{args.runs}: tracing off {off[-1]:7.0f} req/s, on {on[-1]:7.0f} req/s, "
+              f"collector {ingest[-1]:8.0f} records/s ({stopped.records} records)", flush=True)
+
+    assembly = []
+    for _ in range(args.visits):
+        trace_id = new_trace_id()
+        capture = control.start(filter=TRACE_FILTER, max_seconds=30, max_packets=20_000, trace_id=trace_id, url=url)
+        result = visit(backend, topology, url, client, trace_id)
+        ended = time.monotonic()
+        control.stop(capture.id, status=result.status)
+        trace = control.trace(trace_id)
+        assembly.append(time.monotonic() - ended)
+        print(f"visit: {len(trace.hops)} hops assembled {assembly[-1] * 1000:.0f} ms after the visit ended", flush=True)
+
+    summary = {
+        "url": url, "runs": args.runs, "seconds": args.seconds, "connections": args.connections,
+        "rps_tracing_off": statistics.median(off), "rps_tracing_on": statistics.median(on),
+        "ratio_on_over_off": statistics.median(on) / statistics.median(off),
+        "collector_records_per_s": statistics.median(ingest),
+        "visit_end_to_trace_ms": statistics.median(assembly) * 1000,
+        "idle_agents_cpu_ms_per_s": idle * 1000,
+        "raw": {"off": off, "on": on, "ingest": ingest, "assembly_s": assembly},
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"\n{url}, medians of {args.runs} runs of {args.seconds} s, {args.connections} connections")
+    print(f"  request path, tracing off        {summary['rps_tracing_off']:9.0f} req/s")
+    print(f"  request path, tracing on         {summary['rps_tracing_on']:9.0f} req/s")
+    print(f"  ratio on / off                   {summary['ratio_on_over_off']:9.2f}")
+    print(f"  collector ingest                 {summary['collector_records_per_s']:9.0f} records/s")
+    print(f"  visit end -> assembled trace     {summary['visit_end_to_trace_ms']:9.0f} ms (median of {args.visits})")
+    print(f"  idle agents, all nodes           {summary['idle_agents_cpu_ms_per_s']:9.2f} ms CPU per s")
+    print(f"  (JSON: {args.json})")
+
+
+if __name__ == "__main__":
+    main()
