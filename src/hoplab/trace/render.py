@@ -89,7 +89,7 @@ def to_pcapng(trace: pb.Trace) -> bytes:
 
 # ------------------------------------------------------------ HTML
 
-_LANE_W, _ROW_H, _TOP = 150, 22, 60
+_LANE_W, _ROW_H, _TOP, _LEFT = 210, 22, 60, 150  # _LEFT: room for the time column
 
 
 def _messages(trace: pb.Trace) -> list[tuple[pb.Hop, pb.Hop | None]]:
@@ -116,15 +116,22 @@ def _messages(trace: pb.Trace) -> list[tuple[pb.Hop, pb.Hop | None]]:
     return [(a, b) if a else (b, None) for a, b in pairs]
 
 
+def _fit(text: str, pixels: float) -> str:
+    """Cut a label to what fits over an arrow that long (monospace, 11 px: ~6.6 px a char)."""
+    chars = max(int(pixels / 6.6) - 2, 8)
+    return text if len(text) <= chars else text[:chars - 1] + "\u2026"
+
+
 def to_html(trace: pb.Trace) -> str:
     lanes: list[str] = []
     for hop in trace.hops:
         if hop.node not in lanes:
             lanes.append(hop.node)
-    x = {node: 80 + i * _LANE_W for i, node in enumerate(lanes)}
+    x = {node: _LEFT + i * _LANE_W for i, node in enumerate(lanes)}
     messages = _messages(trace)
     height = _TOP + _ROW_H * (len(messages) + 1)
-    width = 80 + _LANE_W * max(len(lanes), 1) + 260
+    notes_x = _LEFT + _LANE_W * max(len(lanes) - 1, 0) + 40
+    width = notes_x + 560
     start = trace.hops[0].ts_ns if trace.hops else 0
     svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="monospace" '
            'font-size="11"><defs><marker id="a" markerWidth="8" markerHeight="8" refX="7" refY="3" orient="auto">'
@@ -134,7 +141,8 @@ def to_html(trace: pb.Trace) -> str:
                    f'<text x="{lx}" y="{_TOP - 20}" text-anchor="middle" font-weight="bold">{html.escape(node)}</text>')
     for row, (first, second) in enumerate(messages):
         y = _TOP + _ROW_H * row + 10
-        label = html.escape(first.summary[:70])
+        span = abs(x[second.node] - x[first.node]) if second is not None else _LANE_W
+        label = html.escape(_fit(first.summary, span))
         ms = f"{(first.ts_ns - start) / 1e6:.3f} ms"
         color = "#b45309" if first.HasField("translated") or (second and second.HasField("translated")) else "#334155"
         if second is not None and second.node != first.node:
@@ -149,11 +157,11 @@ def to_html(trace: pb.Trace) -> str:
         notes = []
         for hop in (first, second):
             if hop is not None and hop.HasField("translated"):
-                notes.append(f"NAT at {hop.node}: {hop.translated.before.src} &#8594; {hop.translated.after.src}")
+                notes.append(f"NAT at {hop.node}: {hop.translated.before.src} \u2192 {hop.translated.after.src}")
             if hop is not None and hop.record.keys.get("x_cache"):
                 notes.append(f"cache {hop.record.keys['x_cache']}")
         if notes:
-            svg.append(f'<text x="{80 + _LANE_W * len(lanes) - 40}" y="{y + 4}" fill="#b45309">'
+            svg.append(f'<text x="{notes_x}" y="{y + 4}" fill="#b45309">'
                        f'{html.escape("; ".join(dict.fromkeys(notes)), quote=False)}</text>')
         svg.append(f'<text x="4" y="{y + 4}" fill="#64748b">{ms}</text>')
     svg.append("</svg>")
