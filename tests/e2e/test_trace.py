@@ -157,3 +157,14 @@ def test_health_and_reflection_answer(lab):
             iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10)
         services = {s.name for s in next(answers).list_services_response.service}
         assert {"hoplab.v1.Control", "hoplab.v1.AgentHub", "grpc.health.v1.Health"} <= services
+
+
+def test_the_edge_logs_which_connection_carried_the_trace(lab, miss):
+    _, visit, trace = miss
+    lines = [json.loads(line) for line in lab.exec("cache", "cat", "/run/hoplab/access.json").stdout.splitlines()]
+    (line,) = [entry for entry in lines if visit["trace_id"] in entry["traceparent"]]
+    # the client's connection as the edge saw it: from the router's WAN address, the NAT's doing
+    assert line["src"].startswith(lab.address("router", "internet") + ":")
+    assert line["dst"] == "198.51.100.80:443" and "MISS" in line["text"]
+    edge_hops = [h for h in trace["hops"] if h["node"] == "cache" and h["iface"] == "internet"]
+    assert any(h["src"] == line["src"] for h in edge_hops)

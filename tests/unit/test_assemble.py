@@ -70,3 +70,13 @@ def test_conntrack_xml_gives_only_translated_connections():
     assert (only.before.src, only.before.dst) == (CLIENT, EDGE)
     assert (only.after.src, only.after.dst, only.after.proto) == (WAN, EDGE, "tcp")
     assert parse("not xml") == []
+
+
+def test_a_proxys_log_ties_an_opaque_connection_to_the_trace():
+    tls_side = [rec("cache", "internet", "in", 13, WAN, EDGE, 1, "tls"),
+                rec("cache", "internet", "out", 14, EDGE, WAN, 5, "tls2")]
+    other = [rec("cache", "internet", "in", 30, "198.51.100.1:41000", EDGE, 3, "tls3")]
+    logs = {"cache": [pb.LogLine(src=WAN, dst=EDGE, traceparent=f"00-{TRACE}-00f067aa0ba902b7-01"),
+                      pb.LogLine(src="198.51.100.1:41000", dst=EDGE, traceparent="00-" + "1" * 32 + "-" + "2" * 16 + "-01")]}
+    trace = assemble(TRACE, "", "c1", tls_side + other, set(), (), logs)
+    assert [h.ts_ns for h in trace.hops] == [13, 14]

@@ -17,7 +17,7 @@ import grpc
 
 from hoplab.control import conntrack
 from hoplab.control.capture import CaptureError, Frame, run_capture
-from hoplab.node import NodeContext
+from hoplab.node import ACCESS_LOG, NodeContext
 from hoplab.trace.decode import decode
 from hoplab.v1 import control_pb2 as pb
 from hoplab.v1 import control_pb2_grpc as rpc
@@ -53,6 +53,27 @@ def to_record(node: str, capture_id: str, frame: Frame) -> pb.Record:
     )
 
 
+MAX_LOG_BYTES = 4 << 20  # of one capture's access log, at most
+
+
+def access_log_since(path, offset: int) -> list[pb.LogLine]:
+    """The service's access log lines written since `offset` (see hoplab.node.ACCESS_LOG)."""
+    if not path.exists():
+        return []
+    with open(path, "rb") as handle:
+        handle.seek(offset if offset <= path.stat().st_size else 0)
+        chunk = handle.read(MAX_LOG_BYTES)
+    lines = []
+    for raw in chunk.splitlines():
+        try:
+            entry = json.loads(raw)
+            lines.append(pb.LogLine(src=str(entry["src"]), dst=str(entry["dst"]),
+                                    traceparent=str(entry.get("traceparent", "")), text=str(entry.get("text", ""))))
+        except (ValueError, KeyError, TypeError):
+            continue  # a torn or foreign line: skip it
+    return lines
+
+
 class Agent:
     def __init__(self, node: NodeContext):
         self.node = node
@@ -79,6 +100,9 @@ class Agent:
             records = [to_record(self.node.name, command.capture_id, f) for f in frames]
             self.outbox.put(pb.AgentMessage(batch=pb.RecordBatch(records=records)))
 
+        log = self.node.run_dir / ACCESS_LOG
+        log_start = log.stat().st_size if log.exists() else 0
+
         def work() -> None:
             error, total = "", 0
             try:
@@ -89,8 +113,9 @@ class Agent:
                 error = str(exc)
             self.captures.pop(command.capture_id, None)
             nat = conntrack.translations() if self.node.config.get("nat") else []
-            self.outbox.put(pb.AgentMessage(ended=pb.CaptureEnded(capture_id=command.capture_id, records=total,
-                                                                  error=error, translations=nat)))
+            self.outbox.put(pb.AgentMessage(ended=pb.CaptureEnded(
+                capture_id=command.capture_id, records=total, error=error, translations=nat,
+                logs=access_log_since(log, log_start))))
 
         threading.Thread(target=work, name=f"capture-{command.capture_id}", daemon=True).start()
 

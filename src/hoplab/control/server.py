@@ -60,6 +60,7 @@ class CaptureState:
     services: dict = field(default_factory=dict)  # node -> service, as attached at the start
     unarmed: set = field(default_factory=set)  # nodes whose sockets are not open yet
     translations: list = field(default_factory=list)  # NAT routers' conntrack entries
+    logs: dict = field(default_factory=dict)  # node -> its service's access log lines
 
     def message(self) -> pb.Capture:
         return pb.Capture(id=self.id, nodes=self.nodes, filter=self.filter, state=self.state,
@@ -117,11 +118,12 @@ class Hub:
                 capture.unarmed.discard(node)
             self.lock.notify_all()
 
-    def ended(self, node: str, capture_id: str, translations=()) -> None:
+    def ended(self, node: str, capture_id: str, translations=(), logs=()) -> None:
         with self.lock:
             capture = self.captures.get(capture_id)
             if capture:
                 capture.translations.extend(translations)
+                capture.logs[node] = list(logs)
                 capture.waiting.discard(node)
                 capture.unarmed.discard(node)  # one that failed to start never arms
                 self._maybe_finish(capture)
@@ -162,7 +164,8 @@ class AgentHubService(rpc.AgentHubServicer):
                     elif message.HasField("armed"):
                         self.hub.armed(session.node, message.armed.capture_id)
                     elif message.HasField("ended"):
-                        self.hub.ended(session.node, message.ended.capture_id, message.ended.translations)
+                        ended = message.ended
+                        self.hub.ended(session.node, ended.capture_id, ended.translations, ended.logs)
             except grpc.RpcError:
                 pass
             finally:
@@ -288,9 +291,9 @@ class ControlService(rpc.ControlServicer):
     def GetTrace(self, request, context):
         capture = self._trace_capture(request.trace_id, context)
         with self.hub.lock:
-            records, translations = list(capture.records), list(capture.translations)
+            records, translations, logs = list(capture.records), list(capture.translations), dict(capture.logs)
         clients = {node for node, service in capture.services.items() if service == "client"}
-        trace = assemble(capture.trace_id, capture.url, capture.id, records, clients, translations)
+        trace = assemble(capture.trace_id, capture.url, capture.id, records, clients, translations, logs)
         trace.status = capture.status or trace.status
         return trace
 

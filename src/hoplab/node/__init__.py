@@ -20,6 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MANAGEMENT = "mgmt"  # the management interface's name (never traced)
+# A service that serves connections on behalf of a trace (a proxy) may log one JSON object a
+# line here: {"src": client ip:port, "dst": server ip:port, "traceparent": ..., "text": ...}.
+ACCESS_LOG = "access.json"
 
 
 @dataclass

@@ -4,6 +4,7 @@ Packets are grouped into flows per node (one node's view of one conversation). A
 to the trace when
   - one of its packets carries the visit's W3C trace id (the plaintext HTTP requests between
     edge, balancer and web replicas, and SQL the web app tags), or
+  - a proxy's access log says the connection carried it (the edge's TLS side), or
   - it is a client node's own traffic (the capture is bounded to the visit), or
   - it shares a packet with a flow already in: the same TCP sequence number and payload hash,
     or the same UDP payload, seen on another node or interface. That follows a packet across
@@ -37,7 +38,7 @@ def packet_key(record) -> tuple | None:
 
 
 def assemble(trace_id: str, url: str, capture_id: str, records, client_nodes: set[str],
-             translations=()) -> pb.Trace:
+             translations=(), logs: dict | None = None) -> pb.Trace:
     flows: dict[tuple, list] = defaultdict(list)
     by_packet: dict[tuple, set] = defaultdict(set)
     for record in records:
@@ -46,8 +47,12 @@ def assemble(trace_id: str, url: str, capture_id: str, records, client_nodes: se
         pk = packet_key(record)
         if pk:
             by_packet[pk].add(key)
+    # Connections a proxy's log says carried this trace (e.g. the edge's TLS side, opaque on the wire)
+    logged = {(node, frozenset((line.src, line.dst))) for node, lines in (logs or {}).items() for line in lines
+              if trace_id in line.traceparent}
     chosen = {key for key, recs in flows.items()
-              if key[0] in client_nodes or any(trace_id in r.keys.get("traceparent", "") for r in recs)}
+              if key[0] in client_nodes or (key[0], key[2]) in logged
+              or any(trace_id in r.keys.get("traceparent", "") for r in recs)}
     frontier = list(chosen)
     while frontier:
         key = frontier.pop()

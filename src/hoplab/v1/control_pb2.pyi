@@ -250,16 +250,30 @@ class CaptureArmed(_message.Message):
     def __init__(self, capture_id: _Optional[str] = ...) -> None: ...
 
 class CaptureEnded(_message.Message):
-    __slots__ = ("capture_id", "records", "error", "translations")
+    __slots__ = ("capture_id", "records", "error", "translations", "logs")
     CAPTURE_ID_FIELD_NUMBER: _ClassVar[int]
     RECORDS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     TRANSLATIONS_FIELD_NUMBER: _ClassVar[int]
+    LOGS_FIELD_NUMBER: _ClassVar[int]
     capture_id: str
     records: int
     error: str
     translations: _containers.RepeatedCompositeFieldContainer[Translation]
-    def __init__(self, capture_id: _Optional[str] = ..., records: _Optional[int] = ..., error: _Optional[str] = ..., translations: _Optional[_Iterable[_Union[Translation, _Mapping]]] = ...) -> None: ...
+    logs: _containers.RepeatedCompositeFieldContainer[LogLine]
+    def __init__(self, capture_id: _Optional[str] = ..., records: _Optional[int] = ..., error: _Optional[str] = ..., translations: _Optional[_Iterable[_Union[Translation, _Mapping]]] = ..., logs: _Optional[_Iterable[_Union[LogLine, _Mapping]]] = ...) -> None: ...
+
+class LogLine(_message.Message):
+    __slots__ = ("src", "dst", "traceparent", "text")
+    SRC_FIELD_NUMBER: _ClassVar[int]
+    DST_FIELD_NUMBER: _ClassVar[int]
+    TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    src: str
+    dst: str
+    traceparent: str
+    text: str
+    def __init__(self, src: _Optional[str] = ..., dst: _Optional[str] = ..., traceparent: _Optional[str] = ..., text: _Optional[str] = ...) -> None: ...
 
 class StartCommand(_message.Message):
     __slots__ = ("capture_id", "filter", "max_seconds", "max_packets")
