@@ -82,20 +82,20 @@ def connect():
     """A fresh connection per unit of work: nothing idles in the pool across a db restart, and
     the server's shutdown never waits on the app's sessions."""
     db = CONFIG["db"]
-    return psycopg2.connect(host=db["host"], port=db["port"], dbname=db["dbname"], user=db["user"],
-                            password=db["password"], connect_timeout=3,
-                            application_name=f"hoplab-web-{NODE}", cursor_factory=TracedCursor)
+    try:
+        return psycopg2.connect(host=db["host"], port=db["port"], dbname=db["dbname"], user=db["user"],
+                                password=db["password"], connect_timeout=3,
+                                application_name=f"hoplab-web-{NODE}", cursor_factory=TracedCursor)
+    except psycopg2.OperationalError as exc:
+        raise DatabaseDown(str(exc)) from exc
 
 
-class DatabaseDown(Exception):
-    pass
+class DatabaseDown(psycopg2.OperationalError):
+    """The database cannot be reached: the page answers 503, not 500."""
 
 
 def products():
-    try:
-        conn = connect()
-    except psycopg2.OperationalError as exc:
-        raise DatabaseDown(str(exc)) from exc
+    conn = connect()
     try:
         with conn, conn.cursor() as cur:
             cur.execute("SELECT id, name, description, price_cents FROM products ORDER BY id")
@@ -233,10 +233,7 @@ def order_fields() -> tuple[str, int, int]:
 @app.post("/order")
 def place_order():
     email, product_id, quantity = order_fields()
-    try:
-        conn = connect()
-    except psycopg2.OperationalError as exc:
-        raise DatabaseDown(str(exc)) from exc
+    conn = connect()
     try:
         with conn, conn.cursor() as cur:
             cur.execute("SELECT name FROM products WHERE id = %s", (product_id,))

@@ -125,27 +125,21 @@ def render(topology: Topology, catalog: dict[str, Service], runtime_file: str) -
         if depends:
             entry["depends_on"] = depends
         services[node.name] = entry
-    networks = {
-        name: {
+    def network(name: str, ipam: dict) -> dict:
+        return {
             "name": f"{project_name(topology)}-{name}",
             "driver": "bridge",
             "internal": True,  # no route off the lab, no masquerade to the host's uplink
             "driver_opts": {"com.docker.network.bridge.name": bridges[name]},
-            "ipam": {"config": [_docker_addressing(topology, name)]},
+            "ipam": {"config": [ipam]},
             "labels": dict(labels),
         }
-        for name in topology.networks
-    }
-    if topology.management:
+
+    networks = {name: network(name, _docker_addressing(topology, name)) for name in topology.networks}
+    if topology.management:  # the host reaches the control service on it; nothing routes beyond
         subnet = topology.management.subnet
-        networks[MANAGEMENT_NETWORK] = {
-            "name": f"{project_name(topology)}-{MANAGEMENT_NETWORK}",
-            "driver": "bridge",
-            "internal": True,  # the host reaches the control service; nothing routes beyond
-            "driver_opts": {"com.docker.network.bridge.name": bridges[MANAGEMENT_NETWORK]},
-            "ipam": {"config": [{"subnet": str(subnet), "gateway": str(subnet.broadcast_address - 1)}]},
-            "labels": dict(labels),
-        }
+        networks[MANAGEMENT_NETWORK] = network(
+            MANAGEMENT_NETWORK, {"subnet": str(subnet), "gateway": str(subnet.broadcast_address - 1)})
     document = {"name": project_name(topology), "services": services, "networks": networks}
     if volumes:
         document["volumes"] = volumes

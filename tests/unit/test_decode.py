@@ -226,7 +226,7 @@ def test_dns_pointer_loop_is_an_error():
     assert p.error == "DNS compression pointer loop" and p.proto == "dns"
     # a two-step loop too
     msg = struct.pack("!HHHHHH", 1, 0x0100, 1, 0, 0, 0) + b"\x01a\xc0\x0e\x01b\xc0\x0c"
-    assert "loop" in decode(udp_frame("1.1.1.1", "2.2.2.2", 40000, 53, msg)).error
+    assert "loop" in decode(udp_frame("198.51.100.10", "198.51.100.20", 40000, 53, msg)).error
 
 
 def test_http_request_with_traceparent():
@@ -277,7 +277,7 @@ def test_smtp_command_and_reply():
     p = decode(SMTP_REPLY)
     assert p.proto == "smtp" and p.summary == "SMTP 250-mail.example.test Hello"
     assert p.keys["smtp_code"] == "250"
-    long_line = tcp_frame("1.1.1.1", "2.2.2.2", 41000, 587, b"EHLO " + b"x" * 300 + b"\r\n")
+    long_line = tcp_frame("198.51.100.10", "198.51.100.20", 41000, 587, b"EHLO " + b"x" * 300 + b"\r\n")
     assert decode(long_line).summary == "SMTP EHLO " + "x" * 95
 
 
@@ -301,7 +301,7 @@ def test_plain_tcp_syn():
 @pytest.mark.parametrize("flags, expected", [("SYN,ACK", "SYN,ACK"), ("ACK,FIN", "FIN,ACK"),
                                              ("ACK,PSH", "PSH,ACK"), ("RST", "RST"), ("", "")])
 def test_tcp_flag_order(flags, expected):
-    p = decode(tcp_frame("1.1.1.1", "2.2.2.2", 1, 2, flags=flags, ack=7))
+    p = decode(tcp_frame("198.51.100.10", "198.51.100.20", 1, 2, flags=flags, ack=7))
     assert p.tcp_flags == expected
 
 
@@ -369,12 +369,12 @@ def test_tso_total_length_zero_uses_captured_length():
 
 
 def test_smtp_auth_is_masked():
-    frame = tcp_frame("1.1.1.1", "2.2.2.2", 41000, 587, b"AUTH PLAIN AGFsaWNlAHMzY3JldA==\r\n")
+    frame = tcp_frame("198.51.100.10", "198.51.100.20", 41000, 587, b"AUTH PLAIN AGFsaWNlAHMzY3JldA==\r\n")
     assert decode(frame).summary == "SMTP AUTH PLAIN ***"
 
 
 def test_wrong_content_on_dhcp_port_is_flagged():
-    p = decode(udp_frame("1.1.1.1", "2.2.2.2", 68, 67, b"hello"))
+    p = decode(udp_frame("198.51.100.10", "198.51.100.20", 68, 67, b"hello"))
     assert p.proto == "udp" and p.error == "malformed DHCP message"
 
 
@@ -402,7 +402,7 @@ def test_truncated_keeps_lower_layers():
 
 def test_summary_is_one_printable_line():
     msg = dns_msg(0x0101, "a", 16, flags=0x8180, answers=[(16, b"\x05x\ny\rz")])
-    p = decode(udp_frame("1.1.1.1", "2.2.2.2", 53, 4000, msg))
+    p = decode(udp_frame("198.51.100.10", "198.51.100.20", 53, 4000, msg))
     assert p.error is None and p.summary.isprintable() and p.summary.endswith('TXT "x?y?z"')
 
 
@@ -448,7 +448,7 @@ def test_random_bodies_behind_valid_headers_never_raise():
         proto = rng.choice([1, 6, 17])
         port = rng.choice([25, 53, 67, 68, 80, 143, 443, 587, 5353])
         l4 = (udp(port, port, body) if proto == 17 else tcp(port, port, body) if proto == 6 else body)
-        frame = rng.choice([eth(ipv4("1.1.1.1", "2.2.2.2", proto, l4)), rng.choice(heads) + body])
+        frame = rng.choice([eth(ipv4("198.51.100.10", "198.51.100.20", proto, l4)), rng.choice(heads) + body])
         _check(decode(frame), len(frame))
 
 
