@@ -6,7 +6,7 @@ HOPLAB := $(VENV)/bin/hoplab
 TOPOLOGY ?= topology/lab.yaml
 T := --topology $(TOPOLOGY)
 
-.PHONY: help setup host up down status clean test test-unit test-e2e render graph bench-up bench-path bench-trace proto
+.PHONY: help setup host up down status clean test test-unit test-e2e render graph bench-up bench-path bench-trace proto load
 
 help:
 	@echo "make up | down | status | clean | test | test-unit | test-e2e | render | graph | bench-up | bench-path | bench-trace"
@@ -58,3 +58,6 @@ proto: $(VENV)/.installed
 
 bench-trace: setup
 	$(PY) bench/bench_trace.py $(T)
+
+load: setup
+	$(HOPLAB) load $(T) $(LOAD_ARGS)

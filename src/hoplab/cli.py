@@ -259,6 +259,50 @@ class Trace(Command):
         return 0
 
 
+class Load(Command):
+    name, help = "load", "run Locust headless from lab clients; reports in reports/<timestamp>/, exit 1 on an SLO breach"
+
+    def add_arguments(self, parser):
+        parser.add_argument("--users", type=int, default=10, help="concurrent users (default 10)")
+        parser.add_argument("--rate", type=float, default=5, help="users started per second (default 5)")
+        parser.add_argument("--time", type=int, default=30, help="seconds, the run's bound (default 30)")
+        parser.add_argument("--shape", help="a load shape from loadtests/shapes.py: steady, step, spike")
+        parser.add_argument("--workers", type=int, default=0, help="Locust workers on client nodes (distributed)")
+        parser.add_argument("--from", dest="node", help="the client node that runs Locust (default: the first)")
+        parser.add_argument("--slo", type=Path, help="SLO thresholds (default loadtests/slo.yaml)")
+
+    def run(self, args):
+        from hoplab.load import DEFAULT_SLO, SHAPE_NAMES, LoadOptions, run_load
+
+        topology = self.topology(args)
+        clients = [n.name for n in topology.nodes_of("client")]
+        checks = [(args.users < 1 or args.users > 5000, f"--users: {args.users} is outside 1..5000"),
+                  (args.rate <= 0 or args.rate > 1000, f"--rate: {args.rate} is outside (0, 1000]"),
+                  (args.time < 1 or args.time > 3600, f"--time: {args.time} is outside 1..3600 seconds"),
+                  (args.workers < 0 or args.workers > 16, f"--workers: {args.workers} is outside 0..16"),
+                  (args.shape is not None and args.shape not in SHAPE_NAMES,
+                   f"--shape: unknown shape {args.shape!r} (shapes: {', '.join(SHAPE_NAMES)})"),
+                  (args.node is not None and args.node not in clients,
+                   f"--from: {args.node!r} is not a client node (clients: {', '.join(clients)})"),
+                  (not clients, "the topology has no client node to load from"),
+                  (args.slo is not None and not args.slo.is_file(), f"--slo: {args.slo} is not a file")]
+        for failed, message in checks:
+            if failed:
+                raise UsageError(message)
+        options = LoadOptions(users=args.users, rate=args.rate, seconds=args.time, shape=args.shape,
+                              workers=args.workers, node=args.node, slo=args.slo or DEFAULT_SLO)
+        result = run_load(make_backend(args.backend), topology, options, Progress())
+        total = result.summary["total"]
+        print(f"{'ENDPOINT':<28}{'REQS':>8}{'FAILS':>7}{'REQ/S':>9}{'P50':>8}{'P95':>8}{'P99':>8}")
+        for row in [*result.summary["endpoints"], total]:
+            print(f"{row['name'] if row is not total else 'all':<28}{row['requests']:>8}"
+                  f"{row['failures']:>7}{row['rps']:>9.1f}{row['p50_ms']:>8.0f}{row['p95_ms']:>8.0f}{row['p99_ms']:>8.0f}")
+        print(f"reports: {result.report_dir}")
+        for breach in result.breaches:
+            print(f"SLO breached: {breach}", file=sys.stderr)
+        return 1 if result.breaches else 0
+
+
 class Validate(Command):
     name, help = "validate", "check a topology file and exit 0, or name every problem and exit 2"
 
@@ -270,7 +314,7 @@ class Validate(Command):
         return 0
 
 
-COMMANDS = [Up(), Down(), Status(), Exec(), Visit(), Trace(), Clean(), Render(), Graph(), Validate()]
+COMMANDS = [Up(), Down(), Status(), Exec(), Visit(), Trace(), Load(), Clean(), Render(), Graph(), Validate()]
 
 
 def common_options() -> argparse.ArgumentParser:

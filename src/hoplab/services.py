@@ -11,7 +11,7 @@ import yaml
 
 from hoplab.paths import SERVICES_DIR
 
-_KNOWN_KEYS = {"description", "packages", "capabilities", "sysctls", "after", "volumes", "shared", "stop_signal"}
+_KNOWN_KEYS = {"description", "packages", "capabilities", "sysctls", "after", "volumes", "shared", "stop_signal", "wheels"}
 
 
 class CatalogError(Exception):
@@ -30,6 +30,7 @@ class Service:
     volumes: dict[str, str] = field(default_factory=dict)  # name -> path: state that outlives the node
     shared: dict[str, str] = field(default_factory=dict)  # name -> path: one per lab, in every node naming it
     stop_signal: str | None = None  # what `stop` sends first, when SIGTERM is not the daemon's fast way out
+    wheels: tuple[str, ...] = ()  # pinned PyPI requirements, installed from wheels built on the host
 
     @property
     def start_script(self) -> Path:
@@ -59,6 +60,7 @@ def load_catalog(root: Path = SERVICES_DIR) -> dict[str, Service]:
             volumes={k: str(v) for k, v in (data.get("volumes") or {}).items()},
             shared={k: str(v) for k, v in (data.get("shared") or {}).items()},
             stop_signal=data.get("stop_signal"),
+            wheels=tuple(data.get("wheels", ())),
         )
     for service in catalog.values():
         for dep in service.after:

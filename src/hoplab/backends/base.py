@@ -52,8 +52,9 @@ class Backend(ABC):
         """Run a command in a node; returns its exit status."""
 
     @abstractmethod
-    def run(self, topology: Topology, node: str, argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
-        """Run a command in a node and capture its output (for hoplab's own probes)."""
+    def run(self, topology: Topology, node: str, argv: list[str], timeout: float = 60,
+            input: str | None = None) -> subprocess.CompletedProcess:
+        """Run a command in a node, feeding it `input`, and capture its output."""
 
     @abstractmethod
     def clean(self, lab: str | None, progress: Progress) -> list[str]:

@@ -132,9 +132,11 @@ class DockerBackend(Backend):
         flags = ["-i", "-t"] if interactive else ["-i"]
         return subprocess.call([self.docker.docker, "exec", *flags, self._running(topology, node), *argv])
 
-    def run(self, topology: Topology, node: str, argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
-        return subprocess.run([self.docker.docker, "exec", self._running(topology, node), *argv],
-                              capture_output=True, text=True, timeout=timeout)
+    def run(self, topology: Topology, node: str, argv: list[str], timeout: float = 60,
+            input: str | None = None) -> subprocess.CompletedProcess:
+        flags = ["-i"] if input is not None else []
+        return subprocess.run([self.docker.docker, "exec", *flags, self._running(topology, node), *argv],
+                              capture_output=True, text=True, timeout=timeout, input=input)
 
     def _running(self, topology: Topology, node: str) -> str:
         self.require_engine()

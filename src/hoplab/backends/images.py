@@ -92,7 +92,8 @@ class ImageBuilder:
         jobs = []
         for service in services:
             args = {"BASE_IMAGE": BASE_IMAGE, "PACKAGES": " ".join(service.packages)}
-            context = {"wheels": wheel.parent, "service": service.directory}
+            context = {"wheels": wheel.parent, "service": service.directory,
+                       "pywheels": self.ensure_service_wheels(service.wheels)}
             inputs = self._inputs(SERVICES_DIR / "Dockerfile", {**args, "BASE_IMAGE": base_id}, context)
             jobs.append((f"hoplab/{service.name}:latest", SERVICES_DIR / "Dockerfile", args, context, inputs))
         with ThreadPoolExecutor(PARALLEL_BUILDS) as pool:
@@ -187,6 +188,28 @@ class ImageBuilder:
             raise BackendError(f"building dependency wheels failed:\n{result.stderr[-2000:]}")
         shutil.rmtree(folder, ignore_errors=True)
         tmp.rename(folder)
+        return folder
+
+    def ensure_service_wheels(self, requirements: tuple[str, ...]) -> Path:
+        """Wheels of a service's pinned requirements and their dependencies, for the images'
+        Python (CPython 3.11 on x86_64, as the host's venv); one folder per requirement set."""
+        folder = self.build_dir / "wheels" / ("svc-" + hashlib.sha256(" ".join(sorted(requirements)).encode())
+                                              .hexdigest()[:16])
+        if folder.is_dir():
+            return folder
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".tmp-"))
+        if requirements:
+            self.progress.say(f"downloading wheels: {' '.join(requirements)}")
+            result = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:",
+                                     "-d", str(tmp), *requirements], capture_output=True, text=True)
+            if result.returncode != 0:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise BackendError(f"downloading wheels for {' '.join(requirements)} failed:\n{result.stderr[-2000:]}")
+        try:
+            tmp.rename(folder)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
         return folder
 
     # ------------------------------------------------------------ docker build

@@ -1,0 +1,60 @@
+"""hoplab's users, run inside the lab from client nodes, through DNS, NAT and the CDN edge.
+
+  Browser (3 of 4 users) reads the products page (cacheable) and the order form (not).
+  Shopper (1 of 4) opens the order form and places orders: a database row and a mail each.
+
+`hoplab load` runs it; HOPLAB_SHAPE picks a shape from shapes.py (none: plain -u/-r/-t)."""
+
+import os
+import random
+
+from locust import HttpUser, between, task
+
+from shapes import SHAPES
+
+BUYERS = ("buyer", "alice", "bob")  # the lab's mailboxes
+PRODUCTS = range(1, 11)
+SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"  # trusts the lab CA; Locust's default bundle does not
+
+
+class LabUser(HttpUser):
+    abstract = True
+
+    def on_start(self):
+        self.client.verify = SYSTEM_CA
+
+
+class Browser(LabUser):
+    weight = 3
+    wait_time = between(0.5, 2)
+
+    @task(3)
+    def products(self):
+        self.client.get("/", name="GET / (cacheable)")
+
+    @task(1)
+    def order_form(self):
+        self.client.get("/order", name="GET /order (no-store)")
+
+
+class Shopper(LabUser):
+    weight = 1
+    wait_time = between(1, 3)
+
+    def on_start(self):
+        super().on_start()
+        self.email = f"{random.choice(BUYERS)}@{os.environ.get('HOPLAB_DOMAIN', 'example.test')}"
+
+    @task
+    def place_order(self):
+        self.client.get("/order", name="GET /order (no-store)")
+        form = {"buyer_email": self.email, "product_id": str(random.choice(PRODUCTS)),
+                "quantity": str(random.randint(1, 5))}
+        with self.client.post("/order", data=form, name="POST /order", catch_response=True) as response:
+            if response.status_code != 201:
+                response.failure(f"order not placed: {response.status_code}")
+
+
+shape = SHAPES.get(os.environ.get("HOPLAB_SHAPE", ""))
+if shape is not None:
+    Shape = shape  # the one LoadTestShape Locust finds in this module

@@ -1,0 +1,154 @@
+"""`hoplab load`: Locust, headless, inside the lab: on client nodes, through the lab DNS, the
+NAT and the CDN edge, like real users. The run is bounded by its time; its reports come back
+to `reports/<timestamp>/` (Locust's CSV and HTML, and summary.json), and SLO thresholds
+decide the exit status."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import yaml
+
+from hoplab.backends.base import Backend, BackendError
+from hoplab.paths import PROJECT_ROOT
+from hoplab.progress import Progress
+from hoplab.spec import Topology
+
+LOADTESTS = PROJECT_ROOT / "loadtests"
+REPORTS = PROJECT_ROOT / "reports"
+DEFAULT_SLO = LOADTESTS / "slo.yaml"
+REMOTE = "/run/hoplab/load"
+FILES = ("locustfile.py", "shapes.py")
+REPORT_FILES = ("run_stats.csv", "run_failures.csv", "run_stats_history.csv", "report.html")
+SHAPE_NAMES = ("steady", "step", "spike")  # loadtests/shapes.py's SHAPES (a unit test keeps them equal)
+HEALTHY_WAIT_S = 120
+GRACE_S = 90  # past the run's own time bound, before the run is given up
+
+
+@dataclass
+class LoadOptions:
+    users: int = 10
+    rate: float = 5
+    seconds: int = 30
+    shape: str | None = None
+    workers: int = 0
+    node: str | None = None
+    slo: Path = DEFAULT_SLO
+
+
+@dataclass
+class LoadResult:
+    report_dir: Path
+    summary: dict
+    breaches: list[str] = field(default_factory=list)
+
+
+def wait_healthy(backend: Backend, topology: Topology, progress: Progress) -> None:
+    deadline = time.monotonic() + HEALTHY_WAIT_S
+    while True:
+        sick = [s.node for s in backend.status(topology) if (s.state, s.health) != ("running", "healthy")]
+        if not sick:
+            return
+        if time.monotonic() > deadline:
+            raise BackendError(f"the lab is not healthy ({', '.join(sick)}); load needs a healthy lab")
+        progress.say(f"waiting for {', '.join(sick)} to be healthy")
+        time.sleep(2)
+
+
+def summarize(stats_csv: str) -> dict:
+    """Requests/s, p50/p95/p99 and failure ratio per endpoint, from Locust's stats CSV."""
+    endpoints = []
+    for row in csv.DictReader(io.StringIO(stats_csv)):
+        requests, failures = int(row["Request Count"]), int(row["Failure Count"])
+
+        def ms(column: str) -> float:
+            value = row.get(column, "N/A")
+            return float(value) if value not in ("", "N/A") else 0.0
+
+        endpoints.append({
+            "method": row["Type"], "name": row["Name"], "requests": requests, "failures": failures,
+            "failure_ratio": failures / requests if requests else 0.0, "rps": float(row["Requests/s"]),
+            "p50_ms": ms("50%"), "p95_ms": ms("95%"), "p99_ms": ms("99%"),
+        })
+    total = next((e for e in endpoints if e["name"] == "Aggregated"), None)
+    return {"total": total, "endpoints": [e for e in endpoints if e["name"] != "Aggregated"]}
+
+
+def check_slo(summary: dict, slo_file: Path) -> list[str]:
+    slo = yaml.safe_load(slo_file.read_text()) or {}
+    total = summary["total"]
+    if total is None or total["requests"] == 0:
+        return ["no request was made"]
+    breaches = []
+    if "max_failure_ratio" in slo and total["failure_ratio"] > float(slo["max_failure_ratio"]):
+        breaches.append(f"failure ratio {total['failure_ratio']:.4f} > {slo['max_failure_ratio']} ({slo_file.name})")
+    if "max_p95_ms" in slo and total["p95_ms"] > float(slo["max_p95_ms"]):
+        breaches.append(f"p95 {total['p95_ms']:.0f} ms > {slo['max_p95_ms']} ms ({slo_file.name})")
+    return breaches
+
+
+def _put(backend: Backend, topology: Topology, node: str) -> None:
+    for name in FILES:
+        result = backend.run(topology, node, ["sh", "-c", f"mkdir -p {REMOTE}/out && cat > {REMOTE}/{name}"],
+                             input=(LOADTESTS / name).read_text())
+        if result.returncode != 0:
+            raise BackendError(f"{node}: could not copy {name}: {result.stderr.strip()}")
+
+
+def run_load(backend: Backend, topology: Topology, options: LoadOptions, progress: Progress) -> LoadResult:
+    clients = [n.name for n in topology.nodes_of("client")]
+    master = options.node or clients[0]
+    wait_healthy(backend, topology, progress)
+    for node in {master, *clients[:max(options.workers, 0)]}:
+        backend.run(topology, node, ["rm", "-rf", REMOTE])
+        _put(backend, topology, node)
+    env = ["env", f"HOPLAB_DOMAIN={topology.domain.name}",
+           f"HOPLAB_USERS={options.users}", f"HOPLAB_RATE={options.rate}", f"HOPLAB_TIME={options.seconds}",
+           f"HOPLAB_SHAPE={options.shape or ''}"]
+    argv = [*env, "locust", "-f", f"{REMOTE}/locustfile.py", "--headless", "--host", f"https://www.{topology.domain.name}",
+            "--csv", f"{REMOTE}/out/run", "--csv-full-history", "--html", f"{REMOTE}/out/report.html",
+            "--only-summary", "--stop-timeout", "5", "--loglevel", "WARNING",
+            "-u", str(options.users), "-r", str(options.rate), "-t", f"{options.seconds}s"]
+    workers: list[threading.Thread] = []
+    if options.workers:
+        master_ip = next(a.split("/")[0] for s in backend.status(topology) if s.node == master
+                         for iface, a in s.addresses.items() if iface != "mgmt")
+        argv += ["--master", "--expect-workers", str(options.workers), "--expect-workers-max-wait", "30"]
+        for i in range(options.workers):
+            node = clients[i % len(clients)]
+            worker = [*env, "locust", "-f", f"{REMOTE}/locustfile.py", "--worker", "--master-host", master_ip,
+                      "--loglevel", "WARNING"]
+            thread = threading.Thread(target=backend.run, args=(topology, node, worker, options.seconds + GRACE_S),
+                                      daemon=True)
+            thread.start()
+            workers.append(thread)
+    progress.say(f"locust on {master}: {options.users} users, {options.rate}/s, {options.seconds} s"
+                 + (f", shape {options.shape}" if options.shape else "")
+                 + (f", {options.workers} workers" if options.workers else ""))
+    result = backend.run(topology, master, argv, timeout=options.seconds + GRACE_S)
+    for thread in workers:
+        thread.join(timeout=30)
+    report_dir = REPORTS / datetime.now().strftime("%Y%m%d-%H%M%S")
+    report_dir.mkdir(parents=True, exist_ok=True)
+    for name in REPORT_FILES:
+        fetched = backend.run(topology, master, ["cat", f"{REMOTE}/out/{name}"])
+        if fetched.returncode == 0:
+            (report_dir / name).write_text(fetched.stdout)
+    stats = report_dir / "run_stats.csv"
+    if not stats.exists():
+        raise BackendError(f"locust produced no statistics (exit {result.returncode}): "
+                           f"{(result.stderr or result.stdout).strip()[-1500:]}")
+    summary = summarize(stats.read_text())
+    summary["options"] = {"users": options.users, "rate": options.rate, "seconds": options.seconds,
+                          "shape": options.shape, "workers": options.workers, "node": master}
+    breaches = check_slo(summary, options.slo)
+    summary["slo"] = {"file": str(options.slo), "breaches": breaches, "met": not breaches}
+    (report_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return LoadResult(report_dir, summary, breaches)

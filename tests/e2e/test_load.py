@@ -1,0 +1,58 @@
+"""Short, bounded Locust runs from inside the lab."""
+
+import json
+from pathlib import Path
+
+from helpers import hoplab
+
+
+def order_count(lab):
+    out = lab.exec("db", "runuser", "-u", "postgres", "--", "psql", "-d", "shop", "-Atc",
+                   "SELECT count(*) FROM orders").stdout
+    return int(out.strip())
+
+
+def load(lab, *args, check=True):
+    return hoplab("load", "--topology", lab.path, *args, check=check, timeout=300)
+
+
+def report_dir(result) -> Path:
+    return Path(next(line.split(": ", 1)[1] for line in result.stdout.splitlines() if line.startswith("reports: ")))
+
+
+def test_a_short_run_reports_and_every_order_lands(lab):
+    before = order_count(lab)
+    result = load(lab, "--users", "6", "--rate", "6", "--time", "10")
+    reports = report_dir(result)
+    for name in ("run_stats.csv", "run_failures.csv", "run_stats_history.csv", "report.html", "summary.json"):
+        assert (reports / name).stat().st_size > 0, name
+    summary = json.loads((reports / "summary.json").read_text())
+    assert summary["total"]["requests"] > 0 and summary["total"]["failures"] == 0
+    assert summary["slo"]["met"]
+    orders = next((e for e in summary["endpoints"] if e["name"] == "POST /order"), None)
+    placed = orders["requests"] - orders["failures"] if orders else 0
+    added = order_count(lab) - before
+    # Every order Locust saw placed is in the database; a POST still in flight when the run
+    # stopped may land too without being counted (at most one per user).
+    assert placed > 0 and placed <= added <= placed + 6
+
+
+def test_an_impossible_slo_fails_the_run(lab, tmp_path):
+    slo = tmp_path / "slo.yaml"
+    slo.write_text("max_p95_ms: 0.001\n")
+    result = load(lab, "--users", "2", "--rate", "2", "--time", "4", "--slo", str(slo), check=False)
+    assert result.returncode == 1
+    assert "SLO breached: p95" in result.stderr
+
+
+def test_a_shape_with_distributed_workers(lab):
+    result = load(lab, "--users", "5", "--rate", "5", "--time", "6", "--shape", "spike", "--workers", "2")
+    summary = json.loads((report_dir(result) / "summary.json").read_text())
+    assert summary["total"]["requests"] > 0 and summary["options"]["workers"] == 2
+
+
+def test_bad_arguments_are_refused_before_any_load(lab):
+    for args, word in ((["--shape", "tsunami"], "--shape"), (["--users", "0"], "--users"),
+                       (["--from", "db"], "--from"), (["--time", "99999"], "--time")):
+        result = load(lab, *args, check=False)
+        assert result.returncode == 2 and word in result.stderr
