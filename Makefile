@@ -6,10 +6,10 @@ HOPLAB := $(VENV)/bin/hoplab
 TOPOLOGY ?= topology/lab.yaml
 T := --topology $(TOPOLOGY)
 
-.PHONY: help setup host up down status clean test test-unit test-e2e render graph bench-up bench-path bench-trace proto load
+.PHONY: help setup host up down status clean test test-unit test-e2e render graph bench-up bench-path bench-trace bench-load proto load
 
 help:
-	@echo "make up | down | status | clean | test | test-unit | test-e2e | render | graph | bench-up | bench-path | bench-trace"
+	@echo "make up | down | status | clean | test | test-unit | test-e2e | render | graph | bench-up | bench-path | bench-trace | bench-load | load"
 
 setup: host $(VENV)/.installed
 
@@ -61,3 +61,6 @@ bench-trace: setup
 
 load: setup
 	$(HOPLAB) load $(T) $(LOAD_ARGS)
+
+bench-load: setup
+	$(PY) bench/bench_load.py $(T)

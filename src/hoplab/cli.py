@@ -270,6 +270,7 @@ class Load(Command):
         parser.add_argument("--workers", type=int, default=0, help="Locust workers on client nodes (distributed)")
         parser.add_argument("--from", dest="node", help="the client node that runs Locust (default: the first)")
         parser.add_argument("--slo", type=Path, help="SLO thresholds (default loadtests/slo.yaml)")
+        parser.add_argument("--no-cache", action="store_true", help="bust the CDN cache (unique query strings)")
 
     def run(self, args):
         from hoplab.load import DEFAULT_SLO, SHAPE_NAMES, LoadOptions, run_load
@@ -290,7 +291,8 @@ class Load(Command):
             if failed:
                 raise UsageError(message)
         options = LoadOptions(users=args.users, rate=args.rate, seconds=args.time, shape=args.shape,
-                              workers=args.workers, node=args.node, slo=args.slo or DEFAULT_SLO)
+                              workers=args.workers, node=args.node, slo=args.slo or DEFAULT_SLO,
+                              no_cache=args.no_cache)
         result = run_load(make_backend(args.backend), topology, options, Progress())
         total = result.summary["total"]
         print(f"{'ENDPOINT':<28}{'REQS':>8}{'FAILS':>7}{'REQ/S':>9}{'P50':>8}{'P95':>8}{'P99':>8}")

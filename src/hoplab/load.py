@@ -41,6 +41,7 @@ class LoadOptions:
     workers: int = 0
     node: str | None = None
     slo: Path = DEFAULT_SLO
+    no_cache: bool = False  # bust the edge's cache on every cacheable request
 
 
 @dataclass
@@ -111,7 +112,7 @@ def run_load(backend: Backend, topology: Topology, options: LoadOptions, progres
         _put(backend, topology, node)
     env = ["env", f"HOPLAB_DOMAIN={topology.domain.name}",
            f"HOPLAB_USERS={options.users}", f"HOPLAB_RATE={options.rate}", f"HOPLAB_TIME={options.seconds}",
-           f"HOPLAB_SHAPE={options.shape or ''}"]
+           f"HOPLAB_SHAPE={options.shape or ''}", f"HOPLAB_CACHE_BUST={'1' if options.no_cache else ''}"]
     argv = [*env, "locust", "-f", f"{REMOTE}/locustfile.py", "--headless", "--host", f"https://www.{topology.domain.name}",
             "--csv", f"{REMOTE}/out/run", "--csv-full-history", "--html", f"{REMOTE}/out/report.html",
             "--only-summary", "--stop-timeout", "5", "--loglevel", "WARNING",
@@ -147,7 +148,8 @@ def run_load(backend: Backend, topology: Topology, options: LoadOptions, progres
                            f"{(result.stderr or result.stdout).strip()[-1500:]}")
     summary = summarize(stats.read_text())
     summary["options"] = {"users": options.users, "rate": options.rate, "seconds": options.seconds,
-                          "shape": options.shape, "workers": options.workers, "node": master}
+                          "shape": options.shape, "workers": options.workers, "node": master,
+                          "no_cache": options.no_cache}
     breaches = check_slo(summary, options.slo)
     summary["slo"] = {"file": str(options.slo), "breaches": breaches, "met": not breaches}
     (report_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
