@@ -149,68 +149,49 @@ class ImageBuilder:
 
     # ------------------------------------------------------------ the project's wheel
 
+    def _wheel_folder(self, name: str, pip_args: list[str], what: str) -> Path:
+        """build/wheels/<name>, filled by one `pip` run unless it exists. Built aside and renamed
+        into place: two `hoplab up`s may build at once, and a failed build leaves nothing."""
+        folder = self.build_dir / "wheels" / name
+        if folder.is_dir():
+            return folder
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".tmp-"))
+        if pip_args:
+            self.progress.say(what)
+            result = subprocess.run([sys.executable, "-m", "pip", *pip_args, "-q", "-d" if pip_args[0] == "download"
+                                     else "-w", str(tmp)], capture_output=True, text=True)
+            if result.returncode != 0:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise BackendError(f"{what} failed:\n{result.stderr[-2000:]}")
+        try:
+            tmp.rename(folder)
+        except OSError:  # another run got there first with the same inputs
+            shutil.rmtree(tmp, ignore_errors=True)
+        return folder
+
     def ensure_wheel(self) -> Path:
+        """The project's own wheel, for the sources as they are."""
         digest = hashlib.sha256()
         _hash_tree(digest, PROJECT_ROOT / "src")
         digest.update((PROJECT_ROOT / "pyproject.toml").read_bytes())
-        folder = self.build_dir / "wheels" / digest.hexdigest()[:16]
-        wheels = list(folder.glob("hoplab-*.whl"))
-        if wheels:
-            return wheels[0]
-        self.progress.say("building the hoplab wheel")
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".tmp-"))  # two `up`s may build at once
-        result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                                 "-q", "-w", str(tmp), str(PROJECT_ROOT)], capture_output=True, text=True)
-        if result.returncode != 0:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise BackendError(f"building the wheel failed:\n{result.stderr[-2000:]}")
-        try:
-            tmp.rename(folder)
-        except OSError:  # another run got there first with the same sources
-            shutil.rmtree(tmp, ignore_errors=True)
+        folder = self._wheel_folder(digest.hexdigest()[:16], ["wheel", "--no-deps", "--no-build-isolation",
+                                                             str(PROJECT_ROOT)], "building the hoplab wheel")
         return next(folder.glob("hoplab-*.whl"))
 
     def ensure_dependency_wheels(self) -> Path:
         """Wheels of the node-side dependencies, at the versions this venv runs (the gRPC stubs
         were generated for them)."""
         pins = sorted(f"{name}=={metadata.version(name)}" for name in _with_requirements(NODE_DEPENDENCIES))
-        folder = self.build_dir / "wheels" / ("deps-" + hashlib.sha256(" ".join(pins).encode()).hexdigest()[:16])
-        if folder.is_dir() and len(list(folder.glob("*.whl"))) == len(pins):
-            return folder
-        self.progress.say(f"building dependency wheels: {' '.join(pins)}")
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".tmp-"))
-        result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp), *pins],
-                                capture_output=True, text=True)
-        if result.returncode != 0:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise BackendError(f"building dependency wheels failed:\n{result.stderr[-2000:]}")
-        shutil.rmtree(folder, ignore_errors=True)
-        tmp.rename(folder)
-        return folder
+        return self._wheel_folder("deps-" + hashlib.sha256(" ".join(pins).encode()).hexdigest()[:16],
+                                  ["wheel", "--no-deps", *pins], f"building dependency wheels: {' '.join(pins)}")
 
     def ensure_service_wheels(self, requirements: tuple[str, ...]) -> Path:
         """Wheels of a service's pinned requirements and their dependencies, for the images'
         Python (CPython 3.11 on x86_64, as the host's venv); one folder per requirement set."""
-        folder = self.build_dir / "wheels" / ("svc-" + hashlib.sha256(" ".join(sorted(requirements)).encode())
-                                              .hexdigest()[:16])
-        if folder.is_dir():
-            return folder
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".tmp-"))
-        if requirements:
-            self.progress.say(f"downloading wheels: {' '.join(requirements)}")
-            result = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:",
-                                     "-d", str(tmp), *requirements], capture_output=True, text=True)
-            if result.returncode != 0:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise BackendError(f"downloading wheels for {' '.join(requirements)} failed:\n{result.stderr[-2000:]}")
-        try:
-            tmp.rename(folder)
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
-        return folder
+        name = "svc-" + hashlib.sha256(" ".join(sorted(requirements)).encode()).hexdigest()[:16]
+        args = ["download", "--only-binary=:all:", *requirements] if requirements else []
+        return self._wheel_folder(name, args, f"downloading wheels: {' '.join(requirements)}")
 
     # ------------------------------------------------------------ docker build
 
