@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 from hoplab import compose, graph, spec
@@ -305,6 +307,71 @@ class Load(Command):
         return 1 if result.breaches else 0
 
 
+class ChaosCommand(Command):
+    name, help = "chaos", "break the lab on purpose, bounded in time: list, inject, status, halt"
+
+    def add_arguments(self, parser):
+        sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+        sub.add_parser("list", help="the faults there are", parents=[common_options()])
+        inject = sub.add_parser("inject", help="inject a fault until its deadline (Ctrl-C reverts it)",
+                                parents=[common_options()])
+        inject.add_argument("fault", metavar="FAULT")
+        inject.add_argument("--target", required=True, help="NODE or NODE:IFACE")
+        inject.add_argument("--duration", type=float, default=60, help="seconds until it is reverted (default 60)")
+        inject.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+        inject.add_argument("--detach", action="store_true", help="return at once; the deadline still holds")
+        sub.add_parser("status", help="active faults and what they did", parents=[common_options()])
+        sub.add_parser("halt", help="revert every active fault now", parents=[common_options()])
+        sub.add_parser("reap", help=argparse.SUPPRESS, parents=[common_options()])
+
+    def run(self, args):
+        from hoplab.chaos.faults import CATALOGUE, FaultError
+        from hoplab.chaos.journal import Chaos
+
+        if args.action == "list":
+            for fault in CATALOGUE.values():
+                params = ", ".join(f"{k}={v}" for k, v in fault.params.items())
+                target = "NODE:IFACE" if fault.needs_iface else (f"a {fault.service} node" if fault.service else "NODE")
+                print(f"{fault.name:<20}{fault.family:<11}{target:<16}{fault.description}" + (f" [{params}]" if params else ""))
+            return 0
+        chaos = Chaos(make_backend(args.backend), self.topology(args))
+        if args.action == "reap":
+            chaos.reap()
+            return 0
+        if args.action == "halt":
+            for entry in chaos.halt():
+                print(f"reverted {entry.id} {entry.fault} on {entry.node}")
+            return 0
+        if args.action == "status":
+            now = time.time()
+            for entry in chaos.entries()[-20:]:
+                left = f"{entry.deadline - now:5.0f} s left" if entry.state == "active" else entry.state
+                print(f"{entry.id}  {entry.fault:<20}{entry.node + (':' + entry.iface if entry.iface else ''):<18}"
+                      f"{left:<14}{entry.symptom}" + ("".join(f"  ({n})" for n in entry.notes)))
+            return 0
+        params = dict(p.split("=", 1) for p in args.param if "=" in p)
+        if len(params) != len(args.param):
+            raise UsageError("--param: expected KEY=VALUE")
+        try:
+            entry = chaos.inject(args.fault, args.target, args.duration, params)
+        except FaultError as exc:
+            raise UsageError(str(exc)) from None
+        reaper = [sys.executable, "-m", "hoplab", "chaos", "reap", "--topology", str(args.topology)]
+        subprocess.Popen(reaper, start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+        print(f"injected {entry.id} {entry.fault} on {args.target} for {args.duration:g} s: {entry.symptom}")
+        if args.detach:
+            return 0
+        try:
+            while time.time() < entry.deadline:
+                time.sleep(min(0.5, max(entry.deadline - time.time(), 0)))
+        except KeyboardInterrupt:
+            pass
+        chaos.revert(entry.id)
+        print(f"reverted {entry.id}")
+        return 0
+
+
 class Validate(Command):
     name, help = "validate", "check a topology file and exit 0, or name every problem and exit 2"
 
@@ -316,7 +383,8 @@ class Validate(Command):
         return 0
 
 
-COMMANDS = [Up(), Down(), Status(), Exec(), Visit(), Trace(), Load(), Clean(), Render(), Graph(), Validate()]
+COMMANDS = [Up(), Down(), Status(), Exec(), Visit(), Trace(), Load(), ChaosCommand(), Clean(), Render(), Graph(),
+            Validate()]
 
 
 def common_options() -> argparse.ArgumentParser:
@@ -339,9 +407,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Verbs that touch a running lab: before them, faults past their deadline are reverted (the
+# CLI that injected them may have been killed, and its reaper with it).
+LAB_VERBS = {"up", "status", "exec", "visit", "trace", "load", "chaos"}
+
+
+def revert_expired_faults(args: argparse.Namespace) -> None:
+    from hoplab.chaos.journal import Chaos
+
+    if args.verb not in LAB_VERBS or getattr(args, "action", None) == "reap":
+        return
+    chaos = Chaos(make_backend(args.backend), spec.load(args.topology))
+    if chaos.path.exists():
+        for entry in chaos.revert_expired():
+            print(f"hoplab: reverted expired fault {entry.id} ({entry.fault} on {entry.node})", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        revert_expired_faults(args)
         return args.handler.run(args)
     except (spec.TopologyError, PreflightError) as exc:
         print(f"hoplab: invalid topology:\n{exc}", file=sys.stderr)

@@ -1,0 +1,141 @@
+"""Injecting and reverting faults, with a journal (build/run/<lab>/chaos.json) that records
+each fault's undo before the fault acts. Whatever happens to the CLI afterwards, the undo is
+there: `halt`, the fault's deadline (a detached reaper process), Ctrl-C, and the next hoplab
+command (which reverts every expired fault first) all run it."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import secrets
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from hoplab.backends.base import Backend
+from hoplab.chaos.faults import CATALOGUE, FaultError, Step
+from hoplab.paths import BUILD_DIR
+from hoplab.spec import Topology
+
+MAX_DURATION_S = 600
+
+
+@dataclass
+class Entry:
+    id: str
+    fault: str
+    node: str
+    iface: str | None
+    params: dict
+    symptom: str
+    started: float
+    deadline: float
+    undo: list[dict]
+    state: str = "active"  # active, reverted, failed
+    notes: list[str] = field(default_factory=list)
+
+
+class Chaos:
+    def __init__(self, backend: Backend, topology: Topology, state_root: Path = BUILD_DIR / "run"):
+        self.backend = backend
+        self.topology = topology
+        self.path = state_root / topology.name / "chaos.json"
+
+    # ------------------------------------------------------------ the journal
+
+    @contextmanager
+    def _locked(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            entries = [Entry(**e) for e in json.loads(self.path.read_text())] if self.path.exists() else []
+            yield entries
+            tmp = self.path.with_suffix(".tmp")
+            with open(tmp, "w") as handle:
+                json.dump([asdict(e) for e in entries], handle, indent=1)
+                handle.flush()
+                os.fsync(handle.fileno())
+            tmp.replace(self.path)
+
+    def entries(self) -> list[Entry]:
+        return [Entry(**e) for e in json.loads(self.path.read_text())] if self.path.exists() else []
+
+    def active(self) -> list[Entry]:
+        return [e for e in self.entries() if e.state == "active"]
+
+    # ------------------------------------------------------------ acting
+
+    def _run(self, step: dict | Step) -> tuple[bool, str]:
+        step = step if isinstance(step, Step) else Step(step["node"], tuple(step["argv"]))
+        result = self.backend.run(self.topology, step.node, list(step.argv), timeout=30)
+        return result.returncode == 0, (result.stderr or result.stdout).strip()
+
+    def inject(self, fault_name: str, target: str, duration: float, params: dict[str, str]) -> Entry:
+        fault = CATALOGUE.get(fault_name)
+        if fault is None:
+            raise FaultError(f"FAULT: unknown fault {fault_name!r} (faults: {', '.join(CATALOGUE)})")
+        node, _, iface = target.partition(":")
+        spec_node = self.topology.nodes.get(node)
+        if spec_node is None:
+            raise FaultError(f"--target: unknown node {node!r} (nodes: {', '.join(self.topology.nodes)})")
+        if fault.service and spec_node.service != fault.service:
+            raise FaultError(f"--target: {fault_name} needs a {fault.service} node; {node} runs {spec_node.service}")
+        networks = [i.network for i in spec_node.interfaces]
+        if fault.needs_iface:
+            iface = iface or (networks[0] if len(networks) == 1 else "")
+            if iface not in networks:
+                raise FaultError(f"--target: {fault_name} needs NODE:IFACE with IFACE one of {', '.join(networks)}")
+        if not 0 < duration <= MAX_DURATION_S:
+            raise FaultError(f"--duration: {duration} is outside (0, {MAX_DURATION_S}] seconds")
+        unknown = set(params) - set(fault.params)
+        if unknown:
+            raise FaultError(f"--param: {fault_name} takes {', '.join(fault.params) or 'no parameters'}, "
+                             f"not {', '.join(sorted(unknown))}")
+        try:
+            values = {k: type(v)(params.get(k, v)) for k, v in fault.params.items()}
+        except ValueError as exc:
+            raise FaultError(f"--param: {exc}") from None
+        plan = fault.plan(self.topology, node, iface or None, values)
+        now = time.time()
+        entry = Entry(secrets.token_hex(4), fault_name, node, iface or None, values, plan.symptom, now,
+                      now + duration, [s.to_json() for s in plan.undo])
+        with self._locked() as entries:  # the undo is on disk before anything acts
+            entries.append(entry)
+        for step in plan.act:
+            ok, output = self._run(step)
+            if not ok:
+                self.revert(entry.id, state="failed", note=f"inject failed: {output}")
+                raise FaultError(f"{fault_name} on {target}: {output or 'failed'}")
+        return entry
+
+    def revert(self, entry_id: str, state: str = "reverted", note: str | None = None) -> Entry | None:
+        with self._locked() as entries:
+            entry = next((e for e in entries if e.id == entry_id and e.state == "active"), None)
+            if entry is None:
+                return None
+            for step in entry.undo:
+                ok, output = self._run(step)
+                if not ok:
+                    entry.notes.append(f"undo step failed: {output}")
+            entry.state = state
+            if note:
+                entry.notes.append(note)
+            return entry
+
+    def halt(self) -> list[Entry]:
+        return [e for e in (self.revert(a.id) for a in self.active()) if e]
+
+    def revert_expired(self) -> list[Entry]:
+        now = time.time()
+        return [e for e in (self.revert(a.id) for a in self.active() if a.deadline <= now) if e]
+
+    def reap(self) -> None:
+        """Stay until no fault is active, reverting each at its deadline."""
+        while True:
+            self.revert_expired()
+            active = self.active()
+            if not active:
+                return
+            time.sleep(max(0.2, min(1.0, min(a.deadline for a in active) - time.time())))
