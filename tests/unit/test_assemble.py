@@ -33,7 +33,7 @@ def visit_records():
 
 def test_flows_are_joined_across_the_nat_and_by_trace_id():
     trace = assemble(TRACE, "https://www.example.test/", "c1", visit_records(), {"client"})
-    seen = [(h.node, h.iface, h.direction) for h in trace.hops]
+    seen = [(h.record.node, h.record.iface, h.record.direction) for h in trace.hops]
     assert seen == [("client", "home", "out"), ("router", "home", "in"), ("router", "internet", "out"),
                     ("cache", "internet", "in"), ("cache", "origin", "out"), ("lb", "origin", "in")]
     nat = trace.hops[2]
@@ -46,7 +46,7 @@ def test_conntrack_is_taken_first_hand():
                                  after=pb.Tuple(src=WAN, dst=EDGE, proto="tcp"))
     records = [r for r in visit_records() if not (r.node == "router" and r.direction == "in")]
     trace = assemble(TRACE, "", "c1", records, {"client"}, [translation])
-    nat = next(h for h in trace.hops if h.node == "router")
+    nat = next(h for h in trace.hops if h.record.node == "router")
     assert nat.translated.before.src == CLIENT and nat.translated.after.src == WAN
 
 
@@ -79,4 +79,4 @@ def test_a_proxys_log_ties_an_opaque_connection_to_the_trace():
     logs = {"cache": [pb.LogLine(src=WAN, dst=EDGE, traceparent=f"00-{TRACE}-00f067aa0ba902b7-01"),
                       pb.LogLine(src="198.51.100.1:41000", dst=EDGE, traceparent="00-" + "1" * 32 + "-" + "2" * 16 + "-01")]}
     trace = assemble(TRACE, "", "c1", tls_side + other, set(), (), logs)
-    assert [h.ts_ns for h in trace.hops] == [13, 14]
+    assert [h.record.ts_ns for h in trace.hops] == [13, 14]

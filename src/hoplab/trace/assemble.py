@@ -63,8 +63,7 @@ def assemble(trace_id: str, url: str, capture_id: str, records, client_nodes: se
                     chosen.add(other)
                     frontier.append(other)
     picked = sorted((r for key in chosen for r in flows[key]), key=lambda r: r.ts_ns)
-    hops = [pb.Hop(node=r.node, iface=r.iface, direction=r.direction, ts_ns=r.ts_ns, proto=r.proto, src=r.src,
-                   dst=r.dst, summary=r.summary, record=r) for r in picked]
+    hops = [pb.Hop(record=r) for r in picked]
     _mark_translations(hops, translations)
     status = next((int(h.record.keys["http_status"]) for h in reversed(hops)
                    if h.record.keys.get("http_status", "").isdigit()), 0)
@@ -84,16 +83,17 @@ def _mark_translations(hops: list, translations=()) -> None:
     entering: dict[tuple, pb.Hop] = {}
     for hop in hops:
         pk = packet_key(hop.record)
-        if hop.direction == "in":
+        if hop.record.direction == "in":
             if pk:
-                entering[(hop.node, pk)] = hop
+                entering[(hop.record.node, pk)] = hop
             continue
-        known = by_tuple.get((hop.src, hop.dst))
+        known = by_tuple.get((hop.record.src, hop.record.dst))
         if known is not None:
             hop.translated.CopyFrom(known)
             continue
-        before = entering.get((hop.node, pk)) if pk else None
-        if before and before.iface != hop.iface and (before.src, before.dst) != (hop.src, hop.dst):
+        before = entering.get((hop.record.node, pk)) if pk else None
+        if (before and before.record.iface != hop.record.iface
+                and (before.record.src, before.record.dst) != (hop.record.src, hop.record.dst)):
             hop.translated.CopyFrom(pb.Translation(
-                before=pb.Tuple(src=before.src, dst=before.dst, proto=before.proto),
-                after=pb.Tuple(src=hop.src, dst=hop.dst, proto=hop.proto)))
+                before=pb.Tuple(src=before.record.src, dst=before.record.dst, proto=before.record.proto),
+                after=pb.Tuple(src=hop.record.src, dst=hop.record.dst, proto=hop.record.proto)))

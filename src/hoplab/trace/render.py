@@ -17,8 +17,9 @@ def _tuple(t: pb.Tuple) -> dict:
 
 
 def hop_json(hop: pb.Hop) -> dict:
-    out = {"node": hop.node, "iface": hop.iface, "direction": hop.direction, "ts_ns": hop.ts_ns,
-           "proto": hop.proto, "src": hop.src, "dst": hop.dst, "summary": hop.summary}
+    r = hop.record
+    out = {"node": r.node, "iface": r.iface, "direction": r.direction, "ts_ns": r.ts_ns,
+           "proto": r.proto, "src": r.src, "dst": r.dst, "summary": r.summary}
     if hop.HasField("translated"):
         out["translated"] = {"before": _tuple(hop.translated.before), "after": _tuple(hop.translated.after)}
     keys = dict(hop.record.keys)
@@ -43,11 +44,12 @@ def to_table(trace: pb.Trace) -> str:
     lines = [f"trace {trace.trace_id}  {trace.url}  status {trace.status or '-'}  {len(trace.hops)} hops"]
     if not trace.hops:
         return lines[0]
-    start = trace.hops[0].ts_ns
+    start = trace.hops[0].record.ts_ns
     rows = [("+ms", "NODE:IFACE", "DIR", "SRC", "DST", "SUMMARY")]
     for hop in trace.hops:
-        rows.append((f"{(hop.ts_ns - start) / 1e6:9.3f}", f"{hop.node}:{hop.iface}", hop.direction, hop.src, hop.dst,
-                     hop.summary + nat_note(hop)))
+        r = hop.record
+        rows.append((f"{(r.ts_ns - start) / 1e6:9.3f}", f"{r.node}:{r.iface}", r.direction, r.src, r.dst,
+                     r.summary + nat_note(hop)))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for row in rows:
         lines.append("  ".join(c.ljust(widths[i]) for i, c in enumerate(row[:5])) + "  " + row[5])
@@ -73,16 +75,16 @@ def to_pcapng(trace: pb.Trace) -> bytes:
     interfaces: dict[tuple[str, str], int] = {}
     packets = b""
     for hop in trace.hops:
-        key = (hop.node, hop.iface)
+        r = hop.record
+        key = (r.node, r.iface)
         if key not in interfaces:
             interfaces[key] = len(interfaces)
-            options = _option(2, f"{hop.node}:{hop.iface}".encode()) + _option(9, b"\x09") + _option(0, b"")
+            options = _option(2, f"{r.node}:{r.iface}".encode()) + _option(9, b"\x09") + _option(0, b"")
             out += _block(1, struct.pack("<HHI", 1, 0, 0) + options)  # LINKTYPE_ETHERNET, no snap limit
-        data = hop.record.frame
-        flags = 1 if hop.direction == "in" else 2
-        options = _option(2, struct.pack("<I", flags)) + _option(1, hop.summary.encode()[:1000]) + _option(0, b"")
-        packets += _block(6, struct.pack("<IIIII", interfaces[key], hop.ts_ns >> 32, hop.ts_ns & 0xFFFFFFFF,
-                                         len(data), max(hop.record.length, len(data))) + data + b"\0" * (-len(data) % 4)
+        flags = 1 if r.direction == "in" else 2
+        options = _option(2, struct.pack("<I", flags)) + _option(1, r.summary.encode()[:1000]) + _option(0, b"")
+        packets += _block(6, struct.pack("<IIIII", interfaces[key], r.ts_ns >> 32, r.ts_ns & 0xFFFFFFFF, len(r.frame),
+                                         max(r.length, len(r.frame))) + r.frame + b"\0" * (-len(r.frame) % 4)
                           + options)
     return out + packets
 
@@ -100,8 +102,8 @@ def _messages(trace: pb.Trace) -> list[tuple[pb.Hop, pb.Hop | None]]:
     pending: dict[tuple, list[pb.Hop]] = {}
     pairs: list[list] = []
     for hop in trace.hops:
-        key = (packet_key(hop.record), hop.src, hop.dst)
-        if hop.direction == "out":
+        key = (packet_key(hop.record), hop.record.src, hop.record.dst)
+        if hop.record.direction == "out":
             pair = [hop, None]
             pairs.append(pair)
             pending.setdefault(key, []).append(pair)
@@ -125,14 +127,14 @@ def _fit(text: str, pixels: float) -> str:
 def to_html(trace: pb.Trace) -> str:
     lanes: list[str] = []
     for hop in trace.hops:
-        if hop.node not in lanes:
-            lanes.append(hop.node)
+        if hop.record.node not in lanes:
+            lanes.append(hop.record.node)
     x = {node: _LEFT + i * _LANE_W for i, node in enumerate(lanes)}
     messages = _messages(trace)
     height = _TOP + _ROW_H * (len(messages) + 1)
     notes_x = _LEFT + _LANE_W * max(len(lanes) - 1, 0) + 40
     width = notes_x + 560
-    start = trace.hops[0].ts_ns if trace.hops else 0
+    start = trace.hops[0].record.ts_ns if trace.hops else 0
     svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="monospace" '
            'font-size="11"><defs><marker id="a" markerWidth="8" markerHeight="8" refX="7" refY="3" orient="auto">'
            '<path d="M0,0 L7,3 L0,6 z" fill="#334155"/></marker></defs>']
@@ -141,23 +143,23 @@ def to_html(trace: pb.Trace) -> str:
                    f'<text x="{lx}" y="{_TOP - 20}" text-anchor="middle" font-weight="bold">{html.escape(node)}</text>')
     for row, (first, second) in enumerate(messages):
         y = _TOP + _ROW_H * row + 10
-        span = abs(x[second.node] - x[first.node]) if second is not None else _LANE_W
-        label = html.escape(_fit(first.summary, span))
-        ms = f"{(first.ts_ns - start) / 1e6:.3f} ms"
+        span = abs(x[second.record.node] - x[first.record.node]) if second is not None else _LANE_W
+        label = html.escape(_fit(first.record.summary, span))
+        ms = f"{(first.record.ts_ns - start) / 1e6:.3f} ms"
         color = "#b45309" if first.HasField("translated") or (second and second.HasField("translated")) else "#334155"
-        if second is not None and second.node != first.node:
-            x1, x2 = x[first.node], x[second.node]
+        if second is not None and second.record.node != first.record.node:
+            x1, x2 = x[first.record.node], x[second.record.node]
             svg.append(f'<line x1="{x1}" y1="{y}" x2="{x2}" y2="{y}" stroke="{color}" marker-end="url(#a)">'
-                       f'<title>{ms} {html.escape(first.summary)}</title></line>')
+                       f'<title>{ms} {html.escape(first.record.summary)}</title></line>')
             svg.append(f'<text x="{(x1 + x2) / 2}" y="{y - 3}" text-anchor="middle" fill="{color}">{label}</text>')
         else:
-            svg.append(f'<circle cx="{x[first.node]}" cy="{y}" r="3" fill="{color}"><title>{ms} '
-                       f'{html.escape(first.summary)}</title></circle>'
-                       f'<text x="{x[first.node] + 8}" y="{y + 4}" fill="{color}">{label}</text>')
+            svg.append(f'<circle cx="{x[first.record.node]}" cy="{y}" r="3" fill="{color}"><title>{ms} '
+                       f'{html.escape(first.record.summary)}</title></circle>'
+                       f'<text x="{x[first.record.node] + 8}" y="{y + 4}" fill="{color}">{label}</text>')
         notes = []
         for hop in (first, second):
             if hop is not None and hop.HasField("translated"):
-                notes.append(f"NAT at {hop.node}: {hop.translated.before.src} \u2192 {hop.translated.after.src}")
+                notes.append(f"NAT at {hop.record.node}: {hop.translated.before.src} \u2192 {hop.translated.after.src}")
             if hop is not None and hop.record.keys.get("x_cache"):
                 notes.append(f"cache {hop.record.keys['x_cache']}")
         if notes:
@@ -166,9 +168,9 @@ def to_html(trace: pb.Trace) -> str:
         svg.append(f'<text x="4" y="{y + 4}" fill="#64748b">{ms}</text>')
     svg.append("</svg>")
     rows = "".join(
-        f"<tr><td>{(h.ts_ns - start) / 1e6:.3f}</td><td>{html.escape(h.node)}:{html.escape(h.iface)}</td>"
-        f"<td>{h.direction}</td><td>{html.escape(h.src)}</td><td>{html.escape(h.dst)}</td>"
-        f"<td>{html.escape(h.summary + nat_note(h))}</td></tr>" for h in trace.hops)
+        f"<tr><td>{(r.ts_ns - start) / 1e6:.3f}</td><td>{html.escape(r.node)}:{html.escape(r.iface)}</td>"
+        f"<td>{r.direction}</td><td>{html.escape(r.src)}</td><td>{html.escape(r.dst)}</td>"
+        f"<td>{html.escape(r.summary + nat_note(h))}</td></tr>" for h in trace.hops for r in [h.record])
     title = html.escape(f"hoplab trace {trace.trace_id}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>"
             "body{font-family:sans-serif;margin:1.5em} table{border-collapse:collapse;font:12px monospace}"

@@ -148,28 +148,12 @@ class Translation(_message.Message):
     def __init__(self, before: _Optional[_Union[Tuple, _Mapping]] = ..., after: _Optional[_Union[Tuple, _Mapping]] = ...) -> None: ...
 
 class Hop(_message.Message):
-    __slots__ = ("node", "iface", "direction", "ts_ns", "proto", "src", "dst", "summary", "translated", "record")
-    NODE_FIELD_NUMBER: _ClassVar[int]
-    IFACE_FIELD_NUMBER: _ClassVar[int]
-    DIRECTION_FIELD_NUMBER: _ClassVar[int]
-    TS_NS_FIELD_NUMBER: _ClassVar[int]
-    PROTO_FIELD_NUMBER: _ClassVar[int]
-    SRC_FIELD_NUMBER: _ClassVar[int]
-    DST_FIELD_NUMBER: _ClassVar[int]
-    SUMMARY_FIELD_NUMBER: _ClassVar[int]
-    TRANSLATED_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("record", "translated")
     RECORD_FIELD_NUMBER: _ClassVar[int]
-    node: str
-    iface: str
-    direction: str
-    ts_ns: int
-    proto: str
-    src: str
-    dst: str
-    summary: str
-    translated: Translation
+    TRANSLATED_FIELD_NUMBER: _ClassVar[int]
     record: Record
-    def __init__(self, node: _Optional[str] = ..., iface: _Optional[str] = ..., direction: _Optional[str] = ..., ts_ns: _Optional[int] = ..., proto: _Optional[str] = ..., src: _Optional[str] = ..., dst: _Optional[str] = ..., summary: _Optional[str] = ..., translated: _Optional[_Union[Translation, _Mapping]] = ..., record: _Optional[_Union[Record, _Mapping]] = ...) -> None: ...
+    translated: Translation
+    def __init__(self, record: _Optional[_Union[Record, _Mapping]] = ..., translated: _Optional[_Union[Translation, _Mapping]] = ...) -> None: ...
 
 class Trace(_message.Message):
     __slots__ = ("trace_id", "url", "status", "hops", "capture_id")
