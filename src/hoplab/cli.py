@@ -24,12 +24,39 @@ class UsageError(Exception):
     """A bad argument: reported like a bad topology, exit 2."""
 
 
+BACKENDS = ("docker", "netns")
+
+
 def make_backend(name: str) -> Backend:
     if name == "docker":
         from hoplab.backends.docker import DockerBackend
 
         return DockerBackend()
-    raise UsageError(f"--backend: unknown backend {name!r}")
+    if name == "netns":
+        from hoplab.backends.netns import NetnsBackend
+
+        return NetnsBackend()
+    raise UsageError(f"--backend: unknown backend {name!r} (backends: {', '.join(BACKENDS)})")
+
+
+def choose_backend(args: argparse.Namespace) -> tuple[str, str]:
+    """The backend when --backend is not given, and why: the one the lab is running on; else
+    Docker when an engine is reachable or installable (`make up` installs it); else netns."""
+    from hoplab.backends.dockercli import DockerCLI
+    from hoplab.backends.netns import NetnsBackend
+
+    try:
+        lab = spec.load(args.topology).name if args.verb != "clean" or not args.all else None
+    except spec.TopologyError:
+        lab = None  # the verb itself reports the bad file
+    if lab and NetnsBackend().running(lab):
+        return "netns", f"lab {lab!r} is running on it"
+    if DockerCLI().reachable():
+        return "docker", "a Docker engine is reachable"
+    installable = subprocess.run(["apt-cache", "show", "docker.io"], capture_output=True).returncode == 0
+    if installable:
+        return "docker", "no engine is running, but docker.io can be installed (`make up` does)"
+    return "netns", "no Docker engine is reachable or installable"
 
 
 class Command:
@@ -68,7 +95,8 @@ class Up(Command):
     def run(self, args):
         topology = self.topology(args)
         progress = Progress(quiet=args.quiet)
-        progress.say(f"lab {topology.name!r} from {topology.source} on the {args.backend} backend")
+        progress.say(f"lab {topology.name!r} from {topology.source} on the {args.backend} backend"
+                     + (f" ({args.backend_reason})" if args.backend_reason else ""))
         print_table(make_backend(args.backend).up(topology, progress))
         return 0
 
@@ -392,7 +420,9 @@ def common_options() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--topology", "-t", type=Path, default=DEFAULT_TOPOLOGY,
                         help=f"topology file (default: {DEFAULT_TOPOLOGY.relative_to(DEFAULT_TOPOLOGY.parents[1])})")
-    common.add_argument("--backend", default="docker", choices=["docker"], help="where the lab runs")
+    common.add_argument("--backend", choices=BACKENDS,
+                        help="where the lab runs: docker (containers) or netns (Mininet namespaces); "
+                             "default: the one the lab runs on, else docker when it is reachable or installable")
     return common
 
 
@@ -425,6 +455,11 @@ def revert_expired_faults(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.backend_reason = ""
+    if args.backend is None:
+        args.backend, args.backend_reason = choose_backend(args)
+        if args.backend != "docker":
+            print(f"hoplab: using the {args.backend} backend ({args.backend_reason})", file=sys.stderr)
     try:
         revert_expired_faults(args)
         return args.handler.run(args)

@@ -16,6 +16,7 @@ LABEL_NODE = "io.hoplab.node"
 IMAGE_PREFIX = "hoplab/"
 RUNTIME_FILE_SUFFIX = ".runtime.json"
 HEALTH_INTERVAL = "1s"
+BRIDGE_PREFIX = "hl"  # the netns backend's bridges are "hn-…": both can run side by side
 
 
 def project_name(topology: Topology) -> str:
@@ -28,13 +29,8 @@ def container_name(topology: Topology, node: str) -> str:
 
 def bridge_names(topology: Topology) -> dict[str, str]:
     """Host bridge per network, named so the host firewall rules can name them before Docker
-    creates them (Linux allows 15 characters)."""
-    names = {}
-    networks = list(topology.networks) + ([MANAGEMENT_NETWORK] if topology.management else [])
-    for index, net in enumerate(networks):
-        name = f"hl-{topology.name}-{net}"
-        names[net] = name if len(name) <= 15 else f"hl-{topology.name}-{index}"
-    return names
+    creates them."""
+    return topology.bridge_names(BRIDGE_PREFIX)
 
 
 def _docker_addressing(topology: Topology, network: str) -> dict:
@@ -139,7 +135,7 @@ def render(topology: Topology, catalog: dict[str, Service], runtime_file: str) -
     if topology.management:  # the host reaches the control service on it; nothing routes beyond
         subnet = topology.management.subnet
         networks[MANAGEMENT_NETWORK] = network(
-            MANAGEMENT_NETWORK, {"subnet": str(subnet), "gateway": str(subnet.broadcast_address - 1)})
+            MANAGEMENT_NETWORK, {"subnet": str(subnet), "gateway": str(topology.management.host_address)})
     document = {"name": project_name(topology), "services": services, "networks": networks}
     if volumes:
         document["volumes"] = volumes

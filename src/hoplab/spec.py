@@ -113,6 +113,12 @@ class Management:
     port: int
     addresses: dict[str, IPv4Address]  # node -> its address, the control node's included
 
+    @property
+    def host_address(self) -> IPv4Address:
+        """The host's own address on the management bridge (the CLI dials the control service
+        from it): the subnet's highest, which the validation keeps free."""
+        return self.subnet.broadcast_address - 1
+
 
 @dataclass(frozen=True)
 class Topology:
@@ -126,6 +132,16 @@ class Topology:
     @property
     def dns_address(self) -> IPv4Address:
         return self.nodes[self.domain.server].static_addresses[0][1]
+
+    def bridge_names(self, prefix: str) -> dict[str, str]:
+        """A host bridge per network (the management one included), `<prefix>-<lab>-<network>`,
+        or the network's index when that is longer than Linux's 15 characters."""
+        names = {}
+        networks = list(self.networks) + ([MANAGEMENT_NETWORK] if self.management else [])
+        for index, net in enumerate(networks):
+            name = f"{prefix}-{self.name}-{net}"
+            names[net] = name if len(name) <= 15 else f"{prefix}-{self.name}-{index}"
+        return names
 
     def nodes_of(self, service: str) -> list[Node]:
         return [n for n in self.nodes.values() if n.service == service]

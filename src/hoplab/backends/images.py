@@ -83,7 +83,7 @@ class ImageBuilder:
     def ensure(self, services: list[Service]) -> None:
         self.ensure_os_image()
         wheel = self.ensure_wheel()
-        base_context = {"deps": self.ensure_dependency_wheels()}
+        base_context = {"deps": self.ensure_dependency_wheels(), "base": SERVICES_DIR / "base"}
         base_inputs = self._inputs(SERVICES_DIR / "base" / "Dockerfile", {"OS_IMAGE": self._id(OS_IMAGE)},
                                    base_context)
         self._build(BASE_IMAGE, SERVICES_DIR / "base" / "Dockerfile", {"OS_IMAGE": OS_IMAGE}, base_context,

@@ -77,6 +77,7 @@ class NodeContext:
         only their lease may give them one."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         links = json.loads(run(["ip", "-j", "-4", "addr", "show"], capture=True))
+        names = {link["ifname"] for link in json.loads(run(["ip", "-j", "link", "show"], capture=True))}
         management = self.lab.get("management")
         if management:
             self._name_link(links, management["addresses"][self.name], MANAGEMENT)
@@ -84,7 +85,7 @@ class NodeContext:
                 self._guard_management(management["control"])
         for iface in self.interfaces:
             wanted = iface["network"]
-            if any(link["ifname"] == wanted for link in links):
+            if wanted in names:  # named already (the netns backend names them; an address may wait for DHCP)
                 continue
             current = _find_link(links, iface, self.network(wanted)["subnet"])
             if current is None:

@@ -1,0 +1,382 @@
+"""The netns backend: the same lab as Mininet hosts instead of containers. Each node is a pair
+of network and mount namespaces running the host's own Debian daemons from the same
+`services/<name>/` start scripts as the Docker images; private copies of the directories a
+daemon writes (/etc, /var, /home, /root, /usr/local overlaid; /run and /tmp fresh) keep two
+nodes' daemons, and the host's, from ever sharing state.
+
+A lab lives on after `up` returns, as a Docker lab does: each node's namespaces are held by an
+anchor process (`sleep infinity`) and every process the backend starts carries the marker
+`HOPLAB_NETNS=<lab>`. What it makes on the host: bridges `hn-<lab>-*`, veths `hv-<lab>-*`, one
+FORWARD rule per bridge (comment `hoplab:<lab>`), the host's address on the management bridge,
+and the folder build/netns/<lab>/. `down` and `clean` remove exactly these."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from hoplab.backends import nodeproc
+from hoplab.backends.base import Backend, BackendError, NodeStatus, PreflightError
+from hoplab.backends.hostfw import HostFirewall
+from hoplab.backends.netns_plan import NetnsPlan, lab_prefixes, plan
+from hoplab.paths import BUILD_DIR, SERVICES_DIR
+from hoplab.progress import Progress
+from hoplab.services import Service, load_catalog
+from hoplab.spec import Topology
+
+UP_TIMEOUT = 240.0
+HEALTH_TIMEOUT = 10.0
+RUN_DIR = "/run/hoplab"  # inside each node: its own tmpfs
+OVERLAID = ("/etc", "/var", "/home", "/root", "/usr/local")  # copy-on-write per node
+FRESH = ("/run", "/tmp")  # an empty tmpfs per node
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def debian_packages(catalog: dict[str, Service]) -> list[str]:
+    """What the host needs installed to run every service in a namespace."""
+    base = [line.strip() for line in (SERVICES_DIR / "base" / "packages.txt").read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
+    return sorted({"mininet", *base, *(p for s in catalog.values() for p in s.packages)})
+
+
+def missing_packages(packages: list[str]) -> list[str]:
+    result = subprocess.run(["dpkg-query", "-W", "-f", "${Package} ${Status}\n", *packages],
+                            capture_output=True, text=True)
+    installed = {line.split()[0] for line in result.stdout.splitlines() if line.endswith("install ok installed")}
+    return [p for p in packages if p not in installed]
+
+
+class NetnsBackend(Backend):
+    name = "netns"
+
+    def __init__(self, catalog: dict[str, Service] | None = None, firewall: HostFirewall | None = None,
+                 state_root: Path = BUILD_DIR / "netns"):
+        self.catalog = catalog if catalog is not None else load_catalog()
+        self.firewall = firewall or HostFirewall(chain="FORWARD")
+        self.state_root = state_root
+
+    # ------------------------------------------------------------ state
+
+    def state_dir(self, lab: str) -> Path:
+        return self.state_root / lab
+
+    def _state(self, lab: str) -> dict:
+        path = self.state_dir(lab) / "state.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def _save(self, lab: str, state: dict) -> None:
+        path = self.state_dir(lab) / "state.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        scratch = path.with_suffix(".tmp")
+        scratch.write_text(json.dumps(state, indent=2) + "\n")
+        scratch.replace(path)
+
+    def running(self, lab: str) -> bool:
+        """Whether a netns lab of that name exists on this host (every node's anchor alive)."""
+        nodes = self._state(lab).get("nodes", {})
+        return bool(nodes) and all(nodeproc.alive(n.get("anchor"), lab) for n in nodes.values())
+
+    # ------------------------------------------------------------ lifecycle
+
+    def up(self, topology: Topology, progress: Progress) -> list[NodeStatus]:
+        lab = topology.name
+        self.require_host()
+        layout = plan(topology)
+        self.preflight(topology, layout)
+        if not self.running(lab):
+            if self._state(lab) or nodeproc.lab_processes(lab) or self._links(lab):
+                progress.say(f"removing what is left of an earlier lab {lab!r}")
+                self.clean(lab, progress)
+            self._create(topology, layout, progress)
+        self._start_services(topology, progress)
+        progress.say("all nodes healthy")
+        return self.status(topology)
+
+    def _create(self, topology: Topology, layout: NetnsPlan, progress: Progress) -> None:
+        from hoplab.backends.mininet_build import Build  # Mininet only when a lab is built
+
+        lab = topology.name
+        state_dir = self.state_dir(lab)
+        state_dir.mkdir(parents=True, exist_ok=True)
+        (state_dir / "lab.json").write_text(topology.runtime_json())
+        # Journal first: a killed `up` leaves nothing `clean` cannot name.
+        self._save(lab, {"lab": lab, **layout.to_json(), "nodes": {}})
+        self.firewall.allow_bridges(lab, sorted(layout.bridges.values()))
+        progress.say(f"creating {len(layout.nodes)} namespaces, {len(layout.bridges)} bridges "
+                     f"and {len(layout.ports)} veth pairs (Mininet)")
+        build = Build(layout)
+        try:
+            nodes = {}
+            for node, shell in build.shell_pids.items():
+                anchor = subprocess.Popen(["mnexec", "-a", str(shell), "sleep", "infinity"],
+                                          env=self._env(topology, node), start_new_session=True,
+                                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL)
+                nodes[node] = {"anchor": anchor.pid}
+            self._save(lab, {"lab": lab, **layout.to_json(), "nodes": nodes})
+            for node in layout.nodes:
+                self._prepare_node(topology, node, nodes[node]["anchor"])
+        finally:
+            build.release()
+        if layout.host_address:
+            bridge, address = layout.host_address
+            _checked(["ip", "addr", "add", address, "dev", bridge])
+
+    def _prepare_node(self, topology: Topology, node: str, anchor: int) -> None:
+        """The node's private filesystem view, and its service's sysctls (per namespace)."""
+        service = self.catalog[topology.nodes[node].service]
+        root = self.state_dir(topology.name) / "nodes" / node
+        # IPv4 only, as in a Docker container on an IPv4 network (a server bound to 0.0.0.0
+        # would otherwise take a dual-stack socket, and nodes would chatter in IPv6).
+        script = ["set -e", "sysctl -q -w net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1"]
+        for directory in FRESH:
+            script.append(f"mount -t tmpfs -o mode={'1777' if directory == '/tmp' else '0755'} hoplab {directory}")
+        for directory in OVERLAID:
+            upper, work = root / "upper" / directory.strip("/"), root / "work" / directory.strip("/")
+            upper.mkdir(parents=True, exist_ok=True)
+            work.mkdir(parents=True, exist_ok=True)
+            script.append(f"mount -t overlay hoplab -o lowerdir={directory},upperdir={upper},workdir={work} {directory}")
+        for name, path in service.volumes.items():
+            script.append(self._bind(root / "volumes" / name, path))
+        for name, path in service.shared.items():
+            script.append(self._bind(self.state_dir(topology.name) / "shared" / name, path))
+        for key, value in service.sysctls.items():
+            script.append(f"sysctl -q -w {key}={value}")
+        result = self._in_node(anchor, topology, node, ["sh", "-c", "\n".join(script)], timeout=30)
+        if result.returncode != 0:
+            raise BackendError(f"node {node}: preparing its namespaces failed:\n{result.stderr.strip()}")
+
+    @staticmethod
+    def _bind(source: Path, target: str) -> str:
+        """A volume: a folder of the lab's that starts with the owner and mode of what it covers
+        (as a Docker volume does)."""
+        fresh = not source.exists()
+        source.mkdir(parents=True, exist_ok=True)
+        if fresh and os.path.isdir(target):
+            info = os.stat(target)
+            os.chown(source, info.st_uid, info.st_gid)
+            os.chmod(source, info.st_mode & 0o7777)
+        return f"mkdir -p {target} && mount --bind {source} {target}"
+
+    def _start_services(self, topology: Topology, progress: Progress) -> None:
+        """In waves: a service starts once the services it comes `after` are healthy."""
+        lab = topology.name
+        state = self._state(lab)
+        deadline = time.monotonic() + UP_TIMEOUT
+        for wave in self._waves(topology):
+            started = []
+            for node in wave:
+                entry = state["nodes"][node]
+                if nodeproc.beside(entry.get("service"), entry["anchor"]):
+                    continue
+                log = self.state_dir(lab) / "logs" / f"{node}.log"
+                log.parent.mkdir(parents=True, exist_ok=True)
+                with open(log, "ab") as out:
+                    proc = subprocess.Popen(["mnexec", "-a", str(entry["anchor"]), sys.executable, "-m",
+                                             "hoplab.node", "start"], env=self._env(topology, node),
+                                            start_new_session=True, stdin=subprocess.DEVNULL, stdout=out,
+                                            stderr=subprocess.STDOUT, cwd="/")
+                entry["service"] = proc.pid
+                started.append(node)
+                progress.say(f"{node}: start")
+            self._save(lab, state)
+            waiting = set(wave)
+            while waiting:
+                for node in sorted(waiting):
+                    if self._healthy(topology, node):
+                        waiting.discard(node)
+                        if node in started:
+                            progress.say(f"{node}: healthy")
+                    elif not nodeproc.beside(state["nodes"][node]["service"], state["nodes"][node]["anchor"]):
+                        raise BackendError(f"node {node}: its service exited" + self._explain(lab, node))
+                if waiting and time.monotonic() > deadline:
+                    raise BackendError(f"nodes not healthy after {UP_TIMEOUT:.0f} s: {', '.join(sorted(waiting))}"
+                                       + "".join(self._explain(lab, n) for n in sorted(waiting)))
+                if waiting:
+                    time.sleep(0.3)
+
+    def _waves(self, topology: Topology) -> list[list[str]]:
+        by_service: dict[str, list[str]] = {}
+        for node in topology.nodes.values():
+            by_service.setdefault(node.service, []).append(node.name)
+        remaining = list(topology.nodes)
+        placed: set[str] = set()
+        waves = []
+        while remaining:
+            ready = [n for n in remaining
+                     if all(m in placed for dep in self.catalog[topology.nodes[n].service].after
+                            for m in by_service.get(dep, []))]
+            if not ready:
+                raise BackendError(f"services wait for each other in a circle: {sorted(remaining)}")
+            waves.append(ready)
+            placed.update(ready)
+            remaining = [n for n in remaining if n not in placed]
+        return waves
+
+    def _explain(self, lab: str, node: str) -> str:
+        log = self.state_dir(lab) / "logs" / f"{node}.log"
+        tail = log.read_text(errors="replace").splitlines()[-15:] if log.exists() else []
+        return f"\n--- {node} (log {log}):\n" + "\n".join(tail)
+
+    def down(self, topology: Topology, progress: Progress) -> None:
+        lab = topology.name
+        progress.say(f"stopping lab {lab!r}")
+        state = self._state(lab)
+        services = []
+        for node, entry in state.get("nodes", {}).items():
+            pid = entry.get("service")
+            if nodeproc.beside(pid, entry.get("anchor")):
+                signum = self.catalog[topology.nodes[node].service].stop_signal if node in topology.nodes else None
+                os.kill(pid, getattr(signal, signum or "SIGTERM"))
+                services.append(pid)
+        nodeproc.terminate(services, grace=3.0, first=None)  # signalled above: wait, then kill
+        for item in self.clean(lab, progress):
+            progress.say(f"removed {item}")
+
+    def clean(self, lab: str | None, progress: Progress) -> list[str]:
+        removed = []
+        processes = nodeproc.lab_processes(lab)
+        if processes:
+            nodeproc.terminate(sorted(processes))
+            removed += [f"{len(processes)} process(es) of lab(s) {', '.join(sorted(set(processes.values())))}"]
+        for link in self._links(lab):
+            if subprocess.run(["ip", "link", "del", link], capture_output=True).returncode == 0:
+                removed.append(f"link {link}")
+        removed += self.firewall.remove(lab)
+        for state in ([self.state_dir(lab)] if lab else sorted(self.state_root.glob("*"))):
+            if state.exists():
+                shutil.rmtree(state)
+                removed.append(f"folder {state}")
+        return removed
+
+    @staticmethod
+    def _links(lab: str | None) -> list[str]:
+        """Bridges first (deleting one frees its ports), then veths whose node is gone."""
+        links = json.loads(subprocess.run(["ip", "-j", "link", "show"], capture_output=True,
+                                          text=True).stdout or "[]")
+        names = [link["ifname"] for link in links]
+        if lab:
+            prefixes = lab_prefixes(lab)
+            mine = [n for n in names if n.startswith(prefixes)]
+        else:
+            mine = [n for n in names if _is_lab_link(n)]
+        return sorted(mine, key=lambda n: (not n.startswith("hn-"), n))
+
+    # ------------------------------------------------------------ inspection
+
+    def status(self, topology: Topology) -> list[NodeStatus]:
+        lab = topology.name
+        nodes = self._state(lab).get("nodes", {})
+
+        def one(node) -> NodeStatus:
+            entry = nodes.get(node.name, {})
+            if not nodeproc.alive(entry.get("anchor"), lab):
+                return NodeStatus(node.name, node.service, "missing", "none")
+            if not nodeproc.beside(entry.get("service"), entry["anchor"]):
+                return NodeStatus(node.name, node.service, "exited", "none",
+                                  self._addresses(topology, node.name))
+            health = "healthy" if self._healthy(topology, node.name) else "unhealthy"
+            return NodeStatus(node.name, node.service, "running", health, self._addresses(topology, node.name))
+
+        with ThreadPoolExecutor(8) as pool:
+            return list(pool.map(one, topology.nodes.values()))
+
+    def _healthy(self, topology: Topology, node: str) -> bool:
+        script = self.catalog[topology.nodes[node].service].health_script
+        try:
+            return self.run(topology, node, ["sh", str(script)], timeout=HEALTH_TIMEOUT).returncode == 0
+        except (subprocess.TimeoutExpired, BackendError):
+            return False
+
+    def _addresses(self, topology: Topology, node: str) -> dict[str, str]:
+        result = self.run(topology, node, ["ip", "-j", "-4", "addr", "show"])
+        if result.returncode != 0:
+            return {}
+        return {link["ifname"]: f"{a['local']}/{a['prefixlen']}"
+                for link in json.loads(result.stdout or "[]") if link["ifname"] != "lo"
+                for a in link.get("addr_info", [])}
+
+    def exec(self, topology: Topology, node: str, argv: list[str], interactive: bool) -> int:
+        return subprocess.call(["mnexec", "-a", str(self._anchor(topology, node)), *argv],
+                               env=self._env(topology, node), cwd="/")
+
+    def run(self, topology: Topology, node: str, argv: list[str], timeout: float = 60,
+            input: str | None = None) -> subprocess.CompletedProcess:
+        return self._in_node(self._anchor(topology, node), topology, node, argv, timeout, input)
+
+    def _in_node(self, anchor: int, topology: Topology, node: str, argv: list[str], timeout: float = 60,
+                 input: str | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(["mnexec", "-a", str(anchor), *argv], env=self._env(topology, node), cwd="/",
+                              capture_output=True, text=True, timeout=timeout, input=input,
+                              stdin=None if input is not None else subprocess.DEVNULL)
+
+    def _anchor(self, topology: Topology, node: str) -> int:
+        anchor = self._state(topology.name).get("nodes", {}).get(node, {}).get("anchor")
+        if not nodeproc.alive(anchor, topology.name):
+            raise BackendError(f"node {node!r} of lab {topology.name!r} is not running "
+                               "(hoplab up --backend netns starts it)")
+        return anchor
+
+    def _env(self, topology: Topology, node: str) -> dict[str, str]:
+        """A node's environment, the same for its service and for `exec`: the variables the
+        Docker images set, the venv's python3 first (it has the node runtime and gRPC)."""
+        service = self.catalog[topology.nodes[node].service]
+        return {"PATH": f"{Path(sys.executable).parent}:{SYSTEM_PATH}", "HOME": "/root", "LANG": "C.UTF-8",
+                "HOPLAB_NODE": node, "HOPLAB_SERVICE": str(service.directory), "HOPLAB_RUN_DIR": RUN_DIR,
+                "HOPLAB_LAB_JSON": str(self.state_dir(topology.name) / "lab.json"),
+                "PYTHONDONTWRITEBYTECODE": "1", nodeproc.MARKER: topology.name}
+
+    # ------------------------------------------------------------ host checks
+
+    def require_host(self) -> None:
+        if os.geteuid() != 0:
+            raise BackendError("the netns backend needs root (namespaces, bridges, mounts)")
+        missing = missing_packages(debian_packages(self.catalog))
+        if missing:
+            raise BackendError(f"the netns backend runs the host's own daemons; missing Debian packages: "
+                               f"{' '.join(missing)} (`scripts/setup-host netns` installs them)")
+
+    def preflight(self, topology: Topology, layout: NetnsPlan) -> None:
+        """Refuse subnets that clash with the host's routes (another lab's management bridge, a
+        Docker network) before anything is made."""
+        mine = set(layout.bridges.values())
+        routes = json.loads(subprocess.run(["ip", "-j", "-4", "route", "show"], capture_output=True,
+                                           text=True).stdout or "[]")
+        problems = []
+        for route in routes:
+            if route.get("dst", "default") == "default" or route.get("dev") in mine:
+                continue
+            other = ipaddress.IPv4Network(route["dst"], strict=False)
+            for field, subnet in _subnets(topology):
+                if subnet.overlaps(other):
+                    problems.append(f"{topology.source}: {field}: {subnet} overlaps {other} "
+                                    f"(host route on {route.get('dev')})")
+        if problems:
+            raise PreflightError("\n".join(problems))
+
+
+def _subnets(topology: Topology):
+    for network in topology.networks.values():
+        yield f"networks.{network.name}.subnet", network.subnet
+    if topology.management:
+        yield "management.subnet", topology.management.subnet
+
+
+def _is_lab_link(name: str) -> bool:
+    head, _, rest = name.partition("-")
+    lab, _, tail = rest.partition("-")
+    return head in ("hn", "hv") and lab.isalnum() and lab[:1].isalpha() and bool(tail)
+
+
+def _checked(argv: list[str]) -> None:
+    result = subprocess.run(argv, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise BackendError(f"{' '.join(argv)}: {result.stderr.strip()}")
