@@ -16,7 +16,7 @@ setup: host $(VENV)/.installed
 host:
 	@scripts/setup-host
 
-$(VENV)/.installed: pyproject.toml scripts/setup-venv
+$(VENV)/.installed: pyproject.toml scripts/setup-venv $(wildcard services/*/service.yaml)
 	scripts/setup-venv $(VENV)
 	touch $@
 

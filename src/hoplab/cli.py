@@ -143,6 +143,41 @@ class Exec(Command):
         return make_backend(args.backend).exec(topology, args.node, command, sys.stdin.isatty())
 
 
+class NodeCommand(Command):
+    """stop, start, restart: one node's service, as `docker compose stop|start|restart` does."""
+
+    def add_arguments(self, parser):
+        parser.add_argument("node", metavar="NODE")
+        parser.add_argument("--time", type=float, default=5,
+                            help="seconds to wait for a clean stop before SIGKILL (default 5)")
+
+    def run(self, args):
+        topology = self.topology(args)
+        if args.node not in topology.nodes:
+            raise UsageError(f"NODE: unknown node {args.node!r} (nodes: {', '.join(topology.nodes)})")
+        if not 0 <= args.time <= 600:
+            raise UsageError(f"--time: {args.time:g} is outside 0..600 seconds")
+        backend, progress = make_backend(args.backend), Progress()
+        if self.name in ("stop", "restart"):
+            backend.stop_node(topology, args.node, args.time)
+            progress.say(f"{args.node}: stopped")
+        if self.name in ("start", "restart"):
+            backend.start_node(topology, args.node, progress)
+        return 0
+
+
+class Stop(NodeCommand):
+    name, help = "stop", "stop one node's service (the node keeps its addresses)"
+
+
+class Start(NodeCommand):
+    name, help = "start", "start a stopped node's service and wait until it is healthy"
+
+
+class Restart(NodeCommand):
+    name, help = "restart", "stop, then start, one node's service"
+
+
 class Clean(Command):
     name, help = "clean", "remove everything hoplab made for the lab, whatever state it was left in"
 
@@ -411,7 +446,7 @@ class Validate(Command):
         return 0
 
 
-COMMANDS = [Up(), Down(), Status(), Exec(), Visit(), Trace(), Load(), ChaosCommand(), Clean(), Render(), Graph(),
+COMMANDS = [Up(), Down(), Status(), Exec(), Stop(), Start(), Restart(), Visit(), Trace(), Load(), ChaosCommand(), Clean(), Render(), Graph(),
             Validate()]
 
 
@@ -439,7 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Verbs that touch a running lab: before them, faults past their deadline are reverted (the
 # CLI that injected them may have been killed, and its reaper with it).
-LAB_VERBS = {"up", "status", "exec", "visit", "trace", "load", "chaos"}
+LAB_VERBS = {"up", "status", "exec", "stop", "start", "restart", "visit", "trace", "load", "chaos"}
 
 
 def revert_expired_faults(args: argparse.Namespace) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import subprocess
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -26,10 +28,35 @@ class NodeStatus:
     state: str  # running, exited, missing, ...
     health: str  # healthy, starting, unhealthy, none
     addresses: dict[str, str] = field(default_factory=dict)  # interface -> address/prefix
+    id: str = ""  # what the backend knows the node by: a container id, a namespace's anchor pid
 
     def to_json(self) -> dict:
         return {"node": self.node, "service": self.service, "state": self.state,
-                "health": self.health, "addresses": self.addresses}
+                "health": self.health, "addresses": self.addresses, "id": self.id}
+
+
+def subnets(topology: Topology):
+    """(field, subnet) of every subnet a lab uses, the management network's included."""
+    for network in topology.networks.values():
+        yield f"networks.{network.name}.subnet", network.subnet
+    if topology.management:
+        yield "management.subnet", topology.management.subnet
+
+
+def route_clashes(topology: Topology, own_links: set[str],
+                  others: list[tuple[ipaddress.IPv4Network, str]] = ()) -> None:
+    """Refuse, before anything is created, a subnet that overlaps a host route (another lab's
+    bridge, the host's uplink) that is not on one of the lab's own links, or one of `others`."""
+    routes = json.loads(subprocess.run(["ip", "-j", "-4", "route", "show"], capture_output=True,
+                                       text=True).stdout or "[]")
+    taken = list(others)
+    for route in routes:
+        if route.get("dst", "default") != "default" and route.get("dev") not in own_links:
+            taken.append((ipaddress.IPv4Network(route["dst"], strict=False), f"host route on {route.get('dev')}"))
+    problems = [f"{topology.source}: {name}: {subnet} overlaps {other} ({owner})"
+                for name, subnet in subnets(topology) for other, owner in taken if subnet.overlaps(other)]
+    if problems:
+        raise PreflightError("\n".join(problems))
 
 
 class Backend(ABC):
@@ -55,6 +82,15 @@ class Backend(ABC):
     def run(self, topology: Topology, node: str, argv: list[str], timeout: float = 60,
             input: str | None = None) -> subprocess.CompletedProcess:
         """Run a command in a node, feeding it `input`, and capture its output."""
+
+    @abstractmethod
+    def stop_node(self, topology: Topology, node: str, timeout: float) -> None:
+        """Stop a node's service (its stop signal, then SIGKILL after `timeout` seconds); the
+        node keeps its place in the lab, as `docker compose stop` keeps a container."""
+
+    @abstractmethod
+    def start_node(self, topology: Topology, node: str, progress: Progress) -> None:
+        """Start a stopped node's service again and wait until it is healthy."""
 
     @abstractmethod
     def clean(self, lab: str | None, progress: Progress) -> list[str]:

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from hoplab import compose
-from hoplab.backends.base import Backend, BackendError, NodeStatus, PreflightError
+from hoplab.backends.base import Backend, BackendError, NodeStatus, route_clashes
 from hoplab.backends.dockercli import DockerCLI
 from hoplab.backends.hostfw import HostFirewall
 from hoplab.backends.images import ImageBuilder
@@ -107,7 +107,7 @@ class DockerBackend(Backend):
                 continue
             state = info["State"]
             health = (state.get("Health") or {}).get("Status", "none")
-            statuses.append(NodeStatus(node.name, node.service, state["Status"], health))
+            statuses.append(NodeStatus(node.name, node.service, state["Status"], health, id=info["Id"][:12]))
         running = [s for s in statuses if s.state == "running"]
         with ThreadPoolExecutor(8) as pool:
             for status, addresses in zip(running, pool.map(lambda s: self._addresses(topology, s.node), running)):
@@ -127,6 +127,23 @@ class DockerBackend(Backend):
     def _containers(self, topology: Topology) -> dict[str, dict]:
         ids = self.docker.ids("container", f"{compose.LABEL_LAB}={topology.name}")
         return {c["Config"]["Labels"].get(compose.LABEL_NODE): c for c in self.docker.inspect(*ids)}
+
+    def stop_node(self, topology: Topology, node: str, timeout: float) -> None:
+        self.docker.run("stop", "--time", str(int(timeout)), self._running(topology, node))
+
+    def start_node(self, topology: Topology, node: str, progress: Progress) -> None:
+        self.require_engine()
+        container = self._containers(topology).get(node)
+        if container is None:
+            raise BackendError(f"node {node!r} of lab {topology.name!r} does not exist (hoplab up makes it)")
+        self.docker.run("start", container["Name"].lstrip("/"))
+        deadline = time.monotonic() + UP_TIMEOUT
+        while not _healthy(self._containers(topology)[node]):
+            if time.monotonic() > deadline:
+                raise BackendError(f"node {node} not healthy after {UP_TIMEOUT:.0f} s"
+                                   + self._explain(topology, self._containers(topology)))
+            time.sleep(POLL_INTERVAL)
+        progress.say(f"{node}: healthy")
 
     def exec(self, topology: Topology, node: str, argv: list[str], interactive: bool) -> int:
         flags = ["-i", "-t"] if interactive else ["-i"]
@@ -158,26 +175,14 @@ class DockerBackend(Backend):
     def preflight(self, topology: Topology) -> None:
         """Refuse, before creating anything, subnets that clash with the host's routes or with
         Docker networks that are not this lab's."""
-        problems = []
-        mine = set(compose.bridge_names(topology).values())
-        routes = json.loads(subprocess.run(["ip", "-j", "-4", "route", "show"], capture_output=True,
-                                           text=True).stdout or "[]")
         others = []
-        for route in routes:
-            if route.get("dst", "default") != "default" and route.get("dev") not in mine:
-                others.append((ipaddress.IPv4Network(route["dst"], strict=False), f"host route on {route.get('dev')}"))
         for net in self.docker.inspect(*self.docker.run("network", "ls", "-q").stdout.split(), kind="network"):
             if (net.get("Labels") or {}).get(compose.LABEL_LAB) == topology.name:
                 continue
             for config in (net.get("IPAM") or {}).get("Config") or []:
                 if "." in config.get("Subnet", ""):
                     others.append((ipaddress.IPv4Network(config["Subnet"]), f"Docker network {net['Name']}"))
-        for network in topology.networks.values():
-            for subnet, owner in others:
-                if network.subnet.overlaps(subnet):
-                    problems.append((f"networks.{network.name}.subnet", f"{network.subnet} overlaps {subnet} ({owner})"))
-        if problems:
-            raise PreflightError("\n".join(f"{topology.source}: {f}: {r}" for f, r in problems))
+        route_clashes(topology, set(compose.bridge_names(topology).values()), others)
 
     def write_state(self, topology: Topology) -> Path:
         state = self.state_root / topology.name

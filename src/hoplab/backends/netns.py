@@ -12,7 +12,6 @@ and the folder build/netns/<lab>/. `down` and `clean` remove exactly these."""
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import shutil
@@ -24,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from hoplab.backends import nodeproc
-from hoplab.backends.base import Backend, BackendError, NodeStatus, PreflightError
+from hoplab.backends.base import Backend, BackendError, NodeStatus, route_clashes
 from hoplab.backends.hostfw import HostFirewall
 from hoplab.backends.netns_plan import NetnsPlan, lab_prefixes, plan
 from hoplab.paths import BUILD_DIR, SERVICES_DIR
@@ -90,7 +89,9 @@ class NetnsBackend(Backend):
         lab = topology.name
         self.require_host()
         layout = plan(topology)
-        self.preflight(topology, layout)
+        # Only the management bridge has a host address (and so a route): the data bridges of
+        # two netns labs may share subnets, being apart.
+        route_clashes(topology, set(layout.bridges.values()))
         if not self.running(lab):
             if self._state(lab) or nodeproc.lab_processes(lab) or self._links(lab):
                 progress.say(f"removing what is left of an earlier lab {lab!r}")
@@ -166,12 +167,12 @@ class NetnsBackend(Backend):
             os.chmod(source, info.st_mode & 0o7777)
         return f"mkdir -p {target} && mount --bind {source} {target}"
 
-    def _start_services(self, topology: Topology, progress: Progress) -> None:
+    def _start_services(self, topology: Topology, progress: Progress, only: str | None = None) -> None:
         """In waves: a service starts once the services it comes `after` are healthy."""
         lab = topology.name
         state = self._state(lab)
         deadline = time.monotonic() + UP_TIMEOUT
-        for wave in self._waves(topology):
+        for wave in [[only]] if only else self._waves(topology):
             started = []
             for node in wave:
                 entry = state["nodes"][node]
@@ -225,6 +226,23 @@ class NetnsBackend(Backend):
         log = self.state_dir(lab) / "logs" / f"{node}.log"
         tail = log.read_text(errors="replace").splitlines()[-15:] if log.exists() else []
         return f"\n--- {node} (log {log}):\n" + "\n".join(tail)
+
+    def stop_node(self, topology: Topology, node: str, timeout: float) -> None:
+        """The service with its stop signal, then every other process of the node but its
+        anchor (the agent; what the daemon left behind), as stopping a container does."""
+        anchor = self._anchor(topology, node)
+        entry = self._state(topology.name)["nodes"][node]
+        service = entry.get("service")
+        if nodeproc.beside(service, anchor):
+            signum = self.catalog[topology.nodes[node].service].stop_signal or "SIGTERM"
+            os.kill(service, getattr(signal, signum))
+            nodeproc.terminate([service], grace=timeout, first=None)
+        rest = [pid for pid in nodeproc.in_namespace_of(anchor) if pid != anchor]
+        nodeproc.terminate(rest, grace=timeout)
+
+    def start_node(self, topology: Topology, node: str, progress: Progress) -> None:
+        self._anchor(topology, node)
+        self._start_services(topology, progress, only=node)
 
     def down(self, topology: Topology, progress: Progress) -> None:
         lab = topology.name
@@ -280,11 +298,13 @@ class NetnsBackend(Backend):
             entry = nodes.get(node.name, {})
             if not nodeproc.alive(entry.get("anchor"), lab):
                 return NodeStatus(node.name, node.service, "missing", "none")
+            ident = f"pid {entry['anchor']}"
             if not nodeproc.beside(entry.get("service"), entry["anchor"]):
                 return NodeStatus(node.name, node.service, "exited", "none",
-                                  self._addresses(topology, node.name))
+                                  self._addresses(topology, node.name), ident)
             health = "healthy" if self._healthy(topology, node.name) else "unhealthy"
-            return NodeStatus(node.name, node.service, "running", health, self._addresses(topology, node.name))
+            return NodeStatus(node.name, node.service, "running", health, self._addresses(topology, node.name),
+                              ident)
 
         with ThreadPoolExecutor(8) as pool:
             return list(pool.map(one, topology.nodes.values()))
@@ -344,30 +364,6 @@ class NetnsBackend(Backend):
             raise BackendError(f"the netns backend runs the host's own daemons; missing Debian packages: "
                                f"{' '.join(missing)} (`scripts/setup-host netns` installs them)")
 
-    def preflight(self, topology: Topology, layout: NetnsPlan) -> None:
-        """Refuse subnets that clash with the host's routes (another lab's management bridge, a
-        Docker network) before anything is made."""
-        mine = set(layout.bridges.values())
-        routes = json.loads(subprocess.run(["ip", "-j", "-4", "route", "show"], capture_output=True,
-                                           text=True).stdout or "[]")
-        problems = []
-        for route in routes:
-            if route.get("dst", "default") == "default" or route.get("dev") in mine:
-                continue
-            other = ipaddress.IPv4Network(route["dst"], strict=False)
-            for field, subnet in _subnets(topology):
-                if subnet.overlaps(other):
-                    problems.append(f"{topology.source}: {field}: {subnet} overlaps {other} "
-                                    f"(host route on {route.get('dev')})")
-        if problems:
-            raise PreflightError("\n".join(problems))
-
-
-def _subnets(topology: Topology):
-    for network in topology.networks.values():
-        yield f"networks.{network.name}.subnet", network.subnet
-    if topology.management:
-        yield "management.subnet", topology.management.subnet
 
 
 def _is_lab_link(name: str) -> bool:

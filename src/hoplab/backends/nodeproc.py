@@ -51,6 +51,14 @@ def beside(pid: int | None, anchor: int) -> bool:
     return bool(pid) and _running(pid) and _netns(pid) == _netns(anchor) is not None
 
 
+def in_namespace_of(pid: int) -> list[int]:
+    """Every process sharing `pid`'s network namespace (never the host's)."""
+    space = _netns(pid)
+    if space is None or space in (_netns(1), _netns("self")):
+        return []
+    return [p for p in _pids() if _netns(p) == space]
+
+
 def lab_processes(lab: str | None) -> dict[int, str]:
     """pid -> lab for every process in a namespace that holds a marked process of `lab` (of
     any lab when None)."""

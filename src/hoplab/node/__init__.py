@@ -116,7 +116,10 @@ class NodeContext:
         """On the management network a node talks to the control service and to nothing else,
         so it never becomes a path between nodes the data plane keeps apart. A table of its
         own: the router's iptables ruleset cannot flush it."""
-        ruleset = (f"table inet hoplab_mgmt {{\n"
+        # Declared, then deleted, then written whole: the same result when the node's service
+        # starts again in a namespace that kept the table.
+        ruleset = ("table inet hoplab_mgmt\ndelete table inet hoplab_mgmt\n"
+                   f"table inet hoplab_mgmt {{\n"
                    f"  chain input {{ type filter hook input priority -10; iifname \"{MANAGEMENT}\" "
                    f"ip saddr != {control} drop; }}\n"
                    f"  chain output {{ type filter hook output priority -10; oifname \"{MANAGEMENT}\" "
