@@ -4,9 +4,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 HOPLAB := $(VENV)/bin/hoplab
 TOPOLOGY ?= topology/lab.yaml
-T := --topology $(TOPOLOGY)
+# BACKEND=netns make up: the lab on Mininet namespaces instead of Docker containers.
+BACKEND ?=
+T := --topology $(TOPOLOGY) $(if $(BACKEND),--backend $(BACKEND))
 
-.PHONY: help setup host up down status clean test test-unit test-e2e render graph bench-up bench-path bench-trace bench-load proto load
+.PHONY: help setup host host-all up down status clean test test-unit test-e2e render graph bench-up bench-path bench-trace bench-load proto load
 
 help:
 	@echo "make up | down | status | clean | test | test-unit | test-e2e | render | graph | bench-up | bench-path | bench-trace | bench-load | load"
@@ -14,7 +16,11 @@ help:
 setup: host $(VENV)/.installed
 
 host:
-	@scripts/setup-host
+	@scripts/setup-host $(or $(BACKEND),docker)
+
+# The end-to-end suite runs on both backends.
+host-all:
+	@scripts/setup-host docker netns
 
 $(VENV)/.installed: pyproject.toml scripts/setup-venv $(wildcard services/*/service.yaml)
 	scripts/setup-venv $(VENV)
@@ -30,15 +36,16 @@ status: $(VENV)/.installed
 	$(HOPLAB) status $(T)
 
 clean: $(VENV)/.installed
-	$(HOPLAB) clean --all
+	$(HOPLAB) clean --all --backend docker
+	$(HOPLAB) clean --all --backend netns
 
-test: setup
+test: host-all $(VENV)/.installed
 	$(PY) -m pytest -q -ra
 
 test-unit: $(VENV)/.installed
 	$(PY) -m pytest -q -ra tests/unit
 
-test-e2e: setup
+test-e2e: host-all $(VENV)/.installed
 	$(PY) -m pytest -q -ra tests/e2e
 
 render: $(VENV)/.installed
@@ -47,8 +54,8 @@ render: $(VENV)/.installed
 graph: $(VENV)/.installed
 	$(HOPLAB) graph $(T) -o build/topology.svg
 
-bench-up: setup
-	$(PY) bench/bench_up.py $(T)
+bench-up: host-all $(VENV)/.installed
+	$(PY) bench/bench_up.py --topology $(TOPOLOGY)
 
 bench-path: setup
 	$(PY) bench/bench_path.py $(T)

@@ -1,9 +1,13 @@
-"""The default lab, brought up once per session with `hoplab up`, as a user would. A lab that
-was already running is left running; one this session started is taken down at the end."""
+"""The default lab, brought up once per backend with `hoplab up`, as a user would: every
+test that takes `lab` runs on Docker and on network namespaces (Mininet). A lab that was
+already running is left running; one this session started is taken down after its backend's
+tests (the two backends' default labs share subnets, so they take turns)."""
 
 import pytest
 
-from helpers import LAB_TOPOLOGY, engine_reachable, hoplab, load_lab
+from helpers import LAB_TOPOLOGY, engine_reachable, hoplab, load_lab, missing_prerequisite
+
+BACKENDS = ("docker", "netns")
 
 
 def pytest_collection_modifyitems(items):
@@ -17,11 +21,19 @@ def engine():
         pytest.skip("no Docker engine reachable (`make up` or scripts/setup-host starts one)")
 
 
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request):
+    reason = missing_prerequisite(request.param)
+    if reason:
+        pytest.skip(f"{request.param} backend: {reason}")
+    return request.param
+
+
 @pytest.fixture(scope="session")
-def lab(engine):
-    lab = load_lab(LAB_TOPOLOGY)
+def lab(backend):
+    lab = load_lab(LAB_TOPOLOGY, backend)
     was_running = all(n["health"] == "healthy" for n in lab.status().values())
-    hoplab("up", "--quiet", "--topology", lab.path)
+    lab.hoplab("up", "--quiet")
     yield lab
     if not was_running:
-        hoplab("down", "--topology", lab.path)
+        lab.hoplab("down")

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import shlex
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from hoplab import spec
+from hoplab.backends import nodeproc
+from hoplab.backends.netns import NetnsBackend, debian_packages, missing_packages
 from hoplab.paths import TOPOLOGY_DIR
+from hoplab.services import load_catalog
 
 HOPLAB = [sys.executable, "-m", "hoplab"]
 LAB_TOPOLOGY = TOPOLOGY_DIR / "lab.yaml"
@@ -30,14 +35,19 @@ class Lab:
     """A running lab, seen through the CLI."""
 
     topology: spec.Topology
+    backend: str = "docker"
 
     @property
     def path(self) -> str:
         return str(self.topology.source)
 
+    def hoplab(self, verb: str, *args: str, **kw) -> subprocess.CompletedProcess:
+        """A verb on this lab: its topology and backend named."""
+        return hoplab(verb, "--topology", self.path, "--backend", self.backend, *args, **kw)
+
     def exec(self, node: str, *argv: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
-        result = subprocess.run([*HOPLAB, "exec", "--topology", self.path, node, "--", *argv],
-                                capture_output=True, text=True, timeout=timeout)
+        result = subprocess.run([*HOPLAB, "exec", "--topology", self.path, "--backend", self.backend, node, "--",
+                                 *argv], capture_output=True, text=True, timeout=timeout)
         if check and result.returncode != 0:
             raise AssertionError(f"{node}$ {shlex.join(argv)} exited {result.returncode}:\n"
                                  f"{result.stdout}\n{result.stderr}")
@@ -47,7 +57,7 @@ class Lab:
         return self.exec(node, "sh", "-c", script, **kw)
 
     def status(self) -> dict[str, dict]:
-        out = hoplab("status", "--json", "--topology", self.path).stdout
+        out = self.hoplab("status", "--json").stdout
         return {n["node"]: n for n in json.loads(out)["nodes"]}
 
     def address(self, node: str, network: str) -> str:
@@ -79,8 +89,22 @@ class Lab:
         return out.split("\n")[:-1] if out else []
 
 
-def load_lab(path: Path) -> Lab:
-    return Lab(spec.load(path))
+def load_lab(path: Path, backend: str = "docker") -> Lab:
+    return Lab(spec.load(path), backend)
+
+
+def missing_prerequisite(backend: str) -> str | None:
+    """Why a backend cannot run here, or None."""
+    if backend == "docker":
+        return None if engine_reachable() else "no Docker engine reachable (`make up` or scripts/setup-host starts one)"
+    if os.geteuid() != 0:
+        return "the netns backend needs root"
+    if not shutil.which("mnexec"):
+        return "mnexec not found (Debian package mininet; `scripts/setup-host netns` installs it)"
+    missing = missing_packages(debian_packages(load_catalog()))
+    if missing:
+        return f"Debian packages for netns nodes missing: {' '.join(missing)} (`scripts/setup-host netns`)"
+    return None
 
 
 # ------------------------------------------------------------ host state
@@ -102,6 +126,7 @@ def host_state(exclude_lab: str | None = None) -> dict[str, list[str]]:
         return sorted(subprocess.run(argv, capture_output=True, text=True, check=True).stdout.splitlines())
 
     state = {
+        **netns_state(),
         "containers": lines("docker", "ps", "-a", "--format", "{{.Names}} {{.Label \"io.hoplab.lab\"}}"),
         "networks": lines("docker", "network", "ls", "--format", "{{.Name}}"),
         "volumes": lines("docker", "volume", "ls", "--format", "{{.Name}}"),
@@ -111,20 +136,35 @@ def host_state(exclude_lab: str | None = None) -> dict[str, list[str]]:
                   for line in [line.split(": ")[1]]],
     }
     if exclude_lab:
-        marks = (f"hoplab-{exclude_lab}", f"hl-{exclude_lab}-", f"hoplab:{exclude_lab}")
+        marks = (f"hoplab-{exclude_lab}", f"hl-{exclude_lab}-", f"hoplab:{exclude_lab}", f"hn-{exclude_lab}-",
+                 f"hv-{exclude_lab}-", f"netns {exclude_lab} ")
         state = {k: [v for v in vs if not any(m in v for m in marks)] for k, vs in state.items()}
         # veth peers of that lab's containers are anonymous: compare only non-veth links
         state["links"] = [v for v in state["links"] if not v.startswith("veth")]
     return state
 
 
+def netns_state() -> dict[str, list[str]]:
+    """The netns backends' share of the host: each lab's namespaces, and the host's mounts
+    (Docker's own image and namespace mounts left out)."""
+    spaces = {f"netns {lab} {os.stat(f'/proc/{pid}/ns/net').st_ino}"
+              for pid, lab in nodeproc.lab_processes(None).items() if os.path.exists(f"/proc/{pid}")}
+    mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+    return {"namespaces": sorted(spaces),
+            "mounts": sorted(m for m in mounts if not m.startswith(("/var/lib/docker/", "/run/docker/")))}
+
+
 def lab_leftovers(lab: str) -> dict[str, list[str]]:
-    objects = docker_objects(f"io.hoplab.lab={lab}")
+    objects = docker_objects(f"io.hoplab.lab={lab}") if engine_reachable() else {}
     rules = [r for r in subprocess.run(["iptables", "-w", "-S"], capture_output=True, text=True).stdout.splitlines()
              if f"hoplab:{lab}" in r]
     bridges = [line for line in subprocess.run(["ip", "-o", "link", "show"], capture_output=True,
-                                                text=True).stdout.splitlines() if f"hl-{lab}-" in line]
-    return {**objects, "iptables": rules, "bridges": bridges}
+                                                text=True).stdout.splitlines()
+               if any(f"{prefix}-{lab}-" in line for prefix in ("hl", "hn", "hv"))]
+    processes = [f"{pid}" for pid, _ in nodeproc.lab_processes(lab).items()]
+    folders = [str(d) for d in [NetnsBackend().state_dir(lab)] if d.exists()]
+    return {"containers": [], "networks": [], "volumes": [], **objects, "iptables": rules, "bridges": bridges,
+            "processes": processes, "folders": folders}
 
 
 def engine_reachable() -> bool:

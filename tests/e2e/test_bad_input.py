@@ -8,22 +8,23 @@ from helpers import LAB_TOPOLOGY, hoplab, host_state
 INVALID = sorted((Path(__file__).parents[1] / "data" / "invalid").glob("*.yaml"))
 
 
-def test_invalid_topologies_create_nothing(engine):
+def test_invalid_topologies_create_nothing(backend):
     assert len(INVALID) >= 10
     before = host_state()
     for path in INVALID:
-        result = hoplab("up", "--topology", str(path), check=False)
+        result = hoplab("up", "--topology", str(path), "--backend", backend, check=False)
         assert result.returncode == 2, f"{path.name}: exit {result.returncode}\n{result.stderr}"
         assert str(path) in result.stderr
     assert host_state() == before
 
 
 def test_subnet_clashing_with_a_running_lab_is_refused(lab, tmp_path):
-    # Valid on its own, but its LAN is the running default lab's: the host check refuses it.
+    # Valid on its own, but its subnets are the running default lab's: the host check refuses
+    # it (the management subnet on both backends: the host has an address there).
     clash = tmp_path / "clash.yaml"
     clash.write_text(LAB_TOPOLOGY.read_text().replace("name: lab", "name: clash"))
     before = host_state()
-    result = hoplab("up", "--topology", str(clash), check=False)
+    result = hoplab("up", "--topology", str(clash), "--backend", lab.backend, check=False)
     assert result.returncode == 2
-    assert "networks.home.subnet: 192.168.50.0/24 overlaps" in result.stderr
+    assert f"{clash}: management.subnet: 172.31.254.0/24 overlaps" in result.stderr
     assert host_state() == before

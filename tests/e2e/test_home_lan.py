@@ -30,7 +30,7 @@ except OSError as e:
 
 def listen(lab, node, port, seconds):
     """A one-connection TCP listener in `node`; returns the process (its output names the peer)."""
-    proc = subprocess.Popen([*HOPLAB, "exec", "--topology", lab.path, node, "--",
+    proc = subprocess.Popen([*HOPLAB, "exec", "--topology", lab.path, "--backend", lab.backend, node, "--",
                              "python3", "-c", LISTENER, str(port), str(seconds)],
                             stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "listening"
@@ -116,19 +116,21 @@ def test_exec_returns_the_command_status(lab):
 
 
 def test_up_again_changes_nothing(lab):
-    before = {n: s["addresses"] for n, s in lab.status().items()}
-    ids = subprocess.run(["docker", "ps", "-q", "--filter", "label=io.hoplab.lab=lab"],
-                         capture_output=True, text=True).stdout.split()
+    before = {n: (s["id"], s["addresses"]) for n, s in lab.status().items()}
+    assert all(ident for ident, _ in before.values())
     started = time.monotonic()
-    hoplab("up", "--quiet", "--topology", lab.path)
+    lab.hoplab("up", "--quiet")
     assert time.monotonic() - started < 120
-    after_ids = subprocess.run(["docker", "ps", "-q", "--filter", "label=io.hoplab.lab=lab"],
-                               capture_output=True, text=True).stdout.split()
-    assert sorted(ids) == sorted(after_ids), "containers were recreated"
-    assert {n: s["addresses"] for n, s in lab.status().items()} == before
+    assert {n: (s["id"], s["addresses"]) for n, s in lab.status().items()} == before, "nodes were recreated"
 
 
 def test_status_json_is_machine_readable(lab):
-    data = json.loads(hoplab("status", "--json", "--topology", lab.path).stdout)
-    assert data["lab"] == "lab" and data["backend"] == "docker"
-    assert {"node", "service", "state", "health", "addresses"} <= set(data["nodes"][0])
+    data = json.loads(lab.hoplab("status", "--json").stdout)
+    assert data["lab"] == "lab" and data["backend"] == lab.backend
+    assert {"node", "service", "state", "health", "addresses", "id"} <= set(data["nodes"][0])
+
+
+def test_the_backend_in_use_is_named_without_asking(lab):
+    # No --backend: the lab is found on the backend it runs on, and `up` says which.
+    result = hoplab("up", "--topology", lab.path)
+    assert f"on the {lab.backend} backend" in result.stderr

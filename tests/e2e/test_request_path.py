@@ -4,14 +4,12 @@ Everything is observed the way a user would: curl and IMAP from the client, psql
 
 from __future__ import annotations
 
-import subprocess
 import time
 import uuid
 from collections import Counter
 
 import pytest
 
-from hoplab import compose
 
 WWW = "https://www.example.test"
 IMAP_COUNT = """
@@ -61,10 +59,6 @@ def eventually(check, seconds=20, interval=0.5):
 def place_order(lab, email="buyer@example.test", product="1", quantity="2"):
     return curl(lab, f"{WWW}/order", "-d", f"buyer_email={email}", "-d", f"product_id={product}",
                 "-d", f"quantity={quantity}")
-
-
-def docker(*args):
-    subprocess.run(["docker", *args], check=True, capture_output=True, text=True, timeout=120)
 
 
 def wait_healthy(lab, nodes, seconds=90):
@@ -155,8 +149,7 @@ def test_bad_input_is_refused_and_changes_nothing(lab, bad):
 
 
 def test_stopped_replica_is_taken_out_and_back(lab):
-    container = compose.container_name(lab.topology, "web1")
-    docker("stop", "-t", "2", container)
+    lab.hoplab("stop", "web1", "--time", "2")
     try:
         # The LB's checks (every 1 s, fall 2) take web1 out; then no request may fail.
         time.sleep(3)
@@ -164,7 +157,7 @@ def test_stopped_replica_is_taken_out_and_back(lab):
             status, headers, _ = curl(lab, f"{WWW}/order")
             assert status == 200 and headers["x-served-by"] == "web2"
     finally:
-        docker("start", container)
+        lab.hoplab("start", "web1")
     assert wait_healthy(lab, ["web1"])
     assert eventually(lambda: curl(lab, f"{WWW}/order")[1]["x-served-by"] == "web1", 20)
 
@@ -177,7 +170,7 @@ def test_restart_loses_no_order_and_no_mail(lab, node):
     subject = f"Your order {order_id} at"
     assert eventually(lambda: mails(lab, subject, user="alice") == 1)
     orders = order_count(lab)
-    docker("restart", "-t", "5", compose.container_name(lab.topology, node))
+    lab.hoplab("restart", node)
     assert wait_healthy(lab, [node])
     assert eventually(lambda: order_count(lab) == orders)
     assert mails(lab, subject, user="alice") == 1

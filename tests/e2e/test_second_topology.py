@@ -9,19 +9,19 @@ import time
 
 import pytest
 
-from helpers import (DUO_TOPOLOGY, HOPLAB, assert_dhcp_lease, assert_dns, docker_objects, hoplab, host_state,
-                     lab_leftovers, load_lab)
+from helpers import DUO_TOPOLOGY, HOPLAB, assert_dhcp_lease, assert_dns, host_state, lab_leftovers, load_lab
 
-EMPTY = {"containers": [], "networks": [], "volumes": [], "iptables": [], "bridges": []}
+EMPTY = {"containers": [], "networks": [], "volumes": [], "iptables": [], "bridges": [], "processes": [],
+         "folders": []}
 
 
 @pytest.fixture(scope="module")
-def duo(engine, lab):
-    # `lab` too: the two labs run side by side, and the default one must not notice.
-    duo = load_lab(DUO_TOPOLOGY)
-    hoplab("up", "--quiet", "--topology", duo.path)
+def duo(lab):
+    # On the default lab's backend, beside it: the default lab must not notice.
+    duo = load_lab(DUO_TOPOLOGY, lab.backend)
+    duo.hoplab("up", "--quiet")
     yield duo
-    hoplab("clean", "--topology", duo.path)
+    duo.hoplab("clean")
 
 
 def test_both_clients_get_distinct_leases(duo):
@@ -49,7 +49,7 @@ def test_every_one_of_three_replicas_serves(duo):
 
 @pytest.mark.parametrize("client", ["pc1", "pc2"])
 def test_visit_from_each_client(duo, client):
-    out = hoplab("visit", "https://www.corp.test/", "--from", client, "--json", "--topology", duo.path).stdout
+    out = duo.hoplab("visit", "https://www.corp.test/", "--from", client, "--json").stdout
     visit = json.loads(out)
     assert visit["ok"] and visit["status"] == 200 and visit["edge"] == "edge"
     assert visit["remote"] == "172.30.77.80:443"
@@ -62,26 +62,28 @@ def test_default_lab_unaffected(duo, lab):
 
 def test_down_leaves_nothing(duo, lab):
     before = host_state(exclude_lab="duo")
-    hoplab("down", "--topology", duo.path)
+    duo.hoplab("down")
     assert lab_leftovers("duo") == EMPTY
     assert host_state(exclude_lab="duo") == before  # and nothing else was touched
     assert all(s["health"] == "healthy" for s in lab.status().values())
 
 
-def test_clean_after_up_killed_midway(engine, lab):
-    duo = load_lab(DUO_TOPOLOGY)
+def test_clean_after_up_killed_midway(lab):
+    duo = load_lab(DUO_TOPOLOGY, lab.backend)
     before = host_state(exclude_lab="duo")
-    proc = subprocess.Popen([*HOPLAB, "up", "--topology", duo.path], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen([*HOPLAB, "up", "--topology", duo.path, "--backend", duo.backend],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    # Killed once nodes exist: containers, or namespaces with their processes.
+    made = "containers" if duo.backend == "docker" else "processes"
     deadline = time.monotonic() + 120
-    while not docker_objects("io.hoplab.lab=duo")["containers"]:
+    while not lab_leftovers("duo")[made]:
         assert proc.poll() is None, "up finished before it could be killed"
-        assert time.monotonic() < deadline, "up created no container in time"
-        time.sleep(0.1)
+        assert time.monotonic() < deadline, f"up made no {made} in time"
+        time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert any(lab_leftovers("duo").values()), "nothing to clean: the test proves nothing"
-    hoplab("clean", "--topology", duo.path)
+    assert lab_leftovers("duo")[made], "nothing to clean: the test proves nothing"
+    duo.hoplab("clean")
     assert lab_leftovers("duo") == EMPTY
     assert host_state(exclude_lab="duo") == before
     assert all(s["health"] == "healthy" for s in lab.status().values())

@@ -92,9 +92,12 @@ class NetnsBackend(Backend):
         # Only the management bridge has a host address (and so a route): the data bridges of
         # two netns labs may share subnets, being apart.
         route_clashes(topology, set(layout.bridges.values()))
-        if not self.running(lab):
+        current = (self.state_dir(lab) / "lab.json").read_text() if self.running(lab) else None
+        if current != topology.runtime_json():
+            if current is not None:
+                progress.say(f"the topology of lab {lab!r} changed: making it again")
             if self._state(lab) or nodeproc.lab_processes(lab) or self._links(lab):
-                progress.say(f"removing what is left of an earlier lab {lab!r}")
+                progress.say(f"removing what is left of lab {lab!r}")
                 self.clean(lab, progress)
             self._create(topology, layout, progress)
         self._start_services(topology, progress)
