@@ -36,8 +36,7 @@ status: $(VENV)/.installed
 	$(HOPLAB) status $(T)
 
 clean: $(VENV)/.installed
-	$(HOPLAB) clean --all --backend docker
-	$(HOPLAB) clean --all --backend netns
+	$(HOPLAB) clean --all
 
 test: host-all $(VENV)/.installed
 	$(PY) -m pytest -q -ra

@@ -187,7 +187,10 @@ class Clean(Command):
     def run(self, args):
         lab = None if args.all else self.topology(args).name
         progress = Progress()
-        removed = make_backend(args.backend).clean(lab, progress)
+        # Without --backend, every backend: after a crash nothing says where the lab ran, and
+        # each backend removes only what it made.
+        backends = (args.backend,) if args.backend_explicit else BACKENDS
+        removed = [item for name in backends for item in make_backend(name).clean(lab, progress)]
         for item in removed:
             progress.say(f"removed {item}")
         progress.say(f"clean: {len(removed)} item(s) removed")
@@ -491,9 +494,10 @@ def revert_expired_faults(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.backend_reason = ""
+    args.backend_explicit = args.backend is not None
     if args.backend is None:
         args.backend, args.backend_reason = choose_backend(args)
-        if args.backend != "docker":
+        if args.backend != "docker" and args.verb != "clean":
             print(f"hoplab: using the {args.backend} backend ({args.backend_reason})", file=sys.stderr)
     try:
         revert_expired_faults(args)

@@ -1,14 +1,14 @@
 """The netns backend: the same lab as Mininet hosts instead of containers. Each node is a pair
 of network and mount namespaces running the host's own Debian daemons from the same
 `services/<name>/` start scripts as the Docker images; private copies of the directories a
-daemon writes (/etc, /var, /home, /root, /usr/local overlaid; /run and /tmp fresh) keep two
+daemon writes (/etc, /var, /home, /root, /usr/local, /tmp overlaid; /run fresh) keep two
 nodes' daemons, and the host's, from ever sharing state.
 
 A lab lives on after `up` returns, as a Docker lab does: each node's namespaces are held by an
 anchor process (`sleep infinity`) and every process the backend starts carries the marker
 `HOPLAB_NETNS=<lab>`. What it makes on the host: bridges `hn-<lab>-*`, veths `hv-<lab>-*`, one
 FORWARD rule per bridge (comment `hoplab:<lab>`), the host's address on the management bridge,
-and the folder build/netns/<lab>/. `down` and `clean` remove exactly these."""
+and the folder /run/hoplab-netns/<lab>/. `down` and `clean` remove exactly these."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from hoplab.backends import nodeproc
 from hoplab.backends.base import Backend, BackendError, NodeStatus, route_clashes
 from hoplab.backends.hostfw import HostFirewall
 from hoplab.backends.netns_plan import NetnsPlan, lab_prefixes, plan
-from hoplab.paths import BUILD_DIR, SERVICES_DIR
+from hoplab.paths import SERVICES_DIR
 from hoplab.progress import Progress
 from hoplab.services import Service, load_catalog
 from hoplab.spec import Topology
@@ -34,8 +34,14 @@ from hoplab.spec import Topology
 UP_TIMEOUT = 240.0
 HEALTH_TIMEOUT = 10.0
 RUN_DIR = "/run/hoplab"  # inside each node: its own tmpfs
-OVERLAID = ("/etc", "/var", "/home", "/root", "/usr/local")  # copy-on-write per node
-FRESH = ("/run", "/tmp")  # an empty tmpfs per node
+# Copy-on-write per node. /tmp too (not a fresh tmpfs): the checkout, with the venv the nodes
+# run, may live there.
+OVERLAID = ("/etc", "/var", "/home", "/root", "/usr/local", "/tmp")
+FRESH = ("/run",)  # an empty tmpfs per node, mounted last
+# The labs' state, the nodes' upper layers and volumes: outside every overlaid folder (an upper
+# layer inside its lower one is refused), and gone with a reboot, as the namespaces are.
+STATE_ROOT = Path("/run/hoplab-netns")
+LAB_JSON = "/etc/hoplab/lab.json"  # where a node reads its lab, as in a Docker image
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -57,7 +63,7 @@ class NetnsBackend(Backend):
     name = "netns"
 
     def __init__(self, catalog: dict[str, Service] | None = None, firewall: HostFirewall | None = None,
-                 state_root: Path = BUILD_DIR / "netns"):
+                 state_root: Path = STATE_ROOT):
         self.catalog = catalog if catalog is not None else load_catalog()
         self.firewall = firewall or HostFirewall(chain="FORWARD")
         self.state_root = state_root
@@ -141,19 +147,22 @@ class NetnsBackend(Backend):
         # IPv4 only, as in a Docker container on an IPv4 network (a server bound to 0.0.0.0
         # would otherwise take a dual-stack socket, and nodes would chatter in IPv6).
         script = ["set -e", "sysctl -q -w net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1"]
-        for directory in FRESH:
-            script.append(f"mount -t tmpfs -o mode={'1777' if directory == '/tmp' else '0755'} hoplab {directory}")
         for directory in OVERLAID:
             upper, work = root / "upper" / directory.strip("/"), root / "work" / directory.strip("/")
             upper.mkdir(parents=True, exist_ok=True)
             work.mkdir(parents=True, exist_ok=True)
-            script.append(f"mount -t overlay hoplab -o lowerdir={directory},upperdir={upper},workdir={work} {directory}")
+            script.append(f"mount -t overlay overlay -o lowerdir={directory},upperdir={upper},workdir={work} {directory}")
+        lab_json = root / "upper" / LAB_JSON.lstrip("/")
+        lab_json.parent.mkdir(parents=True, exist_ok=True)
+        lab_json.write_text(topology.runtime_json())
         for name, path in service.volumes.items():
             script.append(self._bind(root / "volumes" / name, path))
         for name, path in service.shared.items():
             script.append(self._bind(self.state_dir(topology.name) / "shared" / name, path))
         for key, value in service.sysctls.items():
             script.append(f"sysctl -q -w {key}={value}")
+        # Last: the folders above are under the host's /run, which this hides.
+        script += [f"mount -t tmpfs -o mode=0755 tmpfs {directory}" for directory in FRESH]
         result = self._in_node(anchor, topology, node, ["sh", "-c", "\n".join(script)], timeout=30)
         if result.returncode != 0:
             raise BackendError(f"node {node}: preparing its namespaces failed:\n{result.stderr.strip()}")
@@ -354,7 +363,7 @@ class NetnsBackend(Backend):
         service = self.catalog[topology.nodes[node].service]
         return {"PATH": f"{Path(sys.executable).parent}:{SYSTEM_PATH}", "HOME": "/root", "LANG": "C.UTF-8",
                 "HOPLAB_NODE": node, "HOPLAB_SERVICE": str(service.directory), "HOPLAB_RUN_DIR": RUN_DIR,
-                "HOPLAB_LAB_JSON": str(self.state_dir(topology.name) / "lab.json"),
+                "HOPLAB_LAB_JSON": LAB_JSON,
                 "PYTHONDONTWRITEBYTECODE": "1", nodeproc.MARKER: topology.name}
 
     # ------------------------------------------------------------ host checks

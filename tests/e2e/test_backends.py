@@ -1,0 +1,52 @@
+"""A Docker lab and a netns lab on the same host at the same time: each works, neither breaks
+the other (bridge netfilter and Docker's FORWARD DROP policy apply to both), and taking one
+away leaves the other as it was."""
+
+import json
+
+import pytest
+
+from helpers import DUO_TOPOLOGY, hoplab, host_state, lab_leftovers, load_lab, missing_prerequisite
+
+OTHER = {"docker": "netns", "netns": "docker"}
+
+
+@pytest.fixture(scope="module")
+def other(lab):
+    """The second topology on the other backend, beside the default lab."""
+    backend = OTHER[lab.backend]
+    reason = missing_prerequisite(backend)
+    if reason:
+        pytest.skip(f"{backend} backend: {reason}")
+    duo = load_lab(DUO_TOPOLOGY, backend)
+    duo.hoplab("up", "--quiet")
+    yield duo
+    duo.hoplab("clean")
+
+
+def visit(lab, client):
+    return json.loads(lab.hoplab("visit", f"https://www.{lab.topology.domain.name}/order", "--from", client,
+                                 "--json").stdout)
+
+
+def test_both_backends_serve_page_loads_side_by_side(lab, other):
+    mine, theirs = visit(lab, "client"), visit(other, "pc1")
+    assert mine["status"] == theirs["status"] == 200
+    assert mine["replica"] in {n.name for n in lab.topology.nodes_of("web")}
+    assert theirs["replica"] in {n.name for n in other.topology.nodes_of("web")}
+
+
+def test_without_backend_each_lab_is_found_where_it_runs(lab, other):
+    for each in (lab, other):
+        data = json.loads(hoplab("status", "--json", "--topology", each.path).stdout)
+        assert data["backend"] == each.backend
+        assert [n["node"] for n in data["nodes"]] == list(each.topology.nodes)
+        assert all(n["health"] == "healthy" for n in data["nodes"])
+
+
+def test_removing_one_leaves_the_other_untouched(lab, other):
+    before = host_state(exclude_lab="duo")
+    other.hoplab("down")
+    assert not any(lab_leftovers("duo").values())
+    assert host_state(exclude_lab="duo") == before
+    assert visit(lab, "client")["status"] == 200
