@@ -87,3 +87,16 @@ def test_unknown_verb_exits_2():
     result = hoplab("frobnicate")
     assert result.returncode == 2
     assert "frobnicate" in result.stderr
+
+
+def test_unknown_backend_exits_2_naming_the_argument():
+    result = subprocess.run([HOPLAB, "status", "--backend", "vbox"], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "--backend" in result.stderr and "vbox" in result.stderr and "netns" in result.stderr
+
+
+@pytest.mark.parametrize("argv, field", [(["stop", "nosuch"], "NODE"), (["restart", "web1", "--time", "-1"], "--time")])
+def test_node_verbs_refuse_bad_arguments(argv, field):
+    result = subprocess.run([HOPLAB, *argv, "--backend", "netns"], capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr
+    assert f"{field}:" in result.stderr
