@@ -372,6 +372,32 @@ class ChaosCommand(Command):
         return 0
 
 
+class Diagnose(Command):
+    name, help = "diagnose", "walk the page load hop by hop and name the first broken hop, with evidence"
+
+    def add_arguments(self, parser):
+        parser.add_argument("--from", dest="node", help="the client node (default: the first client)")
+        parser.add_argument("--json", action="store_true", help="print JSON")
+
+    def run(self, args):
+        from hoplab.diagnose import diagnose
+
+        topology = self.topology(args)
+        report = diagnose(make_backend(args.backend), topology, client_node(topology, args.node))
+        print(json.dumps(report.to_json(), indent=2) if args.json else report.render())
+        return 0 if report.broken is None else 1
+
+
+def client_node(topology: spec.Topology, node: str | None) -> str:
+    """The client a verb acts from: the one named by --from, else the first."""
+    clients = [n.name for n in topology.nodes_of("client")]
+    if node is None and not clients:
+        raise UsageError("--from: the topology has no client node")
+    if node is not None and node not in clients:
+        raise UsageError(f"--from: {node!r} is not a client node (clients: {', '.join(clients)})")
+    return node or clients[0]
+
+
 class Validate(Command):
     name, help = "validate", "check a topology file and exit 0, or name every problem and exit 2"
 
@@ -383,8 +409,8 @@ class Validate(Command):
         return 0
 
 
-COMMANDS = [Up(), Down(), Status(), Exec(), Visit(), Trace(), Load(), ChaosCommand(), Clean(), Render(), Graph(),
-            Validate()]
+COMMANDS = [Up(), Down(), Status(), Exec(), Visit(), Trace(), Load(), ChaosCommand(), Diagnose(), Clean(), Render(),
+            Graph(), Validate()]
 
 
 def common_options() -> argparse.ArgumentParser:
@@ -409,7 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Verbs that touch a running lab: before them, faults past their deadline are reverted (the
 # CLI that injected them may have been killed, and its reaper with it).
-LAB_VERBS = {"up", "status", "exec", "visit", "trace", "load", "chaos"}
+LAB_VERBS = {"up", "status", "exec", "visit", "trace", "load", "chaos", "diagnose"}
 
 
 def revert_expired_faults(args: argparse.Namespace) -> None:
