@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -356,9 +356,7 @@ class ChaosCommand(Command):
             entry = chaos.inject(args.fault, args.target, args.duration, params)
         except FaultError as exc:
             raise UsageError(str(exc)) from None
-        reaper = [sys.executable, "-m", "hoplab", "chaos", "reap", "--topology", str(args.topology)]
-        subprocess.Popen(reaper, start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
+        chaos.start_reaper()
         print(f"injected {entry.id} {entry.fault} on {args.target} for {args.duration:g} s: {entry.symptom}")
         if args.detach:
             return 0
@@ -388,6 +386,71 @@ class Diagnose(Command):
         return 0 if report.broken is None else 1
 
 
+class DrillCommand(Command):
+    name, help = "drill", "troubleshooting practice: list, start NAME, hint, check, give-up"
+
+    def add_arguments(self, parser):
+        sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+        sub.add_parser("list", help="the drills there are, with their difficulty", parents=[common_options()])
+        start = sub.add_parser("start", help="break something (hidden) and describe the symptom",
+                               parents=[common_options()])
+        start.add_argument("drill", metavar="NAME")
+        start.add_argument("--duration", type=float, help="seconds until the fault reverts by itself (default 900)")
+        start.add_argument("--from", dest="node", help="the client that sees the symptom (default: the first)")
+        sub.add_parser("hint", help="one more hint", parents=[common_options()])
+        sub.add_parser("check", help="is it repaired? exit 0 when the service works again",
+                       parents=[common_options()])
+        sub.add_parser("give-up", help="show the fault and the fix, and revert it", parents=[common_options()])
+
+    def run(self, args):
+        from hoplab.drill import (DEFAULT_DURATION_S, DRILLS, DrillError, Drills, available, describe_fault,
+                                  elapsed, fill, roles)
+
+        topology = self.topology(args)
+        drills = Drills(make_backend(args.backend), topology)
+        try:
+            if args.action == "list":
+                values = roles(topology, client_node(topology, None))
+                for drill in DRILLS.values():
+                    if available(drill, values):
+                        print(f"{drill.name:<24}{drill.difficulty:<8}{fill(drill.symptom, values)}")
+                return 0
+            if args.action == "start":
+                state, drill = drills.start(args.drill, client_node(topology, args.node),
+                                            args.duration or DEFAULT_DURATION_S)
+                values = drills.values(state.client)
+                print(f"drill {drill.name} ({drill.difficulty}) from {state.client}: "
+                      f"{fill(drill.symptom, values)}\n"
+                      f"the fault reverts by itself in {state.deadline - state.started:.0f} s; "
+                      "`hoplab drill hint`, `check`, `give-up`")
+                return 0
+            if args.action == "hint":
+                hints = drills.hint()
+                for number, hint in enumerate(hints, 1):
+                    print(f"hint {number}: {hint}")
+                return 0
+            if args.action == "check":
+                state, outcomes = drills.check()
+                if state.state == "expired":
+                    print("time is up: the fault was reverted at its deadline (or by chaos halt)")
+                    return 1
+                for outcome in outcomes:
+                    print(f"{'ok' if outcome.ok else 'still broken':<14}{outcome.check.what}"
+                          + ("" if outcome.ok else f": {outcome.reason}"))
+                if state.state == "solved":
+                    print(f"solved in {elapsed(state)} with {state.hints_shown} hint(s)")
+                    return 0
+                return 1
+            state, drill, values = drills.give_up()
+            print(f"the fault: {describe_fault(drill, values)}\n{fill(drill.fix, values)}\nthe fix:")
+            for node, script in drill.fix_steps:
+                print(f"  hoplab exec {fill(node, values)} -- sh -c {shlex.quote(fill(script, values))}")
+            print("(reverted now)")
+            return 0
+        except DrillError as exc:
+            raise UsageError(str(exc)) from None
+
+
 def client_node(topology: spec.Topology, node: str | None) -> str:
     """The client a verb acts from: the one named by --from, else the first."""
     clients = [n.name for n in topology.nodes_of("client")]
@@ -409,7 +472,7 @@ class Validate(Command):
         return 0
 
 
-COMMANDS = [Up(), Down(), Status(), Exec(), Visit(), Trace(), Load(), ChaosCommand(), Diagnose(), Clean(), Render(),
+COMMANDS = [Up(), Down(), Status(), Exec(), Visit(), Trace(), Load(), ChaosCommand(), Diagnose(), DrillCommand(), Clean(), Render(),
             Graph(), Validate()]
 
 
@@ -435,7 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Verbs that touch a running lab: before them, faults past their deadline are reverted (the
 # CLI that injected them may have been killed, and its reaper with it).
-LAB_VERBS = {"up", "status", "exec", "visit", "trace", "load", "chaos", "diagnose"}
+LAB_VERBS = {"up", "status", "exec", "visit", "trace", "load", "chaos", "diagnose", "drill"}
 
 
 def revert_expired_faults(args: argparse.Namespace) -> None:

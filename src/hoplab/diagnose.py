@@ -159,16 +159,16 @@ class PagePath:
             path.outside = [str(n.address_on(outside)) for n in topology.nodes.values()
                             if n.name != path.router and n.address_on(outside)]
         if path.edge:
-            path.lbs = _peers(topology, path.edge, "lb")
+            path.lbs = peers(topology, path.edge, "lb")
         if path.lbs:
-            path.webs = _peers(topology, path.lbs[0][0], "web")
+            path.webs = peers(topology, path.lbs[0][0], "web")
         if path.webs:
-            mails = _peers(topology, path.webs[0][0], "mail")
+            mails = peers(topology, path.webs[0][0], "mail")
             path.mail = mails[0][0] if mails else None
         return path
 
 
-def _peers(topology: Topology, node: str, service: str) -> list[tuple[str, str]]:
+def peers(topology: Topology, node: str, service: str) -> list[tuple[str, str]]:
     mine = {i.network for i in topology.nodes[node].interfaces}
     found = []
     for peer in topology.nodes_of(service):
@@ -185,7 +185,7 @@ def sh(script: str) -> tuple[str, ...]:
 # ------------------------------------------------------------ judges
 
 
-def _lease_judge(path: PagePath) -> Judge:
+def lease_judge(path: PagePath) -> Judge:
     scope = path.topology.networks[path.network].dhcp
 
     def judge(status: int, output: str) -> str | None:
@@ -244,7 +244,7 @@ def _dns_judge(path: PagePath) -> Judge:
     return judge
 
 
-def _status_is(expected: int, failure: str) -> Judge:
+def status_is(expected: int, failure: str) -> Judge:
     def judge(status: int, output: str) -> str | None:
         return None if status == 0 and output.strip().split()[:1] == [str(expected)] else failure
 
@@ -342,7 +342,7 @@ except (OSError, smtplib.SMTPException) as exc:
 """
 
 
-def _curl(path: PagePath, url_path: str, write_out: str, seconds: int = 4, resolve: bool = True) -> str:
+def curl(path: PagePath, url_path: str, write_out: str, seconds: int = 4, resolve: bool = True) -> str:
     pin = f"--resolve {path.site}:443:{path.www} " if resolve else ""
     return (f"curl -sS -o /dev/null --max-time {seconds} {pin}-w '{write_out}' "
             f"https://{path.site}{url_path}")
@@ -357,7 +357,7 @@ def walk(topology: Topology, client: str) -> list[Check]:
         checks.append(Check("lease", f"{client} holds a lease from the pool, with the lab's gateway and DNS",
                             client, sh(f"cat {RUN}/lease-{p.network} 2>/dev/null; echo; "
                                        f"ip -4 -o addr show dev {p.network}; grep nameserver /etc/resolv.conf"),
-                            _lease_judge(p), explain=(dhcp_server, sh(f"cat {RUN}/dhcp-options; "
+                            lease_judge(p), explain=(dhcp_server, sh(f"cat {RUN}/dhcp-options; "
                                                                        f"echo \"reserved: $(wc -l < {RUN}/dhcp-hosts)\""))))
         checks.append(Check("gateway", f"the default route goes via the router {p.gateway}, which answers", client,
                             sh(f"ip route show default; ping -c 1 -W 1 {p.gateway}"), _gateway_judge(p)))
@@ -377,12 +377,12 @@ def walk(topology: Topology, client: str) -> list[Check]:
                             explain=(p.router, ("ip", "-o", "link", "show"))))
     if p.edge:
         checks.append(Check("edge", f"TCP and TLS to the edge {p.www}:443; it answers its own health page", client,
-                            sh(_curl(p, "/edge-health", "%{http_code} connect=%{time_connect} "
+                            sh(curl(p, "/edge-health", "%{http_code} connect=%{time_connect} "
                                                         "tls=%{time_appconnect}")), _edge_judge(p)))
         checks.append(Check("edge", "the link to the edge carries a burst of full-size packets", client,
                             ("ping", "-q", "-c", "20", "-i", "0.01", "-s", "1400", "-W", "1", p.www), _burst_judge))
         checks.append(Check("cache", "the edge does not serve pages marked no-store from its cache", client,
-                            sh("for i in 1 2; do " + _curl(p, "/order", "%{http_code} x-cache=%header{x-cache} "
+                            sh("for i in 1 2; do " + curl(p, "/order", "%{http_code} x-cache=%header{x-cache} "
                                                                         "served-by=%header{x-served-by}\\n", 2)
                                + "; done; true"), _cache_judge))
     for lb, address in p.lbs:
@@ -393,7 +393,7 @@ def walk(topology: Topology, client: str) -> list[Check]:
                             _lb_servers_judge))
     db = topology.nodes_of("db")
     if db and p.webs:
-        address = _peers(topology, p.webs[0][0], "db")[0][1]
+        address = peers(topology, p.webs[0][0], "db")[0][1]
         checks.append(Check("db", f"{db[0].name} accepts the app's login over TCP ({address}:5432) and a query",
                             db[0].name, sh(f"PGPASSWORD=$(cat ${{HOPLAB_SERVICE:-/opt/hoplab/service}}/shop_app.password) "
                                            f"PGCONNECT_TIMEOUT=2 psql -X -h {address} -U shop_app -d shop -Atc "
@@ -413,8 +413,8 @@ def walk(topology: Topology, client: str) -> list[Check]:
                             _ok_exit("the mail server refuses the shop's mail"), input=SMTP_PROBE))
     if p.edge:
         checks.append(Check("page", f"{client} loads https://{p.site}/ through its own resolver", client,
-                            sh(_curl(p, "/", "%{http_code}", seconds=5, resolve=False)),
-                            _status_is(200, "the page does not load")))
+                            sh(curl(p, "/", "%{http_code}", seconds=5, resolve=False)),
+                            status_is(200, "the page does not load")))
     return checks
 
 

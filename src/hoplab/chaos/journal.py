@@ -9,6 +9,8 @@ import fcntl
 import json
 import os
 import secrets
+import subprocess
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -142,6 +144,14 @@ class Chaos:
     def revert_expired(self) -> list[Entry]:
         now = time.time()
         return [e for e in (self.revert(a.id) for a in self.active() if a.deadline <= now) if e]
+
+    def start_reaper(self) -> None:
+        """A detached process that reverts each fault at its deadline, whatever happens to the
+        CLI that injected it."""
+        reaper = [sys.executable, "-m", "hoplab", "chaos", "reap", "--topology", str(self.topology.source),
+                  "--backend", self.backend.name]
+        subprocess.Popen(reaper, start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
 
     def reap(self) -> None:
         """Stay until no fault is active, reverting each at its deadline."""
