@@ -308,7 +308,7 @@ class Load(Command):
 
 
 class ChaosCommand(Command):
-    name, help = "chaos", "break the lab on purpose, bounded in time: list, inject, status, halt"
+    name, help = "chaos", "break the lab on purpose, bounded in time: list, inject, status, halt, run FILE"
 
     def add_arguments(self, parser):
         sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -323,6 +323,11 @@ class ChaosCommand(Command):
         sub.add_parser("status", help="active faults and what they did", parents=[common_options()])
         sub.add_parser("halt", help="revert every active fault now", parents=[common_options()])
         sub.add_parser("reap", help=argparse.SUPPRESS, parents=[common_options()])
+        experiment = sub.add_parser("run", help="run a chaos experiment file; writes a JSON journal",
+                                    parents=[common_options()])
+        experiment.add_argument("file", metavar="FILE", type=Path)
+        experiment.add_argument("--journal", type=Path, help="where to write it (default build/run/<lab>/experiments/)")
+        experiment.add_argument("--from", dest="node", help="the client that probes (default: the first)")
 
     def run(self, args):
         from hoplab.chaos.faults import CATALOGUE, FaultError
@@ -338,6 +343,8 @@ class ChaosCommand(Command):
         if args.action == "reap":
             chaos.reap()
             return 0
+        if args.action == "run":
+            return self.experiment(args, chaos)
         if args.action == "halt":
             for entry in chaos.halt():
                 print(f"reverted {entry.id} {entry.fault} on {entry.node}")
@@ -368,6 +375,27 @@ class ChaosCommand(Command):
         chaos.revert(entry.id)
         print(f"reverted {entry.id}")
         return 0
+
+    @staticmethod
+    def experiment(args, chaos) -> int:
+        from hoplab.chaos import experiment
+
+        try:
+            loaded = experiment.load(args.file, chaos.topology)
+        except experiment.ExperimentError as exc:
+            raise UsageError(str(exc)) from None
+        client = client_node(chaos.topology, args.node)
+        path = args.journal or experiment.default_journal(chaos.topology, loaded)
+        journal = experiment.run(chaos.backend, chaos.topology, loaded, client, path)
+        for phase in ("steady_state_before", "steady_state_after"):
+            for probe in journal[phase]:
+                print(f"{phase.replace('_', ' '):<20}{probe['probe']:<18}success {probe.get('success', 0):.0%}"
+                      f"{'' if probe['within_tolerance'] else '  OUTSIDE TOLERANCE'}")
+        for step in journal["method"]:
+            said = f"pause {step['pause']:g} s" if "pause" in step else f"{step['fault']} on {step['target']}"
+            print(f"{'method':<20}{said}" + (f": {step['error']}" if "error" in step else ""))
+        print(f"verdict: {journal['verdict']} ({loaded.title})\njournal: {path}")
+        return 0 if journal["verdict"] == "held" else 1
 
 
 class Diagnose(Command):
