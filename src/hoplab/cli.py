@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -374,7 +374,7 @@ class Load(Command):
 
 
 class ChaosCommand(Command):
-    name, help = "chaos", "break the lab on purpose, bounded in time: list, inject, status, halt"
+    name, help = "chaos", "break the lab on purpose, bounded in time: list, inject, status, halt, run FILE"
 
     def add_arguments(self, parser):
         sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -389,6 +389,11 @@ class ChaosCommand(Command):
         sub.add_parser("status", help="active faults and what they did", parents=[common_options()])
         sub.add_parser("halt", help="revert every active fault now", parents=[common_options()])
         sub.add_parser("reap", help=argparse.SUPPRESS, parents=[common_options()])
+        experiment = sub.add_parser("run", help="run a chaos experiment file; writes a JSON journal",
+                                    parents=[common_options()])
+        experiment.add_argument("file", metavar="FILE", type=Path)
+        experiment.add_argument("--journal", type=Path, help="where to write it (default build/run/<lab>/experiments/)")
+        experiment.add_argument("--from", dest="node", help="the client that probes (default: the first)")
 
     def run(self, args):
         from hoplab.chaos.faults import CATALOGUE, FaultError
@@ -404,6 +409,8 @@ class ChaosCommand(Command):
         if args.action == "reap":
             chaos.reap()
             return 0
+        if args.action == "run":
+            return self.experiment(args, chaos)
         if args.action == "halt":
             for entry in chaos.halt():
                 print(f"reverted {entry.id} {entry.fault} on {entry.node}")
@@ -422,9 +429,7 @@ class ChaosCommand(Command):
             entry = chaos.inject(args.fault, args.target, args.duration, params)
         except FaultError as exc:
             raise UsageError(str(exc)) from None
-        reaper = [sys.executable, "-m", "hoplab", "chaos", "reap", "--topology", str(args.topology)]
-        subprocess.Popen(reaper, start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
+        chaos.start_reaper()
         print(f"injected {entry.id} {entry.fault} on {args.target} for {args.duration:g} s: {entry.symptom}")
         if args.detach:
             return 0
@@ -436,6 +441,118 @@ class ChaosCommand(Command):
         chaos.revert(entry.id)
         print(f"reverted {entry.id}")
         return 0
+
+    @staticmethod
+    def experiment(args, chaos) -> int:
+        from hoplab.chaos import experiment
+
+        try:
+            loaded = experiment.load(args.file, chaos.topology)
+        except experiment.ExperimentError as exc:
+            raise UsageError(str(exc)) from None
+        client = client_node(chaos.topology, args.node)
+        path = args.journal or experiment.default_journal(chaos.topology, loaded)
+        journal = experiment.run(chaos.backend, chaos.topology, loaded, client, path)
+        for phase in ("steady_state_before", "steady_state_after"):
+            for probe in journal[phase]:
+                print(f"{phase.replace('_', ' '):<20}{probe['probe']:<18}success {probe.get('success', 0):.0%}"
+                      f"{'' if probe['within_tolerance'] else '  OUTSIDE TOLERANCE'}")
+        for step in journal["method"]:
+            said = f"pause {step['pause']:g} s" if "pause" in step else f"{step['fault']} on {step['target']}"
+            print(f"{'method':<20}{said}" + (f": {step['error']}" if "error" in step else ""))
+        print(f"verdict: {journal['verdict']} ({loaded.title})\njournal: {path}")
+        return 0 if journal["verdict"] == "held" else 1
+
+
+class Diagnose(Command):
+    name, help = "diagnose", "walk the page load hop by hop and name the first broken hop, with evidence"
+
+    def add_arguments(self, parser):
+        parser.add_argument("--from", dest="node", help="the client node (default: the first client)")
+        parser.add_argument("--json", action="store_true", help="print JSON")
+
+    def run(self, args):
+        from hoplab.diagnose import diagnose
+
+        topology = self.topology(args)
+        report = diagnose(make_backend(args.backend), topology, client_node(topology, args.node))
+        print(json.dumps(report.to_json(), indent=2) if args.json else report.render())
+        return 0 if report.broken is None else 1
+
+
+class DrillCommand(Command):
+    name, help = "drill", "troubleshooting practice: list, start NAME, hint, check, give-up"
+
+    def add_arguments(self, parser):
+        sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+        sub.add_parser("list", help="the drills there are, with their difficulty", parents=[common_options()])
+        start = sub.add_parser("start", help="break something (hidden) and describe the symptom",
+                               parents=[common_options()])
+        start.add_argument("drill", metavar="NAME")
+        start.add_argument("--duration", type=float, help="seconds until the fault reverts by itself (default 900)")
+        start.add_argument("--from", dest="node", help="the client that sees the symptom (default: the first)")
+        sub.add_parser("hint", help="one more hint", parents=[common_options()])
+        sub.add_parser("check", help="is it repaired? exit 0 when the service works again",
+                       parents=[common_options()])
+        sub.add_parser("give-up", help="show the fault and the fix, and revert it", parents=[common_options()])
+
+    def run(self, args):
+        from hoplab.drill import (DEFAULT_DURATION_S, DRILLS, DrillError, Drills, available, describe_fault,
+                                  elapsed, fill, roles)
+
+        topology = self.topology(args)
+        drills = Drills(make_backend(args.backend), topology)
+        try:
+            if args.action == "list":
+                values = roles(topology, client_node(topology, None))
+                for drill in DRILLS.values():
+                    if available(drill, values):
+                        print(f"{drill.name:<24}{drill.difficulty:<8}{fill(drill.symptom, values)}")
+                return 0
+            if args.action == "start":
+                state, drill = drills.start(args.drill, client_node(topology, args.node),
+                                            args.duration or DEFAULT_DURATION_S)
+                values = drills.values(state.client)
+                print(f"drill {drill.name} ({drill.difficulty}) from {state.client}: "
+                      f"{fill(drill.symptom, values)}\n"
+                      f"the fault reverts by itself in {state.deadline - state.started:.0f} s; "
+                      "`hoplab drill hint`, `check`, `give-up`")
+                return 0
+            if args.action == "hint":
+                hints = drills.hint()
+                for number, hint in enumerate(hints, 1):
+                    print(f"hint {number}: {hint}")
+                return 0
+            if args.action == "check":
+                state, outcomes = drills.check()
+                if state.state == "expired":
+                    print("time is up: the fault was reverted at its deadline (or by chaos halt)")
+                    return 1
+                for outcome in outcomes:
+                    print(f"{'ok' if outcome.ok else 'still broken':<14}{outcome.check.what}"
+                          + ("" if outcome.ok else f": {outcome.reason}"))
+                if state.state == "solved":
+                    print(f"solved in {elapsed(state)} with {state.hints_shown} hint(s)")
+                    return 0
+                return 1
+            state, drill, values = drills.give_up()
+            print(f"the fault: {describe_fault(drill, values)}\n{fill(drill.fix, values)}\nthe fix:")
+            for node, script in drill.fix_steps:
+                print(f"  hoplab exec {fill(node, values)} -- sh -c {shlex.quote(fill(script, values))}")
+            print("(reverted now)")
+            return 0
+        except DrillError as exc:
+            raise UsageError(str(exc)) from None
+
+
+def client_node(topology: spec.Topology, node: str | None) -> str:
+    """The client a verb acts from: the one named by --from, else the first."""
+    clients = [n.name for n in topology.nodes_of("client")]
+    if node is None and not clients:
+        raise UsageError("--from: the topology has no client node")
+    if node is not None and node not in clients:
+        raise UsageError(f"--from: {node!r} is not a client node (clients: {', '.join(clients)})")
+    return node or clients[0]
 
 
 class Validate(Command):
@@ -449,8 +566,8 @@ class Validate(Command):
         return 0
 
 
-COMMANDS = [Up(), Down(), Status(), Exec(), Stop(), Start(), Restart(), Visit(), Trace(), Load(), ChaosCommand(), Clean(), Render(), Graph(),
-            Validate()]
+COMMANDS = [Up(), Down(), Status(), Exec(), Stop(), Start(), Restart(), Visit(), Trace(), Load(), ChaosCommand(),
+            Diagnose(), DrillCommand(), Clean(), Render(), Graph(), Validate()]
 
 
 def common_options() -> argparse.ArgumentParser:
@@ -477,7 +594,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Verbs that touch a running lab: before them, faults past their deadline are reverted (the
 # CLI that injected them may have been killed, and its reaper with it).
-LAB_VERBS = {"up", "status", "exec", "stop", "start", "restart", "visit", "trace", "load", "chaos"}
+LAB_VERBS = {"up", "status", "exec", "stop", "start", "restart", "visit", "trace", "load", "chaos", "diagnose",
+             "drill"}
 
 
 def revert_expired_faults(args: argparse.Namespace) -> None:

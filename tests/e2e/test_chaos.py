@@ -1,9 +1,12 @@
-"""Every fault: inject -> the symptom a user would see -> halt -> the lab works again and the
-node's network state is exactly what it was. Plus deadlines, and a killed CLI."""
+"""Every fault: inject -> the symptom a user would see -> `hoplab diagnose` names the hop ->
+halt -> the lab works again and the node's state is exactly what it was. Plus deadlines, and a
+killed CLI."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -13,18 +16,48 @@ import pytest
 from helpers import HOPLAB, hoplab
 
 WWW = "https://www.example.test"
+RUN = "/run/hoplab"
 
 
 def node_state(lab, node):
-    script = "iptables -w -S; iptables -w -t nat -S; tc qdisc show; ip route; ip -br link"
-    return lab.sh(node, script).stdout
+    """What a fault may change in a node, and what its revert must put back."""
+    script = ("iptables -w -S; iptables -w -t nat -S; tc qdisc show; ip route; ip -br link | sed 's/@if[0-9]*//'; ip -o link | grep -o 'mtu [0-9]*'; "
+              f"find {RUN} -maxdepth 2 \\( -name '*chaos*' -o -name edge.d \\); "
+              f"cat {RUN}/bind/db.* {RUN}/bind/named.conf {RUN}/dhcp-options {RUN}/dhcp-hosts /etc/postfix/main.cf "
+              "2>/dev/null | md5sum; ps -eo stat= | grep -c '^T' || true; pgrep -fc 'socket, sys, threading' || true")
+    service = lab.topology.nodes[node].service
+    if service == "db":
+        script += "; psql -X -U postgres -d postgres -Atc \"SELECT rolconnlimit FROM pg_roles WHERE rolname='shop_app'\""
+    if service == "lb":
+        script += "; echo 'show stat' | socat stdio /run/haproxy/admin.sock | cut -d, -f2,18 | grep -v BACKEND"
+    # Docker's embedded-resolver NAT rules pick new ports whenever a container starts (a kill's revert)
+    return "\n".join(line for line in lab.sh(node, script).stdout.splitlines() if "127.0.0.11" not in line)
 
 
 def fetch(lab, path="/", seconds=3):
-    """(exit status, X-Served-By) of one request from the client."""
+    """(curl's exit status, HTTP status, X-Served-By, X-Cache) of one request from the client."""
     result = lab.exec("client", "curl", "-sS", "-o", "/dev/null", "--max-time", str(seconds), "-w",
-                      "%header{x-served-by}", f"{WWW}{path}", check=False)
-    return result.returncode, result.stdout.strip()
+                      "%{http_code} %header{x-served-by} %header{x-cache}", f"{WWW}{path}", check=False)
+    code, served_by, cache = (result.stdout.split() + ["", "", ""])[:3]
+    return result.returncode, code, served_by, cache
+
+
+def page_fails(lab, path="/", seconds=3):
+    return fetch(lab, path, seconds)[1] != "200"
+
+
+def dig(lab, server="198.51.100.53"):
+    return lab.exec("client", "dig", "+time=2", "+tries=1", f"@{server}", "www.example.test", check=False).stdout
+
+
+def dns_fails(lab):
+    return lab.exec("client", "dig", "+time=1", "+tries=1", "www.example.test", check=False).returncode != 0
+
+
+def smtp_rcpt(lab):
+    code = ("import smtplib; s = smtplib.SMTP('172.31.50.25', 25, timeout=3); s.ehlo('t.example.test'); "
+            "s.mail('shop@example.test'); print(s.rcpt('buyer@example.test')[0]); s.quit()")
+    return lab.exec("web1", "python3", "-c", code, check=False).stdout.strip()
 
 
 def inject(lab, fault, target, *params, duration=60, check=True):
@@ -35,22 +68,58 @@ def inject(lab, fault, target, *params, duration=60, check=True):
     return hoplab(*args, check=check)
 
 
-def dns_fails(lab):
-    return lab.exec("client", "dig", "+time=1", "+tries=1", "www.example.test", check=False).returncode != 0
+def diagnose(lab):
+    result = hoplab("diagnose", "--json", "--topology", lab.path, check=False)
+    return result.returncode, json.loads(result.stdout)
 
 
+def eventually(condition, seconds=10):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+    return True
+
+
+# fault: (target, params, the symptom a user sees, the hop diagnose must name)
 CASES = {
-    "process-stop": ("dns", (), dns_fails),
-    "link-down": ("cache:internet", (), lambda lab: fetch(lab)[0] != 0),
+    "process-stop": ("dns", (), dns_fails, "dns"),
+    "process-pause": ("db", (), lambda lab: fetch(lab, "/order")[1] != "200", "db"),
+    "process-kill": ("web1", (), lambda lab: lab.status()["web1"]["state"] != "running", "web1"),
+    "link-down": ("cache:internet", (), lambda lab: fetch(lab)[0] != 0, "edge"),
     "packet-loss": ("client:home", ("percent=100",), lambda lab: lab.exec(
-        "client", "ping", "-c", "2", "-W", "1", "192.168.50.1", check=False).returncode != 0),
-    "rate-limit": ("cache:internet", ("rate=1kbit",), lambda lab: fetch(lab, "/", 2)[0] != 0),
-    "port-block": ("cache", ("port=443",), lambda lab: fetch(lab)[0] != 0),
-    "ip-forward-off": ("router", (), dns_fails),
-    "masquerade-removed": ("router", (), dns_fails),
+        "client", "ping", "-c", "2", "-W", "1", "192.168.50.1", check=False).returncode != 0, "gateway"),
+    "rate-limit": ("cache:internet", ("rate=1kbit",), lambda lab: page_fails(lab, "/", 2), "edge"),
+    "port-block": ("cache", ("port=443",), lambda lab: fetch(lab)[0] == 7, "edge"),
+    "partition-one-way": ("lb", ("peer=web1",), lambda lab: lab.exec(
+        "lb", "nc", "-z", "-w", "1", "172.31.50.11", "8080", check=False).returncode != 0
+        and not page_fails(lab, "/order"), "web1"),
+    "partition-two-way": ("cache", ("peer=lb",), lambda lab: page_fails(lab, "/order"), "lb"),
+    "ip-forward-off": ("router", (), dns_fails, "nat"),
+    "masquerade-removed": ("router", (), dns_fails, "nat"),
+    "wrong-default-route": ("client:home", (), lambda lab: lab.default_gateway("client") != "192.168.50.1"
+                            and dns_fails(lab), "gateway"),
+    "mtu-blackhole": ("router:home", (), lambda lab: not page_fails(lab, "/edge-health") and page_fails(lab, "/"),
+                      "path-mtu"),
+    "dns-nxdomain": ("dns", (), lambda lab: "status: NXDOMAIN" in dig(lab), "dns"),
+    "dns-servfail": ("dns", (), lambda lab: "status: SERVFAIL" in dig(lab), "dns"),
+    "dns-wrong-a": ("dns", (), lambda lab: "198.51.100.80" not in dig(lab) and "NOERROR" in dig(lab), "dns"),
+    "dns-slow": ("dns", (), lambda lab: int(re.search(r"Query time: (\d+)", dig(lab))[1]) >= 600, "dns"),
+    "dhcp-pool-exhausted": ("dhcp", (), lambda lab: lab.exec("client", "ls", f"{RUN}/lease-home",
+                                                             check=False).returncode != 0, "lease"),
+    "dhcp-wrong-gateway": ("dhcp", (), lambda lab: lab.default_gateway("client") == "192.168.50.2", "lease"),
+    "dhcp-wrong-dns": ("dhcp", (), lambda lab: lab.nameservers("client") == ["192.168.50.1"], "lease"),
     "lb-backend-down": ("lb", ("server=web1",),
-                        lambda lab: {fetch(lab, "/order")[1] for _ in range(8)} == {"web2"}),
+                        lambda lab: {fetch(lab, "/order")[2] for _ in range(8)} == {"web2"}, "lb"),
+    "stale-cache": ("cache", (), lambda lab: [fetch(lab, "/order")[3] for _ in range(2)][-1] == "HIT", "cache"),
+    "db-connection-limit": ("db", (), lambda lab: fetch(lab, "/order")[1] == "503", "db"),
+    "smtp-refuse": ("mail", (), lambda lab: smtp_rcpt(lab) == "554", "mail"),
 }
+
+
+def lab_works(lab):
+    return fetch(lab, "/order")[1] == "200" and not dns_fails(lab) and smtp_rcpt(lab) == "250"
 
 
 @pytest.fixture(autouse=True)
@@ -59,22 +128,30 @@ def no_fault_left(lab):
     hoplab("chaos", "halt", "--topology", lab.path)
 
 
+def test_every_fault_has_a_case():
+    from hoplab.chaos.faults import CATALOGUE
+
+    assert set(CASES) | {"delay"} == set(CATALOGUE)
+
+
 @pytest.mark.parametrize("fault", list(CASES))
-def test_fault_shows_its_symptom_and_halt_puts_everything_back(lab, fault):
-    target, params, symptom = CASES[fault]
+def test_fault_shows_its_symptom_diagnose_names_the_hop_and_halt_puts_everything_back(lab, fault):
+    target, params, symptom, hop = CASES[fault]
     node = target.split(":")[0]
-    assert fetch(lab)[0] == 0 and not dns_fails(lab)
+    assert eventually(lambda: fetch(lab, "/order")[1] == "200"), "the lab is not healthy before the fault"
     before = node_state(lab, node)
     inject(lab, fault, target, *params)
-    assert symptom(lab), f"{fault}: no symptom"
-    assert fault in hoplab("chaos", "status", "--topology", lab.path).stdout
+    assert eventually(lambda: symptom(lab), 5), f"{fault}: no symptom"
+    status, report = diagnose(lab)
+    assert status == 1 and report["broken_hop"] == hop, f"{fault}: diagnose named {report['broken_hop']}: {report}"
+    assert report["evidence"] and report["reason"]
     hoplab("chaos", "halt", "--topology", lab.path)
-    assert node_state(lab, node) == before
-    deadline = time.monotonic() + 30
-    while fetch(lab)[0] != 0 or dns_fails(lab):
-        assert time.monotonic() < deadline, f"{fault}: the lab did not recover"
-        time.sleep(1)
+    assert eventually(lambda: lab_works(lab), 30), f"{fault}: the lab did not recover"
+    # health checks (the balancer's rise) may take a second to agree
+    assert eventually(lambda: node_state(lab, node) == before, 10), (before, node_state(lab, node))
     assert all(s["health"] == "healthy" for s in lab.status().values())
+    last = hoplab("chaos", "status", "--topology", lab.path).stdout.splitlines()[-1]
+    assert fault in last and "reverted" in last and "undo step failed" not in last, last
 
 
 def test_delay_needs_netem_and_says_so(lab):

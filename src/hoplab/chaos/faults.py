@@ -1,147 +1,70 @@
-"""The fault catalogue. A fault is data: what to run in which node to break something, and
-what to run to put it back. Nothing here acts; `hoplab.chaos.journal` records the undo before
-the act runs."""
+"""The fault catalogue: every fault hoplab can inject, by family. A fault is data (see
+`hoplab.chaos.model`); its planner, in `net_faults` or `service_faults`, says what to run in
+which node to break something and to put it back."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from hoplab.chaos import net_faults as net
+from hoplab.chaos import service_faults as svc
+from hoplab.chaos.model import Fault, FaultError, Plan, Step, Target
 
-from hoplab.spec import Topology
+__all__ = ["CATALOGUE", "FAMILIES", "Fault", "FaultError", "Plan", "Step", "Target"]
 
-
-class FaultError(Exception):
-    """A fault that cannot be planned: bad target or parameter (exit 2)."""
-
-
-@dataclass(frozen=True)
-class Step:
-    node: str
-    argv: tuple[str, ...]
-
-    def to_json(self) -> dict:
-        return {"node": self.node, "argv": list(self.argv)}
-
-
-@dataclass
-class Plan:
-    act: list[Step]
-    undo: list[Step]
-    symptom: str
-
-
-@dataclass(frozen=True)
-class Fault:
-    name: str
-    family: str
-    description: str
-    params: dict = field(default_factory=dict)  # name -> default
-    needs_iface: bool = False
-    service: str | None = None  # the target must run this service
-
-    def plan(self, topology: Topology, node: str, iface: str | None, params: dict) -> Plan:
-        return PLANNERS[self.name](topology, node, iface, params)
-
-
-def _sh(node: str, script: str) -> Step:
-    return Step(node, ("sh", "-c", script))
-
-
-def _chain_rule(iface: str, action: str, extra: str) -> list[str]:
-    return [f"iptables -w {action} INPUT -i {iface} {extra}", f"iptables -w {action} OUTPUT -o {iface} {extra}"]
-
-
-def _packet_loss(topology, node, iface, params) -> Plan:
-    rate = float(params["percent"]) / 100
-    if not 0 < rate <= 1:
-        raise FaultError(f"percent: {params['percent']} is outside (0, 100]")
-    match = f"-m statistic --mode random --probability {rate:.4f} -j DROP -m comment --comment hoplab-chaos"
-    return Plan([_sh(node, "; ".join(_chain_rule(iface, "-I", match)))],
-                [_sh(node, "; ".join(_chain_rule(iface, "-D", match)))],
-                f"about {params['percent']}% of packets through {node}:{iface} are lost")
-
-
-def _rate_limit(topology, node, iface, params) -> Plan:
-    rate = str(params["rate"])
-    return Plan([_sh(node, f"tc qdisc replace dev {iface} root tbf rate {rate} burst 2kb latency 200ms")],
-                [_sh(node, f"tc qdisc del dev {iface} root 2>/dev/null || true")],
-                f"{node}:{iface} sends at most {rate}")
-
-
-def _delay(topology, node, iface, params) -> Plan:
-    return Plan([_sh(node, f"tc qdisc replace dev {iface} root netem delay {params['ms']}ms {params['jitter_ms']}ms "
-                           f"2>/dev/null || {{ echo 'netem is not supported on this kernel (no sch_netem)' >&2; exit 3; }}")],
-                [_sh(node, f"tc qdisc del dev {iface} root 2>/dev/null || true")],
-                f"{node}:{iface} delays every packet by {params['ms']} ms")
-
-
-def _link_down(topology, node, iface, params) -> Plan:
-    saved = f"/run/hoplab/chaos-routes-{iface}"
-    return Plan([_sh(node, f"ip route save dev {iface} > {saved}; ip link set dev {iface} down")],
-                [_sh(node, f"ip link set dev {iface} up; ip route restore < {saved} 2>/dev/null; rm -f {saved}; true")],
-                f"{node}:{iface} is down")
-
-
-def _port_block(topology, node, iface, params) -> Plan:
-    port = int(params["port"])
-    if not 0 < port < 65536:
-        raise FaultError(f"port: {port} is not a port")
-    rule = f"INPUT -p tcp --dport {port} -j REJECT --reject-with tcp-reset -m comment --comment hoplab-chaos"
-    return Plan([_sh(node, f"iptables -w -I {rule}")], [_sh(node, f"iptables -w -D {rule}")],
-                f"{node} refuses TCP port {port}")
-
-
-def _process_stop(topology, node, iface, params) -> Plan:
-    # The service's main process is docker-init's (or the namespace's) child: the start
-    # script exec'd the daemon.
-    main = "$(pgrep -P 1 | head -n 1)"
-    return Plan([_sh(node, f"kill -STOP {main}")], [_sh(node, f"kill -CONT {main}")],
-                f"{node}'s service is frozen (SIGSTOP)")
-
-
-def _ip_forward_off(topology, node, iface, params) -> Plan:
-    # /proc/sys is read-only in a container, so the sysctl cannot be flipped at run time; a
-    # DROP at the head of FORWARD stops forwarding the same way for every packet.
-    rule = "FORWARD -j DROP -m comment --comment hoplab-chaos"
-    return Plan([_sh(node, f"iptables -w -I {rule}")], [_sh(node, f"iptables -w -D {rule}")],
-                f"{node} no longer forwards packets")
-
-
-def _masquerade_removed(topology, node, iface, params) -> Plan:
-    nat = topology.nodes[node].nat
-    rules = [f"POSTROUTING -s {topology.networks[n].subnet} -o {nat.outside} -j MASQUERADE" for n in nat.inside]
-    return Plan([_sh(node, "; ".join(f"iptables -w -t nat -D {r}" for r in rules))],
-                [_sh(node, "; ".join(f"iptables -w -t nat -A {r}" for r in rules))],
-                f"{node} forwards without NAT: replies cannot find their way back")
-
-
-def _lb_backend_down(topology, node, iface, params) -> Plan:
-    server = str(params["server"])
-    if server not in {n.name for n in topology.nodes_of("web")}:
-        raise FaultError(f"server: {server!r} is not a web node")
-    admin = "socat stdio /run/haproxy/admin.sock"
-    return Plan([_sh(node, f"echo 'disable server web/{server}' | {admin}")],
-                [_sh(node, f"echo 'enable server web/{server}' | {admin}")],
-                f"the balancer sends nothing to {server}")
-
-
-PLANNERS = {
-    "packet-loss": _packet_loss, "rate-limit": _rate_limit, "delay": _delay, "link-down": _link_down,
-    "port-block": _port_block, "process-stop": _process_stop, "ip-forward-off": _ip_forward_off,
-    "masquerade-removed": _masquerade_removed, "lb-backend-down": _lb_backend_down,
-}
+FAMILIES = ("process", "link", "filtering", "routing", "dns", "dhcp", "services")
 
 CATALOGUE = {f.name: f for f in [
-    Fault("process-stop", "process", "freeze a node's service with SIGSTOP"),
-    Fault("link-down", "link", "take an interface down", needs_iface=True),
-    Fault("packet-loss", "link", "drop a share of packets (iptables statistic match)", {"percent": 30},
-          needs_iface=True),
-    Fault("rate-limit", "link", "limit an interface's sending rate (tc tbf)", {"rate": "64kbit"}, needs_iface=True),
-    Fault("delay", "link", "delay and jitter (tc netem, where the kernel has it)", {"ms": 200, "jitter_ms": 20},
-          needs_iface=True),
-    Fault("port-block", "filtering", "refuse a TCP port (iptables REJECT)", {"port": 80}),
+    # process: the service's main process, its whole tree, or its death
+    Fault("process-stop", "process", "freeze the service's main process (SIGSTOP)", svc.process_stop,
+          resource="process"),
+    Fault("process-pause", "process", "pause every process of the service (SIGSTOP to the tree)", svc.process_pause,
+          resource="process"),
+    Fault("process-kill", "process", "kill the service (SIGKILL); the revert starts the node again",
+          svc.process_kill, resource="process"),
+    # link
+    Fault("link-down", "link", "take an interface down", net.link_down, needs_iface=True),
+    Fault("packet-loss", "link", "drop a share of packets (iptables statistic match)", net.packet_loss,
+          {"percent": 30}, needs_iface=True),
+    Fault("rate-limit", "link", "limit an interface's sending rate (tc tbf)", net.rate_limit, {"rate": "64kbit"},
+          needs_iface=True, resource="qdisc"),
+    Fault("delay", "link", "delay and jitter (tc netem, where the kernel has it)", net.delay,
+          {"ms": 200, "jitter_ms": 20}, needs_iface=True, resource="qdisc"),
+    # filtering
+    Fault("port-block", "filtering", "refuse a TCP port (iptables REJECT)", net.port_block, {"port": 80}),
+    Fault("partition-one-way", "filtering", "drop what the target sends to a peer; the peer's packets still arrive",
+          net.partition_one_way, {"peer": "web1"}),
+    Fault("partition-two-way", "filtering", "the target and a peer cannot reach each other", net.partition_two_way,
+          {"peer": "lb"}),
+    # routing and NAT
     Fault("ip-forward-off", "routing", "stop forwarding (DROP at the head of FORWARD; /proc/sys is read-only)",
+          net.ip_forward_off, service="router"),
+    Fault("masquerade-removed", "routing", "remove the NAT masquerade rules", net.masquerade_removed,
           service="router"),
-    Fault("masquerade-removed", "routing", "remove the NAT masquerade rules", service="router"),
+    Fault("wrong-default-route", "routing", "point the default route at an address that does not route",
+          net.wrong_default_route, {"via": ""}, needs_iface=True),
+    Fault("mtu-blackhole", "routing", "lower a link's MTU and drop the ICMP 'fragmentation needed' it sends",
+          net.mtu_blackhole, {"mtu": 1200}, needs_iface=True),
+    # DNS: the lab's zone as named serves it
+    Fault("dns-nxdomain", "dns", "remove a name from the zone (NXDOMAIN)", svc.dns_nxdomain, {"name": "www"},
+          service="dns", resource="zone"),
+    Fault("dns-servfail", "dns", "the zone fails to load (SERVFAIL for every name)", svc.dns_servfail,
+          service="dns", resource="zone"),
+    Fault("dns-wrong-a", "dns", "a name resolves to an address where nothing answers", svc.dns_wrong_a,
+          {"name": "www", "address": ""}, service="dns", resource="zone"),
+    Fault("dns-slow", "dns", "every answer comes late (a delaying relay in front of named)", svc.dns_slow,
+          {"ms": 700}, service="dns"),
+    # DHCP: what dnsmasq hands out; clients renew at once
+    Fault("dhcp-pool-exhausted", "dhcp", "every pool address is reserved: renewals are refused", svc.dhcp_pool_exhausted,
+          service="dhcp", resource="dhcp"),
+    Fault("dhcp-wrong-gateway", "dhcp", "leases name a gateway that does not route", svc.dhcp_wrong_gateway,
+          {"address": ""}, service="dhcp", resource="dhcp"),
+    Fault("dhcp-wrong-dns", "dhcp", "leases name a DNS server that does not answer", svc.dhcp_wrong_dns,
+          {"address": ""}, service="dhcp", resource="dhcp"),
+    # services
     Fault("lb-backend-down", "services", "mark a web replica down in the balancer (runtime socket)",
-          {"server": "web1"}, service="lb"),
+          svc.lb_backend_down, {"server": "web1"}, service="lb"),
+    Fault("stale-cache", "services", "the edge caches every page, ignoring the origin's no-store", svc.stale_cache,
+          {"ttl": 3600}, service="cache"),
+    Fault("db-connection-limit", "services", "the app's database role may open no connection", svc.db_connection_limit,
+          {"role": "shop_app"}, service="db"),
+    Fault("smtp-refuse", "services", "the mail server refuses every client (554)", svc.smtp_refuse, service="mail"),
 ]}

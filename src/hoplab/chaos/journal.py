@@ -9,17 +9,20 @@ import fcntl
 import json
 import os
 import secrets
+import subprocess
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from hoplab.backends.base import Backend
-from hoplab.chaos.faults import CATALOGUE, FaultError, Step
+from hoplab.chaos.faults import CATALOGUE, FaultError, Step, Target
+from hoplab.chaos.model import MAX_DURATION_S
 from hoplab.paths import BUILD_DIR
+from hoplab.progress import Progress
 from hoplab.spec import Topology
 
-MAX_DURATION_S = 600
 
 
 @dataclass
@@ -68,7 +71,13 @@ class Chaos:
     # ------------------------------------------------------------ acting
 
     def _run(self, step: dict | Step) -> tuple[bool, str]:
-        step = step if isinstance(step, Step) else Step(step["node"], tuple(step["argv"]))
+        step = step if isinstance(step, Step) else Step.from_json(step)
+        if step.kind == "restart":
+            try:
+                self.backend.up(self.topology, Progress(quiet=True))
+            except Exception as exc:  # noqa: BLE001 -- any failure is the undo's note, not a crash
+                return False, f"restarting {step.node}: {exc}"
+            return True, ""
         result = self.backend.run(self.topology, step.node, list(step.argv), timeout=30)
         return result.returncode == 0, (result.stderr or result.stdout).strip()
 
@@ -97,11 +106,16 @@ class Chaos:
             values = {k: type(v)(params.get(k, v)) for k, v in fault.params.items()}
         except ValueError as exc:
             raise FaultError(f"--param: {exc}") from None
-        plan = fault.plan(self.topology, node, iface or None, values)
+        plan = fault.plan(Target(node, iface or None, self.topology), values)
         now = time.time()
         entry = Entry(secrets.token_hex(4), fault_name, node, iface or None, values, plan.symptom, now,
                       now + duration, [s.to_json() for s in plan.undo])
         with self._locked() as entries:  # the undo is on disk before anything acts
+            clash = next((e for e in entries if e.state == "active" and e.node == node
+                          and CATALOGUE[e.fault].claims == fault.claims), None)
+            if clash:
+                raise FaultError(f"FAULT: {clash.fault} ({clash.id}) already changes the same thing on {node}; "
+                                 f"halt it first")
             entries.append(entry)
         for step in plan.act:
             ok, output = self._run(step)
@@ -130,6 +144,14 @@ class Chaos:
     def revert_expired(self) -> list[Entry]:
         now = time.time()
         return [e for e in (self.revert(a.id) for a in self.active() if a.deadline <= now) if e]
+
+    def start_reaper(self) -> None:
+        """A detached process that reverts each fault at its deadline, whatever happens to the
+        CLI that injected it."""
+        reaper = [sys.executable, "-m", "hoplab", "chaos", "reap", "--topology", str(self.topology.source),
+                  "--backend", self.backend.name]
+        subprocess.Popen(reaper, start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
 
     def reap(self) -> None:
         """Stay until no fault is active, reverting each at its deadline."""

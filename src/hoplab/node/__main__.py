@@ -17,6 +17,9 @@ def main(argv: list[str]) -> None:
         # The agent lives beside the service for the node's whole life; it only captures when
         # the control service asks.
         subprocess.Popen([sys.executable, "-m", "hoplab.control.agent"], stdin=subprocess.DEVNULL)
+    # Chaos's process faults find the service here, in any backend: exec keeps this pid, so it
+    # is the start script's and then the daemon's it execs.
+    (node.run_dir / "service.pid").write_text(f"{os.getpid()}\n")
     start = str(node.service_dir / "start")
     os.execv(sys.executable, [sys.executable, start])
 

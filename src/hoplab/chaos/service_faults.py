@@ -1,0 +1,242 @@
+"""Faults of the services: their processes, the DNS zone, the DHCP server's answers, the edge
+cache, the balancer, the database and the mail server. Each changes what the real daemon
+does (a config file it re-reads, a runtime socket, a role) and puts it back as it was."""
+
+from __future__ import annotations
+
+from hoplab.chaos.model import (MAX_DURATION_S, RUN, SERVICE_PID, FaultError, Plan, Step, Target, ipt_add,
+                                ipt_remove, ipv4, quote, sh, unused_address)
+
+# ------------------------------------------------------------ processes
+
+# The service's process tree, leaving out the node's capture agent (the runtime starts it
+# before exec'ing the service, so it is the service's child).
+_TREE = ("agent=$(pgrep -f hoplab.control.agent || true)\n"
+         "tree() { case \" $agent \" in *\" $1 \"*) return;; esac; echo $1; "
+         "for c in $(pgrep -P $1 || true); do tree $c; done; }")
+
+
+def process_stop(t: Target, p: dict) -> Plan:
+    return Plan([sh(t.node, f"kill -STOP {SERVICE_PID}")], [sh(t.node, f"kill -CONT {SERVICE_PID}")],
+                f"{t.node}'s service process is frozen (SIGSTOP); its children keep running")
+
+
+def process_pause(t: Target, p: dict) -> Plan:
+    # Like `docker pause` (the cgroup freezer), but with signals so that any backend can do it.
+    return Plan([sh(t.node, _TREE, f"for pid in $(tree {SERVICE_PID}); do kill -STOP $pid; done")],
+                [sh(t.node, _TREE, f"for pid in $(tree {SERVICE_PID}); do kill -CONT $pid; done")],
+                f"every process of {t.node}'s service is paused")
+
+
+def process_kill(t: Target, p: dict) -> Plan:
+    # The node dies with its service; only the backend can start it again.
+    return Plan([sh(t.node, f"kill -KILL {SERVICE_PID}")], [Step(t.node, kind="restart")],
+                f"{t.node}'s service was killed (SIGKILL) and is not running")
+
+
+# ------------------------------------------------------------ DNS: the zone file, re-read on SIGHUP
+
+
+def _zone(t: Target) -> str:
+    return f"{RUN}/bind/db.{t.topology.domain.name}"
+
+
+def _rewrite_zone(t: Target, edit: str, symptom: str) -> Plan:
+    zone, saved = _zone(t), _zone(t) + ".chaos"
+    reload = f"kill -HUP {SERVICE_PID}; sleep 0.3"
+    # `cat >` rather than `mv`: named reloads a zone only when its file is newer than its load.
+    return Plan([sh(t.node, f"test -f {zone}", f"cp {zone} {saved}", edit, reload)],
+                [sh(t.node, f"test -f {saved} || exit 0", f"cat {saved} > {zone}", f"rm -f {saved}", reload)],
+                symptom)
+
+
+def _record_name(t: Target, p: dict) -> str:
+    name = str(p["name"])
+    if name not in t.topology.domain.records and name not in t.topology.nodes:
+        raise FaultError(f"name: {name!r} has no A record in {t.topology.domain.name}")
+    return name
+
+
+def dns_nxdomain(t: Target, p: dict) -> Plan:
+    name = _record_name(t, p)
+    return _rewrite_zone(t, f"sed -i '/^{name} IN A /d' {_zone(t)}",
+                         f"{name}.{t.topology.domain.name} does not exist (NXDOMAIN)")
+
+
+def dns_wrong_a(t: Target, p: dict) -> Plan:
+    name = _record_name(t, p)
+    right = t.topology.domain.records.get(name) or t.topology.nodes[name].static_addresses[0][1]
+    network = next(n for n, net in t.topology.networks.items() if right in net.subnet)
+    wrong = ipv4("address", str(p["address"])) if p["address"] else unused_address(t.topology, network)
+    return _rewrite_zone(t, f"sed -i 's/^{name} IN A .*/{name} IN A {wrong}/' {_zone(t)}",
+                         f"{name}.{t.topology.domain.name} resolves to {wrong}, where nothing answers")
+
+
+def dns_servfail(t: Target, p: dict) -> Plan:
+    # The zone becomes a secondary whose primary cannot be reached (nothing listens on
+    # loopback port 1): it never loads, and named answers SERVFAIL for every name in it.
+    conf, saved = f"{RUN}/bind/named.conf", f"{RUN}/bind/named.conf.chaos"
+    domain = t.topology.domain.name
+    secondary = f'zone "{domain}" {{ type secondary; primaries {{ 127.0.0.1 port 1; }}; }};'
+    reload = f"kill -HUP {SERVICE_PID}; sleep 0.3"
+    return Plan([sh(t.node, f"cp {conf} {saved}", f"sed -i 's|^zone \"{domain}\" .*|{secondary}|' {conf}", reload)],
+                [sh(t.node, f"test -f {saved} || exit 0", f"cat {saved} > {conf}", f"rm -f {saved}", reload)],
+                f"every name in {domain} fails with SERVFAIL")
+
+
+# A UDP relay that answers every query after a delay: netem is missing on these kernels, and a
+# token bucket only delays a queue, never a lone packet. DNS queries that arrive over the
+# network are redirected to it; it asks named on loopback and answers from port 53 (conntrack
+# undoes the redirect on the way back).
+_RELAY = """
+import socket, sys, threading, time
+delay = float(sys.argv[1]) / 1000
+server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+server.bind(("0.0.0.0", int(sys.argv[2])))
+def answer(query, client):
+    time.sleep(delay)
+    upstream = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    upstream.settimeout(2)
+    try:
+        upstream.sendto(query, ("127.0.0.1", 53))
+        server.sendto(upstream.recv(4096), client)
+    except OSError:
+        pass
+    finally:
+        upstream.close()
+while True:
+    query, client = server.recvfrom(4096)
+    threading.Thread(target=answer, args=(query, client), daemon=True).start()
+"""
+RELAY_PORT = 10053
+RELAY_LIFETIME_S = MAX_DURATION_S + 60  # a backstop past the longest fault: the relay dies even if no undo runs
+
+
+def dns_slow(t: Target, p: dict) -> Plan:
+    ms = int(p["ms"])
+    if not 0 < ms <= 5000:
+        raise FaultError(f"ms: {ms} is outside 1..5000")
+    pidfile = f"{RUN}/chaos-dns-relay.pid"
+    rule = f"PREROUTING -p udp --dport 53 -j REDIRECT --to-ports {RELAY_PORT}"
+    listening = f":{RELAY_PORT:04X} "
+    start = (f"setsid timeout {RELAY_LIFETIME_S} python3 -c {quote(_RELAY)} {ms} {RELAY_PORT} "
+             f"</dev/null >/dev/null 2>&1 & echo $! > {pidfile}")
+    return Plan([sh(t.node, start, f"for i in $(seq 50); do grep -q '{listening}' /proc/net/udp && break; sleep 0.1; done",
+                    ipt_add(rule, "nat"))],
+                [sh(t.node, ipt_remove(rule, "nat"), f"test -f {pidfile} && kill $(cat {pidfile}) 2>/dev/null || true",
+                    f"rm -f {pidfile}")],
+                f"every DNS answer from {t.node} takes {ms} ms")
+
+
+# ------------------------------------------------------------ DHCP: files dnsmasq re-reads on SIGHUP
+
+
+def _dhcp_clients(t: Target) -> list[str]:
+    networks = {n for n, net in t.topology.networks.items() if net.dhcp and net.dhcp.server == t.node}
+    return [n.name for n in t.topology.nodes.values() if any(i.address is None and i.network in networks
+                                                             for i in n.interfaces)]
+
+
+def _renew(client: str) -> Step:
+    """The client renews now (udhcpc: SIGUSR1) and we wait until its lease changes (or 5 s)."""
+    leases = f"cat {RUN}/lease-* 2>/dev/null | md5sum"
+    return sh(client, f"before=$({leases})", f"kill -USR1 {SERVICE_PID}",
+              f"for i in $(seq 50); do sleep 0.1; [ \"$({leases})\" != \"$before\" ] && break; done; true")
+
+
+def _dhcp_file_fault(t: Target, name: str, edit: str, symptom: str) -> Plan:
+    path, saved = f"{RUN}/{name}", f"{RUN}/{name}.chaos"
+    reload = f"kill -HUP {SERVICE_PID}"
+    renew = [_renew(c) for c in _dhcp_clients(t)]
+    return Plan([sh(t.node, f"test -f {path}", f"cp {path} {saved}", edit, reload), *renew],
+                [sh(t.node, f"test -f {saved} || exit 0", f"cat {saved} > {path}", f"rm -f {saved}", reload), *renew],
+                symptom)
+
+
+def _scope(t: Target):
+    scopes = [net for net in t.topology.networks.values() if net.dhcp and net.dhcp.server == t.node]
+    if not scopes:
+        raise FaultError(f"--target: {t.node} serves no DHCP scope")
+    return scopes[0]
+
+
+def dhcp_pool_exhausted(t: Target, p: dict) -> Plan:
+    # Every address of the pool is reserved for a machine that does not exist: a renewing
+    # client is refused (NAK, "address reserved") and a new one gets no offer.
+    net = _scope(t)
+    first, last = int(net.dhcp.first), int(net.dhcp.last)
+    reserve = (f"i=0; for a in $(seq {first} {last}); do i=$((i+1)); "
+               f"printf '02:00:00:00:%02x:%02x,%d.%d.%d.%d\\n' $((i/256)) $((i%256)) "
+               f"$((a>>24&255)) $((a>>16&255)) $((a>>8&255)) $((a&255)); done > {RUN}/dhcp-hosts")
+    return _dhcp_file_fault(t, "dhcp-hosts", reserve, f"{t.node} has no free address left in {net.name}'s pool")
+
+
+def _wrong_option(t: Target, p: dict, option: str, default_network_of: str) -> Plan:
+    net = _scope(t)
+    value = ipv4("address", str(p["address"])) if p["address"] else default_network_of
+    edit = f"sed -i 's/option:{option},.*/option:{option},{value}/' {RUN}/dhcp-options"
+    return _dhcp_file_fault(t, "dhcp-options", edit, f"{t.node} hands out {option} {value} on {net.name}")
+
+
+def dhcp_wrong_gateway(t: Target, p: dict) -> Plan:
+    # By default the DHCP server's own address: a classic typo, and it does not forward.
+    net = _scope(t)
+    return _wrong_option(t, p, "router", str(t.topology.nodes[t.node].address_on(net.name)))
+
+
+def dhcp_wrong_dns(t: Target, p: dict) -> Plan:
+    # By default the gateway's address: another classic, and no DNS server listens there.
+    net = _scope(t)
+    return _wrong_option(t, p, "dns-server", str(t.topology.nodes[net.dhcp.gateway].address_on(net.name)))
+
+
+# ------------------------------------------------------------ the edge, the balancer, the database, mail
+
+
+def lb_backend_down(t: Target, p: dict) -> Plan:
+    server = str(p["server"])
+    if server not in {n.name for n in t.topology.nodes_of("web")}:
+        raise FaultError(f"server: {server!r} is not a web node")
+    admin = "socat stdio /run/haproxy/admin.sock"
+    return Plan([sh(t.node, f"echo 'disable server web/{server}' | {admin}")],
+                [sh(t.node, f"echo 'enable server web/{server}' | {admin}")],
+                f"the balancer sends nothing to {server}")
+
+
+_STALE_KEY = "chaos-stale"
+_STALE_CONF = (f'proxy_cache_key "{_STALE_KEY} $scheme$proxy_host$request_uri";\n'
+               "proxy_ignore_headers Cache-Control Expires Set-Cookie;\n"
+               "proxy_cache_valid any {ttl}s;\n")
+
+
+def stale_cache(t: Target, p: dict) -> Plan:
+    # The edge ignores what the origin says about caching and keeps every answer: pages marked
+    # no-store are served from the cache, the same copy to everyone. Its own cache key, so
+    # the revert can delete exactly the copies made meanwhile.
+    ttl = int(p["ttl"])
+    dropin_dir = f"{RUN}/edge.d"
+    dropin = f"{dropin_dir}/chaos-stale.conf"
+    reload = f"kill -HUP {SERVICE_PID}; sleep 0.5"
+    return Plan([sh(t.node, f"mkdir -p {dropin_dir}", f"printf %s {quote(_STALE_CONF.format(ttl=ttl))} > {dropin}",
+                    reload)],
+                [sh(t.node, f"rm -f {dropin}", f"rmdir {dropin_dir} 2>/dev/null || true", reload,
+                    f"grep -rlaZ '^KEY: {_STALE_KEY} ' {RUN}/cache 2>/dev/null | xargs -0 -r rm -f")],
+                f"{t.node} serves cached copies of every page for {ttl} s, whatever the origin says")
+
+
+def db_connection_limit(t: Target, p: dict) -> Plan:
+    role = str(p["role"])
+    if not role.replace("_", "").isalnum():
+        raise FaultError(f"role: {role!r} is not a role name")
+    psql = "psql -X -q -U postgres -d postgres -c"
+    return Plan([sh(t.node, f"{psql} 'ALTER ROLE {role} CONNECTION LIMIT 0'")],
+                [sh(t.node, f"{psql} 'ALTER ROLE {role} CONNECTION LIMIT -1'")],
+                f"the database refuses every new connection of {role}")
+
+
+def smtp_refuse(t: Target, p: dict) -> Plan:
+    conf, saved = "/etc/postfix/main.cf", f"{RUN}/chaos-main.cf"
+    return Plan([sh(t.node, f"cp {conf} {saved}", "postconf -e 'smtpd_client_restrictions = reject'", "postfix reload")],
+                [sh(t.node, f"test -f {saved} || exit 0", f"cat {saved} > {conf}", f"rm -f {saved}", "postfix reload")],
+                f"{t.node} refuses every message (554 Access denied)")
+

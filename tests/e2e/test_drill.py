@@ -1,0 +1,61 @@
+"""Every drill as a student meets it: `start` tells only the symptom, `check` fails, the
+documented fix (run with `hoplab exec`, as a user would) repairs it, and `check` passes; the
+fault's undo then leaves nothing behind."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from helpers import hoplab
+from hoplab.chaos.faults import CATALOGUE
+from hoplab.drill import DRILLS, fill, roles
+
+
+def drill(lab, *args, check=False):
+    return hoplab("drill", *args, "--topology", lab.path, check=check)
+
+
+@pytest.fixture(autouse=True)
+def no_drill_left(lab):
+    yield
+    drill(lab, "give-up")
+    hoplab("chaos", "halt", "--topology", lab.path)
+
+
+@pytest.mark.parametrize("name", list(DRILLS))
+def test_drill_fails_until_the_documented_fix_then_passes(lab, name):
+    spec = DRILLS[name]
+    values = roles(lab.topology, "client")
+    started = drill(lab, "start", name, "--duration", "120", check=True)
+    assert spec.fault not in started.stdout and CATALOGUE[spec.fault].description not in started.stdout
+    assert fill(spec.symptom, values) in started.stdout
+    first = drill(lab, "check")
+    assert first.returncode == 1 and "still broken" in first.stdout, first.stdout + first.stderr
+    for node, script in spec.fix_steps:
+        lab.sh(fill(node, values), fill(script, values))
+    deadline = time.monotonic() + 20
+    while (result := drill(lab, "check")).returncode != 0:
+        assert time.monotonic() < deadline, f"{name}: still broken after the fix:\n{result.stdout}{result.stderr}"
+        time.sleep(1)
+    assert "solved" in result.stdout
+    last = hoplab("chaos", "status", "--topology", lab.path).stdout.splitlines()[-1]
+    assert spec.fault in last and "reverted" in last and "drill solved" in last and "failed" not in last
+
+
+def test_hints_then_give_up_shows_fault_and_fix_and_reverts(lab):
+    drill(lab, "start", "https-refused", "--duration", "60", check=True)
+    assert drill(lab, "hint").stdout.count("hint ") == 1
+    assert drill(lab, "hint").stdout.count("hint ") == 2
+    given = drill(lab, "give-up", check=True).stdout
+    assert "port-block" in given and "iptables -D INPUT 1" in given
+    assert drill(lab, "check").returncode == 2  # nothing running any more
+    assert lab.exec("client", "curl", "-sS", "-o", "/dev/null", "--max-time", "3",
+                    "https://www.example.test/edge-health", check=False).returncode == 0
+
+
+def test_bad_drill_requests_exit_2(lab):
+    for args, word in ((["start", "nosuch"], "NAME"), (["hint"], "no drill"), (["check"], "no drill")):
+        result = drill(lab, *args)
+        assert result.returncode == 2 and word in result.stderr, result.stderr
