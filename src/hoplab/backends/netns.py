@@ -359,9 +359,10 @@ class NetnsBackend(Backend):
 
     def _env(self, topology: Topology, node: str) -> dict[str, str]:
         """A node's environment, the same for its service and for `exec`: the variables the
-        Docker images set, the venv's python3 first (it has the node runtime and gRPC)."""
+        Docker images set. Debian's python3 comes first, as in an image (the services' Debian
+        modules); the venv's tools (Locust) after it. The node runtime runs on the venv's Python."""
         service = self.catalog[topology.nodes[node].service]
-        return {"PATH": f"{Path(sys.executable).parent}:{SYSTEM_PATH}", "HOME": "/root", "LANG": "C.UTF-8",
+        return {"PATH": f"{SYSTEM_PATH}:{Path(sys.executable).parent}", "HOME": "/root", "LANG": "C.UTF-8",
                 "HOPLAB_NODE": node, "HOPLAB_SERVICE": str(service.directory), "HOPLAB_RUN_DIR": RUN_DIR,
                 "HOPLAB_LAB_JSON": LAB_JSON,
                 "PYTHONDONTWRITEBYTECODE": "1", nodeproc.MARKER: topology.name}
