@@ -39,7 +39,7 @@ clean: $(VENV)/.installed
 	$(HOPLAB) clean --all
 
 test: host-all $(VENV)/.installed
-	$(PY) -m pytest -q -ra
+	$(PY) -m pytest -q -ra tests/unit tests/e2e
 
 test-unit: $(VENV)/.installed
 	$(PY) -m pytest -q -ra tests/unit

@@ -64,6 +64,7 @@ class Command:
     name = ""
     help = ""
     needs_topology = True
+    uses_backend = True  # False: the verb reads files only (no backend is chosen or named)
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         pass
@@ -200,6 +201,7 @@ class Clean(Command):
 
 class Render(Command):
     name, help = "render", "write compose/<lab>.yml and its runtime JSON from the topology"
+    uses_backend = False
 
     def add_arguments(self, parser):
         parser.add_argument("--check", action="store_true", help="exit 1 if the committed files are stale")
@@ -226,6 +228,7 @@ class Render(Command):
 
 class Graph(Command):
     name, help = "graph", "draw the topology (SVG, PNG, DOT or Mermaid)"
+    uses_backend = False
 
     def add_arguments(self, parser):
         parser.add_argument("-o", "--output", type=Path, help="file to write; the suffix picks the format")
@@ -558,6 +561,7 @@ def client_node(topology: spec.Topology, node: str | None) -> str:
 
 class Validate(Command):
     name, help = "validate", "check a topology file and exit 0, or name every problem and exit 2"
+    uses_backend = False
 
     def run(self, args):
         topology = self.topology(args)
@@ -614,7 +618,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.backend_reason = ""
     args.backend_explicit = args.backend is not None
-    if args.backend is None:
+    if args.backend is None and args.handler.uses_backend:
         args.backend, args.backend_reason = choose_backend(args)
         if args.backend != "docker" and args.verb != "clean":
             print(f"hoplab: using the {args.backend} backend ({args.backend_reason})", file=sys.stderr)

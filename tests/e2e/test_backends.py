@@ -32,8 +32,8 @@ def visit(lab, client):
 def test_both_backends_serve_page_loads_side_by_side(lab, other):
     mine, theirs = visit(lab, "client"), visit(other, "pc1")
     assert mine["status"] == theirs["status"] == 200
-    assert mine["replica"] in {n.name for n in lab.topology.nodes_of("web")}
-    assert theirs["replica"] in {n.name for n in other.topology.nodes_of("web")}
+    assert mine["served_by"] in {n.name for n in lab.topology.nodes_of("web")}
+    assert theirs["served_by"] in {n.name for n in other.topology.nodes_of("web")}
 
 
 def test_without_backend_each_lab_is_found_where_it_runs(lab, other):
