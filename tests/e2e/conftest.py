@@ -8,6 +8,7 @@ import pytest
 from helpers import LAB_TOPOLOGY, engine_reachable, hoplab, load_lab, missing_prerequisite
 
 BACKENDS = ("docker", "netns")
+OTHER = {"docker": "netns", "netns": "docker"}
 
 
 def pytest_collection_modifyitems(items):
@@ -32,8 +33,17 @@ def backend(request):
 @pytest.fixture(scope="session")
 def lab(backend):
     lab = load_lab(LAB_TOPOLOGY, backend)
+    # The default lab running on the other backend (after `make up`, say) holds the same
+    # subnets: it makes way for these tests and is brought back after them.
+    other = load_lab(LAB_TOPOLOGY, OTHER[backend])
+    other_running = (missing_prerequisite(other.backend) is None
+                     and any(n["state"] == "running" for n in other.status().values()))
+    if other_running:
+        other.hoplab("down")
     was_running = all(n["health"] == "healthy" for n in lab.status().values())
     lab.hoplab("up", "--quiet")
     yield lab
     if not was_running:
         lab.hoplab("down")
+    if other_running:
+        other.hoplab("up", "--quiet")

@@ -21,7 +21,9 @@ RUN = "/run/hoplab"
 
 def node_state(lab, node):
     """What a fault may change in a node, and what its revert must put back."""
-    script = ("iptables -w -S; iptables -w -t nat -S; tc qdisc show; ip route; ip -br link | sed 's/@if[0-9]*//'; ip -o link | grep -o 'mtu [0-9]*'; "
+    script = ("iptables -w -S; iptables -w -t nat -S; tc qdisc show; ip route; ip -br link | sed 's/@if[0-9]*//' | sort; "
+              # sorted by name: a restarted container may get its interfaces in another order
+              "for i in $(ls /sys/class/net | sort); do echo $i mtu $(cat /sys/class/net/$i/mtu); done; "
               f"find {RUN} -maxdepth 2 \\( -name '*chaos*' -o -name edge.d \\); "
               f"cat {RUN}/bind/db.* {RUN}/bind/named.conf {RUN}/dhcp-options {RUN}/dhcp-hosts /etc/postfix/main.cf "
               "2>/dev/null | md5sum; ps -eo stat= | grep -c '^T' || true; pgrep -fc 'socket, sys, threading' || true")
