@@ -26,7 +26,10 @@ def node_state(lab, node):
               "for i in $(ls /sys/class/net | sort); do echo $i mtu $(cat /sys/class/net/$i/mtu); done; "
               f"find {RUN} -maxdepth 2 \\( -name '*chaos*' -o -name edge.d \\); "
               f"cat {RUN}/bind/db.* {RUN}/bind/named.conf {RUN}/dhcp-options {RUN}/dhcp-hosts /etc/postfix/main.cf "
-              "2>/dev/null | md5sum; ps -eo stat= | grep -c '^T' || true; pgrep -fc 'socket, sys, threading' || true")
+              "2>/dev/null | md5sum; "
+              # stopped processes of the service (its own tree: a namespace sees the host's processes)
+              f"ps -o stat= -p $(cat {RUN}/service.pid) --ppid $(cat {RUN}/service.pid) | grep -c '^T' || true; "
+              "pgrep -fc 'socket, sys, threading' || true")
     service = lab.topology.nodes[node].service
     if service == "db":
         script += "; psql -X -U postgres -d postgres -Atc \"SELECT rolconnlimit FROM pg_roles WHERE rolname='shop_app'\""

@@ -10,8 +10,9 @@ from hoplab.chaos.model import (MAX_DURATION_S, RUN, SERVICE_PID, FaultError, Pl
 # ------------------------------------------------------------ processes
 
 # The service's process tree, leaving out the node's capture agent (the runtime starts it
-# before exec'ing the service, so it is the service's child).
-_TREE = ("agent=$(pgrep -f hoplab.control.agent || true)\n"
+# before exec'ing the service, so it is the service's child; asked as such, since in a network
+# namespace pgrep sees every node's agent).
+_TREE = (f"agent=$(pgrep -P {SERVICE_PID} -f hoplab.control.agent || true)\n"
          "tree() { case \" $agent \" in *\" $1 \"*) return;; esac; echo $1; "
          "for c in $(pgrep -P $1 || true); do tree $c; done; }")
 
@@ -23,8 +24,9 @@ def process_stop(t: Target, p: dict) -> Plan:
 
 def process_pause(t: Target, p: dict) -> Plan:
     # Like `docker pause` (the cgroup freezer), but with signals so that any backend can do it.
-    return Plan([sh(t.node, _TREE, f"for pid in $(tree {SERVICE_PID}); do kill -STOP $pid; done")],
-                [sh(t.node, _TREE, f"for pid in $(tree {SERVICE_PID}); do kill -CONT $pid; done")],
+    # A process may end between the listing and its signal (a database session closing).
+    return Plan([sh(t.node, _TREE, f"for pid in $(tree {SERVICE_PID}); do kill -STOP $pid 2>/dev/null || true; done")],
+                [sh(t.node, _TREE, f"for pid in $(tree {SERVICE_PID}); do kill -CONT $pid 2>/dev/null || true; done")],
                 f"every process of {t.node}'s service is paused")
 
 
