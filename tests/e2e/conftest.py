@@ -5,21 +5,13 @@ tests (the two backends' default labs share subnets, so they take turns)."""
 
 import pytest
 
-from helpers import LAB_TOPOLOGY, engine_reachable, hoplab, load_lab, missing_prerequisite
+from helpers import BACKENDS, LAB_TOPOLOGY, OTHER, load_lab, missing_prerequisite
 
-BACKENDS = ("docker", "netns")
-OTHER = {"docker": "netns", "netns": "docker"}
 
 
 def pytest_collection_modifyitems(items):
     for item in items:
         item.add_marker(pytest.mark.e2e)
-
-
-@pytest.fixture(scope="session")
-def engine():
-    if not engine_reachable():
-        pytest.skip("no Docker engine reachable (`make up` or scripts/setup-host starts one)")
 
 
 @pytest.fixture(scope="session", params=BACKENDS)

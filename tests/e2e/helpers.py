@@ -21,6 +21,8 @@ from hoplab.services import load_catalog
 HOPLAB = [sys.executable, "-m", "hoplab"]
 LAB_TOPOLOGY = TOPOLOGY_DIR / "lab.yaml"
 DUO_TOPOLOGY = TOPOLOGY_DIR / "duo.yaml"
+BACKENDS = ("docker", "netns")
+OTHER = {"docker": "netns", "netns": "docker"}  # each backend's counterpart
 
 
 def hoplab(*args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:

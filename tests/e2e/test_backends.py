@@ -6,9 +6,7 @@ import json
 
 import pytest
 
-from helpers import DUO_TOPOLOGY, hoplab, host_state, lab_leftovers, load_lab, missing_prerequisite
-
-OTHER = {"docker": "netns", "netns": "docker"}
+from helpers import DUO_TOPOLOGY, OTHER, hoplab, host_state, lab_leftovers, load_lab, missing_prerequisite
 
 
 @pytest.fixture(scope="module")

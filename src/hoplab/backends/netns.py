@@ -243,14 +243,20 @@ class NetnsBackend(Backend):
         """The service with its stop signal, then every other process of the node but its
         anchor (the agent; what the daemon left behind), as stopping a container does."""
         anchor = self._anchor(topology, node)
-        entry = self._state(topology.name)["nodes"][node]
-        service = entry.get("service")
-        if nodeproc.beside(service, anchor):
-            signum = self.catalog[topology.nodes[node].service].stop_signal or "SIGTERM"
-            os.kill(service, getattr(signal, signum))
-            nodeproc.terminate([service], grace=timeout, first=None)
+        service = self._signal_service(topology, node, self._state(topology.name)["nodes"][node])
+        nodeproc.terminate([service] if service else [], grace=timeout, first=None)
         rest = [pid for pid in nodeproc.in_namespace_of(anchor) if pid != anchor]
         nodeproc.terminate(rest, grace=timeout)
+
+    def _signal_service(self, topology: Topology, node: str, entry: dict) -> int | None:
+        """Send a running service its stop signal (SIGTERM unless it declares another);
+        returns its pid, or None when it was not running."""
+        pid = entry.get("service")
+        if not nodeproc.beside(pid, entry.get("anchor")):
+            return None
+        signum = self.catalog[topology.nodes[node].service].stop_signal if node in topology.nodes else None
+        os.kill(pid, getattr(signal, signum or "SIGTERM"))
+        return pid
 
     def start_node(self, topology: Topology, node: str, progress: Progress) -> None:
         self._anchor(topology, node)
@@ -259,14 +265,8 @@ class NetnsBackend(Backend):
     def down(self, topology: Topology, progress: Progress) -> None:
         lab = topology.name
         progress.say(f"stopping lab {lab!r}")
-        state = self._state(lab)
-        services = []
-        for node, entry in state.get("nodes", {}).items():
-            pid = entry.get("service")
-            if nodeproc.beside(pid, entry.get("anchor")):
-                signum = self.catalog[topology.nodes[node].service].stop_signal if node in topology.nodes else None
-                os.kill(pid, getattr(signal, signum or "SIGTERM"))
-                services.append(pid)
+        nodes = self._state(lab).get("nodes", {})
+        services = [pid for node, entry in nodes.items() if (pid := self._signal_service(topology, node, entry))]
         nodeproc.terminate(services, grace=3.0, first=None)  # signalled above: wait, then kill
         for item in self.clean(lab, progress):
             progress.say(f"removed {item}")
