@@ -38,14 +38,20 @@ status: $(VENV)/.installed
 clean: $(VENV)/.installed
 	$(HOPLAB) clean --all
 
+# Unit tests first; then the end-to-end suite, both backends at once (one pytest-xdist worker
+# each; the netns worker runs twins of the topologies, see tests/e2e/helpers.py).
+E2E := $(PY) -m pytest -q -ra -p xdist -n 2 --dist loadgroup tests/e2e
+
 test: host-all $(VENV)/.installed
-	$(PY) -m pytest -q -ra tests/unit tests/e2e
+	@start=$$(date +%s); $(PY) -m pytest -q -ra tests/unit && $(E2E); status=$$?; \
+	echo "make test: $$(( $$(date +%s) - start )) s wall time (exit $$status)"; exit $$status
 
 test-unit: $(VENV)/.installed
 	$(PY) -m pytest -q -ra tests/unit
 
 test-e2e: host-all $(VENV)/.installed
-	$(PY) -m pytest -q -ra tests/e2e
+	@start=$$(date +%s); $(E2E); status=$$?; \
+	echo "make test-e2e: $$(( $$(date +%s) - start )) s wall time (exit $$status)"; exit $$status
 
 render: $(VENV)/.installed
 	for t in topology/*.yaml; do $(HOPLAB) render --topology $$t; done

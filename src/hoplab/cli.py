@@ -43,7 +43,7 @@ def make_backend(name: str) -> Backend:
 def choose_backend(args: argparse.Namespace) -> tuple[str, str]:
     """The backend when --backend is not given, and why: the one the lab is running on; else
     Docker when an engine is reachable or installable (`make up` installs it); else netns."""
-    from hoplab.backends.dockercli import DockerCLI
+    from hoplab.backends.engine import Engine
     from hoplab.backends.netns import NetnsBackend
 
     try:
@@ -52,7 +52,7 @@ def choose_backend(args: argparse.Namespace) -> tuple[str, str]:
         lab = None  # the verb itself reports the bad file
     if lab and NetnsBackend().running(lab):
         return "netns", f"lab {lab!r} is running on it"
-    if DockerCLI().reachable():
+    if Engine().reachable():
         return "docker", "a Docker engine is reachable"
     installable = subprocess.run(["apt-cache", "show", "docker.io"], capture_output=True).returncode == 0
     if installable:
@@ -74,7 +74,10 @@ class Command:
 
     @staticmethod
     def topology(args: argparse.Namespace) -> spec.Topology:
-        return spec.load(args.topology)
+        """The verb's topology, loaded (and so validated) once per command."""
+        if getattr(args, "loaded_topology", None) is None:
+            args.loaded_topology = spec.load(args.topology)
+        return args.loaded_topology
 
 
 def print_table(statuses: list[NodeStatus], stream=None) -> None:
@@ -618,11 +621,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.backend_reason = ""
     args.backend_explicit = args.backend is not None
-    if args.backend is None and args.handler.uses_backend:
-        args.backend, args.backend_reason = choose_backend(args)
-        if args.backend != "docker" and args.verb != "clean":
-            print(f"hoplab: using the {args.backend} backend ({args.backend_reason})", file=sys.stderr)
     try:
+        # A bad topology is refused before anything else happens, a backend's choice included.
+        if args.handler.needs_topology and not (args.verb == "clean" and args.all):
+            Command.topology(args)
+        if args.backend is None and args.handler.uses_backend:
+            args.backend, args.backend_reason = choose_backend(args)
+            if args.backend != "docker" and args.verb != "clean":
+                print(f"hoplab: using the {args.backend} backend ({args.backend_reason})", file=sys.stderr)
         revert_expired_faults(args)
         return args.handler.run(args)
     except (spec.TopologyError, PreflightError) as exc:

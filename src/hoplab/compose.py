@@ -4,8 +4,6 @@ under compose/; `hoplab up` renders the same text into the lab's state folder.""
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address, IPv4Network
-
 import yaml
 
 from hoplab.services import Service
@@ -34,43 +32,23 @@ def bridge_names(topology: Topology) -> dict[str, str]:
 
 
 def _docker_addressing(topology: Topology, network: str) -> dict:
-    """Docker's own share of a subnet: the host's bridge address (the highest free one) and,
-    where DHCP clients attach, a small ip_range for the address Docker gives them before their
-    DHCP client replaces it; both stay clear of static addresses and the DHCP pool."""
+    """Docker's own share of a subnet: the bridge's reserved gateway and, where DHCP clients
+    attach, a small ip_range for the address Docker gives them before their DHCP client replaces
+    it; both stay clear of static addresses and the DHCP pool (the spec chooses them)."""
     net = topology.networks[network]
-    taken = {n.address_on(network) for n in topology.nodes.values()} - {None}
-    pool = net.dhcp
-    dhcp_clients = sum(1 for n in topology.nodes.values()
-                       for i in n.interfaces if i.network == network and i.address is None)
-
-    def free(address: IPv4Address) -> bool:
-        return address not in taken and not (pool and address in pool)
-
-    hosts = list(net.subnet.hosts())
-    gateway = next((a for a in reversed(hosts) if free(a)), None)
+    gateway = topology.bridge_address(network)
     if gateway is None:
         raise TopologyError(topology.source, [(f"networks.{network}.subnet",
                                                f"{net.subnet} has no free address left for the host bridge")])
     config = {"subnet": str(net.subnet), "gateway": str(gateway)}
-    if dhcp_clients:
-        taken.add(gateway)
-        block = _free_block(net.subnet, dhcp_clients, free=lambda a: free(a) and a != gateway)
+    if any(i.network == network and i.address is None for n in topology.nodes.values() for i in n.interfaces):
+        block = topology.interim_range(network)
         if block is None:
             raise TopologyError(topology.source, [(f"networks.{network}.subnet",
-                                                   f"{net.subnet} has no free block for {dhcp_clients} DHCP clients' "
+                                                   f"{net.subnet} has no free block for the DHCP clients' "
                                                    "interim addresses outside the pool and static addresses")])
         config["ip_range"] = str(block)
     return config
-
-
-def _free_block(subnet: IPv4Network, count: int, free) -> IPv4Network | None:
-    prefix = 32
-    while 2 ** (32 - prefix) < count + 2:  # network and broadcast of the block stay unused
-        prefix -= 1
-    for block in reversed(list(subnet.subnets(new_prefix=max(prefix, subnet.prefixlen)))):
-        if all(free(a) for a in block) and block.network_address != subnet.network_address:
-            return block
-    return None
 
 
 def render(topology: Topology, catalog: dict[str, Service], runtime_file: str) -> str:
@@ -121,21 +99,25 @@ def render(topology: Topology, catalog: dict[str, Service], runtime_file: str) -
         if depends:
             entry["depends_on"] = depends
         services[node.name] = entry
-    def network(name: str, ipam: dict) -> dict:
+    def network(name: str, ipam: dict, host_holds_address: bool) -> dict:
+        options = {"com.docker.network.bridge.name": bridges[name]}
+        if not host_holds_address:  # the gateway stays reserved, but off the bridge
+            options["com.docker.network.bridge.inhibit_ipv4"] = "true"
         return {
             "name": f"{project_name(topology)}-{name}",
             "driver": "bridge",
             "internal": True,  # no route off the lab, no masquerade to the host's uplink
-            "driver_opts": {"com.docker.network.bridge.name": bridges[name]},
+            "driver_opts": options,
             "ipam": {"config": [ipam]},
             "labels": dict(labels),
         }
 
-    networks = {name: network(name, _docker_addressing(topology, name)) for name in topology.networks}
-    if topology.management:  # the host reaches the control service on it; nothing routes beyond
+    # The host is not part of the lab: it holds no address on a data network...
+    networks = {name: network(name, _docker_addressing(topology, name), False) for name in topology.networks}
+    if topology.management:  # ...only on the management one, to reach the control service
         subnet = topology.management.subnet
         networks[MANAGEMENT_NETWORK] = network(
-            MANAGEMENT_NETWORK, {"subnet": str(subnet), "gateway": str(topology.management.host_address)})
+            MANAGEMENT_NETWORK, {"subnet": str(subnet), "gateway": str(topology.management.host_address)}, True)
     document = {"name": project_name(topology), "services": services, "networks": networks}
     if volumes:
         document["volumes"] = volumes

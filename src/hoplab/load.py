@@ -1,6 +1,6 @@
 """`hoplab load`: Locust, headless, inside the lab: on client nodes, through the lab DNS, the
 NAT and the CDN edge, like real users. The run is bounded by its time; its reports come back
-to `reports/<timestamp>/` (Locust's CSV and HTML, and summary.json), and SLO thresholds
+to `reports/<timestamp>-<lab>/` (Locust's CSV and HTML, and summary.json), and SLO thresholds
 decide the exit status."""
 
 from __future__ import annotations
@@ -23,6 +23,20 @@ from hoplab.spec import Topology
 
 LOADTESTS = PROJECT_ROOT / "loadtests"
 REPORTS = PROJECT_ROOT / "reports"
+
+
+def new_report_dir(lab: str) -> Path:
+    """reports/<timestamp>-<lab>/, never one another run (of this lab or another) already has."""
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    stem = f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{lab}"
+    for n in range(1000):
+        folder = REPORTS / (stem if n == 0 else f"{stem}-{n}")
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"no free report folder for {stem}")
 DEFAULT_SLO = LOADTESTS / "slo.yaml"
 REMOTE = "/run/hoplab/load"
 FILES = ("locustfile.py", "shapes.py")
@@ -136,8 +150,7 @@ def run_load(backend: Backend, topology: Topology, options: LoadOptions, progres
     result = backend.run(topology, master, argv, timeout=options.seconds + GRACE_S)
     for thread in workers:
         thread.join(timeout=30)
-    report_dir = REPORTS / datetime.now().strftime("%Y%m%d-%H%M%S")
-    report_dir.mkdir(parents=True, exist_ok=True)
+    report_dir = new_report_dir(topology.name)
     for name in REPORT_FILES:
         fetched = backend.run(topology, master, ["cat", f"{REMOTE}/out/{name}"])
         if fetched.returncode == 0:

@@ -146,6 +146,38 @@ class Topology:
     def nodes_of(self, service: str) -> list[Node]:
         return [n for n in self.nodes.values() if n.service == service]
 
+    def free_addresses(self, network: str) -> list[IPv4Address]:
+        """A data network's addresses that no node holds and no DHCP pool hands out, highest
+        first."""
+        net = self.networks[network]
+        taken = {n.address_on(network) for n in self.nodes.values()} - {None}
+        return [a for a in reversed(list(net.subnet.hosts())) if a not in taken and not (net.dhcp and a in net.dhcp)]
+
+    def bridge_address(self, network: str) -> IPv4Address | None:
+        """The address a container engine reserves for a data network's bridge (its IPAM
+        gateway): the highest free one. hoplab's Docker networks keep it off the bridge
+        (inhibit_ipv4), so the host holds no address on a data network; it is never handed out
+        or picked as a "wrong" address all the same."""
+        free = self.free_addresses(network)
+        return free[0] if free else None
+
+    def interim_range(self, network: str) -> IPv4Network | None:
+        """Where a container engine may put a DHCP client's interface before its lease replaces
+        the address: the highest block of free addresses (bridge address excluded) big enough for
+        the network's DHCP clients, its own network and broadcast addresses unused."""
+        count = sum(1 for n in self.nodes.values() for i in n.interfaces if i.network == network and i.address is None)
+        if not count:
+            return None
+        subnet = self.networks[network].subnet
+        usable = set(self.free_addresses(network)) - {self.bridge_address(network)}
+        prefix = 32
+        while 2 ** (32 - prefix) < count + 2:
+            prefix -= 1
+        for block in reversed(list(subnet.subnets(new_prefix=max(prefix, subnet.prefixlen)))):
+            if all(a in usable for a in block) and block.network_address != subnet.network_address:
+                return block
+        return None
+
     @cached_property
     def zone(self) -> dict:
         """The forward and reverse DNS data the lab's DNS server serves."""

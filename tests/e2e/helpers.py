@@ -1,4 +1,6 @@
-"""Driving a lab the way a user does (the `hoplab` CLI) and reading the host's state."""
+"""Driving a lab the way a user does, and reading the host's state. Tests call the backend in
+process (`Lab.exec`, `Lab.status`: no CLI start-up per command); the tests about the CLI itself
+go through `Lab.hoplab` / `hoplab`, a `hoplab` process each, as a user would."""
 
 from __future__ import annotations
 
@@ -9,13 +11,18 @@ import shlex
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+
+import yaml
 
 from hoplab import spec
 from hoplab.backends import nodeproc
+from hoplab.backends.base import Backend
 from hoplab.backends.netns import NetnsBackend, debian_packages, missing_packages
-from hoplab.paths import TOPOLOGY_DIR
+from hoplab.cli import make_backend
+from hoplab.paths import BUILD_DIR, TOPOLOGY_DIR
 from hoplab.services import load_catalog
 
 HOPLAB = [sys.executable, "-m", "hoplab"]
@@ -23,6 +30,12 @@ LAB_TOPOLOGY = TOPOLOGY_DIR / "lab.yaml"
 DUO_TOPOLOGY = TOPOLOGY_DIR / "duo.yaml"
 BACKENDS = ("docker", "netns")
 OTHER = {"docker": "netns", "netns": "docker"}  # each backend's counterpart
+# The two backends' suites run at the same time, one per worker (`make test`). The Docker suite
+# runs the shipped topologies; the netns suite their twins (`twin`): the same networks, nodes
+# and data subnets under another lab name and management subnet, since the host holds an
+# address on every management bridge and on no data bridge.
+TWINS = {LAB_TOPOLOGY: ("nlab", "172.31.253.0/24"), DUO_TOPOLOGY: ("nduo", "172.30.253.0/26")}
+TWIN_DIR = BUILD_DIR / "test-topologies"
 
 
 def hoplab(*args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
@@ -32,9 +45,52 @@ def hoplab(*args: str, timeout: float = 600, check: bool = True) -> subprocess.C
     return result
 
 
+def twin(path: Path, name: str, management: str) -> Path:
+    """`path`'s topology as lab `name` on management subnet `management` (every management
+    address at the same offset), written under build/test-topologies/."""
+    data = yaml.safe_load(path.read_text())
+    old, new = ipaddress.IPv4Network(data["management"]["subnet"]), ipaddress.IPv4Network(management)
+    offset = int(ipaddress.IPv4Address(data["management"]["control"])) - int(old.network_address)
+    data["name"] = name
+    data["management"]["subnet"] = str(new)
+    data["management"]["control"] = str(new.network_address + offset)
+    TWIN_DIR.mkdir(parents=True, exist_ok=True)
+    out = TWIN_DIR / f"{name}.yaml"
+    text = f"# The twin of {path.name} for the netns suite (tests/e2e/helpers.py); do not edit.\n"
+    text += yaml.safe_dump(data, sort_keys=False)
+    if not out.exists() or out.read_text() != text:  # two workers may write it: same bytes
+        tmp = out.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(text)
+        tmp.rename(out)
+    return out
+
+
+def suite_topology(path: Path, backend: str) -> Path:
+    """The topology file a backend's suite runs for `path` (LAB_TOPOLOGY or DUO_TOPOLOGY)."""
+    return path if backend == "docker" else twin(path, *TWINS[path])
+
+
+def all_lab_subnets() -> list[str]:
+    """Every subnet any lab of either suite uses (what must never show on the host's uplink)."""
+    from hoplab.backends.base import subnets
+
+    paths = [*TWINS, *(twin(path, *names) for path, names in TWINS.items())]
+    return sorted({str(subnet) for path in paths for _, subnet in subnets(spec.load(path))})
+
+
+def suite_labs(backend: str) -> set[str]:
+    """The lab names a backend's suite makes."""
+    return {"lab", "duo"} if backend == "docker" else {name for name, _ in TWINS.values()}
+
+
+def concurrent_labs(backend: str) -> set[str]:
+    """The labs the other backend's suite may be changing while this one's tests run."""
+    return suite_labs(OTHER[backend])
+
+
 @dataclass
 class Lab:
-    """A running lab, seen through the CLI."""
+    """A lab of the suite: its backend driven in this process, the CLI when a test is about it."""
 
     topology: spec.Topology
     backend: str = "docker"
@@ -43,13 +99,21 @@ class Lab:
     def path(self) -> str:
         return str(self.topology.source)
 
+    @property
+    def name(self) -> str:
+        return self.topology.name
+
+    @cached_property
+    def driver(self) -> Backend:
+        return make_backend(self.backend)
+
     def hoplab(self, verb: str, *args: str, **kw) -> subprocess.CompletedProcess:
-        """A verb on this lab: its topology and backend named."""
+        """A verb on this lab through the CLI: its topology and backend named."""
         return hoplab(verb, "--topology", self.path, "--backend", self.backend, *args, **kw)
 
-    def exec(self, node: str, *argv: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
-        result = subprocess.run([*HOPLAB, "exec", "--topology", self.path, "--backend", self.backend, node, "--",
-                                 *argv], capture_output=True, text=True, timeout=timeout)
+    def exec(self, node: str, *argv: str, check: bool = True, timeout: float = 60,
+             input: str | None = None) -> subprocess.CompletedProcess:
+        result = self.driver.run(self.topology, node, list(argv), timeout=timeout, input=input)
         if check and result.returncode != 0:
             raise AssertionError(f"{node}$ {shlex.join(argv)} exited {result.returncode}:\n"
                                  f"{result.stdout}\n{result.stderr}")
@@ -59,11 +123,17 @@ class Lab:
         return self.exec(node, "sh", "-c", script, **kw)
 
     def status(self) -> dict[str, dict]:
-        out = self.hoplab("status", "--json").stdout
-        return {n["node"]: n for n in json.loads(out)["nodes"]}
+        return {s.node: s.to_json() for s in self.driver.status(self.topology)}
+
+    def healthy(self) -> bool:
+        return all(s["health"] == "healthy" for s in self.status().values())
 
     def address(self, node: str, network: str) -> str:
         return str(self.topology.nodes[node].address_on(network))
+
+    @property
+    def www(self) -> str:
+        return f"https://www.{self.topology.domain.name}"
 
     def clients(self) -> list[str]:
         return [n.name for n in self.topology.nodes_of("client")]
@@ -121,9 +191,10 @@ def docker_objects(label: str) -> dict[str, list[str]]:
             "volumes": ids("volume", "ls", "-q")}
 
 
-def host_state(exclude_lab: str | None = None) -> dict[str, list[str]]:
-    """What a test compares before and after: every container, network, volume, firewall rule
-    and link on the host (optionally leaving out one lab's own)."""
+def host_state(exclude: set[str] = frozenset()) -> dict[str, list[str]]:
+    """What a test compares before and after: every container, network, volume, firewall rule,
+    nftables table and link on the host, leaving out what belongs to the labs in `exclude` (the
+    other suite's labs change meanwhile: the two backends' suites run at the same time)."""
     def lines(*argv: str) -> list[str]:
         return sorted(subprocess.run(argv, capture_output=True, text=True, check=True).stdout.splitlines())
 
@@ -134,14 +205,17 @@ def host_state(exclude_lab: str | None = None) -> dict[str, list[str]]:
         "volumes": lines("docker", "volume", "ls", "--format", "{{.Name}}"),
         "iptables": lines("iptables", "-w", "-S"),
         "nat": lines("iptables", "-w", "-t", "nat", "-S"),
+        "nftables": lines("nft", "list", "tables"),
         "links": [line.split("@")[0] for line in lines("ip", "-o", "link", "show")
                   for line in [line.split(": ")[1]]],
     }
-    if exclude_lab:
-        marks = (f"hoplab-{exclude_lab}", f"hl-{exclude_lab}-", f"hoplab:{exclude_lab}", f"hn-{exclude_lab}-",
-                 f"hv-{exclude_lab}-", f"netns {exclude_lab} ")
-        state = {k: [v for v in vs if not any(m in v for m in marks)] for k, vs in state.items()}
-        # veth peers of that lab's containers are anonymous: compare only non-veth links
+    if exclude:
+        marks = tuple(mark for lab in exclude for mark in (
+            f"hoplab-{lab}-", f"hoplab-{lab}_", f"hl-{lab}-", f"hoplab:{lab}", f"hn-{lab}-", f"hv-{lab}-", f"netns {lab} "))
+        tables = {f"table inet hoplab-{prefix}-{lab}" for lab in exclude for prefix in ("hl", "hn")}
+        state = {k: [v for v in vs if not any(m in v for m in marks) and v not in tables and not v.endswith(
+            tuple(f" {lab}" for lab in exclude))] for k, vs in state.items()}
+        # veth peers of containers are anonymous: compare only non-veth links
         state["links"] = [v for v in state["links"] if not v.startswith("veth")]
     return state
 
@@ -160,6 +234,8 @@ def lab_leftovers(lab: str) -> dict[str, list[str]]:
     objects = docker_objects(f"io.hoplab.lab={lab}") if engine_reachable() else {}
     rules = [r for r in subprocess.run(["iptables", "-w", "-S"], capture_output=True, text=True).stdout.splitlines()
              if f"hoplab:{lab}" in r]
+    rules += [t for t in subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout.splitlines()
+              if t in (f"table inet hoplab-hl-{lab}", f"table inet hoplab-hn-{lab}")]
     bridges = [line for line in subprocess.run(["ip", "-o", "link", "show"], capture_output=True,
                                                 text=True).stdout.splitlines()
                if any(f"{prefix}-{lab}-" in line for prefix in ("hl", "hn", "hv"))]

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from helpers import DUO_TOPOLOGY, OTHER, hoplab, host_state, lab_leftovers, load_lab, missing_prerequisite
+from helpers import (DUO_TOPOLOGY, OTHER, concurrent_labs, hoplab, host_state, lab_leftovers, load_lab,
+                     missing_prerequisite, suite_topology)
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +17,7 @@ def other(lab):
     reason = missing_prerequisite(backend)
     if reason:
         pytest.skip(f"{backend} backend: {reason}")
-    duo = load_lab(DUO_TOPOLOGY, backend)
+    duo = load_lab(suite_topology(DUO_TOPOLOGY, lab.backend), backend)
     duo.hoplab("up", "--quiet")
     yield duo
     duo.hoplab("clean")
@@ -28,7 +29,7 @@ def visit(lab, client):
 
 
 def test_both_backends_serve_page_loads_side_by_side(lab, other):
-    mine, theirs = visit(lab, "client"), visit(other, "pc1")
+    mine, theirs = visit(lab, lab.clients()[0]), visit(other, other.clients()[0])
     assert mine["status"] == theirs["status"] == 200
     assert mine["served_by"] in {n.name for n in lab.topology.nodes_of("web")}
     assert theirs["served_by"] in {n.name for n in other.topology.nodes_of("web")}
@@ -43,8 +44,9 @@ def test_without_backend_each_lab_is_found_where_it_runs(lab, other):
 
 
 def test_removing_one_leaves_the_other_untouched(lab, other):
-    before = host_state(exclude_lab="duo")
+    others = {other.name} | concurrent_labs(lab.backend)
+    before = host_state(exclude=others)
     other.hoplab("down")
-    assert not any(lab_leftovers("duo").values())
-    assert host_state(exclude_lab="duo") == before
-    assert visit(lab, "client")["status"] == 200
+    assert not any(lab_leftovers(other.name).values())
+    assert host_state(exclude=others) == before
+    assert visit(lab, lab.clients()[0])["status"] == 200

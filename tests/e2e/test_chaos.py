@@ -14,9 +14,11 @@ import time
 import pytest
 
 from helpers import HOPLAB, hoplab
+from hoplab.chaos.journal import Chaos
+from hoplab.diagnose import diagnose as run_diagnose
 
-WWW = "https://www.example.test"
 RUN = "/run/hoplab"
+pytestmark = pytest.mark.usefixtures("uplink_silent")  # not one packet of the lab's on the host's uplink
 
 
 def node_state(lab, node):
@@ -42,7 +44,7 @@ def node_state(lab, node):
 def fetch(lab, path="/", seconds=3):
     """(curl's exit status, HTTP status, X-Served-By, X-Cache) of one request from the client."""
     result = lab.exec("client", "curl", "-sS", "-o", "/dev/null", "--max-time", str(seconds), "-w",
-                      "%{http_code} %header{x-served-by} %header{x-cache}", f"{WWW}{path}", check=False)
+                      "%{http_code} %header{x-served-by} %header{x-cache}", f"{lab.www}{path}", check=False)
     code, served_by, cache = (result.stdout.split() + ["", "", ""])[:3]
     return result.returncode, code, served_by, cache
 
@@ -51,31 +53,42 @@ def page_fails(lab, path="/", seconds=3):
     return fetch(lab, path, seconds)[1] != "200"
 
 
-def dig(lab, server="198.51.100.53"):
-    return lab.exec("client", "dig", "+time=2", "+tries=1", f"@{server}", "www.example.test", check=False).stdout
+def dig(lab, server=None):
+    return lab.exec("client", "dig", "+time=2", "+tries=1", f"@{server or lab.topology.dns_address}",
+                    f"www.{lab.topology.domain.name}", check=False).stdout
 
 
 def dns_fails(lab):
-    return lab.exec("client", "dig", "+time=1", "+tries=1", "www.example.test", check=False).returncode != 0
+    return lab.exec("client", "dig", "+time=1", "+tries=1", f"www.{lab.topology.domain.name}",
+                    check=False).returncode != 0
 
 
 def smtp_rcpt(lab):
-    code = ("import smtplib; s = smtplib.SMTP('172.31.50.25', 25, timeout=3); s.ehlo('t.example.test'); "
-            "s.mail('shop@example.test'); print(s.rcpt('buyer@example.test')[0]); s.quit()")
+    domain = lab.topology.domain.name
+    code = (f"import smtplib; s = smtplib.SMTP('{lab.address('mail', 'origin')}', 25, timeout=3); "
+            f"s.ehlo('t.{domain}'); s.mail('shop@{domain}'); print(s.rcpt('buyer@{domain}')[0]); s.quit()")
     return lab.exec("web1", "python3", "-c", code, check=False).stdout.strip()
 
 
-def inject(lab, fault, target, *params, duration=60, check=True):
-    args = ["chaos", "inject", fault, "--target", target, "--duration", str(duration), "--detach",
-            "--topology", lab.path]
-    for param in params:
-        args += ["--param", param]
-    return hoplab(*args, check=check)
+def chaos(lab):
+    return Chaos(lab.driver, lab.topology)
+
+
+def inject(lab, fault, target, *params, duration=60):
+    """A fault as `hoplab chaos inject --detach` injects it: journalled, with its reaper."""
+    journal = chaos(lab)
+    entry = journal.inject(fault, target, duration, dict(p.split("=", 1) for p in params))
+    journal.start_reaper()
+    return entry
 
 
 def diagnose(lab):
-    result = hoplab("diagnose", "--json", "--topology", lab.path, check=False)
-    return result.returncode, json.loads(result.stdout)
+    report = run_diagnose(lab.driver, lab.topology, lab.clients()[0])
+    return (0 if report.broken is None else 1), report.to_json()
+
+
+def last_entry(lab):
+    return chaos(lab).entries()[-1]
 
 
 def eventually(condition, seconds=10):
@@ -87,6 +100,10 @@ def eventually(condition, seconds=10):
     return True
 
 
+def gateway(lab):
+    return lab.address("router", "home")
+
+
 # fault: (target, params, the symptom a user sees, the hop diagnose must name)
 CASES = {
     "process-stop": ("dns", (), dns_fails, "dns"),
@@ -94,27 +111,29 @@ CASES = {
     "process-kill": ("web1", (), lambda lab: lab.status()["web1"]["state"] != "running", "web1"),
     "link-down": ("cache:internet", (), lambda lab: fetch(lab)[0] != 0, "edge"),
     "packet-loss": ("client:home", ("percent=100",), lambda lab: lab.exec(
-        "client", "ping", "-c", "2", "-W", "1", "192.168.50.1", check=False).returncode != 0, "gateway"),
+        "client", "ping", "-c", "2", "-W", "1", gateway(lab), check=False).returncode != 0, "gateway"),
     "rate-limit": ("cache:internet", ("rate=1kbit",), lambda lab: page_fails(lab, "/", 2), "edge"),
     "port-block": ("cache", ("port=443",), lambda lab: fetch(lab)[0] == 7, "edge"),
     "partition-one-way": ("lb", ("peer=web1",), lambda lab: lab.exec(
-        "lb", "nc", "-z", "-w", "1", "172.31.50.11", "8080", check=False).returncode != 0
+        "lb", "nc", "-z", "-w", "1", lab.address("web1", "origin"), "8080", check=False).returncode != 0
         and not page_fails(lab, "/order"), "web1"),
     "partition-two-way": ("cache", ("peer=lb",), lambda lab: page_fails(lab, "/order"), "lb"),
     "ip-forward-off": ("router", (), dns_fails, "nat"),
     "masquerade-removed": ("router", (), dns_fails, "nat"),
-    "wrong-default-route": ("client:home", (), lambda lab: lab.default_gateway("client") != "192.168.50.1"
+    "wrong-default-route": ("client:home", (), lambda lab: lab.default_gateway("client") != gateway(lab)
                             and dns_fails(lab), "gateway"),
     "mtu-blackhole": ("router:home", (), lambda lab: not page_fails(lab, "/edge-health") and page_fails(lab, "/"),
                       "path-mtu"),
     "dns-nxdomain": ("dns", (), lambda lab: "status: NXDOMAIN" in dig(lab), "dns"),
     "dns-servfail": ("dns", (), lambda lab: "status: SERVFAIL" in dig(lab), "dns"),
-    "dns-wrong-a": ("dns", (), lambda lab: "198.51.100.80" not in dig(lab) and "NOERROR" in dig(lab), "dns"),
+    "dns-wrong-a": ("dns", (), lambda lab: str(lab.topology.domain.records["www"]) not in dig(lab)
+                    and "NOERROR" in dig(lab), "dns"),
     "dns-slow": ("dns", (), lambda lab: int(re.search(r"Query time: (\d+)", dig(lab))[1]) >= 600, "dns"),
     "dhcp-pool-exhausted": ("dhcp", (), lambda lab: lab.exec("client", "ls", f"{RUN}/lease-home",
                                                              check=False).returncode != 0, "lease"),
-    "dhcp-wrong-gateway": ("dhcp", (), lambda lab: lab.default_gateway("client") == "192.168.50.2", "lease"),
-    "dhcp-wrong-dns": ("dhcp", (), lambda lab: lab.nameservers("client") == ["192.168.50.1"], "lease"),
+    "dhcp-wrong-gateway": ("dhcp", (), lambda lab: lab.default_gateway("client") == lab.address("dhcp", "home"),
+                           "lease"),
+    "dhcp-wrong-dns": ("dhcp", (), lambda lab: lab.nameservers("client") == [gateway(lab)], "lease"),
     "lb-backend-down": ("lb", ("server=web1",),
                         lambda lab: {fetch(lab, "/order")[2] for _ in range(8)} == {"web2"}, "lb"),
     "stale-cache": ("cache", (), lambda lab: [fetch(lab, "/order")[3] for _ in range(2)][-1] == "HIT", "cache"),
@@ -130,10 +149,10 @@ def lab_works(lab):
 @pytest.fixture(autouse=True)
 def no_fault_left(lab):
     yield
-    hoplab("chaos", "halt", "--topology", lab.path)
+    chaos(lab).halt()
 
 
-def test_every_fault_has_a_case():
+def test_every_fault_has_a_case(lab):
     from hoplab.chaos.faults import CATALOGUE
 
     assert set(CASES) | {"delay"} == set(CATALOGUE)
@@ -150,20 +169,22 @@ def test_fault_shows_its_symptom_diagnose_names_the_hop_and_halt_puts_everything
     status, report = diagnose(lab)
     assert status == 1 and report["broken_hop"] == hop, f"{fault}: diagnose named {report['broken_hop']}: {report}"
     assert report["evidence"] and report["reason"]
-    hoplab("chaos", "halt", "--topology", lab.path)
+    chaos(lab).halt()
     assert eventually(lambda: lab_works(lab), 30), f"{fault}: the lab did not recover"
     # health checks (the balancer's rise) may take a second to agree
     assert eventually(lambda: node_state(lab, node) == before, 10), (before, node_state(lab, node))
-    assert all(s["health"] == "healthy" for s in lab.status().values())
-    last = hoplab("chaos", "status", "--topology", lab.path).stdout.splitlines()[-1]
-    assert fault in last and "reverted" in last and "undo step failed" not in last, last
+    assert eventually(lab.healthy, 10), lab.status()
+    last = last_entry(lab)
+    assert last.fault == fault and last.state == "reverted", last
+    assert not [note for note in last.notes if "undo step failed" in note], last.notes
 
 
 def test_delay_needs_netem_and_says_so(lab):
     has_netem = lab.exec("cache", "sh", "-c", "tc qdisc add dev lo root netem delay 1ms && tc qdisc del dev lo root",
                          check=False).returncode == 0
     before = node_state(lab, "cache")
-    result = inject(lab, "delay", "cache:internet", check=False)
+    result = hoplab("chaos", "inject", "delay", "--target", "cache:internet", "--duration", "60", "--detach",
+                    "--topology", lab.path, check=False)
     if has_netem:
         assert result.returncode == 0
     else:
@@ -184,9 +205,13 @@ def test_bad_fault_requests_exit_2(lab):
 
 
 def test_a_fault_ends_at_its_deadline(lab):
-    inject(lab, "port-block", "cache", "port=443", duration=3)
+    hoplab("chaos", "inject", "port-block", "--target", "cache", "--param", "port=443", "--duration", "3",
+           "--detach", "--topology", lab.path)
     assert fetch(lab)[0] != 0
-    time.sleep(6)  # the reaper reverts it
+    entry = last_entry(lab)
+    # the reaper reverts it at its deadline, by itself
+    assert eventually(lambda: last_entry(lab).state == "reverted", 15), last_entry(lab)
+    assert time.time() >= entry.deadline
     assert fetch(lab)[0] == 0
     assert "reverted" in hoplab("chaos", "status", "--topology", lab.path).stdout
 
@@ -203,7 +228,9 @@ def test_killed_cli_then_status_reverts(lab):
     for pid in subprocess.run(["pgrep", "-f", reaper], capture_output=True, text=True).stdout.split():
         os.kill(int(pid), signal.SIGKILL)
     assert fetch(lab)[0] != 0
-    time.sleep(4)
+    deadline = last_entry(lab).deadline
+    time.sleep(max(0.0, deadline - time.time()) + 0.1)  # the fault's own deadline, nothing more
+    assert last_entry(lab).state == "active", "something other than the next command reverted it"
     status = hoplab("status", "--topology", lab.path)
     assert "reverted expired fault" in status.stderr
     assert node_state(lab, "cache") == before and fetch(lab)[0] == 0

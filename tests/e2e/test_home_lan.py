@@ -3,7 +3,6 @@ isolation."""
 
 import json
 import subprocess
-import time
 
 import pytest
 
@@ -45,9 +44,12 @@ def test_every_node_is_healthy(lab):
     status = lab.status()
     assert set(status) == set(lab.topology.nodes)
     assert {n: s["health"] for n, s in status.items()} == {n: "healthy" for n in status}
-    management = lab.topology.management
-    assert status["router"]["addresses"] == {"home": "192.168.50.1/24", "internet": "198.51.100.1/24",
-                                             "mgmt": f"{management.addresses['router']}/{management.subnet.prefixlen}"}
+    topology, management = lab.topology, lab.topology.management
+    for node in topology.nodes.values():
+        assert status[node.name]["addresses"] == {
+            **{net: f"{address}/{topology.networks[net].subnet.prefixlen}" for net, address in node.static_addresses},
+            **{i.network: status[node.name]["addresses"][i.network] for i in node.interfaces if i.address is None},
+            "mgmt": f"{management.addresses[node.name]}/{management.subnet.prefixlen}"}
 
 
 @pytest.mark.parametrize("client", ["client"])
@@ -87,11 +89,12 @@ def test_internet_cannot_open_a_connection_to_the_client(lab):
     # From the internet segment, even with a route pointing at the router, the router refuses
     # to forward a new connection inward.
     listener = listen(lab, "client", 8098, 6)
-    lab.exec("dns", "ip", "route", "add", "192.168.50.0/24", "via", lab.address("router", "internet"))
+    home = str(lab.topology.networks["home"].subnet)
+    lab.exec("dns", "ip", "route", "add", home, "via", lab.address("router", "internet"))
     try:
         result = connect(lab, "dns", client_address, 8098, seconds=3)
     finally:
-        lab.exec("dns", "ip", "route", "del", "192.168.50.0/24")
+        lab.exec("dns", "ip", "route", "del", home)
     assert result.returncode == 1 and "failed" in result.stdout
     assert listener.communicate(timeout=15)[0].split()[-1] == "timeout"
 
@@ -118,15 +121,13 @@ def test_exec_returns_the_command_status(lab):
 def test_up_again_changes_nothing(lab):
     before = {n: (s["id"], s["addresses"]) for n, s in lab.status().items()}
     assert all(ident for ident, _ in before.values())
-    started = time.monotonic()
     lab.hoplab("up", "--quiet")
-    assert time.monotonic() - started < 120
     assert {n: (s["id"], s["addresses"]) for n, s in lab.status().items()} == before, "nodes were recreated"
 
 
 def test_status_json_is_machine_readable(lab):
     data = json.loads(lab.hoplab("status", "--json").stdout)
-    assert data["lab"] == "lab" and data["backend"] == lab.backend
+    assert data["lab"] == lab.name and data["backend"] == lab.backend
     assert {"node", "service", "state", "health", "addresses", "id"} <= set(data["nodes"][0])
 
 

@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from helpers import DUO_TOPOLOGY, HOPLAB, assert_dhcp_lease, assert_dns, host_state, lab_leftovers, load_lab
+from helpers import (DUO_TOPOLOGY, HOPLAB, assert_dhcp_lease, assert_dns, concurrent_labs, host_state, lab_leftovers,
+                     load_lab, suite_topology)
 
 EMPTY = {"containers": [], "networks": [], "volumes": [], "iptables": [], "bridges": [], "processes": [],
          "folders": []}
@@ -18,7 +19,7 @@ EMPTY = {"containers": [], "networks": [], "volumes": [], "iptables": [], "bridg
 @pytest.fixture(scope="module")
 def duo(lab):
     # On the default lab's backend, beside it: the default lab must not notice.
-    duo = load_lab(DUO_TOPOLOGY, lab.backend)
+    duo = load_lab(suite_topology(DUO_TOPOLOGY, lab.backend), lab.backend)
     duo.hoplab("up", "--quiet")
     yield duo
     duo.hoplab("clean")
@@ -41,7 +42,7 @@ def test_every_one_of_three_replicas_serves(duo):
     served = set()
     for _ in range(24):
         out = duo.exec("pc1", "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %header{x-served-by}",
-                       "https://www.corp.test/order").stdout.split()
+                       f"{duo.www}/order").stdout.split()
         assert out[0] == "200"
         served.add(out[1])
     assert served == replicas
@@ -49,41 +50,44 @@ def test_every_one_of_three_replicas_serves(duo):
 
 @pytest.mark.parametrize("client", ["pc1", "pc2"])
 def test_visit_from_each_client(duo, client):
-    out = duo.hoplab("visit", "https://www.corp.test/", "--from", client, "--json").stdout
+    out = duo.hoplab("visit", f"{duo.www}/", "--from", client, "--json").stdout
     visit = json.loads(out)
     assert visit["ok"] and visit["status"] == 200 and visit["edge"] == "edge"
-    assert visit["remote"] == "172.30.77.80:443"
+    assert visit["remote"] == f"{duo.topology.domain.records['www']}:443"
 
 
 def test_default_lab_unaffected(duo, lab):
-    assert all(s["health"] == "healthy" for s in lab.status().values())
-    assert lab.dig("client", "www.example.test") == ["198.51.100.80"]
+    assert lab.healthy()
+    domain = lab.topology.domain
+    assert lab.dig("client", f"www.{domain.name}") == [str(domain.records["www"])]
 
 
 def test_down_leaves_nothing(duo, lab):
-    before = host_state(exclude_lab="duo")
+    others = {duo.name} | concurrent_labs(lab.backend)
+    before = host_state(exclude=others)
     duo.hoplab("down")
-    assert lab_leftovers("duo") == EMPTY
-    assert host_state(exclude_lab="duo") == before  # and nothing else was touched
-    assert all(s["health"] == "healthy" for s in lab.status().values())
+    assert lab_leftovers(duo.name) == EMPTY
+    assert host_state(exclude=others) == before  # and nothing else was touched
+    assert lab.healthy()
 
 
 def test_clean_after_up_killed_midway(lab):
-    duo = load_lab(DUO_TOPOLOGY, lab.backend)
-    before = host_state(exclude_lab="duo")
+    duo = load_lab(suite_topology(DUO_TOPOLOGY, lab.backend), lab.backend)
+    others = {duo.name} | concurrent_labs(lab.backend)
+    before = host_state(exclude=others)
     proc = subprocess.Popen([*HOPLAB, "up", "--topology", duo.path, "--backend", duo.backend],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     # Killed once nodes exist: containers, or namespaces with their processes.
     made = "containers" if duo.backend == "docker" else "processes"
     deadline = time.monotonic() + 120
-    while not lab_leftovers("duo")[made]:
+    while not lab_leftovers(duo.name)[made]:
         assert proc.poll() is None, "up finished before it could be killed"
         assert time.monotonic() < deadline, f"up made no {made} in time"
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert lab_leftovers("duo")[made], "nothing to clean: the test proves nothing"
+    assert lab_leftovers(duo.name)[made], "nothing to clean: the test proves nothing"
     duo.hoplab("clean")
-    assert lab_leftovers("duo") == EMPTY
-    assert host_state(exclude_lab="duo") == before
-    assert all(s["health"] == "healthy" for s in lab.status().values())
+    assert lab_leftovers(duo.name) == EMPTY
+    assert host_state(exclude=others) == before
+    assert lab.healthy()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import subprocess
 import uuid
@@ -32,7 +33,7 @@ def first(hops, start, **match):
 
 @pytest.fixture(scope="module")
 def miss(lab):
-    url = f"https://www.example.test/?trace={uuid.uuid4().hex}"  # nobody fetched it: a cache MISS
+    url = f"{lab.www}/?trace={uuid.uuid4().hex}"  # nobody fetched it: a cache MISS
     visit, trace = traced(lab, url, "--renew")
     assert visit["ok"] and visit["cache"] == "MISS"
     return url, visit, trace
@@ -44,20 +45,24 @@ def test_a_miss_crosses_every_hop_in_order(lab, miss):
     assert trace["trace_id"] == visit["trace_id"] and trace["status"] == 200
     assert [h["ts_ns"] for h in hops] == sorted(h["ts_ns"] for h in hops)
     router_wan = lab.address("router", "internet")
+    www = f"www.{lab.topology.domain.name}"
+    edge = f"{lab.topology.domain.records['www']}:443"
+    home = lab.topology.networks["home"].subnet
     i = first(hops, 0, node="client", summary="DHCP REQUEST")
     i = first(hops, i, node="client", summary="DHCP ACK")
     # DNS out through the NAT: the router rewrites the client's source to its WAN address
-    i = first(hops, i, node="client", direction="out", summary="DNS query A www.example.test")
-    nat = first(hops, i, node="router", direction="out", summary="DNS query A www.example.test")
-    assert hops[nat]["translated"]["before"]["src"].startswith("192.168.50.")
+    i = first(hops, i, node="client", direction="out", summary=f"DNS query A {www}")
+    nat = first(hops, i, node="router", direction="out", summary=f"DNS query A {www}")
+    before_nat = hops[nat]["translated"]["before"]["src"].rsplit(":", 1)[0]
+    assert ipaddress.IPv4Address(before_nat) in home
     assert hops[nat]["translated"]["after"]["src"].startswith(router_wan + ":")
-    i = first(hops, nat, node="dns", direction="in", summary="DNS query A www.example.test")
-    i = first(hops, i, node="client", direction="in", summary="DNS response NOERROR A www.example.test")
+    i = first(hops, nat, node="dns", direction="in", summary=f"DNS query A {www}")
+    i = first(hops, i, node="client", direction="in", summary=f"DNS response NOERROR A {www}")
     # TCP and TLS, seen at the client and at the edge
-    i = first(hops, i, node="client", direction="out", summary="SYN", dst="198.51.100.80:443")
+    i = first(hops, i, node="client", direction="out", summary="SYN", dst=edge)
     i = first(hops, i, node="cache", direction="in", summary="SYN", src=router_wan)
-    i = first(hops, i, node="client", summary="TLS ClientHello SNI www.example.test")
-    i = first(hops, i, node="cache", summary="TLS ClientHello SNI www.example.test")
+    i = first(hops, i, node="client", summary=f"TLS ClientHello SNI {www}")
+    i = first(hops, i, node="cache", summary=f"TLS ClientHello SNI {www}")
     # the proxies' hand-offs carry the visit's trace id
     i = first(hops, i, node="cache", direction="out", summary="HTTP GET /?trace=")
     assert visit["trace_id"] in hops[i]["keys"]["traceparent"]
@@ -165,6 +170,6 @@ def test_the_edge_logs_which_connection_carried_the_trace(lab, miss):
     (line,) = [entry for entry in lines if visit["trace_id"] in entry["traceparent"]]
     # the client's connection as the edge saw it: from the router's WAN address, the NAT's doing
     assert line["src"].startswith(lab.address("router", "internet") + ":")
-    assert line["dst"] == "198.51.100.80:443" and "MISS" in line["text"]
+    assert line["dst"] == f"{lab.topology.domain.records['www']}:443" and "MISS" in line["text"]
     edge_hops = [h for h in trace["hops"] if h["node"] == "cache" and h["iface"] == "internet"]
     assert any(h["src"] == line["src"] for h in edge_hops)

@@ -1,12 +1,14 @@
 """The Docker backend: a lab is a Compose project rendered from the topology, plus the host
 firewall rules that let DHCP cross its bridges. Everything it makes carries the label
 `io.hoplab.lab=<lab>` (or, for firewall rules, the comment `hoplab:<lab>`), which is all that
-`down` and `clean` ever remove."""
+`down` and `clean` ever remove. Compose brings the project up; every other call goes to the
+engine through the Docker SDK (`engine.Engine`)."""
 
 from __future__ import annotations
 
 import ipaddress
 import json
+from contextlib import contextmanager
 import shutil
 import subprocess
 import threading
@@ -15,8 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from hoplab import compose
-from hoplab.backends.base import Backend, BackendError, NodeStatus, route_clashes
-from hoplab.backends.dockercli import DockerCLI
+from hoplab.backends.base import Backend, BackendError, NodeStatus, route_clashes, subnets
+from hoplab.backends.engine import Compose, Engine, EngineError, NotFound, NotRunning
 from hoplab.backends.hostfw import HostFirewall
 from hoplab.backends.images import ImageBuilder
 from hoplab.paths import BUILD_DIR
@@ -25,6 +27,8 @@ from hoplab.services import Service, load_catalog
 from hoplab.spec import Topology
 
 UP_TIMEOUT = 240.0
+# How `up` runs Compose (after `prepare`): start what is missing, wait for every health check.
+COMPOSE_UP = ("up", "--detach", "--wait", "--wait-timeout", str(int(UP_TIMEOUT)), "--remove-orphans", "--no-build")
 POLL_INTERVAL = 0.5  # between clean passes
 
 
@@ -36,33 +40,49 @@ def _healthy(container: dict) -> bool:
 class DockerBackend(Backend):
     name = "docker"
 
-    def __init__(self, docker: DockerCLI | None = None, firewall: HostFirewall | None = None,
-                 catalog: dict[str, Service] | None = None, state_root: Path = BUILD_DIR / "run"):
-        self.docker = docker or DockerCLI()
-        self.firewall = firewall or HostFirewall()
+    def __init__(self, engine: Engine | None = None, firewall: HostFirewall | None = None,
+                 catalog: dict[str, Service] | None = None, state_root: Path = BUILD_DIR / "run",
+                 compose_cli: Compose | None = None):
+        self.engine = engine or Engine()
+        self.compose = compose_cli or Compose()
+        self.firewall = firewall or HostFirewall(compose.BRIDGE_PREFIX)
         self.catalog = catalog if catalog is not None else load_catalog()
         self.state_root = state_root
 
     # ------------------------------------------------------------ lifecycle
 
     def up(self, topology: Topology, progress: Progress) -> list[NodeStatus]:
+        compose_file = self.prepare(topology, progress)
+        progress.say(f"starting {len(topology.nodes)} nodes of lab {topology.name!r}")
+        proc = self.compose.start(compose.project_name(topology), compose_file, *COMPOSE_UP)
+        self._wait_healthy(topology, progress, proc)
+        self.finish(topology)
+        progress.say("all nodes healthy")
+        return self.status(topology)
+
+    def prepare(self, topology: Topology, progress: Progress) -> Path:
+        """Everything before `docker compose up` (COMPOSE_UP) on the file this returns: the host
+        check, the images, the rendered project, the host's guard and bridge rules. pytest-docker's
+        fixtures run the same three steps as `up` (tests/e2e/conftest.py)."""
         self.require_engine()
         self.preflight(topology)
         services = sorted({n.service for n in topology.nodes.values()})
-        ImageBuilder(self.docker, progress).ensure([self.catalog[s] for s in services])
+        ImageBuilder(self.engine, progress).ensure([self.catalog[s] for s in services])
         compose_file = self.write_state(topology)
-        self.firewall.allow_bridges(topology.name, list(compose.bridge_names(topology).values()))
-        progress.say(f"starting {len(topology.nodes)} nodes of lab {topology.name!r}")
-        proc = self.docker.compose(compose.project_name(topology), compose_file, "up", "--detach", "--wait",
-                                   "--wait-timeout", str(int(UP_TIMEOUT)), "--remove-orphans", "--no-build")
-        self._wait_healthy(topology, progress, proc)
-        progress.say("all nodes healthy")
-        return self.status(topology)
+        bridges = list(compose.bridge_names(topology).values())
+        self.firewall.guard(topology.name, bridges, [str(subnet) for _, subnet in subnets(topology)])
+        self.firewall.allow_bridges(topology.name, bridges)
+        return compose_file
+
+    def finish(self, topology: Topology) -> None:
+        """After Compose: the per-bridge sysctls on the bridges Docker made (the guard table held
+        meanwhile)."""
+        self.firewall.harden(list(compose.bridge_names(topology).values()))
 
     def down(self, topology: Topology, progress: Progress) -> None:
         if self.require_engine(soft=True):
             progress.say(f"stopping lab {topology.name!r}")
-            proc = self.docker.compose(compose.project_name(topology), None,
+            proc = self.compose.start(compose.project_name(topology), None,
                                        "down", "--volumes", "--remove-orphans", "--timeout", "3")
             proc.communicate()
         for item in self.clean(topology.name, progress):
@@ -70,34 +90,40 @@ class DockerBackend(Backend):
 
     def clean(self, lab: str | None, progress: Progress) -> list[str]:
         removed = self.firewall.remove(lab)
-        if self.require_engine(soft=True):
-            label = f"{compose.LABEL_LAB}={lab}" if lab else compose.LABEL_LAB
-            # Several passes: a killed `up` may have had creations in flight.
-            for _ in range(3):
-                containers = self.docker.ids("container", label)
-                if containers:
-                    self.docker.run("rm", "--force", "--volumes", *containers)
-                networks = self.docker.ids("network", label)
-                for network in networks:
-                    self.docker.run("network", "rm", network, check=False)
-                volumes = self.docker.ids("volume", label)
-                if volumes:
-                    self.docker.run("volume", "rm", "--force", *volumes, check=False)
-                removed += [f"container {c[:12]}" for c in containers]
-                removed += [f"network {n[:12]}" for n in networks] + [f"volume {v}" for v in volumes]
-                if not (containers or networks or volumes):
-                    break
-                time.sleep(POLL_INTERVAL)
-        else:
+        if not self.require_engine(soft=True):
             progress.say("no Docker engine reachable: only host firewall rules were cleaned")
+            return removed
+        label = f"{compose.LABEL_LAB}={lab}" if lab else compose.LABEL_LAB
+        failed: dict[str, str] = {}
+        # Several passes: a killed `up` may have had creations in flight.
+        for _ in range(3):
+            found = [("container", c["Id"], self.engine.remove_container) for c in self.engine.containers(label)]
+            found += [("network", n["Id"], self.engine.remove_network) for n in self.engine.networks(label)]
+            found += [("volume", v, self.engine.remove_volume) for v in self.engine.volumes(label)]
+            if not found:
+                break
+            for kind, name, remove in found:
+                shown = f"{kind} {name[:12] if kind != 'volume' else name}"
+                try:
+                    remove(name)
+                except NotFound:
+                    continue  # gone meanwhile (compose down, or a container's anonymous volume)
+                except EngineError as exc:
+                    failed[shown] = str(exc)
+                    continue
+                failed.pop(shown, None)
+                removed.append(shown)
+            time.sleep(POLL_INTERVAL)
         for state in ([self.state_root / lab] if lab else list(self.state_root.glob("*"))):
             shutil.rmtree(state, ignore_errors=True)
+        if failed:
+            raise BackendError("could not remove:\n" + "\n".join(f"  {what}: {why}" for what, why in failed.items())
+                               + ("\nremoved:\n" + "\n".join(f"  {r}" for r in removed) if removed else ""))
         return removed
 
     # ------------------------------------------------------------ inspection
 
     def status(self, topology: Topology) -> list[NodeStatus]:
-        self.require_engine()
         containers = self._containers(topology)
         statuses = []
         for node in topology.nodes.values():
@@ -116,8 +142,10 @@ class DockerBackend(Backend):
 
     def _addresses(self, topology: Topology, node: str) -> dict[str, str]:
         """Addresses as the node itself sees them (a DHCP lease is invisible to Docker)."""
-        result = self.docker.run("exec", compose.container_name(topology, node), "ip", "-j", "-4", "addr", "show",
-                                 check=False)
+        try:
+            result = self.engine.run(compose.container_name(topology, node), ["ip", "-j", "-4", "addr", "show"], 10)
+        except (EngineError, subprocess.TimeoutExpired):
+            return {}
         if result.returncode != 0:
             return {}
         return {link["ifname"]: f"{a['local']}/{a['prefixlen']}"
@@ -125,18 +153,26 @@ class DockerBackend(Backend):
                 for a in link.get("addr_info", [])}
 
     def _containers(self, topology: Topology) -> dict[str, dict]:
-        ids = self.docker.ids("container", f"{compose.LABEL_LAB}={topology.name}")
-        return {c["Config"]["Labels"].get(compose.LABEL_NODE): c for c in self.docker.inspect(*ids)}
+        """The lab's containers by node, inspected (state, health, health log)."""
+        listed = self.engine.containers(f"{compose.LABEL_LAB}={topology.name}")
+        found = {}
+        for summary in listed:
+            try:
+                info = self.engine.inspect(summary["Id"])
+            except NotFound:
+                continue  # removed between listing and inspection
+            found[info["Config"]["Labels"].get(compose.LABEL_NODE)] = info
+        return found
 
     def stop_node(self, topology: Topology, node: str, timeout: float) -> None:
-        self.docker.run("stop", "--time", str(int(timeout)), self._running(topology, node))
+        with self._node_errors(topology, node):
+            self.engine.stop(self._container(topology, node), timeout)
 
     def start_node(self, topology: Topology, node: str, progress: Progress) -> None:
-        self.require_engine()
         container = self._containers(topology).get(node)
         if container is None:
             raise BackendError(f"node {node!r} of lab {topology.name!r} does not exist (hoplab up makes it)")
-        self.docker.run("start", container["Name"].lstrip("/"))
+        self.engine.start(container["Id"])
         deadline = time.monotonic() + UP_TIMEOUT
         while not _healthy(self._containers(topology)[node]):
             if time.monotonic() > deadline:
@@ -146,26 +182,32 @@ class DockerBackend(Backend):
         progress.say(f"{node}: healthy")
 
     def exec(self, topology: Topology, node: str, argv: list[str], interactive: bool) -> int:
-        flags = ["-i", "-t"] if interactive else ["-i"]
-        return subprocess.call([self.docker.docker, "exec", *flags, self._running(topology, node), *argv])
+        with self._node_errors(topology, node):
+            return self.engine.attach(self._container(topology, node), argv, interactive)
 
     def run(self, topology: Topology, node: str, argv: list[str], timeout: float = 60,
             input: str | None = None) -> subprocess.CompletedProcess:
-        flags = ["-i"] if input is not None else []
-        return subprocess.run([self.docker.docker, "exec", *flags, self._running(topology, node), *argv],
-                              capture_output=True, text=True, timeout=timeout, input=input)
+        with self._node_errors(topology, node):
+            return self.engine.run(self._container(topology, node), argv, timeout, input)
 
-    def _running(self, topology: Topology, node: str) -> str:
-        self.require_engine()
-        container = self._containers(topology).get(node)
-        if container is None or container["State"]["Status"] != "running":
-            raise BackendError(f"node {node!r} of lab {topology.name!r} is not running (hoplab up starts it)")
-        return container["Name"].lstrip("/")
+    @staticmethod
+    def _container(topology: Topology, node: str) -> str:
+        if node not in topology.nodes:
+            raise BackendError(f"lab {topology.name!r} has no node {node!r}")
+        return compose.container_name(topology, node)
+
+    @contextmanager
+    def _node_errors(self, topology: Topology, node: str):
+        """The engine's "no such container" and "is not running" in the lab's words."""
+        try:
+            yield
+        except (NotFound, NotRunning):
+            raise BackendError(f"node {node!r} of lab {topology.name!r} is not running (hoplab up starts it)") from None
 
     # ------------------------------------------------------------ helpers
 
     def require_engine(self, soft: bool = False) -> bool:
-        if self.docker.reachable():
+        if self.engine.reachable():
             return True
         if soft:
             return False
@@ -176,7 +218,7 @@ class DockerBackend(Backend):
         """Refuse, before creating anything, subnets that clash with the host's routes or with
         Docker networks that are not this lab's."""
         others = []
-        for net in self.docker.inspect(*self.docker.run("network", "ls", "-q").stdout.split(), kind="network"):
+        for net in self.engine.networks():
             if (net.get("Labels") or {}).get(compose.LABEL_LAB) == topology.name:
                 continue
             for config in (net.get("IPAM") or {}).get("Config") or []:
@@ -196,14 +238,10 @@ class DockerBackend(Backend):
     def _wait_healthy(self, topology: Topology, progress: Progress, proc: subprocess.Popen) -> None:
         """Compose's own `--wait` decides; Docker's event stream says what happens meanwhile
         (no polling: on two cores a poll loop slows the very bring-up it watches)."""
-        events = self.docker.events(f"{compose.LABEL_LAB}={topology.name}")
+        events = self.engine.events(f"{compose.LABEL_LAB}={topology.name}")
 
         def report() -> None:
-            for line in events.stdout:
-                try:
-                    event = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
+            for event in events:
                 action = event.get("Action") or event.get("status") or ""
                 node = (event.get("Actor") or {}).get("Attributes", {}).get(compose.LABEL_NODE)
                 shown = action.replace("health_status: ", "")
@@ -218,7 +256,7 @@ class DockerBackend(Backend):
             proc.kill()
             output, _ = proc.communicate()
         finally:
-            events.kill()
+            events.close()
             reporter.join(timeout=2)
         containers = self._containers(topology)
         if proc.returncode != 0:
@@ -240,7 +278,9 @@ class DockerBackend(Backend):
             lines.append(f"\n--- {node}: {state['Status']} {health.get('Status', '')}")
             for entry in (health.get("Log") or [])[-2:]:
                 lines.append(f"health check exit {entry['ExitCode']}: {entry['Output'].strip()}")
-            logs = self.docker.run("logs", "--tail", "15", info["Name"].lstrip("/"), check=False)
-            lines += (logs.stdout + logs.stderr).strip().splitlines()
+            try:
+                lines += self.engine.logs(info["Id"], 15).strip().splitlines()
+            except EngineError as exc:
+                lines.append(f"(no logs: {exc})")
         return "\n".join(lines)
 

@@ -1,10 +1,12 @@
-"""Builds the lab's images with no registry: an OS image (pulled when a registry answers,
-otherwise debootstrapped from the host's own apt mirror and imported), `hoplab/base` on it,
+"""Builds the lab's images with no registry: an OS image (debootstrapped from the host's own apt
+mirror and imported; no registry is ever asked), `hoplab/base` on it,
 and one image per service. Each image carries a hash of its inputs as a label; an image whose
-inputs did not change is not rebuilt at all."""
+inputs did not change is not rebuilt at all. Images are looked up through the engine's API;
+imports and builds are the docker CLI's, each with a time limit."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import re
 import shutil
@@ -16,18 +18,30 @@ from importlib import metadata
 from pathlib import Path
 
 from hoplab.backends.base import BackendError
-from hoplab.backends.dockercli import DockerCLI
+from hoplab.backends.engine import Engine
 from hoplab.paths import BUILD_DIR, PROJECT_ROOT, SERVICES_DIR
 from hoplab.progress import Progress
 from hoplab.services import Service
 
 OS_IMAGE = "hoplab/debian:bookworm"
 BASE_IMAGE = "hoplab/base:latest"
-PULLABLE_OS_IMAGE = "debian:bookworm-slim"
 INPUTS_LABEL = "io.hoplab.inputs"
 SUITE = "bookworm"
 PARALLEL_BUILDS = 3
 NODE_DEPENDENCIES = ("grpcio", "grpcio-health-checking", "grpcio-reflection", "protobuf")
+# Time limits (seconds): the OS image, one image's build, pip.
+DEBOOTSTRAP_TIMEOUT = 900
+IMPORT_TIMEOUT = 300
+BUILD_TIMEOUT = 1200
+PIP_TIMEOUT = 900
+
+
+def _timed_run(argv: list[str], timeout: float, what: str, **kwargs) -> subprocess.CompletedProcess:
+    """subprocess.run with a time limit whose expiry is a BackendError naming the step."""
+    try:
+        return subprocess.run(argv, timeout=timeout, **kwargs)
+    except subprocess.TimeoutExpired:
+        raise BackendError(f"{what} did not finish within {timeout} s") from None
 
 
 def host_apt_mirror() -> str:
@@ -75,12 +89,22 @@ def _hash_tree(digest, root: Path) -> None:
 
 
 class ImageBuilder:
-    def __init__(self, docker: DockerCLI, progress: Progress, build_dir: Path = BUILD_DIR):
-        self.docker = docker
+    def __init__(self, engine: Engine, progress: Progress, build_dir: Path = BUILD_DIR):
+        self.engine = engine
+        self.docker = shutil.which("docker") or "docker"  # the CLI, for import and build
         self.progress = progress
         self.build_dir = build_dir
 
     def ensure(self, services: list[Service]) -> None:
+        """Every image these services need, built once even when several `hoplab up`s (two labs,
+        two test workers) ask at the same time: they take turns on a lock file."""
+        lock = self.build_dir / "images.lock"
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock, "w") as held:
+            fcntl.flock(held, fcntl.LOCK_EX)
+            self._ensure(services)
+
+    def _ensure(self, services: list[Service]) -> None:
         self.ensure_os_image()
         wheel = self.ensure_wheel()
         base_context = {"deps": self.ensure_dependency_wheels(), "base": SERVICES_DIR / "base"}
@@ -101,7 +125,7 @@ class ImageBuilder:
                 future.result()
 
     def _id(self, image: str) -> str:
-        image_id = self.docker.image_id(image)
+        image_id = self.engine.image_id(image)
         if image_id is None:
             raise BackendError(f"image {image} is missing")
         return image_id
@@ -109,26 +133,16 @@ class ImageBuilder:
     # ------------------------------------------------------------ OS image
 
     def ensure_os_image(self) -> None:
-        if self.docker.image_id(OS_IMAGE):
-            return
-        self.progress.say(f"OS image {OS_IMAGE}: trying to pull {PULLABLE_OS_IMAGE}")
-        try:
-            pulled = subprocess.run([self.docker.docker, "pull", "-q", PULLABLE_OS_IMAGE],
-                                    capture_output=True, text=True, timeout=60).returncode == 0
-        except subprocess.TimeoutExpired:
-            pulled = False
-        if pulled:
-            self.docker.run("tag", PULLABLE_OS_IMAGE, OS_IMAGE)
-            self.progress.say(f"OS image {OS_IMAGE}: pulled")
+        if self.engine.image_id(OS_IMAGE):
             return
         mirror = host_apt_mirror()
-        self.progress.say(f"OS image {OS_IMAGE}: no registry, debootstrapping {SUITE} from the host's mirror (~30 s)")
+        self.progress.say(f"OS image {OS_IMAGE}: debootstrapping {SUITE} from the host's mirror (~30 s)")
         if shutil.which("debootstrap") is None:
             raise BackendError("debootstrap is not installed (`make up` installs it)")
         with tempfile.TemporaryDirectory(prefix="hoplab-rootfs-") as tmp:
             rootfs = Path(tmp) / "rootfs"
-            result = subprocess.run(["debootstrap", "--variant=minbase", SUITE, str(rootfs), mirror],
-                                    capture_output=True, text=True)
+            result = _timed_run(["debootstrap", "--variant=minbase", SUITE, str(rootfs), mirror],
+                                DEBOOTSTRAP_TIMEOUT, "debootstrap", capture_output=True, text=True)
             if result.returncode != 0:
                 raise BackendError("debootstrap failed:\n" + result.stdout[-2000:] + result.stderr[-2000:])
             # The image uses the same apt sources as the host, security updates included.
@@ -140,9 +154,12 @@ class ImageBuilder:
             shutil.rmtree(rootfs / "var" / "cache" / "apt" / "archives", ignore_errors=True)
             (rootfs / "var" / "cache" / "apt" / "archives" / "partial").mkdir(parents=True)
             tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-            imported = subprocess.run([self.docker.docker, "import", "-", OS_IMAGE], stdin=tar.stdout,
-                                      capture_output=True, text=True)
-            tar.wait()
+            try:
+                imported = _timed_run([self.docker, "import", "-", OS_IMAGE], IMPORT_TIMEOUT, "docker import",
+                                      stdin=tar.stdout, capture_output=True, text=True)
+            finally:
+                tar.kill()
+                tar.wait()
             if imported.returncode != 0:
                 raise BackendError(f"docker import failed: {imported.stderr.strip()}")
         self.progress.say(f"OS image {OS_IMAGE}: imported")
@@ -159,8 +176,12 @@ class ImageBuilder:
         tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".tmp-"))
         if pip_args:
             self.progress.say(what)
-            result = subprocess.run([sys.executable, "-m", "pip", *pip_args, "-q", "-d" if pip_args[0] == "download"
-                                     else "-w", str(tmp)], capture_output=True, text=True)
+            try:
+                result = _timed_run([sys.executable, "-m", "pip", *pip_args, "-q", "-d" if pip_args[0] == "download"
+                                     else "-w", str(tmp)], PIP_TIMEOUT, what, capture_output=True, text=True)
+            except BackendError:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
             if result.returncode != 0:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise BackendError(f"{what} failed:\n{result.stderr[-2000:]}")
@@ -207,19 +228,20 @@ class ImageBuilder:
 
     def _build(self, image: str, dockerfile: Path, args: dict[str, str], context: dict[str, Path],
                inputs: str) -> None:
-        if self.docker.image_label(image, INPUTS_LABEL) == inputs:
+        if self.engine.image_label(image, INPUTS_LABEL) == inputs:
             return
         self.progress.say(f"building {image}")
         short = image.split("/")[1].split(":")[0]
         log = self.build_dir / "logs" / f"{short}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
-        argv = [self.docker.docker, "build", "-f", str(dockerfile), "-t", image]
+        argv = [self.docker, "build", "-f", str(dockerfile), "-t", image]
         for key, value in {**args, "HOPLAB_INPUTS": inputs}.items():
             argv += ["--build-arg", f"{key}={value}"]
         with tempfile.TemporaryDirectory(prefix=f"hoplab-context-{short}-") as stage, open(log, "w") as out:
             for name, source in context.items():
                 shutil.copytree(source, Path(stage) / name, ignore=shutil.ignore_patterns("__pycache__"))
-            result = subprocess.run([*argv, stage], stdout=out, stderr=subprocess.STDOUT)
+            result = _timed_run([*argv, stage], BUILD_TIMEOUT, f"building {image}", stdout=out,
+                                stderr=subprocess.STDOUT)
         if result.returncode != 0:
             tail = "".join(log.read_text().splitlines(keepends=True)[-25:])
             raise BackendError(f"building {image} failed (full log: {log}):\n{tail}")

@@ -23,9 +23,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from hoplab.backends import nodeproc
-from hoplab.backends.base import Backend, BackendError, NodeStatus, route_clashes
+from hoplab.backends.base import Backend, BackendError, NodeStatus, route_clashes, subnets
 from hoplab.backends.hostfw import HostFirewall
-from hoplab.backends.netns_plan import NetnsPlan, lab_prefixes, plan
+from hoplab.backends.netns_plan import BRIDGE_PREFIX, NetnsPlan, lab_prefixes, plan
 from hoplab.paths import SERVICES_DIR
 from hoplab.progress import Progress
 from hoplab.services import Service, load_catalog
@@ -65,7 +65,7 @@ class NetnsBackend(Backend):
     def __init__(self, catalog: dict[str, Service] | None = None, firewall: HostFirewall | None = None,
                  state_root: Path = STATE_ROOT):
         self.catalog = catalog if catalog is not None else load_catalog()
-        self.firewall = firewall or HostFirewall(chain="FORWARD")
+        self.firewall = firewall or HostFirewall(BRIDGE_PREFIX, chain="FORWARD")
         self.state_root = state_root
 
     # ------------------------------------------------------------ state
@@ -119,7 +119,9 @@ class NetnsBackend(Backend):
         (state_dir / "lab.json").write_text(topology.runtime_json())
         # Journal first: a killed `up` leaves nothing `clean` cannot name.
         self._save(lab, {"lab": lab, **layout.to_json(), "nodes": {}})
-        self.firewall.allow_bridges(lab, sorted(layout.bridges.values()))
+        bridges = sorted(layout.bridges.values())
+        self.firewall.guard(lab, bridges, [str(subnet) for _, subnet in subnets(topology)])
+        self.firewall.allow_bridges(lab, bridges)
         progress.say(f"creating {len(layout.nodes)} namespaces, {len(layout.bridges)} bridges "
                      f"and {len(layout.ports)} veth pairs (Mininet)")
         build = Build(layout)
@@ -136,6 +138,7 @@ class NetnsBackend(Backend):
                 self._prepare_node(topology, node, nodes[node]["anchor"])
         finally:
             build.release()
+        self.firewall.harden(bridges)
         if layout.host_address:
             bridge, address = layout.host_address
             _checked(["ip", "addr", "add", address, "dev", bridge])

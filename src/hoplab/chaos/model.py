@@ -107,15 +107,14 @@ def static_addresses(topology: Topology, node: str) -> list[str]:
 
 
 def unused_address(topology: Topology, network: str) -> str:
-    """The highest address of a network that no node holds and no DHCP pool hands out: a
-    plausible wrong answer that belongs to nobody."""
-    net = topology.networks[network]
-    held = {a for n in topology.nodes.values() for _, a in n.static_addresses}
-    for address in reversed(list(net.subnet.hosts())):
-        if address in held or (net.dhcp and address in net.dhcp):
-            continue
-        return str(address)
-    raise FaultError(f"network {network} has no free address")
+    """The highest address of a network that no node holds, no DHCP pool hands out and no
+    bridge reserves: a plausible wrong answer that belongs to nobody, the host least of all
+    (an answer or route pointing at the host would make it a router onto its own uplink)."""
+    bridge, interim = topology.bridge_address(network), topology.interim_range(network)
+    for address in topology.free_addresses(network):
+        if address != bridge and not (interim and address in interim):
+            return str(address)
+    raise FaultError(f"network {network} has no free address that neither a node nor the host holds")
 
 
 def ipv4(name: str, text: str) -> str:
