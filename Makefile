@@ -8,10 +8,10 @@ TOPOLOGY ?= topology/lab.yaml
 BACKEND ?=
 T := --topology $(TOPOLOGY) $(if $(BACKEND),--backend $(BACKEND))
 
-.PHONY: help setup host host-all up down status clean test test-unit test-e2e render graph bench-up bench-path bench-trace bench-load proto load
+.PHONY: help setup host host-all up down status clean test test-unit test-e2e render graph bench-up bench-path bench-trace bench-load bench-exec proto load
 
 help:
-	@echo "make up | down | status | clean | test | test-unit | test-e2e | render | graph | bench-up | bench-path | bench-trace | bench-load | load"
+	@echo "make up | down | status | clean | test | test-unit | test-e2e | render | graph | bench-up | bench-path | bench-trace | bench-load | bench-exec | load"
 
 setup: host $(VENV)/.installed
 
@@ -64,6 +64,9 @@ bench-up: host-all $(VENV)/.installed
 
 bench-path: setup
 	$(PY) bench/bench_path.py $(T)
+
+bench-exec: setup
+	$(PY) bench/bench_exec.py --topology $(TOPOLOGY)
 
 proto: $(VENV)/.installed
 	$(PY) -m grpc_tools.protoc -Iproto --python_out=src --grpc_python_out=src --pyi_out=src proto/hoplab/v1/*.proto

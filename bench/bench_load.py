@@ -28,6 +28,7 @@ from hoplab.load import LoadOptions, run_load
 from hoplab.paths import BUILD_DIR, DEFAULT_TOPOLOGY
 from hoplab.progress import Progress
 from hoplab.visit import TRACE_FILTER
+from watched import run_watched
 
 OUT = BUILD_DIR / "bench"
 
@@ -121,4 +122,4 @@ def chart(rows: list[dict], path: Path) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_watched(main, "load")

@@ -20,6 +20,7 @@ from pathlib import Path
 from hoplab import spec
 from hoplab.backends.docker import DockerBackend
 from hoplab.paths import BUILD_DIR, DEFAULT_TOPOLOGY
+from watched import run_watched
 
 # wrk's done() hook prints the figures as JSON: no scraping of its human-readable report.
 WRK_JSON = """
@@ -94,4 +95,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_watched(main, "path")

@@ -26,6 +26,7 @@ from hoplab.backends.docker import DockerBackend
 from hoplab.control.client import ControlClient
 from hoplab.paths import BUILD_DIR, DEFAULT_TOPOLOGY
 from hoplab.visit import TRACE_FILTER, new_trace_id, visit
+from watched import run_watched
 
 
 IDLE_WINDOW_S = 10
@@ -111,4 +112,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_watched(main, "trace")

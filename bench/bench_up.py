@@ -25,6 +25,7 @@ from hoplab import compose, spec
 from hoplab.backends.hostfw import HostFirewall
 from hoplab.backends.images import OS_IMAGE
 from hoplab.paths import BUILD_DIR, COMPOSE_DIR, DEFAULT_TOPOLOGY
+from watched import run_watched
 
 HOPLAB = [sys.executable, "-m", "hoplab"]
 
@@ -185,4 +186,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_watched(main, "up")

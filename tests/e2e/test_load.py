@@ -3,7 +3,11 @@
 import json
 from pathlib import Path
 
+import pytest
+
 from helpers import hoplab
+
+pytestmark = pytest.mark.usefixtures("uplink_silent")  # load stays in the lab: nothing on the host's uplink
 
 
 def order_count(lab):
