@@ -23,7 +23,7 @@ CONTROL_NODE = "control"  # the control service's node, added when the topology 
 MANAGEMENT_NETWORK = "mgmt"
 CONTROL_PORT = 50051
 
-# Ranges no lab may use: TEST-NET-1 is reserved for isolation probes (ARCHITECTURE.md), the
+# Ranges no lab may use: TEST-NET-1 is reserved for isolation probes (docs/architecture.md), the
 # rest cannot work as a lab subnet or belong to the host and Docker.
 RESERVED_RANGES = {
     IPv4Network("192.0.2.0/24"): "TEST-NET-1, kept for isolation probes",

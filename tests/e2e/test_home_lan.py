@@ -100,7 +100,7 @@ def test_internet_cannot_open_a_connection_to_the_client(lab):
 
 
 def test_nothing_routes_outside_the_lab(lab):
-    # Route checks first, on every node but the clients (ARCHITECTURE.md): if one had a route,
+    # Route checks first, on every node but the clients (docs/architecture.md): if one had a route,
     # a probe would leak.
     for node in lab.servers():
         result = lab.exec(node, "ip", "route", "get", "192.0.2.1", check=False)
