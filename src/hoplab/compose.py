@@ -13,7 +13,10 @@ LABEL_LAB = "io.hoplab.lab"
 LABEL_NODE = "io.hoplab.node"
 IMAGE_PREFIX = "hoplab/"
 RUNTIME_FILE_SUFFIX = ".runtime.json"
-HEALTH_INTERVAL = "1s"
+# Health checks: every half second while a node starts (Compose's --wait and a restart see it
+# healthy at once), then every 5 s (an idle lab's checks cost little: each is an exec), three
+# failures in a row to call it unhealthy.
+HEALTH = {"interval": "5s", "timeout": "3s", "retries": 3, "start_period": "120s", "start_interval": "500ms"}
 BRIDGE_PREFIX = "hl"  # the netns backend's bridges are "hn-…": both can run side by side
 
 
@@ -71,7 +74,7 @@ def render(topology: Topology, catalog: dict[str, Service], runtime_file: str) -
             },
             "healthcheck": {
                 "test": ["CMD", "/opt/hoplab/service/health"],
-                "interval": HEALTH_INTERVAL, "timeout": "3s", "retries": 30,
+                **HEALTH,
             },
             "stop_grace_period": "3s",
             "labels": {**labels, LABEL_NODE: node.name},
