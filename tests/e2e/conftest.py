@@ -4,7 +4,7 @@ backend's users would. The Docker lab through pytest-docker (`docker_compose_fil
 project `hoplab` renders and prepares; the netns lab through fixtures of the same shape
 (`netns_topology_file`, `netns_setup`, `netns_cleanup`, `netns_services`). Every test that takes
 `lab` runs on both backends; `make test` runs the two backends' tests at the same time, one
-pytest-xdist worker each (`--dist loadgroup`, one group per backend).
+pytest-xdist worker each (`--dist loadgroup`: one group per backend, `pytest_xdist_make_scheduler`).
 
 A lab that was already running (after `make up`) is used and left running; the same lab
 running on the other backend makes way for the tests and comes back after them. When `CI` is
@@ -31,13 +31,33 @@ from hoplab.uplink import UplinkWatch
 UP_TIMEOUT = 300.0  # seconds for a lab to answer a page load once its nodes are up
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items):
     for item in items:
         item.add_marker(pytest.mark.e2e)
-        callspec = getattr(item, "callspec", None)
-        if callspec and "backend" in callspec.params:
-            item.add_marker(pytest.mark.xdist_group(callspec.params["backend"]))
+
+
+def backend_of(nodeid: str) -> str | None:
+    """The backend a test runs on, from its id: `test_x[docker]`, `test_y[netns-process-stop]`."""
+    if not nodeid.endswith("]"):
+        return None
+    first = nodeid.rpartition("[")[2].rstrip("]").split("-")[0]
+    return first if first in BACKENDS else None
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """`--dist loadgroup`, one group per backend: every test of a backend goes to the same
+    worker, so each worker brings up one lab and the two backends run side by side. (The
+    `xdist_group` mark cannot do it here: pytest-xdist 3.8 renames items in a way pytest 9 no
+    longer sees.) Tests without a backend are grouped by module."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class BackendScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return backend_of(nodeid) or super()._split_scope(nodeid)
+
+    return BackendScheduling(config, log)
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
@@ -135,8 +155,9 @@ def docker_cleanup(docker_lab_was_running) -> list[str]:
 @pytest.fixture(scope="session")
 def docker_lab(docker_services, docker_lab_topology) -> Lab:
     lab = Lab(docker_lab_topology, "docker")
+    lab.driver.check_healthy(lab.topology)  # what `up` checks and does after Compose
+    lab.driver.finish(lab.topology)
     docker_services.wait_until_responsive(check=lambda: page_loads(lab), timeout=UP_TIMEOUT, pause=0.5)
-    lab.driver.finish(lab.topology)  # what `up` does after Compose
     return lab
 
 

@@ -258,14 +258,21 @@ class DockerBackend(Backend):
         finally:
             events.close()
             reporter.join(timeout=2)
-        containers = self._containers(topology)
         if proc.returncode != 0:
             raise BackendError("nodes did not all become healthy (docker compose up --wait failed):\n" +
-                               "\n".join(output.splitlines()[-15:]) + self._explain(topology, containers))
-        # `--wait` lets a container that exited on its own pass: check each node once more.
+                               "\n".join(output.splitlines()[-15:]) + self._explain(topology, self._containers(topology)))
+        self.check_healthy(topology, output)
+
+    def check_healthy(self, topology: Topology, compose_output: str = "") -> None:
+        """After `docker compose up --wait`: every node there and healthy. `--wait` lets a
+        container that exited on its own pass, and some refusals (a feature the engine lacks)
+        leave nodes uncreated with Compose still exiting 0: its last lines go with the error."""
+        containers = self._containers(topology)
         broken = [n for n in topology.nodes if n not in containers or not _healthy(containers[n])]
         if broken:
-            raise BackendError(f"nodes not healthy: {', '.join(broken)}" + self._explain(topology, containers))
+            said = "\n".join(compose_output.strip().splitlines()[-5:])
+            raise BackendError(f"nodes not healthy: {', '.join(broken)}" + (f"\ndocker compose said:\n{said}" if said else "")
+                               + self._explain(topology, containers))
 
     def _explain(self, topology: Topology, containers: dict[str, dict]) -> str:
         """The evidence for a node that did not come up: its last health output and logs."""
