@@ -192,8 +192,12 @@ def lease_judge(path: PagePath) -> Judge:
         lease_line = next((line for line in output.splitlines() if line.startswith("{")), None)
         if lease_line is None:
             return f"{path.client} holds no DHCP lease on {path.network}: it has no address"
-        lease = json.loads(lease_line)
-        if ipaddress.IPv4Address(lease["ip"]) not in scope:
+        try:
+            lease = json.loads(lease_line)
+            address = ipaddress.IPv4Address(lease["ip"])
+        except (ValueError, KeyError, TypeError) as exc:
+            return f"{path.client}'s lease record on {path.network} is damaged ({exc})"
+        if address not in scope:
             return f"the lease's address {lease['ip']} is outside the pool {scope.first}-{scope.last}"
         if f"inet {lease['ip']}/" not in output:
             return f"the lease says {lease['ip']} but {path.network} does not hold it"
@@ -277,7 +281,8 @@ def _connects_judge(what: str) -> Judge:
 
 
 def _lb_servers_judge(status: int, output: str) -> str | None:
-    if status != 0:
+    # The command's status is `cut`'s: an answer is HAProxy's CSV, header first.
+    if status != 0 or not any(line.startswith("# pxname") for line in output.splitlines()):
         return "the balancer's admin socket does not answer"
     maint = [line.split(",")[1] for line in output.splitlines()
              if line.count(",") >= 2 and line.split(",")[1] not in ("BACKEND", "FRONTEND")

@@ -4,6 +4,8 @@ go through `Lab.hoplab` / `hoplab`, a `hoplab` process each, as a user would."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import ipaddress
 import json
 import os
@@ -17,11 +19,10 @@ from pathlib import Path
 
 import yaml
 
-from hoplab import spec
+from hoplab import cli, spec
 from hoplab.backends import nodeproc
 from hoplab.backends.base import Backend
 from hoplab.backends.netns import NetnsBackend, debian_packages, missing_packages
-from hoplab.cli import make_backend
 from hoplab.paths import BUILD_DIR, TOPOLOGY_DIR
 from hoplab.services import load_catalog
 
@@ -38,10 +39,28 @@ TWINS = {LAB_TOPOLOGY: ("nlab", "172.31.253.0/24"), DUO_TOPOLOGY: ("nduo", "172.
 TWIN_DIR = BUILD_DIR / "test-topologies"
 
 
-def hoplab(*args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([*HOPLAB, *args], capture_output=True, text=True, timeout=timeout)
+def hoplab(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """`hoplab ARGS...` as a user types it, run in this process (`cli.main`, which the installed
+    script calls): the same parsing, checks, output and exit status, without a new Python each
+    time. `hoplab_process` runs a real process, for the tests about processes."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli.main(list(args))
+        except SystemExit as exc:  # argparse's own refusals
+            code = exc.code if isinstance(exc.code, int) else 2
+    return _checked(subprocess.CompletedProcess(["hoplab", *args], code, out.getvalue(), err.getvalue()), check)
+
+
+def hoplab_process(*args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
+    """`python -m hoplab ARGS...` as its own process."""
+    return _checked(subprocess.run([*HOPLAB, *args], capture_output=True, text=True, timeout=timeout), check)
+
+
+def _checked(result: subprocess.CompletedProcess, check: bool) -> subprocess.CompletedProcess:
     if check and result.returncode != 0:
-        raise AssertionError(f"hoplab {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+        raise AssertionError(f"{' '.join(map(str, result.args))} exited {result.returncode}:\n"
+                             f"{result.stdout}\n{result.stderr}")
     return result
 
 
@@ -105,7 +124,7 @@ class Lab:
 
     @cached_property
     def driver(self) -> Backend:
-        return make_backend(self.backend)
+        return cli.make_backend(self.backend)
 
     def hoplab(self, verb: str, *args: str, **kw) -> subprocess.CompletedProcess:
         """A verb on this lab through the CLI: its topology and backend named."""
@@ -126,7 +145,7 @@ class Lab:
         return {s.node: s.to_json() for s in self.driver.status(self.topology)}
 
     def healthy(self) -> bool:
-        return all(s["health"] == "healthy" for s in self.status().values())
+        return all(s.health == "healthy" for s in self.driver.status(self.topology, addresses=False))
 
     def address(self, node: str, network: str) -> str:
         return str(self.topology.nodes[node].address_on(network))

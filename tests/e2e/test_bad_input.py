@@ -9,7 +9,6 @@ INVALID = sorted((Path(__file__).parents[1] / "data" / "invalid").glob("*.yaml")
 
 
 def test_invalid_topologies_create_nothing(backend):
-    assert len(INVALID) >= 10
     before = host_state(exclude=concurrent_labs(backend))
     for path in INVALID:
         result = hoplab("up", "--topology", str(path), "--backend", backend, check=False)

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from helpers import HOPLAB, hoplab
+from helpers import HOPLAB, hoplab, hoplab_process
 from hoplab.chaos.journal import Chaos
 from hoplab.diagnose import diagnose as run_diagnose
 
@@ -231,6 +231,6 @@ def test_killed_cli_then_status_reverts(lab):
     deadline = last_entry(lab).deadline
     time.sleep(max(0.0, deadline - time.time()) + 0.1)  # the fault's own deadline, nothing more
     assert last_entry(lab).state == "active", "something other than the next command reverted it"
-    status = hoplab("status", "--topology", lab.path)
+    status = hoplab_process("status", "--topology", lab.path)  # the next command a user runs
     assert "reverted expired fault" in status.stderr
     assert node_state(lab, "cache") == before and fetch(lab)[0] == 0

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from helpers import HOPLAB, assert_dhcp_lease, assert_dns, hoplab
+from helpers import HOPLAB, assert_dhcp_lease, assert_dns, hoplab_process
 
 LISTENER = """
 import socket, sys
@@ -133,5 +133,5 @@ def test_status_json_is_machine_readable(lab):
 
 def test_the_backend_in_use_is_named_without_asking(lab):
     # No --backend: the lab is found on the backend it runs on, and `up` says which.
-    result = hoplab("up", "--topology", lab.path)
+    result = hoplab_process("up", "--topology", lab.path)
     assert f"on the {lab.backend} backend" in result.stderr

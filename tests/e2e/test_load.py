@@ -17,7 +17,7 @@ def order_count(lab):
 
 
 def load(lab, *args, check=True):
-    return hoplab("load", "--topology", lab.path, *args, check=check, timeout=300)
+    return hoplab("load", "--topology", lab.path, *args, check=check)
 
 
 def report_dir(result) -> Path:

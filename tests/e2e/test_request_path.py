@@ -97,7 +97,7 @@ def test_certificate_is_issued_by_the_lab_ca(lab):
     out = lab.sh("client", f"echo | openssl s_client -connect {www}:443 -servername {www} "
                            "-verify_return_error 2>&1 || true").stdout
     assert "Verify return code: 0 (ok)" in out
-    assert f"hoplab lab {lab.name} CA" in out
+    assert f"hoplab {lab.name} lab CA" in out
 
 
 def test_cacheable_page_is_a_hit_on_repeat(lab):

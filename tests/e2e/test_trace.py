@@ -16,7 +16,7 @@ from hoplab.v1 import control_pb2_grpc as rpc
 
 
 def traced(lab, url, *flags):
-    out = hoplab("visit", url, "--trace", "--json", *flags, "--topology", lab.path, timeout=180).stdout
+    out = hoplab("visit", url, "--trace", "--json", *flags, "--topology", lab.path).stdout
     data = json.loads(out)
     return data["visit"], data["trace"]
 

@@ -298,9 +298,6 @@ def test_capturing_with_no_agent_at_all_is_a_failed_precondition(control):
     assert (error.code, error.details) == (grpc.StatusCode.FAILED_PRECONDITION, "no agent is attached yet")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="TRACE_ID is used with re.match and ends in '$', which also matches before a final "
-                          "newline: a trace id with a trailing newline is accepted and stored as given")
 def test_a_trace_id_with_a_trailing_newline_is_refused(control, agents):
     agents("web1")
     try:

@@ -494,20 +494,14 @@ def test_stdout_and_stderr_are_both_judged():
     assert not outcome.ok and "refuses" in outcome.reason
 
 
-# ------------------------------------------------------------ known weaknesses (strict xfail: a fix makes them fail)
+# ------------------------------------------------------------ weaknesses found here, and fixed
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="the lb check pipes socat into cut, so its exit status is cut's: a dead admin socket "
-                          "prints only socat's error, and the judge, seeing no MAINT line, passes the hop")
 def test_a_dead_admin_socket_fails_the_lb_hop():
     socat_error = ('2024/01/01 12:00:00 socat[42] E connect(5, AF=1 "/run/haproxy/admin.sock", 25): '
                    "No such file or directory")
     assert judge("lb servers")(0, socat_error) is not None
 
 
-@pytest.mark.xfail(strict=True, raises=json.JSONDecodeError,
-                   reason="lease_judge parses any line starting with '{' as JSON; a damaged lease file raises "
-                          "instead of being reported as a broken lease")
 def test_a_damaged_lease_file_is_a_reason_not_a_crash():
     assert judge("lease")(0, '{"event": "bound", "ip": \nnameserver 198.51.100.53') is not None

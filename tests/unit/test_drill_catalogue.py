@@ -15,8 +15,7 @@ LAB = spec.load(TOPOLOGY_DIR / "lab.yaml")
 DUO = spec.load(TOPOLOGY_DIR / "duo.yaml")
 
 
-def test_at_least_ten_drills_of_every_difficulty():
-    assert len(DRILLS) >= 10
+def test_drills_of_every_difficulty():
     assert {d.difficulty for d in DRILLS.values()} == set(DIFFICULTIES)
 
 
@@ -39,8 +38,8 @@ def test_drills_adapt_to_the_second_topology():
     values = roles(DUO, "pc1")
     assert values["dns"] == "ns" and values["router"] == "gw" and values["web"] == "app1"
     runnable = [d for d in DRILLS.values() if available(d, values)]
-    assert "missing-confirmations" not in [d.name for d in runnable]  # duo has no mail server
-    assert len(runnable) >= 10
+    # duo has no mail server: exactly the drills that need one are left out
+    assert {d.name for d in DRILLS.values()} - {d.name for d in runnable} == {"missing-confirmations"}
 
 
 def test_the_diagnose_walk_follows_the_page_load():

@@ -71,8 +71,9 @@ class Backend(ABC):
         """Stop and remove the lab: nodes, networks, volumes, host rules."""
 
     @abstractmethod
-    def status(self, topology: Topology) -> list[NodeStatus]:
-        """One entry per node of the topology, running or not."""
+    def status(self, topology: Topology, addresses: bool = True) -> list[NodeStatus]:
+        """One entry per node of the topology, running or not; without each node's addresses
+        (asked of the node itself, a command each) when `addresses` is False."""
 
     @abstractmethod
     def exec(self, topology: Topology, node: str, argv: list[str], interactive: bool) -> int:

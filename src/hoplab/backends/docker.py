@@ -123,7 +123,7 @@ class DockerBackend(Backend):
 
     # ------------------------------------------------------------ inspection
 
-    def status(self, topology: Topology) -> list[NodeStatus]:
+    def status(self, topology: Topology, addresses: bool = True) -> list[NodeStatus]:
         containers = self._containers(topology)
         statuses = []
         for node in topology.nodes.values():
@@ -134,7 +134,7 @@ class DockerBackend(Backend):
             state = info["State"]
             health = (state.get("Health") or {}).get("Status", "none")
             statuses.append(NodeStatus(node.name, node.service, state["Status"], health, id=info["Id"][:12]))
-        running = [s for s in statuses if s.state == "running"]
+        running = [s for s in statuses if s.state == "running" and addresses]
         with ThreadPoolExecutor(8) as pool:
             for status, addresses in zip(running, pool.map(lambda s: self._addresses(topology, s.node), running)):
                 status.addresses = addresses

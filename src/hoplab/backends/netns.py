@@ -305,9 +305,12 @@ class NetnsBackend(Backend):
 
     # ------------------------------------------------------------ inspection
 
-    def status(self, topology: Topology) -> list[NodeStatus]:
+    def status(self, topology: Topology, addresses: bool = True) -> list[NodeStatus]:
         lab = topology.name
         nodes = self._state(lab).get("nodes", {})
+
+        def addresses_of(node: str) -> dict[str, str]:
+            return self._addresses(topology, node) if addresses else {}
 
         def one(node) -> NodeStatus:
             entry = nodes.get(node.name, {})
@@ -315,11 +318,9 @@ class NetnsBackend(Backend):
                 return NodeStatus(node.name, node.service, "missing", "none")
             ident = f"pid {entry['anchor']}"
             if not nodeproc.beside(entry.get("service"), entry["anchor"]):
-                return NodeStatus(node.name, node.service, "exited", "none",
-                                  self._addresses(topology, node.name), ident)
+                return NodeStatus(node.name, node.service, "exited", "none", addresses_of(node.name), ident)
             health = "healthy" if self._healthy(topology, node.name) else "unhealthy"
-            return NodeStatus(node.name, node.service, "running", health, self._addresses(topology, node.name),
-                              ident)
+            return NodeStatus(node.name, node.service, "running", health, addresses_of(node.name), ident)
 
         with ThreadPoolExecutor(8) as pool:
             return list(pool.map(one, topology.nodes.values()))

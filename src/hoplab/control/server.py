@@ -31,7 +31,7 @@ MAX_RECORDS_PER_CAPTURE = 200_000
 KEPT_CAPTURES = 64
 ARM_TIMEOUT_S = 10
 GRACE_S = 5  # after its deadline, how long a capture waits for agents to report their end
-TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
+TRACE_ID = re.compile(r"[0-9a-f]{32}")  # fullmatch: "$" would let a final newline through
 
 
 @dataclass
@@ -208,7 +208,7 @@ class ControlService(rpc.ControlServicer):
             invalid(f"max_seconds: {request.max_seconds} is outside 1..{MAX_SECONDS}")
         if not 1 <= request.max_packets <= MAX_PACKETS:
             invalid(f"max_packets: {request.max_packets} is outside 1..{MAX_PACKETS}")
-        if request.trace_id and not TRACE_ID.match(request.trace_id):
+        if request.trace_id and not TRACE_ID.fullmatch(request.trace_id):
             invalid("trace_id: must be 32 lowercase hex digits (W3C trace-id)")
         problem = check_filter(expression)
         if problem:
@@ -280,7 +280,7 @@ class ControlService(rpc.ControlServicer):
                 return
 
     def _trace_capture(self, trace_id: str, context) -> CaptureState:
-        if not TRACE_ID.match(trace_id):
+        if not TRACE_ID.fullmatch(trace_id):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "trace_id: must be 32 lowercase hex digits")
         with self.hub.lock:
             found = [c for c in self.hub.captures.values() if c.trace_id == trace_id]
