@@ -242,8 +242,12 @@ def host_state(exclude: set[str] = frozenset()) -> dict[str, list[str]]:
 def netns_state() -> dict[str, list[str]]:
     """The netns backends' share of the host: each lab's namespaces, and the host's mounts
     (Docker's own image and namespace mounts left out)."""
-    spaces = {f"netns {lab} {os.stat(f'/proc/{pid}/ns/net').st_ino}"
-              for pid, lab in nodeproc.lab_processes(None).items() if os.path.exists(f"/proc/{pid}")}
+    spaces = set()
+    for pid, lab in nodeproc.lab_processes(None).items():
+        try:
+            spaces.add(f"netns {lab} {os.stat(f'/proc/{pid}/ns/net').st_ino}")
+        except FileNotFoundError:  # ended meanwhile
+            continue
     mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
     return {"namespaces": sorted(spaces),
             "mounts": sorted(m for m in mounts if not m.startswith(("/var/lib/docker/", "/run/docker/")))}

@@ -128,12 +128,16 @@ class NetnsBackend(Backend):
         try:
             nodes = {}
             for node, shell in build.shell_pids.items():
+                self._refuse_host(shell, node)
                 anchor = subprocess.Popen(["mnexec", "-a", str(shell), "sleep", "infinity"],
                                           env=self._env(topology, node), start_new_session=True,
                                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                           stderr=subprocess.DEVNULL)
                 nodes[node] = {"anchor": anchor.pid}
             self._save(lab, {"lab": lab, **layout.to_json(), "nodes": nodes})
+            for node, entry in nodes.items():
+                if not nodeproc.wait_in_own_namespaces(entry["anchor"]):
+                    raise BackendError(f"node {node}: its anchor process did not join the node's namespaces")
             for node in layout.nodes:
                 self._prepare_node(topology, node, nodes[node]["anchor"])
         finally:
@@ -195,6 +199,7 @@ class NetnsBackend(Backend):
                     continue
                 log = self.state_dir(lab) / "logs" / f"{node}.log"
                 log.parent.mkdir(parents=True, exist_ok=True)
+                self._refuse_host(entry["anchor"], node)
                 with open(log, "ab") as out:
                     proc = subprocess.Popen(["mnexec", "-a", str(entry["anchor"]), sys.executable, "-m",
                                              "hoplab.node", "start"], env=self._env(topology, node),
@@ -350,6 +355,7 @@ class NetnsBackend(Backend):
 
     def _in_node(self, anchor: int, topology: Topology, node: str, argv: list[str], timeout: float = 60,
                  input: str | None = None) -> subprocess.CompletedProcess:
+        self._refuse_host(anchor, node)
         return subprocess.run(["mnexec", "-a", str(anchor), *argv], env=self._env(topology, node), cwd="/",
                               capture_output=True, text=True, timeout=timeout, input=input,
                               stdin=None if input is not None else subprocess.DEVNULL)
@@ -359,7 +365,15 @@ class NetnsBackend(Backend):
         if not nodeproc.alive(anchor, topology.name):
             raise BackendError(f"node {node!r} of lab {topology.name!r} is not running "
                                "(hoplab up --backend netns starts it)")
+        self._refuse_host(anchor, node)
         return anchor
+
+    @staticmethod
+    def _refuse_host(anchor: int, node: str) -> None:
+        """Nothing meant for a node ever runs in the host's namespaces."""
+        if not nodeproc.in_own_namespaces(anchor):
+            raise BackendError(f"node {node}: its anchor (pid {anchor}) is not in namespaces of its own; "
+                               "refusing to run a node's command on the host")
 
     def _env(self, topology: Topology, node: str) -> dict[str, str]:
         """A node's environment, the same for its service and for `exec`: the variables the

@@ -20,11 +20,34 @@ def _environ(pid: int) -> bytes:
         return b""
 
 
-def _netns(pid: int | str) -> int | None:
+def _ns(pid: int | str, kind: str) -> int | None:
     try:
-        return os.stat(f"/proc/{pid}/ns/net").st_ino
+        return os.stat(f"/proc/{pid}/ns/{kind}").st_ino
     except OSError:
         return None
+
+
+def _netns(pid: int | str) -> int | None:
+    return _ns(pid, "net")
+
+
+def in_own_namespaces(pid: int) -> bool:
+    """Whether `pid` lives in network and mount namespaces of its own, not the host's (nor this
+    process's). A command attached to a process (`mnexec -a`) runs in its namespaces: attached
+    to one still in the host's, a node's mounts (/etc, /var, /run overlaid) would land on the host."""
+    return all((found := _ns(pid, kind)) is not None and found not in (_ns(1, kind), _ns("self", kind))
+               for kind in ("net", "mnt"))
+
+
+def wait_in_own_namespaces(pid: int, timeout: float = 10.0) -> bool:
+    """Wait until a just-started anchor (`mnexec -a SHELL sleep infinity`) has joined its node's
+    namespaces: Popen returns before mnexec has called setns."""
+    deadline = time.monotonic() + timeout
+    while not in_own_namespaces(pid):
+        if not _running(pid) or time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def _pids() -> list[int]:
