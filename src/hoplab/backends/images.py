@@ -82,8 +82,13 @@ def _with_requirements(names) -> set[str]:
     return found
 
 
+def _built_here(part: str) -> bool:
+    """Files that builds and installs leave in a source tree: not inputs."""
+    return part == "__pycache__" or part.endswith(".egg-info")
+
+
 def _hash_tree(digest, root: Path) -> None:
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and not any(map(_built_here, p.parts))):
         digest.update(str(path.relative_to(root)).encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")
 
@@ -216,14 +221,20 @@ class ImageBuilder:
 
     # ------------------------------------------------------------ docker build
 
-    @staticmethod
-    def _inputs(dockerfile: Path, args: dict[str, str], context: dict[str, Path]) -> str:
+    def _inputs(self, dockerfile: Path, args: dict[str, str], context: dict[str, Path]) -> str:
+        """What an image is made of. A wheel folder counts by its name, which is already the hash
+        of what it was built from (the sources, the pins): a wheel's own bytes carry build times,
+        and a new clone would otherwise rebuild every image."""
+        wheels = self.build_dir / "wheels"
         digest = hashlib.sha256(dockerfile.read_bytes())
         for key, value in sorted(args.items()):
             digest.update(f"{key}={value}\0".encode())
         for name, source in sorted(context.items()):
             digest.update(f"[{name}]".encode())
-            _hash_tree(digest, source)
+            if source.parent == wheels:
+                digest.update(f"wheels:{source.name}\0".encode())
+            else:
+                _hash_tree(digest, source)
         return digest.hexdigest()
 
     def _build(self, image: str, dockerfile: Path, args: dict[str, str], context: dict[str, Path],
