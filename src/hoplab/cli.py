@@ -14,7 +14,7 @@ from pathlib import Path
 
 from hoplab import compose, graph, spec
 from hoplab.backends.base import Backend, BackendError, NodeStatus, PreflightError
-from hoplab.paths import COMPOSE_DIR, DEFAULT_TOPOLOGY
+from hoplab.paths import CHAOS_JOURNAL, COMPOSE_DIR, DEFAULT_TOPOLOGY, RUN_STATE_DIR
 from hoplab.progress import Progress
 from hoplab.services import load_catalog
 
@@ -607,11 +607,14 @@ LAB_VERBS = {"up", "status", "exec", "stop", "start", "restart", "visit", "trace
 
 
 def revert_expired_faults(args: argparse.Namespace) -> None:
-    from hoplab.chaos.journal import Chaos
-
     if args.verb not in LAB_VERBS or getattr(args, "action", None) == "reap":
         return
-    chaos = Chaos(make_backend(args.backend), spec.load(args.topology))
+    topology = Command.topology(args)
+    if not (RUN_STATE_DIR / topology.name / CHAOS_JOURNAL).exists():
+        return  # nothing was ever injected: the chaos code need not even load
+    from hoplab.chaos.journal import Chaos
+
+    chaos = Chaos(make_backend(args.backend), topology)
     if chaos.path.exists():
         for entry in chaos.revert_expired():
             print(f"hoplab: reverted expired fault {entry.id} ({entry.fault} on {entry.node})", file=sys.stderr)

@@ -20,7 +20,7 @@ from hoplab.backends.base import Backend
 from hoplab.chaos.faults import CATALOGUE, FaultError
 from hoplab.chaos.journal import Chaos
 from hoplab.diagnose import Check, Outcome, PagePath, curl, lease_judge, run_checks, sh, status_is, walk
-from hoplab.paths import BUILD_DIR
+from hoplab.paths import RUN_STATE_DIR
 from hoplab.spec import Topology
 
 DEFAULT_DURATION_S = 900
@@ -259,7 +259,7 @@ class DrillState:
 
 
 class Drills:
-    def __init__(self, backend: Backend, topology: Topology, state_root: Path = BUILD_DIR / "run"):
+    def __init__(self, backend: Backend, topology: Topology, state_root: Path = RUN_STATE_DIR):
         self.backend = backend
         self.topology = topology
         self.chaos = Chaos(backend, topology, state_root)

@@ -10,3 +10,5 @@ SCHEMA_FILE = TOPOLOGY_DIR / "schema.json"
 SERVICES_DIR = PROJECT_ROOT / "services"
 COMPOSE_DIR = PROJECT_ROOT / "compose"
 BUILD_DIR = PROJECT_ROOT / "build"
+RUN_STATE_DIR = BUILD_DIR / "run"  # per lab: chaos journal, drill state, experiment journals
+CHAOS_JOURNAL = "chaos.json"

@@ -21,7 +21,7 @@ from hoplab.backends.base import Backend, BackendError, NodeStatus, route_clashe
 from hoplab.backends.engine import Compose, Engine, EngineError, NotFound, NotRunning
 from hoplab.backends.hostfw import HostFirewall
 from hoplab.backends.images import ImageBuilder
-from hoplab.paths import BUILD_DIR
+from hoplab.paths import RUN_STATE_DIR
 from hoplab.progress import Progress
 from hoplab.services import Service, load_catalog
 from hoplab.spec import Topology
@@ -41,7 +41,7 @@ class DockerBackend(Backend):
     name = "docker"
 
     def __init__(self, engine: Engine | None = None, firewall: HostFirewall | None = None,
-                 catalog: dict[str, Service] | None = None, state_root: Path = BUILD_DIR / "run",
+                 catalog: dict[str, Service] | None = None, state_root: Path = RUN_STATE_DIR,
                  compose_cli: Compose | None = None):
         self.engine = engine or Engine()
         self.compose = compose_cli or Compose()

@@ -34,7 +34,7 @@ from hoplab.chaos.faults import CATALOGUE, FaultError
 from hoplab.chaos.journal import Chaos
 from hoplab.chaos.model import MAX_DURATION_S
 from hoplab.diagnose import run_check
-from hoplab.paths import BUILD_DIR
+from hoplab.paths import RUN_STATE_DIR
 from hoplab.spec import Topology
 
 PROBE_NAMES = ("page", "order-page", "page-fast", "fresh-order-page", "every-replica", "order-mail", "renewed-lease")
@@ -259,4 +259,4 @@ def run(backend: Backend, topology: Topology, experiment: Experiment, client: st
 
 def default_journal(topology: Topology, experiment: Experiment) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return BUILD_DIR / "run" / topology.name / "experiments" / f"{stamp}-{experiment.source.stem}.json"
+    return RUN_STATE_DIR / topology.name / "experiments" / f"{stamp}-{experiment.source.stem}.json"

@@ -19,7 +19,7 @@ from pathlib import Path
 from hoplab.backends.base import Backend
 from hoplab.chaos.faults import CATALOGUE, FaultError, Step, Target
 from hoplab.chaos.model import MAX_DURATION_S
-from hoplab.paths import BUILD_DIR
+from hoplab.paths import CHAOS_JOURNAL, RUN_STATE_DIR
 from hoplab.progress import Progress
 from hoplab.spec import Topology
 
@@ -41,10 +41,10 @@ class Entry:
 
 
 class Chaos:
-    def __init__(self, backend: Backend, topology: Topology, state_root: Path = BUILD_DIR / "run"):
+    def __init__(self, backend: Backend, topology: Topology, state_root: Path = RUN_STATE_DIR):
         self.backend = backend
         self.topology = topology
-        self.path = state_root / topology.name / "chaos.json"
+        self.path = state_root / topology.name / CHAOS_JOURNAL
 
     # ------------------------------------------------------------ the journal
 
