@@ -226,9 +226,10 @@ def netns_lab(netns_services) -> Lab:
 
 
 @pytest.fixture(scope="module")
-def uplink_silent(lab):
+def uplink_silent(lab, request):
     """Captures on the host's uplink for a whole test module; fails it if a single packet to
     or from a lab subnet went out (or came in) there."""
-    with UplinkWatch(all_lab_subnets(), BUILD_DIR / "test-uplink" / f"{lab.name}-{os.getpid()}.pcapng") as watch:
+    capture = BUILD_DIR / "test-uplink" / f"{lab.name}-{request.module.__name__}.pcapng"
+    with UplinkWatch(all_lab_subnets(), capture) as watch:
         yield watch
     assert watch.leaks == [], f"lab traffic on the host's uplink ({watch.capture}):\n" + "\n".join(watch.leaks)
