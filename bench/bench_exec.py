@@ -84,7 +84,9 @@ def main() -> None:
     container = compose.container_name(topology, node)
     cli = [sys.executable, "-m", "hoplab", "exec", "--topology", str(args.topology), "--backend", "docker", node,
            "--", "true"]
-    env = {name: {**os.environ, "PYTHONPATH": str(src)} for name, src in sources.items()}
+    # Each version's code, with this checkout's topology and services (HOPLAB_ROOT).
+    env = {name: {**os.environ, "PYTHONPATH": str(src), "HOPLAB_ROOT": str(PROJECT_ROOT)}
+           for name, src in sources.items()}
 
     commands = {"docker exec (CLI)": (["docker", "exec", container, "true"], None),
                 "hoplab exec, before": (cli, env["before"]),
