@@ -284,9 +284,11 @@ class Visit(Command):
                 print(json.dumps({"visit": result.to_json(), "trace": render.to_json(trace)}, indent=2))
             else:
                 print(result.render() + "\n\n" + render.to_table(trace))
-        else:
-            result = visit(backend, topology, args.url, node)
-            print(json.dumps(result.to_json(), indent=2) if args.json else result.render())
+            for line in render.gaps_text(trace):  # a trace that misses packets is no success
+                print(f"hoplab visit: {line}", file=sys.stderr)
+            return 0 if result.ok and not trace.gaps else 1
+        result = visit(backend, topology, args.url, node)
+        print(json.dumps(result.to_json(), indent=2) if args.json else result.render())
         return 0 if result.ok else 1
 
 
@@ -300,6 +302,9 @@ class Trace(Command):
         show.add_argument("trace_id", metavar="ID")
         show.add_argument("--format", "-f", default="table", choices=["table", "json", "html", "pcapng"])
         show.add_argument("-o", "--output", type=Path, help="write to FILE (html and pcapng need one)")
+        show.add_argument("--every-hop", action="store_true",
+                          help="pcapng: every sighting of each packet (one interface block per node:iface), "
+                               "not each wire packet once")
 
     def run(self, args):
         from hoplab.control.client import ControlClient
@@ -323,7 +328,7 @@ class Trace(Command):
         elif args.format == "html":
             text = render.to_html(trace)
         else:
-            args.output.write_bytes(render.to_pcapng(trace))
+            args.output.write_bytes(render.to_pcapng(trace, every_hop=args.every_hop))
             print(args.output)
             return 0
         if args.output:

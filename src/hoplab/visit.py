@@ -102,11 +102,21 @@ TRACE_MAX_PACKETS = 20_000  # per node
 SETTLE_S = 0.5  # after the visit, for the last packets (FIN, final ACKs) to land
 
 
+def forget_neighbours(backend: Backend, topology: Topology, node: str) -> None:
+    """Empty the node's ARP cache on its data interfaces, so the trace starts with ARP for the
+    gateway (the seeds' first step after the lease)."""
+    for iface in topology.nodes[node].interfaces:
+        result = backend.run(topology, node, ["ip", "neigh", "flush", "dev", iface.network], timeout=10)
+        if result.returncode != 0:
+            raise BackendError(f"{node}: could not flush its neighbours on {iface.network}: {result.stderr.strip()}")
+
+
 def renew_lease(backend: Backend, topology: Topology, node: str) -> None:
     """Ask the node's DHCP client to renew its lease now (udhcpc renews on SIGUSR1), and wait
-    until the new lease is applied."""
-    script = ("before=$(cat /run/hoplab/lease-* 2>/dev/null | md5sum); kill -USR1 $(pidof udhcpc) || exit 1; "
-              "for i in $(seq 50); do sleep 0.1; "
+    until the new lease is applied. The node's own udhcpc, by the pid its runtime recorded: on
+    the netns backend `pidof` would see every lab's."""
+    script = ("before=$(cat /run/hoplab/lease-* 2>/dev/null | md5sum); "
+              "kill -USR1 $(cat /run/hoplab/service.pid) || exit 1; for i in $(seq 50); do sleep 0.1; "
               "[ \"$(cat /run/hoplab/lease-* 2>/dev/null | md5sum)\" != \"$before\" ] && exit 0; done; exit 1")
     result = backend.run(topology, node, ["sh", "-c", script], timeout=15)
     if result.returncode != 0:
@@ -124,6 +134,7 @@ def traced_visit(backend: Backend, topology: Topology, url: str, node: str, rene
     status = 0
     try:
         if renew:
+            forget_neighbours(backend, topology, node)
             renew_lease(backend, topology, node)
         result = visit(backend, topology, url, node, trace_id)
         status = result.status

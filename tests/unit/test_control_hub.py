@@ -333,13 +333,42 @@ def test_start_on_named_nodes_only_tells_those(control, agents):
     assert web1.received == [] and len(web2.received) == 1
 
 
-def test_a_node_that_never_arms_makes_the_start_unavailable(control, agents, monkeypatch):
+def test_a_node_that_never_arms_leaves_a_gap_and_the_others_capture(control, agents, monkeypatch):
     monkeypatch.setattr(server, "ARM_TIMEOUT_S", 0.2)
     agents("web1")
+    agents("web2", arms=False)
+    started = control.StartCapture(start_request(), FakeContext())
+    gaps = {g.node: g.reason for g in control.hub.captures[started.id].gap_list()}
+    assert gaps == {"web2": "it did not start capturing within 0.2 s"}
+
+
+def test_no_node_arming_makes_the_start_unavailable(control, agents, monkeypatch):
+    monkeypatch.setattr(server, "ARM_TIMEOUT_S", 0.2)
     agents("web2", arms=False)
     error = aborted(lambda: control.StartCapture(start_request(), FakeContext()))
     assert error.code == grpc.StatusCode.UNAVAILABLE
     assert error.details.startswith("nodes web2 did not start capturing")
+
+
+def test_what_an_agent_missed_is_a_gap_of_the_trace(control, agents, monkeypatch):
+    monkeypatch.setattr(server, "GRACE_S", 0.2)
+    agents("web1"), agents("web2"), agents("db", ends=False)
+    started = control.StartCapture(start_request(trace_id=TRACE), FakeContext())
+    control.hub.ended("web1", started.id, error="filter: syntax error")
+    control.hub.ended("web2", started.id, kernel_drops=3, hit_bound=True)
+    control.StopCapture(pb.StopCaptureRequest(id=started.id), FakeContext())  # db never reports
+    gaps = {g.node: g.reason for g in control.GetTrace(pb.GetTraceRequest(trace_id=TRACE), FakeContext()).gaps}
+    assert gaps["web1"] == "its capture failed: filter: syntax error"
+    assert "dropped 3 packet(s)" in gaps["web2"] and "packet bound" in gaps["web2"]
+    assert "never reported the end" in gaps["db"]
+
+
+def test_a_trace_everyone_captured_whole_has_no_gap(control, agents):
+    agents("web1")
+    started = control.StartCapture(start_request(trace_id=TRACE), FakeContext())
+    control.hub.ended("web1", started.id)
+    control.StopCapture(pb.StopCaptureRequest(id=started.id), FakeContext())
+    assert list(control.GetTrace(pb.GetTraceRequest(trace_id=TRACE), FakeContext()).gaps) == []
 
 
 def test_only_the_newest_captures_are_kept(control, agents, monkeypatch):

@@ -16,7 +16,7 @@ import time
 import grpc
 
 from hoplab.control import conntrack
-from hoplab.control.capture import CaptureError, Frame, run_capture
+from hoplab.control.capture import CaptureError, CaptureStats, Frame, run_capture
 from hoplab.node import ACCESS_LOG, NodeContext
 from hoplab.trace.decode import decode
 from hoplab.v1 import control_pb2 as pb
@@ -104,18 +104,19 @@ class Agent:
         log_start = log.stat().st_size if log.exists() else 0
 
         def work() -> None:
-            error, total = "", 0
+            error, total, stats = "", 0, CaptureStats()
             try:
                 armed = pb.AgentMessage(armed=pb.CaptureArmed(capture_id=command.capture_id))
                 total = run_capture(self.data_ifaces, command.filter, command.max_seconds, command.max_packets,
-                                    stop, emit, on_armed=lambda: self.outbox.put(armed))
-            except (CaptureError, OSError) as exc:
-                error = str(exc)
+                                    stop, emit, on_armed=lambda: self.outbox.put(armed), stats=stats)
+            except Exception as exc:  # whatever it is, the hub must hear that this node's capture failed
+                error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, (CaptureError, OSError)) else str(exc)
             self.captures.pop(command.capture_id, None)
             nat = conntrack.translations() if self.node.config.get("nat") else []
             self.outbox.put(pb.AgentMessage(ended=pb.CaptureEnded(
                 capture_id=command.capture_id, records=total, error=error, translations=nat,
-                logs=access_log_since(log, log_start))))
+                logs=access_log_since(log, log_start), kernel_drops=stats.kernel_drops,
+                hit_packet_bound=stats.hit_bound)))
 
         threading.Thread(target=work, name=f"capture-{command.capture_id}", daemon=True).start()
 

@@ -17,6 +17,8 @@ from typing import Callable, Iterator
 
 ETH_P_ALL = 0x0003
 SO_ATTACH_FILTER = 26
+SOL_PACKET = 263
+PACKET_STATISTICS = 6  # struct tpacket_stats {tp_packets, tp_drops}: reading it resets it
 SO_TIMESTAMPNS = 35
 SCM_TIMESTAMPNS = SO_TIMESTAMPNS
 PACKET_OUTGOING = 4
@@ -66,6 +68,24 @@ def open_socket(iface: str, bpf: bytes) -> socket.socket:
 
 
 @dataclass
+class CaptureStats:
+    """What a capture missed: packets its sockets' buffers overflowed with (the kernel's count),
+    and whether it stopped at its packet bound rather than its end."""
+
+    kernel_drops: int = 0
+    hit_bound: bool = False
+
+
+def kernel_drops(sock: socket.socket) -> int:
+    """Packets the kernel dropped for this socket since the last reading (PACKET_STATISTICS)."""
+    try:
+        _, dropped = struct.unpack("II", sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))
+    except OSError:
+        return 0
+    return dropped
+
+
+@dataclass
 class Frame:
     iface: str
     direction: str  # "in" or "out"
@@ -75,10 +95,15 @@ class Frame:
 
 
 def frames(ifaces: list[str], expression: str, max_seconds: int, max_packets: int,
-           stop: threading.Event, on_armed: Callable[[], None] = lambda: None) -> Iterator[Frame | None]:
+           stop: threading.Event, on_armed: Callable[[], None] = lambda: None,
+           stats: CaptureStats | None = None) -> Iterator[Frame | None]:
     """Frames matching `expression` on `ifaces`, until max_seconds, max_packets or `stop`; None
-    when a short wait passed with none (so the consumer can flush what it holds)."""
+    when a short wait passed with none (so the consumer can flush what it holds). `stats`, when
+    given, says afterwards what the capture missed."""
+    stats = stats if stats is not None else CaptureStats()
     sockets = {open_socket(i, compile_filter(expression, i)): i for i in ifaces}
+    for sock in sockets:
+        kernel_drops(sock)  # from here on: the counter starts when the capture does
     on_armed()
     deadline = time.monotonic() + max_seconds
     count = 0
@@ -105,20 +130,23 @@ def frames(ifaces: list[str], expression: str, max_seconds: int, max_packets: in
                 yield Frame(sockets[sock], direction, ts_ns, data, length)
                 count += 1
                 if count >= max_packets:
+                    stats.hit_bound = True
                     return
     finally:
         for sock in sockets:
+            stats.kernel_drops += kernel_drops(sock)
             sock.close()
 
 
 def run_capture(ifaces: list[str], expression: str, max_seconds: int, max_packets: int,
                 stop: threading.Event, emit: Callable[[list[Frame]], None], flush_s: float = 0.1,
-                batch: int = 256, on_armed: Callable[[], None] = lambda: None) -> int:
+                batch: int = 256, on_armed: Callable[[], None] = lambda: None,
+                stats: CaptureStats | None = None) -> int:
     """Capture and hand frames over in batches (every `flush_s` or `batch` frames)."""
     pending: list[Frame] = []
     last = time.monotonic()
     total = 0
-    for frame in frames(ifaces, expression, max_seconds, max_packets, stop, on_armed):
+    for frame in frames(ifaces, expression, max_seconds, max_packets, stop, on_armed, stats):
         if frame is not None:
             pending.append(frame)
             total += 1

@@ -61,6 +61,17 @@ class CaptureState:
     unarmed: set = field(default_factory=set)  # nodes whose sockets are not open yet
     translations: list = field(default_factory=list)  # NAT routers' conntrack entries
     logs: dict = field(default_factory=dict)  # node -> its service's access log lines
+    gaps: dict = field(default_factory=dict)  # node -> why its part of the capture is incomplete
+
+    def gap(self, node: str, reason: str) -> None:
+        self.gaps[node] = f"{self.gaps[node]}; {reason}" if node in self.gaps else reason
+
+    def gap_list(self) -> list[pb.Gap]:
+        gaps = dict(self.gaps)
+        if self.dropped:
+            gaps["control"] = (f"the collector kept {MAX_RECORDS_PER_CAPTURE} records of this capture and dropped "
+                               f"{self.dropped} more")
+        return [pb.Gap(node=node, reason=reason) for node, reason in sorted(gaps.items())]
 
     def message(self) -> pb.Capture:
         return pb.Capture(id=self.id, nodes=self.nodes, filter=self.filter, state=self.state,
@@ -94,6 +105,8 @@ class Hub:
             if self.agents.get(session.node) is session:
                 del self.agents[session.node]
             for capture in self.captures.values():
+                if capture.state == "running" and session.node in capture.waiting:
+                    capture.gap(session.node, "its agent went away during the capture")
                 capture.waiting.discard(session.node)
                 capture.unarmed.discard(session.node)
                 self._maybe_finish(capture)
@@ -118,16 +131,29 @@ class Hub:
                 capture.unarmed.discard(node)
             self.lock.notify_all()
 
-    def ended(self, node: str, capture_id: str, translations=(), logs=()) -> None:
+    def ended(self, node: str, capture_id: str, translations=(), logs=(), error: str = "",
+              kernel_drops: int = 0, hit_bound: bool = False) -> None:
         with self.lock:
             capture = self.captures.get(capture_id)
             if capture:
+                if error:
+                    capture.gap(node, f"its capture failed: {error}")
+                if kernel_drops:
+                    capture.gap(node, f"the kernel dropped {kernel_drops} packet(s) before its agent read them")
+                if hit_bound:
+                    capture.gap(node, "its capture stopped at its packet bound")
                 capture.translations.extend(translations)
                 capture.logs[node] = list(logs)
                 capture.waiting.discard(node)
                 capture.unarmed.discard(node)  # one that failed to start never arms
                 self._maybe_finish(capture)
             self.lock.notify_all()
+
+    @staticmethod
+    def _give_up_waiting(capture: CaptureState) -> None:
+        for node in capture.waiting:
+            capture.gap(node, "its agent never reported the end of its capture (its last records may be missing)")
+        capture.waiting.clear()
 
     def _maybe_finish(self, capture: CaptureState, state: str = "stopped") -> None:
         if capture.state == "running" and not capture.waiting:
@@ -140,7 +166,7 @@ class Hub:
             now = time.time_ns()
             for capture in self.captures.values():
                 if capture.state == "running" and now > capture.started_ns + (capture.max_seconds + GRACE_S) * 10**9:
-                    capture.waiting.clear()
+                    self._give_up_waiting(capture)
                     self._maybe_finish(capture, "expired")
             self.lock.notify_all()
 
@@ -165,7 +191,8 @@ class AgentHubService(rpc.AgentHubServicer):
                         self.hub.armed(session.node, message.armed.capture_id)
                     elif message.HasField("ended"):
                         ended = message.ended
-                        self.hub.ended(session.node, ended.capture_id, ended.translations, ended.logs)
+                        self.hub.ended(session.node, ended.capture_id, ended.translations, ended.logs, ended.error,
+                                       ended.kernel_drops, ended.hit_packet_bound)
             except grpc.RpcError:
                 pass
             finally:
@@ -234,9 +261,12 @@ class ControlService(rpc.ControlServicer):
             deadline = time.monotonic() + ARM_TIMEOUT_S
             while capture.unarmed and capture.state == "running" and time.monotonic() < deadline:
                 self.hub.lock.wait(0.1)
-            if capture.unarmed:
+            if capture.unarmed == set(nodes):
                 context.abort(grpc.StatusCode.UNAVAILABLE,
                               f"nodes {', '.join(sorted(capture.unarmed))} did not start capturing in {ARM_TIMEOUT_S} s")
+            # The others capture: the trace goes ahead and says what it misses.
+            for node in capture.unarmed:
+                capture.gap(node, f"it did not start capturing within {ARM_TIMEOUT_S} s")
             return capture.message()
 
     def _capture(self, capture_id: str, context) -> CaptureState:
@@ -259,7 +289,7 @@ class ControlService(rpc.ControlServicer):
             while capture.state == "running" and time.monotonic() < deadline:
                 self.hub.lock.wait(0.2)
             if capture.state == "running":
-                capture.waiting.clear()
+                self.hub._give_up_waiting(capture)
                 self.hub._maybe_finish(capture)
             return capture.message()
 
@@ -292,9 +322,11 @@ class ControlService(rpc.ControlServicer):
         capture = self._trace_capture(request.trace_id, context)
         with self.hub.lock:
             records, translations, logs = list(capture.records), list(capture.translations), dict(capture.logs)
+            gaps = capture.gap_list()
         clients = {node for node, service in capture.services.items() if service == "client"}
         trace = assemble(capture.trace_id, capture.url, capture.id, records, clients, translations, logs)
         trace.status = capture.status or trace.status
+        trace.gaps.extend(gaps)
         return trace
 
     def ListTraces(self, request, context):

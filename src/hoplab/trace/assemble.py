@@ -10,13 +10,18 @@ to the trace when
     or the same UDP payload, seen on another node or interface. That follows a packet across
     routed hops and across the NAT, which rewrites addresses and ports but not those.
 Hops are the packets of the chosen flows in kernel-timestamp order (one clock for every
-namespace). On a router, a packet seen entering one interface and leaving another with other
-addresses is a NAT hop: the hop carries the tuple before and after."""
+namespace). Each hop's link and network layers (MACs, TTL, IP id) are decoded from its frame
+here, once. On a router, a packet seen entering one interface and leaving another is a routed
+hop: the hop out carries the MACs and TTL it came in with (the router rewrote the MACs and
+took one off the TTL); when its addresses changed too it is a NAT hop and carries the tuple
+before and after. Last, the hops are grouped into the story's stages (`stages`)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 
+from hoplab.trace.decode import decode
+from hoplab.trace.stages import stages
 from hoplab.v1 import control_pb2 as pb
 
 
@@ -63,17 +68,25 @@ def assemble(trace_id: str, url: str, capture_id: str, records, client_nodes: se
                     chosen.add(other)
                     frontier.append(other)
     picked = sorted((r for key in chosen for r in flows[key]), key=lambda r: r.ts_ns)
-    hops = [pb.Hop(record=r) for r in picked]
-    _mark_translations(hops, translations)
+    hops = [pb.Hop(record=r, layers=layers(r)) for r in picked]
+    _mark_routing(hops, translations)
     status = next((int(h.record.keys["http_status"]) for h in reversed(hops)
                    if h.record.keys.get("http_status", "").isdigit()), 0)
-    return pb.Trace(trace_id=trace_id, url=url, status=status, hops=hops, capture_id=capture_id)
+    return pb.Trace(trace_id=trace_id, url=url, status=status, hops=hops, capture_id=capture_id,
+                    stages=stages(hops, client_nodes))
 
 
-def _mark_translations(hops: list, translations=()) -> None:
-    """Mark NAT hops with the tuple before and after. The router's conntrack table says it
-    first-hand; where it has no entry (already expired), a packet seen entering one interface
-    and leaving another with other addresses says the same."""
+def layers(record) -> pb.Layers:
+    packet = decode(record.frame)
+    return pb.Layers(eth_src=packet.eth_src or "", eth_dst=packet.eth_dst or "", ttl=packet.ttl or 0,
+                     ip_id=packet.ip_id or 0)
+
+
+def _mark_routing(hops: list, translations=()) -> None:
+    """Mark routed hops with what they came in as, and NAT hops with the tuple before and
+    after. The router's conntrack table says the translation first-hand; where it has no entry
+    (already expired), a packet seen entering one interface and leaving another with other
+    addresses says the same."""
     by_tuple: dict[tuple[str, str], pb.Translation] = {}
     for t in translations:
         by_tuple[(t.after.src, t.after.dst)] = t  # leaving translated
@@ -87,11 +100,14 @@ def _mark_translations(hops: list, translations=()) -> None:
             if pk:
                 entering[(hop.record.node, pk)] = hop
             continue
+        before = entering.get((hop.record.node, pk)) if pk else None
+        if before and before.record.iface != hop.record.iface:
+            hop.forwarded.CopyFrom(pb.Forwarding(iface=before.record.iface, eth_src=before.layers.eth_src,
+                                                 eth_dst=before.layers.eth_dst, ttl=before.layers.ttl))
         known = by_tuple.get((hop.record.src, hop.record.dst))
         if known is not None:
             hop.translated.CopyFrom(known)
             continue
-        before = entering.get((hop.record.node, pk)) if pk else None
         if (before and before.record.iface != hop.record.iface
                 and (before.record.src, before.record.dst) != (hop.record.src, hop.record.dst)):
             hop.translated.CopyFrom(pb.Translation(

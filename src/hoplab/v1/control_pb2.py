@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17hoplab/v1/control.proto\x12\thoplab.v1\"7\n\tInterface\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0b\n\x03mac\x18\x03 \x01(\t\"O\n\x04Node\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07service\x18\x02 \x01(\t\x12(\n\ninterfaces\x18\x03 \x03(\x0b\x32\x14.hoplab.v1.Interface\"\x12\n\x10ListNodesRequest\"3\n\x11ListNodesResponse\x12\x1e\n\x05nodes\x18\x01 \x03(\x0b\x32\x0f.hoplab.v1.Node\"}\n\x13StartCaptureRequest\x12\r\n\x05nodes\x18\x01 \x03(\t\x12\x0e\n\x06\x66ilter\x18\x02 \x01(\t\x12\x13\n\x0bmax_seconds\x18\x03 \x01(\r\x12\x13\n\x0bmax_packets\x18\x04 \x01(\r\x12\x10\n\x08trace_id\x18\x05 \x01(\t\x12\x0b\n\x03url\x18\x06 \x01(\t\"\x8e\x01\n\x07\x43\x61pture\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05nodes\x18\x02 \x03(\t\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\t\x12\x12\n\nstarted_ns\x18\x05 \x01(\x03\x12\x12\n\nstopped_ns\x18\x06 \x01(\x03\x12\x0f\n\x07records\x18\x07 \x01(\x04\x12\x10\n\x08trace_id\x18\x08 \x01(\t\"0\n\x12StopCaptureRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\x05\"*\n\x14StreamRecordsRequest\x12\x12\n\ncapture_id\x18\x01 \x01(\t\"\xd5\x02\n\x06Record\x12\x12\n\ncapture_id\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\r\n\x05iface\x18\x03 \x01(\t\x12\x11\n\tdirection\x18\x04 \x01(\t\x12\r\n\x05ts_ns\x18\x05 \x01(\x03\x12\r\n\x05proto\x18\x06 \x01(\t\x12\x0b\n\x03src\x18\x07 \x01(\t\x12\x0b\n\x03\x64st\x18\x08 \x01(\t\x12\x0f\n\x07summary\x18\t \x01(\t\x12\x11\n\ttcp_flags\x18\n \x01(\t\x12\x0f\n\x07tcp_seq\x18\x0b \x01(\r\x12\r\n\x05ip_id\x18\x0c \x01(\r\x12\x14\n\x0cpayload_hash\x18\r \x01(\t\x12)\n\x04keys\x18\x0e \x03(\x0b\x32\x1b.hoplab.v1.Record.KeysEntry\x12\r\n\x05\x66rame\x18\x0f \x01(\x0c\x12\x0e\n\x06length\x18\x10 \x01(\r\x1a+\n\tKeysEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"0\n\x05Tuple\x12\x0b\n\x03src\x18\x01 \x01(\t\x12\x0b\n\x03\x64st\x18\x02 \x01(\t\x12\r\n\x05proto\x18\x03 \x01(\t\"P\n\x0bTranslation\x12 \n\x06\x62\x65\x66ore\x18\x01 \x01(\x0b\x32\x10.hoplab.v1.Tuple\x12\x1f\n\x05\x61\x66ter\x18\x02 \x01(\x0b\x32\x10.hoplab.v1.Tuple\"T\n\x03Hop\x12!\n\x06record\x18\x01 \x01(\x0b\x32\x11.hoplab.v1.Record\x12*\n\ntranslated\x18\x02 \x01(\x0b\x32\x16.hoplab.v1.Translation\"h\n\x05Trace\x12\x10\n\x08trace_id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\x05\x12\x1c\n\x04hops\x18\x04 \x03(\x0b\x32\x0e.hoplab.v1.Hop\x12\x12\n\ncapture_id\x18\x05 \x01(\t\"#\n\x0fGetTraceRequest\x12\x10\n\x08trace_id\x18\x01 \x01(\t\"_\n\x0cTraceSummary\x12\x10\n\x08trace_id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\x05\x12\x12\n\nstarted_ns\x18\x04 \x01(\x03\x12\x0c\n\x04hops\x18\x05 \x01(\r\"\x13\n\x11ListTracesRequest\"=\n\x12ListTracesResponse\x12\'\n\x06traces\x18\x01 \x03(\x0b\x32\x17.hoplab.v1.TraceSummary\"P\n\x05Hello\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0f\n\x07service\x18\x02 \x01(\t\x12(\n\ninterfaces\x18\x03 \x03(\x0b\x32\x14.hoplab.v1.Interface\"1\n\x0bRecordBatch\x12\"\n\x07records\x18\x01 \x03(\x0b\x32\x11.hoplab.v1.Record\"\xb6\x01\n\x0c\x41gentMessage\x12!\n\x05hello\x18\x01 \x01(\x0b\x32\x10.hoplab.v1.HelloH\x00\x12\'\n\x05\x62\x61tch\x18\x02 \x01(\x0b\x32\x16.hoplab.v1.RecordBatchH\x00\x12(\n\x05\x65nded\x18\x03 \x01(\x0b\x32\x17.hoplab.v1.CaptureEndedH\x00\x12(\n\x05\x61rmed\x18\x04 \x01(\x0b\x32\x17.hoplab.v1.CaptureArmedH\x00\x42\x06\n\x04\x62ody\"\"\n\x0c\x43\x61ptureArmed\x12\x12\n\ncapture_id\x18\x01 \x01(\t\"\x92\x01\n\x0c\x43\x61ptureEnded\x12\x12\n\ncapture_id\x18\x01 \x01(\t\x12\x0f\n\x07records\x18\x02 \x01(\x04\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12,\n\x0ctranslations\x18\x04 \x03(\x0b\x32\x16.hoplab.v1.Translation\x12 \n\x04logs\x18\x05 \x03(\x0b\x32\x12.hoplab.v1.LogLine\"F\n\x07LogLine\x12\x0b\n\x03src\x18\x01 \x01(\t\x12\x0b\n\x03\x64st\x18\x02 \x01(\t\x12\x13\n\x0btraceparent\x18\x03 \x01(\t\x12\x0c\n\x04text\x18\x04 \x01(\t\"\\\n\x0cStartCommand\x12\x12\n\ncapture_id\x18\x01 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x02 \x01(\t\x12\x13\n\x0bmax_seconds\x18\x03 \x01(\r\x12\x13\n\x0bmax_packets\x18\x04 \x01(\r\"!\n\x0bStopCommand\x12\x12\n\ncapture_id\x18\x01 \x01(\t\"h\n\x0c\x41gentCommand\x12(\n\x05start\x18\x01 \x01(\x0b\x32\x17.hoplab.v1.StartCommandH\x00\x12&\n\x04stop\x18\x02 \x01(\x0b\x32\x16.hoplab.v1.StopCommandH\x00\x42\x06\n\x04\x62ody2\xa3\x03\n\x07\x43ontrol\x12\x46\n\tListNodes\x12\x1b.hoplab.v1.ListNodesRequest\x1a\x1c.hoplab.v1.ListNodesResponse\x12\x42\n\x0cStartCapture\x12\x1e.hoplab.v1.StartCaptureRequest\x1a\x12.hoplab.v1.Capture\x12@\n\x0bStopCapture\x12\x1d.hoplab.v1.StopCaptureRequest\x1a\x12.hoplab.v1.Capture\x12\x45\n\rStreamRecords\x12\x1f.hoplab.v1.StreamRecordsRequest\x1a\x11.hoplab.v1.Record0\x01\x12\x38\n\x08GetTrace\x12\x1a.hoplab.v1.GetTraceRequest\x1a\x10.hoplab.v1.Trace\x12I\n\nListTraces\x12\x1c.hoplab.v1.ListTracesRequest\x1a\x1d.hoplab.v1.ListTracesResponse2J\n\x08\x41gentHub\x12>\n\x06\x41ttach\x12\x17.hoplab.v1.AgentMessage\x1a\x17.hoplab.v1.AgentCommand(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17hoplab/v1/control.proto\x12\thoplab.v1\"7\n\tInterface\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0b\n\x03mac\x18\x03 \x01(\t\"O\n\x04Node\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07service\x18\x02 \x01(\t\x12(\n\ninterfaces\x18\x03 \x03(\x0b\x32\x14.hoplab.v1.Interface\"\x12\n\x10ListNodesRequest\"3\n\x11ListNodesResponse\x12\x1e\n\x05nodes\x18\x01 \x03(\x0b\x32\x0f.hoplab.v1.Node\"}\n\x13StartCaptureRequest\x12\r\n\x05nodes\x18\x01 \x03(\t\x12\x0e\n\x06\x66ilter\x18\x02 \x01(\t\x12\x13\n\x0bmax_seconds\x18\x03 \x01(\r\x12\x13\n\x0bmax_packets\x18\x04 \x01(\r\x12\x10\n\x08trace_id\x18\x05 \x01(\t\x12\x0b\n\x03url\x18\x06 \x01(\t\"\x8e\x01\n\x07\x43\x61pture\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05nodes\x18\x02 \x03(\t\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\t\x12\x12\n\nstarted_ns\x18\x05 \x01(\x03\x12\x12\n\nstopped_ns\x18\x06 \x01(\x03\x12\x0f\n\x07records\x18\x07 \x01(\x04\x12\x10\n\x08trace_id\x18\x08 \x01(\t\"0\n\x12StopCaptureRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\x05\"*\n\x14StreamRecordsRequest\x12\x12\n\ncapture_id\x18\x01 \x01(\t\"\xd5\x02\n\x06Record\x12\x12\n\ncapture_id\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\r\n\x05iface\x18\x03 \x01(\t\x12\x11\n\tdirection\x18\x04 \x01(\t\x12\r\n\x05ts_ns\x18\x05 \x01(\x03\x12\r\n\x05proto\x18\x06 \x01(\t\x12\x0b\n\x03src\x18\x07 \x01(\t\x12\x0b\n\x03\x64st\x18\x08 \x01(\t\x12\x0f\n\x07summary\x18\t \x01(\t\x12\x11\n\ttcp_flags\x18\n \x01(\t\x12\x0f\n\x07tcp_seq\x18\x0b \x01(\r\x12\r\n\x05ip_id\x18\x0c \x01(\r\x12\x14\n\x0cpayload_hash\x18\r \x01(\t\x12)\n\x04keys\x18\x0e \x03(\x0b\x32\x1b.hoplab.v1.Record.KeysEntry\x12\r\n\x05\x66rame\x18\x0f \x01(\x0c\x12\x0e\n\x06length\x18\x10 \x01(\r\x1a+\n\tKeysEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"0\n\x05Tuple\x12\x0b\n\x03src\x18\x01 \x01(\t\x12\x0b\n\x03\x64st\x18\x02 \x01(\t\x12\r\n\x05proto\x18\x03 \x01(\t\"P\n\x0bTranslation\x12 \n\x06\x62\x65\x66ore\x18\x01 \x01(\x0b\x32\x10.hoplab.v1.Tuple\x12\x1f\n\x05\x61\x66ter\x18\x02 \x01(\x0b\x32\x10.hoplab.v1.Tuple\"F\n\x06Layers\x12\x0f\n\x07\x65th_src\x18\x01 \x01(\t\x12\x0f\n\x07\x65th_dst\x18\x02 \x01(\t\x12\x0b\n\x03ttl\x18\x03 \x01(\r\x12\r\n\x05ip_id\x18\x04 \x01(\r\"J\n\nForwarding\x12\r\n\x05iface\x18\x01 \x01(\t\x12\x0f\n\x07\x65th_src\x18\x02 \x01(\t\x12\x0f\n\x07\x65th_dst\x18\x03 \x01(\t\x12\x0b\n\x03ttl\x18\x04 \x01(\r\"\xa1\x01\n\x03Hop\x12!\n\x06record\x18\x01 \x01(\x0b\x32\x11.hoplab.v1.Record\x12*\n\ntranslated\x18\x02 \x01(\x0b\x32\x16.hoplab.v1.Translation\x12!\n\x06layers\x18\x03 \x01(\x0b\x32\x11.hoplab.v1.Layers\x12(\n\tforwarded\x18\x04 \x01(\x0b\x32\x15.hoplab.v1.Forwarding\"x\n\x05Stage\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08start_ns\x18\x02 \x01(\x03\x12\x0e\n\x06\x65nd_ns\x18\x03 \x01(\x03\x12\x11\n\tfirst_hop\x18\x04 \x01(\r\x12\x10\n\x08last_hop\x18\x05 \x01(\r\x12\x0c\n\x04hops\x18\x06 \x01(\r\x12\x0c\n\x04note\x18\x07 \x01(\t\"#\n\x03Gap\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xa8\x01\n\x05Trace\x12\x10\n\x08trace_id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\x05\x12\x1c\n\x04hops\x18\x04 \x03(\x0b\x32\x0e.hoplab.v1.Hop\x12\x12\n\ncapture_id\x18\x05 \x01(\t\x12 \n\x06stages\x18\x06 \x03(\x0b\x32\x10.hoplab.v1.Stage\x12\x1c\n\x04gaps\x18\x07 \x03(\x0b\x32\x0e.hoplab.v1.Gap\"#\n\x0fGetTraceRequest\x12\x10\n\x08trace_id\x18\x01 \x01(\t\"_\n\x0cTraceSummary\x12\x10\n\x08trace_id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\x05\x12\x12\n\nstarted_ns\x18\x04 \x01(\x03\x12\x0c\n\x04hops\x18\x05 \x01(\r\"\x13\n\x11ListTracesRequest\"=\n\x12ListTracesResponse\x12\'\n\x06traces\x18\x01 \x03(\x0b\x32\x17.hoplab.v1.TraceSummary\"P\n\x05Hello\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0f\n\x07service\x18\x02 \x01(\t\x12(\n\ninterfaces\x18\x03 \x03(\x0b\x32\x14.hoplab.v1.Interface\"1\n\x0bRecordBatch\x12\"\n\x07records\x18\x01 \x03(\x0b\x32\x11.hoplab.v1.Record\"\xb6\x01\n\x0c\x41gentMessage\x12!\n\x05hello\x18\x01 \x01(\x0b\x32\x10.hoplab.v1.HelloH\x00\x12\'\n\x05\x62\x61tch\x18\x02 \x01(\x0b\x32\x16.hoplab.v1.RecordBatchH\x00\x12(\n\x05\x65nded\x18\x03 \x01(\x0b\x32\x17.hoplab.v1.CaptureEndedH\x00\x12(\n\x05\x61rmed\x18\x04 \x01(\x0b\x32\x17.hoplab.v1.CaptureArmedH\x00\x42\x06\n\x04\x62ody\"\"\n\x0c\x43\x61ptureArmed\x12\x12\n\ncapture_id\x18\x01 \x01(\t\"\xc2\x01\n\x0c\x43\x61ptureEnded\x12\x12\n\ncapture_id\x18\x01 \x01(\t\x12\x0f\n\x07records\x18\x02 \x01(\x04\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12,\n\x0ctranslations\x18\x04 \x03(\x0b\x32\x16.hoplab.v1.Translation\x12 \n\x04logs\x18\x05 \x03(\x0b\x32\x12.hoplab.v1.LogLine\x12\x14\n\x0ckernel_drops\x18\x06 \x01(\x04\x12\x18\n\x10hit_packet_bound\x18\x07 \x01(\x08\"F\n\x07LogLine\x12\x0b\n\x03src\x18\x01 \x01(\t\x12\x0b\n\x03\x64st\x18\x02 \x01(\t\x12\x13\n\x0btraceparent\x18\x03 \x01(\t\x12\x0c\n\x04text\x18\x04 \x01(\t\"\\\n\x0cStartCommand\x12\x12\n\ncapture_id\x18\x01 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x02 \x01(\t\x12\x13\n\x0bmax_seconds\x18\x03 \x01(\r\x12\x13\n\x0bmax_packets\x18\x04 \x01(\r\"!\n\x0bStopCommand\x12\x12\n\ncapture_id\x18\x01 \x01(\t\"h\n\x0c\x41gentCommand\x12(\n\x05start\x18\x01 \x01(\x0b\x32\x17.hoplab.v1.StartCommandH\x00\x12&\n\x04stop\x18\x02 \x01(\x0b\x32\x16.hoplab.v1.StopCommandH\x00\x42\x06\n\x04\x62ody2\xa3\x03\n\x07\x43ontrol\x12\x46\n\tListNodes\x12\x1b.hoplab.v1.ListNodesRequest\x1a\x1c.hoplab.v1.ListNodesResponse\x12\x42\n\x0cStartCapture\x12\x1e.hoplab.v1.StartCaptureRequest\x1a\x12.hoplab.v1.Capture\x12@\n\x0bStopCapture\x12\x1d.hoplab.v1.StopCaptureRequest\x1a\x12.hoplab.v1.Capture\x12\x45\n\rStreamRecords\x12\x1f.hoplab.v1.StreamRecordsRequest\x1a\x11.hoplab.v1.Record0\x01\x12\x38\n\x08GetTrace\x12\x1a.hoplab.v1.GetTraceRequest\x1a\x10.hoplab.v1.Trace\x12I\n\nListTraces\x12\x1c.hoplab.v1.ListTracesRequest\x1a\x1d.hoplab.v1.ListTracesResponse2J\n\x08\x41gentHub\x12>\n\x06\x41ttach\x12\x17.hoplab.v1.AgentMessage\x1a\x17.hoplab.v1.AgentCommand(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -57,38 +57,46 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TUPLE']._serialized_end=1007
   _globals['_TRANSLATION']._serialized_start=1009
   _globals['_TRANSLATION']._serialized_end=1089
-  _globals['_HOP']._serialized_start=1091
-  _globals['_HOP']._serialized_end=1175
-  _globals['_TRACE']._serialized_start=1177
-  _globals['_TRACE']._serialized_end=1281
-  _globals['_GETTRACEREQUEST']._serialized_start=1283
-  _globals['_GETTRACEREQUEST']._serialized_end=1318
-  _globals['_TRACESUMMARY']._serialized_start=1320
-  _globals['_TRACESUMMARY']._serialized_end=1415
-  _globals['_LISTTRACESREQUEST']._serialized_start=1417
-  _globals['_LISTTRACESREQUEST']._serialized_end=1436
-  _globals['_LISTTRACESRESPONSE']._serialized_start=1438
-  _globals['_LISTTRACESRESPONSE']._serialized_end=1499
-  _globals['_HELLO']._serialized_start=1501
-  _globals['_HELLO']._serialized_end=1581
-  _globals['_RECORDBATCH']._serialized_start=1583
-  _globals['_RECORDBATCH']._serialized_end=1632
-  _globals['_AGENTMESSAGE']._serialized_start=1635
-  _globals['_AGENTMESSAGE']._serialized_end=1817
-  _globals['_CAPTUREARMED']._serialized_start=1819
-  _globals['_CAPTUREARMED']._serialized_end=1853
-  _globals['_CAPTUREENDED']._serialized_start=1856
-  _globals['_CAPTUREENDED']._serialized_end=2002
-  _globals['_LOGLINE']._serialized_start=2004
-  _globals['_LOGLINE']._serialized_end=2074
-  _globals['_STARTCOMMAND']._serialized_start=2076
-  _globals['_STARTCOMMAND']._serialized_end=2168
-  _globals['_STOPCOMMAND']._serialized_start=2170
-  _globals['_STOPCOMMAND']._serialized_end=2203
-  _globals['_AGENTCOMMAND']._serialized_start=2205
-  _globals['_AGENTCOMMAND']._serialized_end=2309
-  _globals['_CONTROL']._serialized_start=2312
-  _globals['_CONTROL']._serialized_end=2731
-  _globals['_AGENTHUB']._serialized_start=2733
-  _globals['_AGENTHUB']._serialized_end=2807
+  _globals['_LAYERS']._serialized_start=1091
+  _globals['_LAYERS']._serialized_end=1161
+  _globals['_FORWARDING']._serialized_start=1163
+  _globals['_FORWARDING']._serialized_end=1237
+  _globals['_HOP']._serialized_start=1240
+  _globals['_HOP']._serialized_end=1401
+  _globals['_STAGE']._serialized_start=1403
+  _globals['_STAGE']._serialized_end=1523
+  _globals['_GAP']._serialized_start=1525
+  _globals['_GAP']._serialized_end=1560
+  _globals['_TRACE']._serialized_start=1563
+  _globals['_TRACE']._serialized_end=1731
+  _globals['_GETTRACEREQUEST']._serialized_start=1733
+  _globals['_GETTRACEREQUEST']._serialized_end=1768
+  _globals['_TRACESUMMARY']._serialized_start=1770
+  _globals['_TRACESUMMARY']._serialized_end=1865
+  _globals['_LISTTRACESREQUEST']._serialized_start=1867
+  _globals['_LISTTRACESREQUEST']._serialized_end=1886
+  _globals['_LISTTRACESRESPONSE']._serialized_start=1888
+  _globals['_LISTTRACESRESPONSE']._serialized_end=1949
+  _globals['_HELLO']._serialized_start=1951
+  _globals['_HELLO']._serialized_end=2031
+  _globals['_RECORDBATCH']._serialized_start=2033
+  _globals['_RECORDBATCH']._serialized_end=2082
+  _globals['_AGENTMESSAGE']._serialized_start=2085
+  _globals['_AGENTMESSAGE']._serialized_end=2267
+  _globals['_CAPTUREARMED']._serialized_start=2269
+  _globals['_CAPTUREARMED']._serialized_end=2303
+  _globals['_CAPTUREENDED']._serialized_start=2306
+  _globals['_CAPTUREENDED']._serialized_end=2500
+  _globals['_LOGLINE']._serialized_start=2502
+  _globals['_LOGLINE']._serialized_end=2572
+  _globals['_STARTCOMMAND']._serialized_start=2574
+  _globals['_STARTCOMMAND']._serialized_end=2666
+  _globals['_STOPCOMMAND']._serialized_start=2668
+  _globals['_STOPCOMMAND']._serialized_end=2701
+  _globals['_AGENTCOMMAND']._serialized_start=2703
+  _globals['_AGENTCOMMAND']._serialized_end=2807
+  _globals['_CONTROL']._serialized_start=2810
+  _globals['_CONTROL']._serialized_end=3229
+  _globals['_AGENTHUB']._serialized_start=3231
+  _globals['_AGENTHUB']._serialized_end=3305
 # @@protoc_insertion_point(module_scope)

@@ -147,27 +147,85 @@ class Translation(_message.Message):
     after: Tuple
     def __init__(self, before: _Optional[_Union[Tuple, _Mapping]] = ..., after: _Optional[_Union[Tuple, _Mapping]] = ...) -> None: ...
 
+class Layers(_message.Message):
+    __slots__ = ("eth_src", "eth_dst", "ttl", "ip_id")
+    ETH_SRC_FIELD_NUMBER: _ClassVar[int]
+    ETH_DST_FIELD_NUMBER: _ClassVar[int]
+    TTL_FIELD_NUMBER: _ClassVar[int]
+    IP_ID_FIELD_NUMBER: _ClassVar[int]
+    eth_src: str
+    eth_dst: str
+    ttl: int
+    ip_id: int
+    def __init__(self, eth_src: _Optional[str] = ..., eth_dst: _Optional[str] = ..., ttl: _Optional[int] = ..., ip_id: _Optional[int] = ...) -> None: ...
+
+class Forwarding(_message.Message):
+    __slots__ = ("iface", "eth_src", "eth_dst", "ttl")
+    IFACE_FIELD_NUMBER: _ClassVar[int]
+    ETH_SRC_FIELD_NUMBER: _ClassVar[int]
+    ETH_DST_FIELD_NUMBER: _ClassVar[int]
+    TTL_FIELD_NUMBER: _ClassVar[int]
+    iface: str
+    eth_src: str
+    eth_dst: str
+    ttl: int
+    def __init__(self, iface: _Optional[str] = ..., eth_src: _Optional[str] = ..., eth_dst: _Optional[str] = ..., ttl: _Optional[int] = ...) -> None: ...
+
 class Hop(_message.Message):
-    __slots__ = ("record", "translated")
+    __slots__ = ("record", "translated", "layers", "forwarded")
     RECORD_FIELD_NUMBER: _ClassVar[int]
     TRANSLATED_FIELD_NUMBER: _ClassVar[int]
+    LAYERS_FIELD_NUMBER: _ClassVar[int]
+    FORWARDED_FIELD_NUMBER: _ClassVar[int]
     record: Record
     translated: Translation
-    def __init__(self, record: _Optional[_Union[Record, _Mapping]] = ..., translated: _Optional[_Union[Translation, _Mapping]] = ...) -> None: ...
+    layers: Layers
+    forwarded: Forwarding
+    def __init__(self, record: _Optional[_Union[Record, _Mapping]] = ..., translated: _Optional[_Union[Translation, _Mapping]] = ..., layers: _Optional[_Union[Layers, _Mapping]] = ..., forwarded: _Optional[_Union[Forwarding, _Mapping]] = ...) -> None: ...
+
+class Stage(_message.Message):
+    __slots__ = ("name", "start_ns", "end_ns", "first_hop", "last_hop", "hops", "note")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    START_NS_FIELD_NUMBER: _ClassVar[int]
+    END_NS_FIELD_NUMBER: _ClassVar[int]
+    FIRST_HOP_FIELD_NUMBER: _ClassVar[int]
+    LAST_HOP_FIELD_NUMBER: _ClassVar[int]
+    HOPS_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    start_ns: int
+    end_ns: int
+    first_hop: int
+    last_hop: int
+    hops: int
+    note: str
+    def __init__(self, name: _Optional[str] = ..., start_ns: _Optional[int] = ..., end_ns: _Optional[int] = ..., first_hop: _Optional[int] = ..., last_hop: _Optional[int] = ..., hops: _Optional[int] = ..., note: _Optional[str] = ...) -> None: ...
+
+class Gap(_message.Message):
+    __slots__ = ("node", "reason")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    reason: str
+    def __init__(self, node: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class Trace(_message.Message):
-    __slots__ = ("trace_id", "url", "status", "hops", "capture_id")
+    __slots__ = ("trace_id", "url", "status", "hops", "capture_id", "stages", "gaps")
     TRACE_ID_FIELD_NUMBER: _ClassVar[int]
     URL_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     HOPS_FIELD_NUMBER: _ClassVar[int]
     CAPTURE_ID_FIELD_NUMBER: _ClassVar[int]
+    STAGES_FIELD_NUMBER: _ClassVar[int]
+    GAPS_FIELD_NUMBER: _ClassVar[int]
     trace_id: str
     url: str
     status: int
     hops: _containers.RepeatedCompositeFieldContainer[Hop]
     capture_id: str
-    def __init__(self, trace_id: _Optional[str] = ..., url: _Optional[str] = ..., status: _Optional[int] = ..., hops: _Optional[_Iterable[_Union[Hop, _Mapping]]] = ..., capture_id: _Optional[str] = ...) -> None: ...
+    stages: _containers.RepeatedCompositeFieldContainer[Stage]
+    gaps: _containers.RepeatedCompositeFieldContainer[Gap]
+    def __init__(self, trace_id: _Optional[str] = ..., url: _Optional[str] = ..., status: _Optional[int] = ..., hops: _Optional[_Iterable[_Union[Hop, _Mapping]]] = ..., capture_id: _Optional[str] = ..., stages: _Optional[_Iterable[_Union[Stage, _Mapping]]] = ..., gaps: _Optional[_Iterable[_Union[Gap, _Mapping]]] = ...) -> None: ...
 
 class GetTraceRequest(_message.Message):
     __slots__ = ("trace_id",)
@@ -234,18 +292,22 @@ class CaptureArmed(_message.Message):
     def __init__(self, capture_id: _Optional[str] = ...) -> None: ...
 
 class CaptureEnded(_message.Message):
-    __slots__ = ("capture_id", "records", "error", "translations", "logs")
+    __slots__ = ("capture_id", "records", "error", "translations", "logs", "kernel_drops", "hit_packet_bound")
     CAPTURE_ID_FIELD_NUMBER: _ClassVar[int]
     RECORDS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     TRANSLATIONS_FIELD_NUMBER: _ClassVar[int]
     LOGS_FIELD_NUMBER: _ClassVar[int]
+    KERNEL_DROPS_FIELD_NUMBER: _ClassVar[int]
+    HIT_PACKET_BOUND_FIELD_NUMBER: _ClassVar[int]
     capture_id: str
     records: int
     error: str
     translations: _containers.RepeatedCompositeFieldContainer[Translation]
     logs: _containers.RepeatedCompositeFieldContainer[LogLine]
-    def __init__(self, capture_id: _Optional[str] = ..., records: _Optional[int] = ..., error: _Optional[str] = ..., translations: _Optional[_Iterable[_Union[Translation, _Mapping]]] = ..., logs: _Optional[_Iterable[_Union[LogLine, _Mapping]]] = ...) -> None: ...
+    kernel_drops: int
+    hit_packet_bound: bool
+    def __init__(self, capture_id: _Optional[str] = ..., records: _Optional[int] = ..., error: _Optional[str] = ..., translations: _Optional[_Iterable[_Union[Translation, _Mapping]]] = ..., logs: _Optional[_Iterable[_Union[LogLine, _Mapping]]] = ..., kernel_drops: _Optional[int] = ..., hit_packet_bound: _Optional[bool] = ...) -> None: ...
 
 class LogLine(_message.Message):
     __slots__ = ("src", "dst", "traceparent", "text")

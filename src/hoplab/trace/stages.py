@@ -1,0 +1,84 @@
+"""The story a trace's hops tell, as stages: lease, name lookup, ARP, connect, TLS, request,
+server work, response, close. Each is computed from the hops themselves (protocol, TCP flags,
+summary, the node that saw them), so it holds for any topology:
+- the client is the first client node with a hop; its connection is its first SYN out;
+- the edge is the node that took that SYN in; routers are the nodes with forwarded hops;
+- the request is the client's first application data out after the handshake; server work is
+  every hop behind the edge (neither client, edge nor router) after the request reached the
+  edge; the response runs from the edge's first data back to the client's last data in.
+A stage spans its first to its last hop. Stages may overlap, and one that did not happen is
+left out (a page the edge had cached has no server work)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from hoplab.v1 import control_pb2 as pb
+
+ORDER = ("lease", "lookup", "arp", "connect", "tls", "request", "server work", "response", "close")
+HANDSHAKE_WORDS = ("ClientHello", "ServerHello", "handshake", "change cipher spec", "Certificate", "Finished")
+
+
+def _app_data(hop: pb.Hop) -> bool:
+    """A segment carrying application bytes that are not the TLS handshake."""
+    summary = hop.record.summary
+    return bool(hop.record.tcp_flags) and ("application data" in summary or summary.startswith(("HTTP", "SQL"))) \
+        and not any(word in summary for word in HANDSHAKE_WORDS)
+
+
+def _span(name: str, hops: list[pb.Hop], indexes: Iterable[int], note: str = "") -> pb.Stage | None:
+    indexes = sorted(set(indexes))
+    if not indexes:
+        return None
+    first, last = indexes[0], indexes[-1]
+    return pb.Stage(name=name, start_ns=hops[first].record.ts_ns, end_ns=hops[last].record.ts_ns,
+                    first_hop=first, last_hop=last, hops=len(indexes), note=note)
+
+
+def stages(hops: list[pb.Hop], client_nodes: set[str]) -> list[pb.Stage]:
+    if not hops:
+        return []
+    client = next((h.record.node for h in hops if h.record.node in client_nodes), hops[0].record.node)
+    by_proto = {name: [i for i, h in enumerate(hops) if h.record.proto == proto]
+                for name, proto in (("lease", "dhcp"), ("lookup", "dns"), ("arp", "arp"))}
+    found = [_span(name, hops, indexes) for name, indexes in by_proto.items()]
+    syn = next((i for i, h in enumerate(hops) if h.record.node == client and h.record.direction == "out"
+                and h.record.tcp_flags == "SYN"), None)
+    if syn is not None:
+        found += _connection_stages(hops, client, syn)
+    done = [s for s in found if s is not None]
+    return sorted(done, key=lambda s: (s.start_ns, ORDER.index(s.name)))
+
+
+def _connection_stages(hops: list[pb.Hop], client: str, syn: int) -> list[pb.Stage | None]:
+    conn = hops[syn].record
+    ends = {conn.src, conn.dst}
+    ours = [i for i, h in enumerate(hops) if h.record.node == client and {h.record.src, h.record.dst} == ends]
+    synack = next((i for i in ours if hops[i].record.tcp_flags == "SYN,ACK"), None)
+    acked = next((i for i in ours if synack is not None and i > synack and hops[i].record.direction == "out"), synack)
+    edge = next((h.record.node for h in hops[syn:] if h.record.direction == "in" and h.record.tcp_flags == "SYN"
+                 and h.record.node != client and h.record.dst == conn.dst), "")
+    routers = {h.record.node for h in hops if h.HasField("forwarded") or h.HasField("translated")}
+    out: list[pb.Stage | None] = [_span("connect", hops, [syn, acked] if acked is not None else [syn], f"to {conn.dst}")]
+    hello = next((i for i in ours if "ClientHello" in hops[i].record.summary), None)
+    request = next((i for i in ours if hops[i].record.direction == "out" and _app_data(hops[i])), None)
+    if hello is not None:
+        handshake = [i for i in ours if i >= hello and (request is None or i < request)]
+        out.append(_span("tls", hops, handshake))
+    if request is not None:
+        reached = next((i for i in range(request, len(hops)) if hops[i].record.node == edge
+                        and hops[i].record.direction == "in" and _app_data(hops[i])), None)
+        out.append(_span("request", hops, [request] + ([reached] if reached is not None else [])))
+        start = reached if reached is not None else request
+        behind = [i for i in range(start, len(hops)) if hops[i].record.node not in {client, edge, *routers}]
+        work = _span("server work", hops, behind)
+        out.append(work)
+        after = work.last_hop if work is not None else start
+        back = next((i for i in range(after, len(hops)) if hops[i].record.node == edge
+                     and hops[i].record.direction == "out" and _app_data(hops[i])), None)
+        received = [i for i in ours if i > after and hops[i].record.direction == "in" and _app_data(hops[i])]
+        out.append(_span("response", hops, ([back] if back is not None else []) + received))
+    close = next((i for i in ours if any(flag in hops[i].record.tcp_flags for flag in ("FIN", "RST"))), None)
+    if close is not None:
+        out.append(_span("close", hops, [close, ours[-1]]))
+    return out
