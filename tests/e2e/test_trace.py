@@ -87,27 +87,89 @@ def test_a_repeat_is_a_hit_that_ends_at_the_edge(lab, miss):
     assert not nodes & {"lb", "web1", "web2", "db"}, nodes
 
 
-def test_pcapng_opens_in_tshark_with_every_hop(lab, miss, tmp_path):
+def tshark(pcap, *args) -> list[str]:
+    return subprocess.run(["tshark", "-n", "-r", str(pcap), *args], capture_output=True, text=True,
+                          check=True).stdout.split("\n")[:-1]
+
+
+def test_pcapng_opens_cleanly_and_keeps_the_per_node_views(lab, miss, tmp_path):
     _, visit, trace = miss
-    pcap = tmp_path / "trace.pcapng"
-    hoplab("trace", "show", visit["trace_id"], "--format", "pcapng", "-o", str(pcap), "--topology", lab.path)
-    listed = subprocess.run(["tshark", "-r", str(pcap), "-T", "fields", "-e", "frame.number"],
-                            capture_output=True, text=True, check=True).stdout.split()
-    assert len(listed) == len(trace["hops"])
-    interfaces = subprocess.run(["tshark", "-r", str(pcap), "-T", "fields", "-e", "frame.interface_name"],
-                                capture_output=True, text=True, check=True).stdout.split()
-    assert "router:internet" in interfaces and "client:home" in interfaces
+    wire, every = tmp_path / "trace.pcapng", tmp_path / "every.pcapng"
+    hoplab("trace", "show", visit["trace_id"], "--format", "pcapng", "-o", str(wire), "--topology", lab.path)
+    hoplab("trace", "show", visit["trace_id"], "--format", "pcapng", "--every-hop", "-o", str(every),
+           "--topology", lab.path)
+    # Each wire packet once: Wireshark's TCP analysis finds nothing to flag in a visit with no loss.
+    flagged = tshark(wire, "-Y", "tcp.analysis.retransmission or tcp.analysis.duplicate_ack", "-T", "fields",
+                     "-e", "frame.number")
+    assert flagged == [], f"{len(flagged)} frames flagged"
+    assert 0 < len(tshark(wire, "-T", "fields", "-e", "frame.number")) < len(trace["hops"])
+    # Every sighting, one interface block per node:iface
+    assert len(tshark(every, "-T", "fields", "-e", "frame.number")) == len(trace["hops"])
+    interfaces = set(tshark(every, "-T", "fields", "-e", "frame.interface_name"))
+    assert {"router:internet", "client:home", "cache:internet"} <= interfaces
 
 
-def test_html_has_a_lane_per_node_and_the_hop_table(lab, miss, tmp_path):
+def test_html_has_a_lane_per_node_stages_and_the_hop_table(lab, miss, tmp_path):
     _, visit, trace = miss
     page = tmp_path / "trace.html"
     hoplab("trace", "show", visit["trace_id"], "--format", "html", "-o", str(page), "--topology", lab.path)
     text = page.read_text()
-    assert "<svg" in text and "NAT at router" in text
+    assert "<svg" in text and "NAT at router" in text and "routed at router: TTL" in text
     for node in {h["node"] for h in trace["hops"]}:
         assert f">{node}</text>" in text
-    assert text.count("<tr>") == len(trace["hops"]) + 1
+    assert text.count("<tr>") == len(trace["hops"]) + len(trace["stages"]) + 2  # two header rows
+
+
+def test_the_router_rewrites_the_macs_and_takes_one_off_the_ttl(lab, miss):
+    _, _, trace = miss
+    mac = {iface: lab.exec("router", "cat", f"/sys/class/net/{iface}/address").stdout.strip()
+           for iface in ("home", "internet")}
+    routed = [h for h in trace["hops"] if h["node"] == "router" and h["direction"] == "out" and "forwarded" in h]
+    assert routed, "no routed hop at the router"
+    for hop in routed:
+        came_in, went_out = hop["forwarded"], hop
+        assert went_out["ttl"] == came_in["ttl"] - 1, hop
+        assert came_in["eth_dst"] == mac[came_in["iface"]]  # addressed to the router on the way in
+        assert went_out["eth_src"] == mac[hop["iface"]]  # from the router's other side on the way out
+    # the client's DNS query: routed and translated, both shown on the one hop
+    query = next(h for h in routed if h["proto"] == "dns")
+    assert "translated" in query and query["forwarded"]["iface"] == "home" and query["iface"] == "internet"
+
+
+def test_a_renewed_visit_starts_with_arp_for_the_gateway(lab, miss):
+    _, _, trace = miss
+    gateway = lab.address("router", "home")
+    client = [h for h in trace["hops"] if h["node"] == "client"]
+    asked = next(i for i, h in enumerate(client) if h["summary"].startswith(f"ARP who-has {gateway}"))
+    answered = next(i for i, h in enumerate(client) if h["summary"].startswith(f"ARP {gateway} is-at"))
+    first_lookup = next(i for i, h in enumerate(client) if h["proto"] == "dns")
+    assert asked < answered < first_lookup
+
+
+def test_the_trace_tells_its_story_in_stages(lab, miss):
+    _, _, trace = miss
+    names = [s["name"] for s in trace["stages"]]
+    for name in ("lease", "arp", "lookup", "connect", "tls", "request", "server work", "response"):
+        assert name in names, names
+    start = {s["name"]: s["start_ns"] for s in trace["stages"]}
+    assert start["lease"] <= start["lookup"] < start["connect"] < start["tls"] < start["request"] \
+        <= start["server work"] < start["response"]
+    assert trace["complete"] and trace["gaps"] == []
+
+
+def test_a_silent_agent_makes_the_trace_incomplete(lab):
+    web = lab.topology.nodes_of("web")[-1].name
+    lab.sh(web, "kill -STOP $(cat /run/hoplab/agent.pid)")
+    try:
+        result = hoplab("visit", f"{lab.www}/?paused={uuid.uuid4().hex}", "--trace", "--json",
+                        "--topology", lab.path, check=False)
+    finally:
+        lab.sh(web, "kill -CONT $(cat /run/hoplab/agent.pid)")
+    assert result.returncode == 1, result.stdout + result.stderr
+    trace = json.loads(result.stdout)["trace"]
+    assert not trace["complete"] and [g["node"] for g in trace["gaps"]] == [web]
+    assert "did not start capturing" in trace["gaps"][0]["reason"]
+    assert f"INCOMPLETE: {web}" in result.stderr
 
 
 def test_trace_list_names_the_visit(lab, miss):

@@ -32,6 +32,9 @@ from hoplab.services import Service, load_catalog
 from hoplab.spec import Topology
 
 UP_TIMEOUT = 240.0
+# The nodes run the very hoplab this CLI runs (as a Docker node runs the wheel built from it),
+# wherever it was imported from: the checkout's editable install, or a PYTHONPATH.
+HOPLAB_SOURCES = str(Path(__file__).resolve().parents[2])
 HEALTH_TIMEOUT = 10.0
 RUN_DIR = "/run/hoplab"  # inside each node: its own tmpfs
 # Copy-on-write per node. /tmp too (not a fresh tmpfs): the checkout, with the venv the nodes
@@ -382,7 +385,7 @@ class NetnsBackend(Backend):
         service = self.catalog[topology.nodes[node].service]
         return {"PATH": f"{SYSTEM_PATH}:{Path(sys.executable).parent}", "HOME": "/root", "LANG": "C.UTF-8",
                 "HOPLAB_NODE": node, "HOPLAB_SERVICE": str(service.directory), "HOPLAB_RUN_DIR": RUN_DIR,
-                "HOPLAB_LAB_JSON": LAB_JSON,
+                "HOPLAB_LAB_JSON": LAB_JSON, "PYTHONPATH": HOPLAB_SOURCES,
                 "PYTHONDONTWRITEBYTECODE": "1", nodeproc.MARKER: topology.name}
 
     # ------------------------------------------------------------ host checks

@@ -16,7 +16,8 @@ def main(argv: list[str]) -> None:
     if node.lab.get("management") and not node.is_control:
         # The agent lives beside the service for the node's whole life; it only captures when
         # the control service asks.
-        subprocess.Popen([sys.executable, "-m", "hoplab.control.agent"], stdin=subprocess.DEVNULL)
+        agent = subprocess.Popen([sys.executable, "-m", "hoplab.control.agent"], stdin=subprocess.DEVNULL)
+        (node.run_dir / "agent.pid").write_text(f"{agent.pid}\n")
     # Chaos's process faults find the service here, in any backend: exec keeps this pid, so it
     # is the start script's and then the daemon's it execs.
     (node.run_dir / "service.pid").write_text(f"{os.getpid()}\n")

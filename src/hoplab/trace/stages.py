@@ -2,7 +2,7 @@
 server work, response, close. Each is computed from the hops themselves (protocol, TCP flags,
 summary, the node that saw them), so it holds for any topology:
 - the client is the first client node with a hop; its connection is its first SYN out;
-- the edge is the node that took that SYN in; routers are the nodes with forwarded hops;
+- the edge is the last node the SYN reached; routers are the nodes with forwarded hops;
 - the request is the client's first application data out after the handshake; server work is
   every hop behind the edge (neither client, edge nor router) after the request reached the
   edge; the response runs from the edge's first data back to the client's last data in.
@@ -56,8 +56,10 @@ def _connection_stages(hops: list[pb.Hop], client: str, syn: int) -> list[pb.Sta
     ours = [i for i, h in enumerate(hops) if h.record.node == client and {h.record.src, h.record.dst} == ends]
     synack = next((i for i in ours if hops[i].record.tcp_flags == "SYN,ACK"), None)
     acked = next((i for i in ours if synack is not None and i > synack and hops[i].record.direction == "out"), synack)
-    edge = next((h.record.node for h in hops[syn:] if h.record.direction == "in" and h.record.tcp_flags == "SYN"
-                 and h.record.node != client and h.record.dst == conn.dst), "")
+    # The edge: where the SYN was last seen arriving (a router on the way sees it arrive too).
+    arrivals = [h.record.node for h in hops[syn:] if h.record.direction == "in" and h.record.tcp_flags == "SYN"
+                and h.record.node != client and h.record.dst == conn.dst and h.record.tcp_seq == conn.tcp_seq]
+    edge = arrivals[-1] if arrivals else ""
     routers = {h.record.node for h in hops if h.HasField("forwarded") or h.HasField("translated")}
     out: list[pb.Stage | None] = [_span("connect", hops, [syn, acked] if acked is not None else [syn], f"to {conn.dst}")]
     hello = next((i for i in ours if "ClientHello" in hops[i].record.summary), None)

@@ -1,0 +1,168 @@
+"""Trace v2 on frames shaped like a real page load (no lab needed): each hop's layers decoded
+from its frame, the router's MAC rewrite and TTL decrement, the story's stages, each wire
+packet once in the pcapng (tshark reads it back with no retransmission or duplicate-ACK flag),
+and what makes a trace incomplete."""
+
+from __future__ import annotations
+
+import shutil
+import struct
+import subprocess
+
+import pytest
+
+from hoplab.trace import render
+from hoplab.trace.assemble import assemble
+from hoplab.trace.decode import decode
+from hoplab.v1 import control_pb2 as pb
+from test_decode import client_hello, dns_msg, eth, ip, ipv4, tcp, udp
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+MAC = {"client": bytes.fromhex("020000000190"), "router.home": bytes.fromhex("020000000001"),
+       "router.internet": bytes.fromhex("02000000fe01"), "dns": bytes.fromhex("020000000053"),
+       "cache": bytes.fromhex("020000000080")}
+CLIENT_IP, WAN_IP, DNS_IP, EDGE_IP = "192.168.50.190", "198.51.100.1", "198.51.100.53", "198.51.100.80"
+
+
+def record(node, iface, direction, ts, frame) -> pb.Record:
+    """A record as an agent makes it: decoded fields plus the frame itself."""
+    p = decode(frame)
+    end = lambda address, port, mac: f"{address}:{port}" if address and port is not None else (address or mac or "")
+    return pb.Record(node=node, iface=iface, direction=direction, ts_ns=ts, proto=p.proto,
+                     src=end(p.src_ip, p.src_port, p.eth_src), dst=end(p.dst_ip, p.dst_port, p.eth_dst),
+                     summary=p.summary, tcp_flags=p.tcp_flags or "", tcp_seq=p.tcp_seq or 0, ip_id=p.ip_id or 0,
+                     payload_hash=p.payload_hash or "", keys=p.keys, frame=frame, length=len(frame))
+
+
+def arp(op: int, sender_mac: bytes, sender: str, target: str, dst_mac: bytes) -> bytes:
+    body = struct.pack("!HHBBH", 1, 0x0800, 6, 4, op) + sender_mac + ip(sender) + b"\0" * 6 + ip(target)
+    return eth(body, ethertype=0x0806, src=sender_mac, dst=dst_mac)
+
+
+def leg(src_mac, dst_mac, src, dst, sport, dport, ttl, ident, **tcp_fields) -> bytes:
+    return eth(ipv4(src, dst, 6, tcp(sport, dport, **tcp_fields), ident=ident, ttl=ttl), src=src_mac, dst=dst_mac)
+
+
+def routed(node_records, name, ts, frame_home, frame_internet):
+    """The same packet leaving the client, crossing the router (NAT) and reaching the edge."""
+    node_records += [record("client", "home", "out", ts, frame_home), record("router", "home", "in", ts + 1, frame_home),
+                     record("router", "internet", "out", ts + 2, frame_internet),
+                     record("cache", "internet", "in", ts + 3, frame_internet)]
+
+
+def page_load() -> list[pb.Record]:
+    c, rh, ri, d, e = MAC["client"], MAC["router.home"], MAC["router.internet"], MAC["dns"], MAC["cache"]
+    records = [record("client", "home", "out", 100, arp(1, c, CLIENT_IP, "192.168.50.1", b"\xff" * 6)),
+               record("client", "home", "in", 110, arp(2, rh, "192.168.50.1", CLIENT_IP, c))]
+    query = dns_msg(0x1a2b, "www.example.test", 1)
+    records += [record("client", "home", "out", 200, eth(ipv4(CLIENT_IP, DNS_IP, 17, udp(5353, 53, query), ttl=64,
+                                                            ident=1), src=c, dst=rh)),
+                record("router", "home", "in", 201, eth(ipv4(CLIENT_IP, DNS_IP, 17, udp(5353, 53, query), ttl=64,
+                                                           ident=1), src=c, dst=rh)),
+                record("router", "internet", "out", 202, eth(ipv4(WAN_IP, DNS_IP, 17, udp(5353, 53, query), ttl=63,
+                                                                ident=1), src=ri, dst=d))]
+    hello = client_hello("www.example.test")
+    data, page = bytes([23, 3, 3, 0, 5]) + b"hello", bytes([23, 3, 3, 0, 4]) + b"page"
+    # the client's side of one TCP connection, with consistent sequence and acknowledgement numbers
+    steps = [("SYN", b"", 300, 1000, 0), ("ACK", b"", 400, 1001, 5001), ("PSH,ACK", hello, 500, 1001, 5001),
+             ("PSH,ACK", data, 700, 1001 + len(hello), 5001),
+             ("FIN,ACK", b"", 900, 1001 + len(hello) + len(data), 5001 + len(page))]
+    for ident, (flags, payload, ts, seq, ack) in enumerate(steps, start=10):
+        routed(records, flags, ts,
+               leg(c, rh, CLIENT_IP, EDGE_IP, 40000, 443, 64, ident, payload=payload, seq=seq, ack=ack, flags=flags),
+               leg(ri, e, WAN_IP, EDGE_IP, 41000, 443, 63, ident, payload=payload, seq=seq, ack=ack, flags=flags))
+    back = [("SYN,ACK", b"", 350, 5000, 1001), ("PSH,ACK", page, 800, 5001, 1001 + len(hello) + len(data))]
+    for ident, (flags, payload, ts, seq, ack) in enumerate(back, start=50):
+        to_wan = leg(e, ri, EDGE_IP, WAN_IP, 443, 41000, 64, ident, payload=payload, seq=seq, ack=ack, flags=flags)
+        to_client = leg(rh, c, EDGE_IP, CLIENT_IP, 443, 40000, 63, ident, payload=payload, seq=seq, ack=ack,
+                        flags=flags)
+        records += [record("cache", "internet", "out", ts, to_wan), record("router", "internet", "in", ts + 1, to_wan),
+                    record("router", "home", "out", ts + 2, to_client), record("client", "home", "in", ts + 3, to_client)]
+    # behind the edge: its request to the balancer, tied by the trace id
+    request = f"GET / HTTP/1.1\r\nHost: www.example.test\r\ntraceparent: 00-{TRACE}-00f067aa0ba902b7-01\r\n\r\n"
+    origin = eth(ipv4("172.31.50.80", "172.31.50.10", 6, tcp(5000, 80, request.encode(), flags="PSH,ACK"), ident=7),
+                 src=e, dst=bytes.fromhex("020000000010"))
+    records += [record("cache", "origin", "out", 720, origin), record("lb", "origin", "in", 721, origin)]
+    return records
+
+
+@pytest.fixture
+def trace() -> pb.Trace:
+    return assemble(TRACE, "https://www.example.test/", "c1", page_load(), {"client"})
+
+
+def test_every_hop_carries_its_macs_ttl_and_ip_id(trace):
+    dns_out = next(h for h in trace.hops if h.record.node == "client" and h.record.proto == "dns")
+    assert (dns_out.layers.eth_src, dns_out.layers.eth_dst) == ("02:00:00:00:01:90", "02:00:00:00:00:01")
+    assert (dns_out.layers.ttl, dns_out.layers.ip_id) == (64, 1)
+    assert render.to_json(trace)["hops"][0]["eth_src"] == "02:00:00:00:01:90"
+
+
+def test_the_router_rewrites_the_macs_and_takes_one_off_the_ttl(trace):
+    out = next(h for h in trace.hops if h.record.node == "router" and h.record.iface == "internet"
+               and h.record.direction == "out" and h.record.proto == "dns")
+    assert out.forwarded.iface == "home" and out.forwarded.ttl == 64 and out.layers.ttl == 63
+    assert (out.forwarded.eth_src, out.forwarded.eth_dst) == ("02:00:00:00:01:90", "02:00:00:00:00:01")
+    assert (out.layers.eth_src, out.layers.eth_dst) == ("02:00:00:00:fe:01", "02:00:00:00:00:53")
+    assert out.HasField("translated")  # the NAT rewrite beside it
+    note = render.notes(out)
+    assert "TTL 64 => 63" in note and "routed home > internet" in note and "[NAT" in note
+    table = render.to_table(trace)
+    assert "TTL 64 => 63" in table and "02:00:00:00:fe:01 > 02:00:00:00:00:53" in table
+    assert "routed at router: TTL 64" in render.to_html(trace)
+
+
+def test_arp_for_the_gateway_is_part_of_the_story(trace):
+    arp_hops = [h.record.summary for h in trace.hops if h.record.proto == "arp"]
+    assert arp_hops == ["ARP who-has 192.168.50.1 tell 192.168.50.190", "ARP 192.168.50.1 is-at 02:00:00:00:00:01"]
+
+
+def test_stages_follow_the_page_load_in_order(trace):
+    names = [s.name for s in trace.stages]
+    assert names == ["arp", "lookup", "connect", "tls", "request", "server work", "response", "close"]
+    by_name = {s.name: s for s in trace.stages}
+    assert by_name["connect"].start_ns == 300 and by_name["connect"].note == f"to {EDGE_IP}:443"
+    assert by_name["request"].start_ns == 700 and by_name["server work"].start_ns == 721
+    assert by_name["response"].end_ns == 803 and by_name["close"].start_ns == 900
+    for stage in trace.stages:
+        assert trace.hops[stage.first_hop].record.ts_ns == stage.start_ns <= stage.end_ns
+    text = render.to_table(trace)
+    assert text.index("stages") < text.index("NODE:IFACE") and "server work" in text
+    assert [s["name"] for s in render.to_json(trace)["stages"]] == names
+
+
+def test_a_cached_page_has_no_server_work():
+    records = [r for r in page_load() if r.node != "lb" and r.iface != "origin"]
+    trace = assemble(TRACE, "", "c1", records, {"client"})
+    assert "server work" not in [s.name for s in trace.stages]
+
+
+def test_the_pcapng_holds_each_wire_packet_once(trace):
+    every = {h.record.node for h in trace.hops}
+    once = render.wire_packets(trace)
+    assert len(once) < len(trace.hops) and {h.record.node for h in once} <= every
+    keys = [(h.record.src, h.record.dst, h.layers.ip_id, h.record.tcp_seq, h.record.tcp_flags) for h in once
+            if h.layers.ttl]
+    assert len(keys) == len(set(keys))
+
+
+@pytest.mark.skipif(not shutil.which("tshark"), reason="tshark is the reference")
+def test_tshark_flags_no_retransmission_or_duplicate_ack(trace, tmp_path):
+    def flagged(data: bytes) -> list[str]:
+        path = tmp_path / "t.pcapng"
+        path.write_bytes(data)
+        out = subprocess.run(["tshark", "-n", "-r", str(path), "-Y",
+                              "tcp.analysis.retransmission or tcp.analysis.duplicate_ack", "-T", "fields",
+                              "-e", "frame.number"],
+                             capture_output=True, text=True, check=True).stdout
+        return out.split()
+
+    assert flagged(render.to_pcapng(trace)) == []
+    assert flagged(render.to_pcapng(trace, every_hop=True))  # what every sighting looks like to Wireshark
+
+
+def test_gaps_make_a_trace_incomplete_in_every_format(trace):
+    trace.gaps.add(node="web2", reason="its capture failed: no such device")
+    assert render.to_json(trace)["complete"] is False
+    assert "INCOMPLETE: web2: its capture failed" in render.to_table(trace)
+    assert "Incomplete trace" in render.to_html(trace)
