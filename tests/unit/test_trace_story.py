@@ -166,3 +166,43 @@ def test_gaps_make_a_trace_incomplete_in_every_format(trace):
     assert render.to_json(trace)["complete"] is False
     assert "INCOMPLETE: web2: its capture failed" in render.to_table(trace)
     assert "Incomplete trace" in render.to_html(trace)
+
+
+def edge_sockets(with_connection: bool = True) -> dict:
+    """The edge's socket snapshot (hoplab.control.sockets.snapshot's shape) at the capture's end."""
+    owners = [{"pid": 10, "command": "nginx", "cmdline": "nginx: master"},
+              {"pid": 11, "command": "nginx", "cmdline": "nginx: worker process"}]
+    connections = [{"state": "ESTABLISHED", "local_address": EDGE_IP, "local_port": 443, "remote_address": WAN_IP,
+                    "remote_port": 41000, "inode": 77, "uid": 33, "owners": [owners[1]]}] if with_connection else []
+    return {"source": "netlink", "listeners": [{"address": "0.0.0.0", "port": 443, "backlog": 511, "accept_queue": 0,
+                                                "syn_queue": 0, "inode": 5, "uid": 0, "v6only": False,
+                                                "owners": owners}],
+            "connections": connections, "counters": {"ListenOverflows": 2}}
+
+
+def test_the_syn_a_server_took_names_the_process_that_accepted_it():
+    trace = assemble(TRACE, "", "c1", page_load(), {"client"}, sockets={"cache": edge_sockets()})
+    syn = next(h for h in trace.hops if h.record.node == "cache" and h.record.tcp_flags == "SYN")
+    a = syn.accepted
+    assert (a.listener, a.backlog, a.pid, a.process, a.status) == ("0.0.0.0:443", 511, 11, "nginx", "accepted")
+    assert a.listeners == "nginx 10, nginx 11" and a.listen_overflows == 2
+    assert "accepted by nginx pid 11 on 0.0.0.0:443, backlog 511" in render.to_table(trace)
+    assert any(h.get("accepted", {}).get("process") == "nginx" for h in render.to_json(trace)["hops"])
+    gone = assemble(TRACE, "", "c1", page_load(), {"client"}, sockets={"cache": edge_sockets(False)})
+    syn = next(h for h in gone.hops if h.record.node == "cache" and h.record.tcp_flags == "SYN")
+    assert syn.accepted.status == "not_seen" and "one of nginx 10, nginx 11" in render.notes(syn)
+
+
+def test_a_rst_for_a_port_nobody_listens_on_says_so():
+    c, rh, ri, e = MAC["client"], MAC["router.home"], MAC["router.internet"], MAC["cache"]
+    records = []
+    routed(records, "SYN", 100, leg(c, rh, CLIENT_IP, EDGE_IP, 40001, 9, 64, 90, flags="SYN"),
+           leg(ri, e, WAN_IP, EDGE_IP, 41001, 9, 63, 90, flags="SYN"))
+    records.append(record("cache", "internet", "out", 110,
+                          leg(e, ri, EDGE_IP, WAN_IP, 9, 41001, 64, 0, flags="RST,ACK", seq=0, ack=1)))
+    trace = assemble(TRACE, "", "c1", records, {"client"}, sockets={"cache": edge_sockets()})
+    rst = next(h for h in trace.hops if "RST" in h.record.tcp_flags)
+    assert rst.refused == "no listener on 9"
+    assert not next(h for h in trace.hops if h.record.node == "cache" and h.record.tcp_flags == "SYN").HasField(
+        "accepted")
+    assert "[refused: no listener on 9]" in render.to_table(trace)

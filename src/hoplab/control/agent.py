@@ -15,7 +15,7 @@ import time
 
 import grpc
 
-from hoplab.control import conntrack
+from hoplab.control import conntrack, sockets
 from hoplab.control.capture import CaptureError, CaptureStats, Frame, run_capture
 from hoplab.node import ACCESS_LOG, NodeContext
 from hoplab.trace.decode import decode
@@ -51,6 +51,15 @@ def to_record(node: str, capture_id: str, frame: Frame) -> pb.Record:
         payload_hash=packet.payload_hash or "", keys={k: str(v) for k, v in packet.keys.items()},
         frame=frame.data, length=frame.length,
     )
+
+
+def socket_view() -> str:
+    """This node's TCP sockets now (listeners, connections, counters) as JSON; "" when the
+    kernel will not say (the trace then names no accepting process here)."""
+    try:
+        return json.dumps(sockets.snapshot())
+    except OSError:
+        return ""
 
 
 MAX_LOG_BYTES = 4 << 20  # of one capture's access log, at most
@@ -116,7 +125,7 @@ class Agent:
             self.outbox.put(pb.AgentMessage(ended=pb.CaptureEnded(
                 capture_id=command.capture_id, records=total, error=error, translations=nat,
                 logs=access_log_since(log, log_start), kernel_drops=stats.kernel_drops,
-                hit_packet_bound=stats.hit_bound)))
+                hit_packet_bound=stats.hit_bound, sockets=socket_view())))
 
         threading.Thread(target=work, name=f"capture-{command.capture_id}", daemon=True).start()
 

@@ -8,6 +8,7 @@ works against it.
 from __future__ import annotations
 
 import argparse
+import json
 import queue
 import re
 import subprocess
@@ -62,6 +63,7 @@ class CaptureState:
     translations: list = field(default_factory=list)  # NAT routers' conntrack entries
     logs: dict = field(default_factory=dict)  # node -> its service's access log lines
     gaps: dict = field(default_factory=dict)  # node -> why its part of the capture is incomplete
+    sockets: dict = field(default_factory=dict)  # node -> its socket snapshot at the end (JSON text)
 
     def gap(self, node: str, reason: str) -> None:
         self.gaps[node] = f"{self.gaps[node]}; {reason}" if node in self.gaps else reason
@@ -132,7 +134,7 @@ class Hub:
             self.lock.notify_all()
 
     def ended(self, node: str, capture_id: str, translations=(), logs=(), error: str = "",
-              kernel_drops: int = 0, hit_bound: bool = False) -> None:
+              kernel_drops: int = 0, hit_bound: bool = False, sockets: str = "") -> None:
         with self.lock:
             capture = self.captures.get(capture_id)
             if capture:
@@ -144,6 +146,8 @@ class Hub:
                     capture.gap(node, "its capture stopped at its packet bound")
                 capture.translations.extend(translations)
                 capture.logs[node] = list(logs)
+                if sockets:
+                    capture.sockets[node] = sockets
                 capture.waiting.discard(node)
                 capture.unarmed.discard(node)  # one that failed to start never arms
                 self._maybe_finish(capture)
@@ -192,7 +196,7 @@ class AgentHubService(rpc.AgentHubServicer):
                     elif message.HasField("ended"):
                         ended = message.ended
                         self.hub.ended(session.node, ended.capture_id, ended.translations, ended.logs, ended.error,
-                                       ended.kernel_drops, ended.hit_packet_bound)
+                                       ended.kernel_drops, ended.hit_packet_bound, ended.sockets)
             except grpc.RpcError:
                 pass
             finally:
@@ -322,9 +326,10 @@ class ControlService(rpc.ControlServicer):
         capture = self._trace_capture(request.trace_id, context)
         with self.hub.lock:
             records, translations, logs = list(capture.records), list(capture.translations), dict(capture.logs)
-            gaps = capture.gap_list()
+            gaps, views = capture.gap_list(), dict(capture.sockets)
         clients = {node for node, service in capture.services.items() if service == "client"}
-        trace = assemble(capture.trace_id, capture.url, capture.id, records, clients, translations, logs)
+        trace = assemble(capture.trace_id, capture.url, capture.id, records, clients, translations, logs,
+                         {node: json.loads(view) for node, view in views.items()})
         trace.status = capture.status or trace.status
         trace.gaps.extend(gaps)
         return trace

@@ -452,6 +452,7 @@ def accepted_by(conn_tuple: tuple, snapshot: dict) -> dict | None:
         "accept_queue": listener["accept_queue"],
         "syn_queue": listener["syn_queue"],
         "status": status,
+        "listener_owners": [{"pid": o["pid"], "command": o["command"]} for o in listener["owners"]],
     }
 
 

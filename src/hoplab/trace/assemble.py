@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from hoplab.control.sockets import accepted_by, refused_reason
 from hoplab.trace.decode import decode
 from hoplab.trace.stages import stages
 from hoplab.v1 import control_pb2 as pb
@@ -43,7 +44,7 @@ def packet_key(record) -> tuple | None:
 
 
 def assemble(trace_id: str, url: str, capture_id: str, records, client_nodes: set[str],
-             translations=(), logs: dict | None = None) -> pb.Trace:
+             translations=(), logs: dict | None = None, sockets: dict | None = None) -> pb.Trace:
     flows: dict[tuple, list] = defaultdict(list)
     by_packet: dict[tuple, set] = defaultdict(set)
     for record in records:
@@ -70,10 +71,45 @@ def assemble(trace_id: str, url: str, capture_id: str, records, client_nodes: se
     picked = sorted((r for key in chosen for r in flows[key]), key=lambda r: r.ts_ns)
     hops = [pb.Hop(record=r, layers=layers(r)) for r in picked]
     _mark_routing(hops, translations)
+    _mark_servers(hops, sockets or {})
     status = next((int(h.record.keys["http_status"]) for h in reversed(hops)
                    if h.record.keys.get("http_status", "").isdigit()), 0)
     return pb.Trace(trace_id=trace_id, url=url, status=status, hops=hops, capture_id=capture_id,
                     stages=stages(hops, client_nodes))
+
+
+def _split(endpoint: str) -> tuple[str, int] | None:
+    address, _, port = endpoint.rpartition(":")
+    return (address, int(port)) if address and port.isdigit() else None
+
+
+def _mark_servers(hops: list, sockets: dict) -> None:
+    """From each server node's socket snapshot: on a SYN it took, the listener and the process
+    that accepted the connection; on the RST it answered a SYN with, why (no listener)."""
+    for hop in hops:
+        r = hop.record
+        view = sockets.get(r.node)
+        ends = (_split(r.src), _split(r.dst))
+        if view is None or None in ends:
+            continue
+        if r.tcp_flags == "SYN" and r.direction == "in":
+            (client_ip, client_port), (server_ip, server_port) = ends
+            found = accepted_by((server_ip, server_port, client_ip, client_port), view)
+            if found:
+                hop.accepted.CopyFrom(_accepted(found, view))
+        elif "RST" in r.tcp_flags and r.direction == "out":
+            (server_ip, server_port), _ = ends
+            reason = refused_reason(server_ip, server_port, view)
+            if reason:
+                hop.refused = reason
+
+
+def _accepted(found: dict, view: dict) -> pb.Accepted:
+    owners = ", ".join(f"{o['command']} {o['pid']}" for o in found["listener_owners"])
+    return pb.Accepted(listener=found["listener"], backlog=found["backlog"] or 0,
+                       accept_queue=found["accept_queue"] or 0, syn_queue=found["syn_queue"] or 0,
+                       pid=found["pid"] or 0, process=found["process"] or "", status=found["status"],
+                       listeners=owners, listen_overflows=view["counters"].get("ListenOverflows", 0))
 
 
 def layers(record) -> pb.Layers:

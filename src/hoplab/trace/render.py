@@ -27,6 +27,13 @@ def hop_json(hop: pb.Hop) -> dict:
         out["forwarded"] = {"iface": f.iface, "eth_src": f.eth_src, "eth_dst": f.eth_dst, "ttl": f.ttl}
     if hop.HasField("translated"):
         out["translated"] = {"before": _tuple(hop.translated.before), "after": _tuple(hop.translated.after)}
+    if hop.HasField("accepted"):
+        a = hop.accepted
+        out["accepted"] = {"listener": a.listener, "backlog": a.backlog, "accept_queue": a.accept_queue,
+                           "syn_queue": a.syn_queue, "pid": a.pid, "process": a.process, "status": a.status,
+                           "listeners": a.listeners, "listen_overflows": a.listen_overflows}
+    if hop.refused:
+        out["refused"] = hop.refused
     keys = dict(hop.record.keys)
     if keys:
         out["keys"] = keys
@@ -62,8 +69,22 @@ def routed_note(hop: pb.Hop) -> str:
             f"{now.eth_dst}, TTL {f.ttl} => {now.ttl}]")
 
 
+def server_note(hop: pb.Hop) -> str:
+    """What the server's kernel says: who took the connection, or why it refused it."""
+    if hop.refused:
+        return f"  [refused: {hop.refused}]"
+    if not hop.HasField("accepted"):
+        return ""
+    a = hop.accepted
+    who = f"{a.process} pid {a.pid}" if a.pid else f"one of {a.listeners or 'its processes'} (closed by the end)"
+    if a.status == "in_accept_queue":
+        who = "nobody yet: waiting in the accept queue"
+    return (f"  [accepted by {who} on {a.listener}, backlog {a.backlog}, accept queue {a.accept_queue}, "
+            f"SYN queue {a.syn_queue}, listen overflows {a.listen_overflows}]")
+
+
 def notes(hop: pb.Hop) -> str:
-    return routed_note(hop) + nat_note(hop)
+    return routed_note(hop) + nat_note(hop) + server_note(hop)
 
 
 def gaps_text(trace: pb.Trace) -> list[str]:

@@ -171,17 +171,43 @@ class Forwarding(_message.Message):
     ttl: int
     def __init__(self, iface: _Optional[str] = ..., eth_src: _Optional[str] = ..., eth_dst: _Optional[str] = ..., ttl: _Optional[int] = ...) -> None: ...
 
+class Accepted(_message.Message):
+    __slots__ = ("listener", "backlog", "accept_queue", "syn_queue", "pid", "process", "status", "listeners", "listen_overflows")
+    LISTENER_FIELD_NUMBER: _ClassVar[int]
+    BACKLOG_FIELD_NUMBER: _ClassVar[int]
+    ACCEPT_QUEUE_FIELD_NUMBER: _ClassVar[int]
+    SYN_QUEUE_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    PROCESS_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    LISTENERS_FIELD_NUMBER: _ClassVar[int]
+    LISTEN_OVERFLOWS_FIELD_NUMBER: _ClassVar[int]
+    listener: str
+    backlog: int
+    accept_queue: int
+    syn_queue: int
+    pid: int
+    process: str
+    status: str
+    listeners: str
+    listen_overflows: int
+    def __init__(self, listener: _Optional[str] = ..., backlog: _Optional[int] = ..., accept_queue: _Optional[int] = ..., syn_queue: _Optional[int] = ..., pid: _Optional[int] = ..., process: _Optional[str] = ..., status: _Optional[str] = ..., listeners: _Optional[str] = ..., listen_overflows: _Optional[int] = ...) -> None: ...
+
 class Hop(_message.Message):
-    __slots__ = ("record", "translated", "layers", "forwarded")
+    __slots__ = ("record", "translated", "layers", "forwarded", "accepted", "refused")
     RECORD_FIELD_NUMBER: _ClassVar[int]
     TRANSLATED_FIELD_NUMBER: _ClassVar[int]
     LAYERS_FIELD_NUMBER: _ClassVar[int]
     FORWARDED_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
     record: Record
     translated: Translation
     layers: Layers
     forwarded: Forwarding
-    def __init__(self, record: _Optional[_Union[Record, _Mapping]] = ..., translated: _Optional[_Union[Translation, _Mapping]] = ..., layers: _Optional[_Union[Layers, _Mapping]] = ..., forwarded: _Optional[_Union[Forwarding, _Mapping]] = ...) -> None: ...
+    accepted: Accepted
+    refused: str
+    def __init__(self, record: _Optional[_Union[Record, _Mapping]] = ..., translated: _Optional[_Union[Translation, _Mapping]] = ..., layers: _Optional[_Union[Layers, _Mapping]] = ..., forwarded: _Optional[_Union[Forwarding, _Mapping]] = ..., accepted: _Optional[_Union[Accepted, _Mapping]] = ..., refused: _Optional[str] = ...) -> None: ...
 
 class Stage(_message.Message):
     __slots__ = ("name", "start_ns", "end_ns", "first_hop", "last_hop", "hops", "note")
@@ -292,7 +318,7 @@ class CaptureArmed(_message.Message):
     def __init__(self, capture_id: _Optional[str] = ...) -> None: ...
 
 class CaptureEnded(_message.Message):
-    __slots__ = ("capture_id", "records", "error", "translations", "logs", "kernel_drops", "hit_packet_bound")
+    __slots__ = ("capture_id", "records", "error", "translations", "logs", "kernel_drops", "hit_packet_bound", "sockets")
     CAPTURE_ID_FIELD_NUMBER: _ClassVar[int]
     RECORDS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
@@ -300,6 +326,7 @@ class CaptureEnded(_message.Message):
     LOGS_FIELD_NUMBER: _ClassVar[int]
     KERNEL_DROPS_FIELD_NUMBER: _ClassVar[int]
     HIT_PACKET_BOUND_FIELD_NUMBER: _ClassVar[int]
+    SOCKETS_FIELD_NUMBER: _ClassVar[int]
     capture_id: str
     records: int
     error: str
@@ -307,7 +334,8 @@ class CaptureEnded(_message.Message):
     logs: _containers.RepeatedCompositeFieldContainer[LogLine]
     kernel_drops: int
     hit_packet_bound: bool
-    def __init__(self, capture_id: _Optional[str] = ..., records: _Optional[int] = ..., error: _Optional[str] = ..., translations: _Optional[_Iterable[_Union[Translation, _Mapping]]] = ..., logs: _Optional[_Iterable[_Union[LogLine, _Mapping]]] = ..., kernel_drops: _Optional[int] = ..., hit_packet_bound: _Optional[bool] = ...) -> None: ...
+    sockets: str
+    def __init__(self, capture_id: _Optional[str] = ..., records: _Optional[int] = ..., error: _Optional[str] = ..., translations: _Optional[_Iterable[_Union[Translation, _Mapping]]] = ..., logs: _Optional[_Iterable[_Union[LogLine, _Mapping]]] = ..., kernel_drops: _Optional[int] = ..., hit_packet_bound: _Optional[bool] = ..., sockets: _Optional[str] = ...) -> None: ...
 
 class LogLine(_message.Message):
     __slots__ = ("src", "dst", "traceparent", "text")
