@@ -242,3 +242,31 @@ def test_the_edge_logs_which_connection_carried_the_trace(lab, miss):
     assert line["dst"] == f"{lab.topology.domain.records['www']}:443" and "MISS" in line["text"]
     edge_hops = [h for h in trace["hops"] if h["node"] == "cache" and h["iface"] == "internet"]
     assert any(h["src"] == line["src"] for h in edge_hops)
+
+
+DAEMONS = {"cache": "nginx", "lb": "haproxy", "web": "gunicorn", "db": "postgres"}
+
+
+def test_each_server_names_its_listener_and_the_process_behind_it(lab, miss):
+    _, _, trace = miss
+    taken = {}
+    for hop in trace["hops"]:
+        service = lab.topology.nodes[hop["node"]].service
+        if "accepted" in hop and service in DAEMONS:
+            taken.setdefault(service, hop["accepted"])
+    assert set(taken) == set(DAEMONS), taken
+    for service, accepted in taken.items():
+        assert DAEMONS[service] in accepted["listeners"], accepted  # the kernel's own view of the socket
+        assert accepted["backlog"] > 0 and accepted["status"] in ("accepted", "not_seen", "in_accept_queue")
+        if accepted["pid"]:
+            assert DAEMONS[service] in accepted["process"], accepted
+
+
+def test_a_closed_port_is_refused_with_a_rst_and_says_why(lab):
+    result = hoplab("visit", f"https://www.{lab.topology.domain.name}:8443/", "--trace", "--json",
+                    "--topology", lab.path, check=False)
+    assert result.returncode == 1  # the visit failed: connection refused
+    data = json.loads(result.stdout)
+    assert "refused" in data["visit"]["error"].lower() or "connect" in data["visit"]["error"].lower()
+    resets = [h for h in data["trace"]["hops"] if h["node"] == "cache" and "RST" in h["summary"]]
+    assert resets and resets[0]["refused"] == "no listener on 8443", resets

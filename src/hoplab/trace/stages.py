@@ -3,9 +3,9 @@ server work, response, close. Each is computed from the hops themselves (protoco
 summary, the node that saw them), so it holds for any topology:
 - the client is the first client node with a hop; its connection is its first SYN out;
 - the edge is the last node the SYN reached; routers are the nodes with forwarded hops;
-- the request is the client's first application data out after the handshake; server work is
-  every hop behind the edge (neither client, edge nor router) after the request reached the
-  edge; the response runs from the edge's first data back to the client's last data in.
+- the request is the client's first application data out after the handshake; the response
+  runs from the edge's first data back on that connection to the client's last data in; server
+  work is every hop behind the edge (neither client, edge nor router) in between.
 A stage spans its first to its last hop. Stages may overlap, and one that did not happen is
 left out (a page the edge had cached has no server work)."""
 
@@ -72,13 +72,15 @@ def _connection_stages(hops: list[pb.Hop], client: str, syn: int) -> list[pb.Sta
                         and hops[i].record.direction == "in" and _app_data(hops[i])), None)
         out.append(_span("request", hops, [request] + ([reached] if reached is not None else [])))
         start = reached if reached is not None else request
-        behind = [i for i in range(start, len(hops)) if hops[i].record.node not in {client, edge, *routers}]
-        work = _span("server work", hops, behind)
-        out.append(work)
-        after = work.last_hop if work is not None else start
-        back = next((i for i in range(after, len(hops)) if hops[i].record.node == edge
-                     and hops[i].record.direction == "out" and _app_data(hops[i])), None)
-        received = [i for i in ours if i > after and hops[i].record.direction == "in" and _app_data(hops[i])]
+        # The response starts when the edge sends data back on the client's connection; the
+        # server work is what happened behind the edge until then.
+        back = next((i for i in range(start, len(hops)) if hops[i].record.node == edge
+                     and hops[i].record.direction == "out" and hops[i].record.src == conn.dst
+                     and _app_data(hops[i])), None)
+        until = back if back is not None else len(hops)
+        out.append(_span("server work", hops, [i for i in range(start, until)
+                                               if hops[i].record.node not in {client, edge, *routers}]))
+        received = [i for i in ours if i > start and hops[i].record.direction == "in" and _app_data(hops[i])]
         out.append(_span("response", hops, ([back] if back is not None else []) + received))
     close = next((i for i in ours if any(flag in hops[i].record.tcp_flags for flag in ("FIN", "RST"))), None)
     if close is not None:
