@@ -1,0 +1,494 @@
+"""The kernel's word on drops: an eBPF program on the `skb:kfree_skb` tracepoint reports every
+IPv4 packet the kernel frees as dropped, when its source or destination lies in one of the
+lab's subnets, with the drop reason the kernel gives, the function that dropped it, the network
+namespace (so the node) and, when known, the interface.
+
+The program runs in Debian's `bpftrace` on the host (the tracepoint sees every namespace, so
+one tracer covers every node of either backend). It needs root, BTF (/sys/kernel/btf/vmlinux)
+and tracefs mounted at /sys/kernel/tracing; `KernelTracer.can_run()` says which is missing and
+mounts tracefs when its mount point is empty.
+
+Clocks: bpftrace's `nsecs` is `bpf_ktime_get_ns()`, CLOCK_MONOTONIC (time since boot, not
+counting suspend). Hop timestamps (control/capture.py, SO_TIMESTAMPNS) are CLOCK_REALTIME, so
+`Drop.ts_ns` is converted to CLOCK_REALTIME with an offset sampled when the tracer starts;
+`Drop.monotonic_ns` keeps the value as the kernel printed it.
+
+Standard library only: this module imports nothing from hoplab (like trace.packet), so a
+backend, the CLI or a test can hand it node → pid and get drops named by node."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+TRACEFS = Path("/sys/kernel/tracing")
+FORMAT_FILE = TRACEFS / "events" / "skb" / "kfree_skb" / "format"
+BTF_FILE = Path("/sys/kernel/btf/vmlinux")
+MAX_SECONDS = 600  # the same bounds as a packet capture (control/capture.py)
+MAX_DROPS = 200_000
+ATTACH_TIMEOUT = 30.0  # compiling and loading take 1.3-4.7 s on this 2-core host under load
+READY = "READY"  # printed by the program's BEGIN, which bpftrace runs once every probe is attached
+STOP_TIMEOUT = 5.0
+# bpftrace 0.17 can miss a SIGINT that lands just before it blocks in poll() (its flag is set,
+# nothing wakes it; seen here in 1 stop of 7 right after READY): repeat it until it ends.
+INTERRUPT_EVERY = 0.25
+HOST = "(host)"  # the host's own namespace; parentheses keep it apart from every node name
+# Freed with unread data when a socket closes: a program's choice, not the network's. Health
+# checks make many of these, so a filter leaves them out unless asked.
+QUIET_REASONS = frozenset({"QUEUE_PURGE"})
+
+PLAIN_WORDS = {
+    "NOT_SPECIFIED": "dropped without a reason given by the kernel",
+    "NO_SOCKET": "no socket is listening there",
+    "SOCKET_CLOSE": "the socket was closed",
+    "SOCKET_FILTER": "refused by a socket filter (BPF on the socket)",
+    "SOCKET_RCVBUFF": "the socket's receive buffer was full",
+    "SOCKET_BACKLOG": "the socket's backlog was full",
+    "PKT_TOO_SMALL": "the packet was too short (truncated header)",
+    "TCP_CSUM": "bad TCP checksum",
+    "UDP_CSUM": "bad UDP checksum",
+    "ICMP_CSUM": "bad ICMP checksum",
+    "IP_CSUM": "bad IP header checksum",
+    "SKB_CSUM": "bad checksum",
+    "NETFILTER_DROP": "dropped by a firewall rule (netfilter)",
+    "OTHERHOST": "addressed to another host's MAC address",
+    "IP_INHDR": "invalid IP header",
+    "IP_RPFILTER": "refused by reverse-path filtering (source not routed back through this interface)",
+    "UNICAST_IN_L2_MULTICAST": "an IP unicast packet in a link-layer multicast or broadcast frame",
+    "XFRM_POLICY": "refused by an IPsec policy",
+    "IP_NOPROTO": "no handler for that IP protocol",
+    "IP_INADDRERRORS": "invalid destination address (not for this host and not to be forwarded)",
+    "IP_INNOROUTES": "no route for the incoming packet",
+    "IP_OUTNOROUTES": "no route to the destination",
+    "IP_LOCAL_SOURCE": "the source address is one of this host's own",
+    "IP_INVALID_SOURCE": "invalid source address",
+    "IP_LOCALNET": "a loopback address on a non-loopback interface",
+    "IP_INVALID_DEST": "invalid destination address",
+    "PKT_TOO_BIG": "too big for the outgoing link (larger than the MTU)",
+    "NEIGH_CREATEFAIL": "could not create a neighbour (ARP) entry",
+    "NEIGH_FAILED": "the next hop did not answer ARP (neighbour unreachable)",
+    "NEIGH_QUEUEFULL": "too many packets waiting for an ARP answer",
+    "NEIGH_DEAD": "the neighbour (ARP) entry was being removed",
+    "TC_EGRESS": "dropped by a traffic-control rule on the way out (tc egress)",
+    "TC_INGRESS": "dropped by a traffic-control rule on the way in (tc ingress)",
+    "QDISC_DROP": "dropped by the interface's queueing discipline (queue full or policing)",
+    "QDISC_OVERLIMIT": "over the queueing discipline's limit",
+    "QDISC_CONGESTED": "dropped by the queueing discipline as congestion",
+    "CPU_BACKLOG": "the CPU's input backlog was full (too many packets at once)",
+    "TCP_OLD_DATA": "TCP data already received (a retransmission)",
+    "TCP_OVERWINDOW": "TCP data beyond the receive window",
+    "TCP_ZEROWINDOW": "TCP data while the receive window was zero",
+    "TCP_FLAGS": "invalid TCP flags",
+    "TCP_INVALID_SEQUENCE": "TCP segment outside the expected sequence numbers",
+    "TCP_OLD_SEQUENCE": "TCP segment with an old sequence number",
+    "TCP_INVALID_ACK_SEQUENCE": "TCP acknowledgement outside the expected numbers",
+    "TCP_OLD_ACK": "TCP acknowledgement already seen",
+    "TCP_RESET": "TCP segment that resets the connection (RST)",
+    "TCP_INVALID_SYN": "TCP SYN on a connection that already exists",
+    "TCP_CLOSE": "TCP segment for a closed connection",
+    "TCP_LISTEN_OVERFLOW": "the listening socket's accept queue was full",
+    "TCP_ABORT_ON_DATA": "TCP data after the socket was closed (connection aborted)",
+    "TCP_OFOMERGE": "TCP out-of-order data already queued",
+    "TCP_RFC7323_PAWS": "TCP segment with an old timestamp (PAWS)",
+    "PROTO_MEM": "the protocol ran out of memory",
+    "NOMEM": "out of memory",
+    "UNHANDLED_PROTO": "no handler for that protocol",
+    "DEV_READY": "the interface was not up",
+    "FULL_RING": "the interface's ring buffer was full",
+    "HDR_TRUNC": "truncated header",
+    "INVALID_PROTO": "invalid protocol",
+    "QUEUE_PURGE": "the socket closed with data still queued (never read by the program)",
+    "FRAG_REASM_TIMEOUT": "fragments never completed (reassembly timeout)",
+    "DUP_FRAG": "duplicate IP fragment",
+    "BRIDGE_INGRESS_STP_STATE": "the bridge port was not forwarding (spanning tree)",
+    "RECURSION_LIMIT": "too many nested transmits (recursion limit)",
+}
+PROTOCOLS = {1: "icmp", 6: "tcp", 17: "udp", 132: "sctp"}
+PORTED = {6, 17, 132}  # protocols whose first four bytes are source and destination ports
+SYMBOLIC = re.compile(r"__print_symbolic\(\s*REC->reason\s*,(.*)\)", re.S)
+SYMBOL = re.compile(r'\{\s*(-?(?:0x[0-9a-fA-F]+|\d+))\s*,\s*"([^"]*)"\s*\}')
+LOST = re.compile(r"Lost (\d+) events")
+
+
+class KernelTracerError(Exception):
+    pass
+
+
+def reason_names(format_file: Path = FORMAT_FILE) -> dict[int, str]:
+    """The drop reasons this kernel knows (enum skb_drop_reason), number → name, from the
+    __print_symbolic table in the tracepoint's `print fmt` line."""
+    match = SYMBOLIC.search(format_file.read_text())
+    if not match:
+        raise KernelTracerError(f"{format_file}: no __print_symbolic table for the drop reason")
+    return {int(number, 0): name for number, name in SYMBOL.findall(match.group(1))}
+
+
+def words(reason: str) -> str:
+    """The reason in plain words."""
+    return PLAIN_WORDS.get(reason, f"the kernel dropped it ({reason})")
+
+
+@dataclass(frozen=True)
+class Drop:
+    ts_ns: int  # CLOCK_REALTIME, comparable with hop timestamps
+    monotonic_ns: int  # as the kernel printed it (bpftrace nsecs, CLOCK_MONOTONIC)
+    netns: int  # network namespace inode (as in /proc/PID/ns/net)
+    ifname: str  # "" when the packet had no device yet (locally generated)
+    src: str  # address, with ":port" for TCP, UDP and SCTP
+    dst: str
+    proto: str  # tcp, udp, icmp, sctp or the protocol number
+    reason: str  # the enum name without SKB_DROP_REASON_
+    location: str  # the kernel function that freed it
+    words: str
+    node: str = ""  # the lab node owning netns; HOST for the host; "" when unknown
+
+
+@dataclass(frozen=True)
+class DropFilter:
+    """What to report: IPv4 packets from or to one of `subnets`, for at most `max_seconds` and
+    `max_drops`, leaving out the reasons in `quiet` and, unless `echo_replies`, ICMP echo
+    replies no ICMP socket took: ping on a raw socket (iputils without ping_group_range, as in
+    every node) gets its copy, and the kernel still frees the original as NO_SOCKET in
+    ping_rcv, once for every answered ping."""
+    subnets: tuple[str, ...]
+    max_seconds: float = 60.0
+    max_drops: int = 1000
+    quiet: frozenset[str] = QUIET_REASONS
+    echo_replies: bool = False
+
+    def networks(self) -> list[ipaddress.IPv4Network]:
+        return [ipaddress.IPv4Network(s, strict=False) for s in self.subnets]
+
+    def check(self) -> None:
+        if not self.subnets:
+            raise KernelTracerError("a drop filter needs at least one subnet")
+        try:
+            self.networks()
+        except ValueError as error:
+            raise KernelTracerError(f"subnets: {error}") from None
+        if not 0 < self.max_seconds <= MAX_SECONDS:
+            raise KernelTracerError(f"max_seconds must be in (0, {MAX_SECONDS}], not {self.max_seconds}")
+        if not 0 < self.max_drops <= MAX_DROPS:
+            raise KernelTracerError(f"max_drops must be in 1..{MAX_DROPS}, not {self.max_drops}")
+
+
+# ------------------------------------------------------------------ the eBPF program
+
+def program(subnets: int, quiet: int, rx_sk: bool = True, echo_replies: bool = False) -> str:
+    """The bpftrace program for `subnets` (network, mask) pairs and `quiet` reasons to skip.
+    Its text depends only on those counts: the values arrive as positional parameters, in order
+    $1 max milliseconds, $2 max drops, $3 the number of NO_SOCKET, then network and mask per
+    subnet (u32 as the address bytes read in host byte order), then the quiet reason numbers.
+
+    One line per drop: D <nsecs> <netns> <reason> <ip proto> <saddr> <daddr> <first 4 bytes of
+    L4 (ports)> <location> <ifname>, numbers in decimal, addresses as read from the header."""
+    params = iter(range(4, 4 + 2 * subnets + quiet))
+    nets = [(next(params), next(params)) for _ in range(subnets)]
+    inside = " || ".join(f"($s & (uint32)${m}) == (uint32)${n} || ($d & (uint32)${m}) == (uint32)${n}"
+                         for n, m in nets)
+    skip = "".join(f" || args->reason == ${next(params)}" for _ in range(quiet))
+    echo = "" if echo_replies else (
+        "\n  if (args->reason == $3 && *(uint8 *)($ip + 9) == 1 && *(uint8 *)$l4 == 0) { return; }"
+        "  // an echo reply")
+    # skb->dev is NULL for a packet made on this host, so the namespace then comes from its
+    # socket; some TCP drops have neither, only the tracepoint's receiving socket (rx_sk, 6.12+).
+    last_resort = ("\n  if ($ns == 0 && args->rx_sk != 0) {"
+                   " $ns = ((struct sock *)args->rx_sk)->__sk_common.skc_net.net->ns.inum; }") if rx_sk else ""
+    return f"""\
+BEGIN {{ printf("{READY}\\n"); }}
+tracepoint:skb:kfree_skb
+/args->protocol == 0x0800/
+{{
+  if (@drops >= $2{skip}) {{ return; }}
+  $skb = (struct sk_buff *)args->skbaddr;
+  if ($skb->network_header == 0xffff) {{ return; }}
+  $ip = $skb->head + $skb->network_header;
+  $first = *(uint8 *)$ip;
+  if (($first >> 4) != 4) {{ return; }}
+  $s = *(uint32 *)($ip + 12);
+  $d = *(uint32 *)($ip + 16);
+  if (!({inside})) {{ return; }}
+  $l4 = $ip + ($first & 0x0f) * 4;{echo}
+  $ns = (uint32)0;
+  if ($skb->dev != 0) {{ $ns = $skb->dev->nd_net.net->ns.inum; }}
+  else if ($skb->sk != 0) {{ $ns = $skb->sk->__sk_common.skc_net.net->ns.inum; }}{last_resort}
+  @drops++;
+  printf("D %llu %u %u %u %u %u %u %s %s\\n", nsecs, $ns, args->reason, *(uint8 *)($ip + 9), $s, $d,
+         *(uint32 *)$l4, ksym(args->location), $skb->dev->name);
+  if (@drops >= $2) {{ exit(); }}
+}}
+interval:ms:$1 {{ exit(); }}
+END {{ clear(@drops); }}
+"""
+
+
+def program_arguments(drop_filter: DropFilter, names: dict[int, str]) -> list[str]:
+    """The positional parameters for program(): every value as its own argument."""
+    numbers = {name: number for number, name in names.items()}
+    values = [max(1, round(drop_filter.max_seconds * 1000)), drop_filter.max_drops, numbers.get("NO_SOCKET", 0)]
+    for network in drop_filter.networks():
+        values += [int.from_bytes(network.network_address.packed, sys.byteorder),
+                   int.from_bytes(network.netmask.packed, sys.byteorder)]
+    values += sorted(numbers[name] for name in drop_filter.quiet if name in numbers)
+    return [str(v) for v in values]
+
+
+def quiet_count(drop_filter: DropFilter, names: dict[int, str]) -> int:
+    return len({name for name in drop_filter.quiet if name in names.values()})
+
+
+def parse_line(line: str, names: dict[int, str], realtime_offset_ns: int = 0) -> Drop | None:
+    """One line of the program's output as a Drop; None for anything else bpftrace prints."""
+    fields = line.rstrip("\n").split(" ", 9)
+    if len(fields) < 9 or fields[0] != "D":
+        return None
+    try:
+        mono, netns, reason, proto, saddr, daddr, l4 = (int(f) for f in fields[1:8])
+    except ValueError:
+        return None
+    location = fields[8]
+    ifname = fields[9] if len(fields) > 9 else ""
+    name = names.get(reason, f"REASON_{reason}")
+    src = str(ipaddress.IPv4Address(saddr.to_bytes(4, sys.byteorder)))
+    dst = str(ipaddress.IPv4Address(daddr.to_bytes(4, sys.byteorder)))
+    if proto in PORTED:
+        ports = l4.to_bytes(4, sys.byteorder)
+        src += f":{int.from_bytes(ports[:2], 'big')}"
+        dst += f":{int.from_bytes(ports[2:], 'big')}"
+    return Drop(ts_ns=mono + realtime_offset_ns, monotonic_ns=mono, netns=netns, ifname=ifname, src=src, dst=dst,
+                proto=PROTOCOLS.get(proto, str(proto)), reason=name, location=location, words=words(name))
+
+
+def realtime_offset_ns() -> int:
+    """CLOCK_REALTIME minus CLOCK_MONOTONIC, from the closest of a few paired readings."""
+    best = None
+    for _ in range(5):
+        before = time.monotonic_ns()
+        real = time.time_ns()
+        after = time.monotonic_ns()
+        if best is None or after - before < best[0]:
+            best = (after - before, real - (before + after) // 2)
+    return best[1]
+
+
+# ------------------------------------------------------------------ namespaces → nodes
+
+def netns_inode(pid: int | str) -> int:
+    """The inode of the network namespace process `pid` ("self": this one) is in."""
+    return os.stat(f"/proc/{pid}/ns/net").st_ino
+
+
+def namespace_map(pids: dict[str, int], host: bool = True) -> dict[int, str]:
+    """Network namespace inode → node, from one process per node (a container's State.Pid, a
+    netns node's anchor). Nodes whose process is gone are left out. With `host`, this process's
+    own namespace, the host's (where the CLI and the tracer run), maps to HOST: drops on a lab
+    bridge or a host-side veth land there. (Not pid 1's: a container's init may refuse it.)"""
+    namespaces = {}
+    # The host first, so a node sharing the host's namespace (none should) keeps its name.
+    for node, pid in [*([(HOST, "self")] if host else []), *pids.items()]:
+        try:
+            namespaces[netns_inode(pid)] = node
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue  # gone, or (without root) not ours to look at
+    return namespaces
+
+
+def node_of(netns: int, namespaces: dict[int, str]) -> str:
+    return namespaces.get(netns, "")
+
+
+def with_nodes(drops: list[Drop], namespaces: dict[int, str]) -> list[Drop]:
+    return [replace(d, node=node_of(d.netns, namespaces)) for d in drops]
+
+
+# ------------------------------------------------------------------ the tracer
+
+def ensure_tracefs(tracefs: Path = TRACEFS) -> str | None:
+    """Mounts tracefs when its mount point is empty; None when the tracepoint is there, else why not."""
+    event = tracefs / "events" / "skb" / "kfree_skb" / "format"
+    if event.exists():
+        return None
+    if not tracefs.is_dir():
+        return f"{tracefs} does not exist: the kernel has no tracefs (CONFIG_TRACING)"
+    if any(tracefs.iterdir()):
+        return f"{tracefs} is mounted but has no skb:kfree_skb tracepoint: the kernel lacks it"
+    result = subprocess.run(["mount", "-t", "tracefs", "nodev", str(tracefs)], capture_output=True, text=True,
+                            timeout=10)
+    if result.returncode != 0:
+        return (f"tracefs is not mounted and could not be: {result.stderr.strip()} "
+                f"(mount it yourself: mount -t tracefs nodev {tracefs})")
+    return None if event.exists() else f"tracefs mounted at {tracefs}, but it has no skb:kfree_skb tracepoint"
+
+
+class KernelTracer:
+    """`tracer.start(DropFilter(...))` … `drops = tracer.stop()`; or `with tracer.tracing(f):`.
+    bpftrace runs in a process group of its own and ends by itself after max_seconds or
+    max_drops; stop() interrupts it earlier, and kills the group when it does not end."""
+
+    def __init__(self, namespaces: dict[int, str] | None = None, bpftrace: str = "bpftrace"):
+        self.namespaces = namespaces or {}
+        self.bpftrace = bpftrace
+        self.lost = 0  # events the perf buffer overflowed with (bpftrace's "Lost N events")
+        self.messages: list[str] = []  # whatever else bpftrace printed (warnings, errors)
+        self.attach_s: float | None = None  # from spawning bpftrace to its probe being attached
+        self._proc: subprocess.Popen | None = None
+        self._lines: list[str] = []
+        self._attached = threading.Event()
+        self._reader: threading.Thread | None = None
+        self._watchdog: threading.Timer | None = None
+        self._names: dict[int, str] = {}
+        self._offset_ns = 0
+        self._max_drops = 0
+        self._checked = False  # can_run() said yes once; start() need not load its test program again
+
+    def can_run(self) -> str | None:
+        """None when this host can trace drops; otherwise why not, and what to do."""
+        if os.geteuid() != 0:
+            return "needs root (eBPF and tracefs): run as root"
+        if not shutil.which(self.bpftrace):
+            return "bpftrace is not installed: scripts/setup-host installs it (apt-get install bpftrace)"
+        if not BTF_FILE.exists():
+            return f"the kernel has no BTF ({BTF_FILE}): it needs a kernel built with CONFIG_DEBUG_INFO_BTF"
+        if why := ensure_tracefs():
+            return why
+        # Load a program on the very tracepoint: lockdown or a seccomp profile refuses it here.
+        try:
+            result = subprocess.run([self.bpftrace, "-e", "tracepoint:skb:kfree_skb { @x = 1; } "
+                                     "interval:ms:1 { exit(); } END { clear(@x); }"],
+                                    capture_output=True, text=True, timeout=30, start_new_session=True)
+        except subprocess.TimeoutExpired:
+            return "bpftrace did not load a test program within 30 s"
+        if result.returncode != 0 or "Attaching" not in result.stdout:
+            said = [l for l in (result.stderr + result.stdout).splitlines() if "RLIMIT_MEMLOCK" not in l]
+            return ("the kernel refused the eBPF program: " + " / ".join(said[-3:])
+                    + " (run on the host or in a privileged container, without kernel lockdown)")
+        self._checked = True
+        return None
+
+    def start(self, drop_filter: DropFilter) -> None:
+        """Starts bpftrace and returns once its probe is attached."""
+        if self._proc is not None:
+            raise KernelTracerError("the tracer is already running")
+        drop_filter.check()
+        if not self._checked and (why := self.can_run()):
+            raise KernelTracerError(why)
+        self._names = reason_names()
+        self._max_drops = drop_filter.max_drops
+        text = program(len(drop_filter.subnets), quiet_count(drop_filter, self._names),
+                       rx_sk="rx_sk" in FORMAT_FILE.read_text(), echo_replies=drop_filter.echo_replies)
+        argv = [self.bpftrace, "-B", "line", "-e", text, *program_arguments(drop_filter, self._names)]
+        self.lost, self.messages, self._lines = 0, [], []
+        self._attached.clear()
+        self._offset_ns = realtime_offset_ns()
+        began = time.monotonic()
+        self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        self._reader = threading.Thread(target=self._read, args=(self._proc,), name="bpftrace-reader", daemon=True)
+        self._reader.start()
+        # A backstop for a wedged bpftrace: the program exits by itself after max_seconds.
+        self._watchdog = threading.Timer(drop_filter.max_seconds + STOP_TIMEOUT, self._kill)
+        self._watchdog.daemon = True
+        self._watchdog.start()
+        deadline = began + ATTACH_TIMEOUT
+        while not self._attached.wait(0.05):
+            if self._proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise KernelTracerError("bpftrace did not attach its probe: "
+                                        + (" / ".join(self.messages[-3:]) or "no output"))
+        self.attach_s = time.monotonic() - began
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def stop(self) -> list[Drop]:
+        """Interrupts bpftrace (SIGINT, so its END runs), waits a bounded time, kills its group
+        if it is still there, and returns the drops it reported."""
+        proc = self._proc
+        if proc is None:
+            return []
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while proc.poll() is None and time.monotonic() < deadline:
+            self._signal(proc, signal.SIGINT)
+            try:
+                proc.wait(INTERRUPT_EVERY)
+            except subprocess.TimeoutExpired:
+                pass
+        if proc.poll() is None:
+            self._kill()
+            proc.wait(STOP_TIMEOUT)
+        if self._watchdog:
+            self._watchdog.cancel()
+        if self._reader:
+            self._reader.join(STOP_TIMEOUT)
+        self._proc = self._reader = self._watchdog = None
+        drops = []
+        for line in list(self._lines):  # a copy: a reader that did not end may still append
+            drop = parse_line(line, self._names, self._offset_ns)
+            if drop is not None:
+                drops.append(replace(drop, node=node_of(drop.netns, self.namespaces)))
+            elif lost := LOST.search(line):
+                self.lost += int(lost.group(1))
+            elif line.strip():
+                self.messages.append(line.rstrip("\n"))
+        return drops[:self._max_drops]
+
+    def tracing(self, drop_filter: DropFilter) -> "_Tracing":
+        return _Tracing(self, drop_filter)
+
+    def _read(self, proc: subprocess.Popen) -> None:
+        for line in proc.stdout:
+            if "RLIMIT_MEMLOCK" in line:
+                continue  # bpftrace warns when it may not raise it; kernels since 5.11 do not need it
+            if not self._attached.is_set():
+                # "Attaching N probes..." comes before the programs are even loaded; READY after.
+                if line.rstrip("\n") == READY:
+                    self._attached.set()
+                elif not line.startswith("Attaching "):
+                    self.messages.append(line.rstrip("\n"))  # what start() reports when attaching fails
+                continue
+            self._lines.append(line)
+        proc.stdout.close()
+
+    def _kill(self) -> None:
+        if self._proc is not None:
+            self._signal(self._proc, signal.SIGKILL)
+
+    @staticmethod
+    def _signal(proc: subprocess.Popen, signum: int) -> None:
+        # The group is bpftrace's own (start_new_session). Once reaped, its id may be reused, so
+        # only an unreaped leader (running, or a zombie still holding the id) is signalled.
+        if proc.returncode is not None:
+            return
+        try:
+            os.killpg(proc.pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+@dataclass
+class _Tracing:
+    """The context manager of KernelTracer.tracing(): `drops` is filled on exit."""
+    tracer: KernelTracer
+    drop_filter: DropFilter
+    drops: list[Drop] = field(default_factory=list)
+
+    def __enter__(self) -> "_Tracing":
+        self.tracer.start(self.drop_filter)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.drops = self.tracer.stop()
