@@ -427,6 +427,8 @@ def walk(topology: Topology, client: str) -> list[Check]:
 class Report:
     client: str
     outcomes: list[Outcome]
+    kernel: list[str] = field(default_factory=list)  # the kernel's drops while the broken hop was checked again
+    kernel_view: str = ""  # "" when watched (or nothing was broken); else why not
 
     @property
     def broken(self) -> Outcome | None:
@@ -436,6 +438,7 @@ class Report:
         broken = self.broken
         return {"client": self.client, "healthy": broken is None, "broken_hop": broken.check.hop if broken else None,
                 "reason": broken.reason if broken else None, "evidence": broken.evidence() if broken else None,
+                "kernel_drops": self.kernel, "kernel_view": self.kernel_view or "on",
                 "checks": [o.to_json() for o in self.outcomes]}
 
     def render(self) -> str:
@@ -448,8 +451,26 @@ class Report:
         else:
             lines += ["", f"first broken hop: {broken.check.hop} -- {broken.reason}", "evidence:",
                       *("  " + line for line in broken.evidence().splitlines())]
+            if self.kernel:
+                lines += ["the kernel's drops while it was checked again:", *(f"  {line}" for line in self.kernel)]
+            elif self.kernel_view:
+                lines.append(f"kernel view {self.kernel_view}")
         return "\n".join(lines)
 
 
-def diagnose(backend: Backend, topology: Topology, client: str) -> Report:
-    return Report(client, run_checks(backend, topology, walk(topology, client)))
+KERNEL_WATCH_S = 30  # the bound of the kernel tracer while the broken hop is checked again
+
+
+def diagnose(backend: Backend, topology: Topology, client: str, kernel: bool = True) -> Report:
+    """Walk the page load; with `kernel`, check the first broken hop once more while the host's
+    kernel tracer watches, and cite the drops it saw (a firewall's, a missing route's...)."""
+    report = Report(client, run_checks(backend, topology, walk(topology, client)))
+    broken = report.broken
+    if kernel and broken is not None:
+        from hoplab.kernel_view import KernelView
+
+        with KernelView(backend, topology, KERNEL_WATCH_S) as view:
+            if view.unavailable is None:
+                run_check(backend, topology, broken.check)
+        report.kernel, report.kernel_view = view.summary(), view.status
+    return report

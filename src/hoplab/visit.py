@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 
 from hoplab.backends.base import Backend, BackendError
 from hoplab.spec import Topology
+from hoplab.kernel_view import KernelView
 
 _SEPARATOR = "--hoplab-headers--"
 TIMEOUT_S = 15
@@ -124,23 +125,27 @@ def renew_lease(backend: Backend, topology: Topology, node: str) -> None:
 
 
 def traced_visit(backend: Backend, topology: Topology, url: str, node: str, renew: bool = False):
-    """A visit with every node capturing; returns the visit and its assembled trace."""
+    """A visit with every node capturing and the host's kernel watching for drops; returns the
+    visit and its assembled trace."""
     from hoplab.control.client import ControlClient
 
     control = ControlClient(topology)
     trace_id = new_trace_id()
-    capture = control.start(filter=TRACE_FILTER, max_seconds=TRACE_MAX_SECONDS, max_packets=TRACE_MAX_PACKETS,
-                            trace_id=trace_id, url=url)
-    status = 0
+    view = KernelView(backend, topology, TRACE_MAX_SECONDS)
+    capture, status = None, 0
     try:
-        if renew:
-            forget_neighbours(backend, topology, node)
-            renew_lease(backend, topology, node)
-        result = visit(backend, topology, url, node, trace_id)
-        status = result.status
-        time.sleep(SETTLE_S)
+        with view:
+            capture = control.start(filter=TRACE_FILTER, max_seconds=TRACE_MAX_SECONDS,
+                                    max_packets=TRACE_MAX_PACKETS, trace_id=trace_id, url=url)
+            if renew:
+                forget_neighbours(backend, topology, node)
+                renew_lease(backend, topology, node)
+            result = visit(backend, topology, url, node, trace_id)
+            status = result.status
+            time.sleep(SETTLE_S)
     finally:
-        control.stop(capture.id, status=status)
+        if capture is not None:
+            control.stop(capture.id, status=status, drops=view.drops, kernel_view=view.status)
     trace = control.trace(trace_id)
     control.close()
     return result, trace

@@ -81,7 +81,7 @@ def inject(lab, fault, target, *params, duration=60):
 
 
 def diagnose(lab):
-    report = run_diagnose(lab.driver, lab.topology, lab.clients()[0])
+    report = run_diagnose(lab.driver, lab.topology, lab.clients()[0], kernel=False)  # the kernel's view: below
     return (0 if report.broken is None else 1), report.to_json()
 
 
@@ -232,3 +232,19 @@ def test_killed_cli_then_status_reverts(lab):
     status = hoplab_process("status", "--topology", lab.path)  # the next command a user runs
     assert "reverted expired fault" in status.stderr
     assert node_state(lab, "cache") == before and fetch(lab)[0] == 0
+
+
+def test_a_partition_shows_the_kernels_drops_in_the_trace_and_diagnose_cites_them(lab):
+    # cache <-> lb cut by a firewall rule: the kernel says which rule dropped what, and where.
+    inject(lab, "partition-two-way", "cache", "peer=lb")
+    result = hoplab("visit", f"{lab.www}/order", "--trace", "--json", "--topology", lab.path, check=False)
+    trace = json.loads(result.stdout)["trace"]
+    assert trace["kernel_view"] == "on", trace["kernel_view"]
+    drops = [h for h in trace["hops"] if h["direction"] == "drop"]
+    lb = lab.address("lb", "origin")
+    firewall = [h for h in drops if h["keys"]["drop_reason"] == "NETFILTER_DROP" and h["dst"].startswith(lb)]
+    assert firewall and firewall[0]["node"] == "cache" and "firewall" in firewall[0]["summary"], drops
+    assert "drop" in [s["name"] for s in trace["stages"]]
+    diagnosed = json.loads(hoplab("diagnose", "--json", "--topology", lab.path, check=False).stdout)
+    assert diagnosed["broken_hop"] == "lb" and diagnosed["kernel_view"] == "on"
+    assert any("NETFILTER_DROP" in line and "at cache" in line for line in diagnosed["kernel_drops"]), diagnosed

@@ -93,6 +93,12 @@ class Backend(ABC):
     def start_node(self, topology: Topology, node: str, progress: Progress) -> None:
         """Start a stopped node's service again and wait until it is healthy."""
 
+    def node_pids(self, topology: Topology) -> dict[str, int]:
+        """One process (in the host's pid namespace) per running node, inside that node's network
+        namespace: how the host's kernel tracer tells which node a drop happened in. None known
+        by default: drops are then named by no node."""
+        return {}
+
     @abstractmethod
     def clean(self, lab: str | None, progress: Progress) -> list[str]:
         """Remove everything this backend made for lab `lab` (every lab when None), whatever

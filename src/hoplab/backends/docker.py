@@ -164,6 +164,10 @@ class DockerBackend(Backend):
             found[info["Config"]["Labels"].get(compose.LABEL_NODE)] = info
         return found
 
+    def node_pids(self, topology: Topology) -> dict[str, int]:
+        return {node: info["State"]["Pid"] for node, info in self._containers(topology).items()
+                if info["State"].get("Pid")}
+
     def stop_node(self, topology: Topology, node: str, timeout: float) -> None:
         with self._node_errors(topology, node):
             self.engine.stop(self._container(topology, node), timeout)

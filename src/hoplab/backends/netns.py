@@ -333,6 +333,11 @@ class NetnsBackend(Backend):
         with ThreadPoolExecutor(8) as pool:
             return list(pool.map(one, topology.nodes.values()))
 
+    def node_pids(self, topology: Topology) -> dict[str, int]:
+        lab = topology.name
+        return {node: entry["anchor"] for node, entry in self._state(lab).get("nodes", {}).items()
+                if nodeproc.alive(entry.get("anchor"), lab)}
+
     def _healthy(self, topology: Topology, node: str) -> bool:
         script = self.catalog[topology.nodes[node].service].health_script
         try:

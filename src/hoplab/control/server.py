@@ -64,6 +64,8 @@ class CaptureState:
     logs: dict = field(default_factory=dict)  # node -> its service's access log lines
     gaps: dict = field(default_factory=dict)  # node -> why its part of the capture is incomplete
     sockets: dict = field(default_factory=dict)  # node -> its socket snapshot at the end (JSON text)
+    drops: list = field(default_factory=list)  # the host kernel tracer's, as the caller reported them
+    kernel_view: str = "not reported"  # "" when the caller's kernel tracer ran
 
     def gap(self, node: str, reason: str) -> None:
         self.gaps[node] = f"{self.gaps[node]}; {reason}" if node in self.gaps else reason
@@ -283,6 +285,8 @@ class ControlService(rpc.ControlServicer):
         with self.hub.lock:
             capture = self._capture(request.id, context)
             capture.status = request.status or capture.status
+            capture.drops.extend(request.drops)
+            capture.kernel_view = request.kernel_view
             for node in capture.waiting:
                 agent = self.hub.agents.get(node)
                 if agent:
@@ -326,10 +330,11 @@ class ControlService(rpc.ControlServicer):
         capture = self._trace_capture(request.trace_id, context)
         with self.hub.lock:
             records, translations, logs = list(capture.records), list(capture.translations), dict(capture.logs)
-            gaps, views = capture.gap_list(), dict(capture.sockets)
+            gaps, views, drops = capture.gap_list(), dict(capture.sockets), list(capture.drops)
         clients = {node for node, service in capture.services.items() if service == "client"}
         trace = assemble(capture.trace_id, capture.url, capture.id, records, clients, translations, logs,
-                         {node: json.loads(view) for node, view in views.items()})
+                         {node: json.loads(view) for node, view in views.items()}, drops)
+        trace.kernel_view = capture.kernel_view
         trace.status = capture.status or trace.status
         trace.gaps.extend(gaps)
         return trace

@@ -14,7 +14,8 @@ namespace). Each hop's link and network layers (MACs, TTL, IP id) are decoded fr
 here, once. On a router, a packet seen entering one interface and leaving another is a routed
 hop: the hop out carries the MACs and TTL it came in with (the router rewrote the MACs and
 took one off the TTL); when its addresses changed too it is a NAT hop and carries the tuple
-before and after. Last, the hops are grouped into the story's stages (`stages`)."""
+before and after. Drops the host's kernel tracer saw (skb:kfree_skb, with the kernel's reason) join as hops of
+their own, direction "drop". Last, the hops are grouped into the story's stages (`stages`)."""
 
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ def packet_key(record) -> tuple | None:
 
 
 def assemble(trace_id: str, url: str, capture_id: str, records, client_nodes: set[str],
-             translations=(), logs: dict | None = None, sockets: dict | None = None) -> pb.Trace:
+             translations=(), logs: dict | None = None, sockets: dict | None = None, drops=()) -> pb.Trace:
     flows: dict[tuple, list] = defaultdict(list)
     by_packet: dict[tuple, set] = defaultdict(set)
     for record in records:
@@ -68,7 +69,7 @@ def assemble(trace_id: str, url: str, capture_id: str, records, client_nodes: se
                 if other not in chosen:
                     chosen.add(other)
                     frontier.append(other)
-    picked = sorted((r for key in chosen for r in flows[key]), key=lambda r: r.ts_ns)
+    picked = sorted([*(r for key in chosen for r in flows[key]), *map(drop_record, drops)], key=lambda r: r.ts_ns)
     hops = [pb.Hop(record=r, layers=layers(r)) for r in picked]
     _mark_routing(hops, translations)
     _mark_servers(hops, sockets or {})
@@ -110,6 +111,16 @@ def _accepted(found: dict, view: dict) -> pb.Accepted:
                        accept_queue=found["accept_queue"] or 0, syn_queue=found["syn_queue"] or 0,
                        pid=found["pid"] or 0, process=found["process"] or "", status=found["status"],
                        listeners=owners, listen_overflows=view["counters"].get("ListenOverflows", 0))
+
+
+def drop_record(drop: pb.KernelDrop) -> pb.Record:
+    """A kernel drop as a hop of its own, at the node where the packet died: every drop of a
+    lab packet while the visit was traced (the tracer's filter keeps to the lab's subnets)."""
+    where = f" in {drop.location}" if drop.location else ""
+    return pb.Record(node=drop.node or "(host)", iface=drop.iface, direction="drop", ts_ns=drop.ts_ns,
+                     proto=drop.proto, src=drop.src, dst=drop.dst,
+                     summary=f"DROPPED: {drop.words} ({drop.reason}{where})",
+                     keys={"drop_reason": drop.reason, "drop_location": drop.location})
 
 
 def layers(record) -> pb.Layers:

@@ -48,7 +48,7 @@ def stage_json(stage: pb.Stage) -> dict:
 
 def to_json(trace: pb.Trace) -> dict:
     return {"trace_id": trace.trace_id, "url": trace.url, "status": trace.status,
-            "capture_id": trace.capture_id, "complete": not trace.gaps,
+            "capture_id": trace.capture_id, "complete": not trace.gaps, "kernel_view": trace.kernel_view or "on",
             "gaps": [{"node": g.node, "reason": g.reason} for g in trace.gaps],
             "stages": [stage_json(s) for s in trace.stages], "hops": [hop_json(h) for h in trace.hops]}
 
@@ -88,7 +88,10 @@ def notes(hop: pb.Hop) -> str:
 
 
 def gaps_text(trace: pb.Trace) -> list[str]:
-    return [f"INCOMPLETE: {g.node}: {g.reason}" for g in trace.gaps]
+    lines = [f"INCOMPLETE: {g.node}: {g.reason}" for g in trace.gaps]
+    if trace.kernel_view:
+        lines.append(f"kernel view {trace.kernel_view}")
+    return lines
 
 
 def waterfall(trace: pb.Trace, width: int = 40) -> list[str]:
@@ -167,6 +170,8 @@ def to_pcapng(trace: pb.Trace, every_hop: bool = False) -> bytes:
     packets = b""
     for hop in trace.hops if every_hop else wire_packets(trace):
         r = hop.record
+        if not r.frame:
+            continue  # a kernel drop: no frame was captured (the table, JSON and HTML show it)
         key = (r.node, r.iface)
         if key not in interfaces:
             interfaces[key] = len(interfaces)

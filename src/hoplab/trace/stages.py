@@ -1,5 +1,5 @@
 """The story a trace's hops tell, as stages: lease, name lookup, ARP, connect, TLS, request,
-server work, response, close. Each is computed from the hops themselves (protocol, TCP flags,
+server work, response, close, and drop where the kernel dropped a packet. Each is computed from the hops themselves (protocol, TCP flags,
 summary, the node that saw them), so it holds for any topology:
 - the client is the first client node with a hop; its connection is its first SYN out;
 - the edge is the last node the SYN reached; routers are the nodes with forwarded hops;
@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 from hoplab.v1 import control_pb2 as pb
 
-ORDER = ("lease", "lookup", "arp", "connect", "tls", "request", "server work", "response", "close")
+ORDER = ("lease", "lookup", "arp", "connect", "tls", "request", "server work", "response", "close", "drop")
 HANDSHAKE_WORDS = ("ClientHello", "ServerHello", "handshake", "change cipher spec", "Certificate", "Finished")
 
 
@@ -42,6 +42,9 @@ def stages(hops: list[pb.Hop], client_nodes: set[str]) -> list[pb.Stage]:
     by_proto = {name: [i for i, h in enumerate(hops) if h.record.proto == proto]
                 for name, proto in (("lease", "dhcp"), ("lookup", "dns"), ("arp", "arp"))}
     found = [_span(name, hops, indexes) for name, indexes in by_proto.items()]
+    dropped = [i for i, h in enumerate(hops) if h.record.direction == "drop"]
+    reasons = sorted({hops[i].record.keys.get("drop_reason", "") for i in dropped})
+    found.append(_span("drop", hops, dropped, ", ".join(r for r in reasons if r)))
     syn = next((i for i, h in enumerate(hops) if h.record.node == client and h.record.direction == "out"
                 and h.record.tcp_flags == "SYN"), None)
     if syn is not None:

@@ -73,12 +73,38 @@ class Capture(_message.Message):
     def __init__(self, id: _Optional[str] = ..., nodes: _Optional[_Iterable[str]] = ..., filter: _Optional[str] = ..., state: _Optional[str] = ..., started_ns: _Optional[int] = ..., stopped_ns: _Optional[int] = ..., records: _Optional[int] = ..., trace_id: _Optional[str] = ...) -> None: ...
 
 class StopCaptureRequest(_message.Message):
-    __slots__ = ("id", "status")
+    __slots__ = ("id", "status", "drops", "kernel_view")
     ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
+    DROPS_FIELD_NUMBER: _ClassVar[int]
+    KERNEL_VIEW_FIELD_NUMBER: _ClassVar[int]
     id: str
     status: int
-    def __init__(self, id: _Optional[str] = ..., status: _Optional[int] = ...) -> None: ...
+    drops: _containers.RepeatedCompositeFieldContainer[KernelDrop]
+    kernel_view: str
+    def __init__(self, id: _Optional[str] = ..., status: _Optional[int] = ..., drops: _Optional[_Iterable[_Union[KernelDrop, _Mapping]]] = ..., kernel_view: _Optional[str] = ...) -> None: ...
+
+class KernelDrop(_message.Message):
+    __slots__ = ("ts_ns", "node", "iface", "src", "dst", "proto", "reason", "location", "words")
+    TS_NS_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    IFACE_FIELD_NUMBER: _ClassVar[int]
+    SRC_FIELD_NUMBER: _ClassVar[int]
+    DST_FIELD_NUMBER: _ClassVar[int]
+    PROTO_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    LOCATION_FIELD_NUMBER: _ClassVar[int]
+    WORDS_FIELD_NUMBER: _ClassVar[int]
+    ts_ns: int
+    node: str
+    iface: str
+    src: str
+    dst: str
+    proto: str
+    reason: str
+    location: str
+    words: str
+    def __init__(self, ts_ns: _Optional[int] = ..., node: _Optional[str] = ..., iface: _Optional[str] = ..., src: _Optional[str] = ..., dst: _Optional[str] = ..., proto: _Optional[str] = ..., reason: _Optional[str] = ..., location: _Optional[str] = ..., words: _Optional[str] = ...) -> None: ...
 
 class StreamRecordsRequest(_message.Message):
     __slots__ = ("capture_id",)
@@ -236,7 +262,7 @@ class Gap(_message.Message):
     def __init__(self, node: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class Trace(_message.Message):
-    __slots__ = ("trace_id", "url", "status", "hops", "capture_id", "stages", "gaps")
+    __slots__ = ("trace_id", "url", "status", "hops", "capture_id", "stages", "gaps", "kernel_view")
     TRACE_ID_FIELD_NUMBER: _ClassVar[int]
     URL_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -244,6 +270,7 @@ class Trace(_message.Message):
     CAPTURE_ID_FIELD_NUMBER: _ClassVar[int]
     STAGES_FIELD_NUMBER: _ClassVar[int]
     GAPS_FIELD_NUMBER: _ClassVar[int]
+    KERNEL_VIEW_FIELD_NUMBER: _ClassVar[int]
     trace_id: str
     url: str
     status: int
@@ -251,7 +278,8 @@ class Trace(_message.Message):
     capture_id: str
     stages: _containers.RepeatedCompositeFieldContainer[Stage]
     gaps: _containers.RepeatedCompositeFieldContainer[Gap]
-    def __init__(self, trace_id: _Optional[str] = ..., url: _Optional[str] = ..., status: _Optional[int] = ..., hops: _Optional[_Iterable[_Union[Hop, _Mapping]]] = ..., capture_id: _Optional[str] = ..., stages: _Optional[_Iterable[_Union[Stage, _Mapping]]] = ..., gaps: _Optional[_Iterable[_Union[Gap, _Mapping]]] = ...) -> None: ...
+    kernel_view: str
+    def __init__(self, trace_id: _Optional[str] = ..., url: _Optional[str] = ..., status: _Optional[int] = ..., hops: _Optional[_Iterable[_Union[Hop, _Mapping]]] = ..., capture_id: _Optional[str] = ..., stages: _Optional[_Iterable[_Union[Stage, _Mapping]]] = ..., gaps: _Optional[_Iterable[_Union[Gap, _Mapping]]] = ..., kernel_view: _Optional[str] = ...) -> None: ...
 
 class GetTraceRequest(_message.Message):
     __slots__ = ("trace_id",)

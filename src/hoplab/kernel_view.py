@@ -1,0 +1,50 @@
+"""The host kernel's drops of lab packets while something is watched (a traced visit, a
+diagnose check): hoplab.trace.kernel's eBPF tracer on skb:kfree_skb, its drops named by node."""
+
+from __future__ import annotations
+
+from hoplab.backends.base import Backend
+from hoplab.spec import Topology
+from hoplab.trace import kernel
+from hoplab.v1 import control_pb2 as pb
+
+
+class KernelView:
+    """`with KernelView(...) as view:` watches while the block runs; `view.drops` afterwards, or
+    `view.unavailable` says why the kernel could not be watched here. Default-on: a host that
+    cannot run it still traces and diagnoses, and says "kernel view unavailable: REASON"."""
+
+    def __init__(self, backend: Backend, topology: Topology, max_seconds: float):
+        self.backend, self.topology, self.max_seconds = backend, topology, max_seconds
+        self.tracer = kernel.KernelTracer()
+        self.drops: list[pb.KernelDrop] = []
+        self.unavailable = self.tracer.can_run()
+
+    def __enter__(self) -> "KernelView":
+        if self.unavailable is None:
+            subnets = tuple(str(n.subnet) for n in self.topology.networks.values())  # data networks only
+            try:
+                self.tracer.start(kernel.DropFilter(subnets=subnets, max_seconds=self.max_seconds))
+            except kernel.KernelTracerError as exc:
+                self.unavailable = str(exc)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.unavailable is None:
+            names = kernel.namespace_map(self.backend.node_pids(self.topology))
+            self.drops = [pb.KernelDrop(ts_ns=d.ts_ns, node=d.node, iface=d.ifname, src=d.src, dst=d.dst,
+                                        proto=d.proto, reason=d.reason, location=d.location, words=d.words)
+                          for d in kernel.with_nodes(self.tracer.stop(), names)]
+
+    @property
+    def status(self) -> str:
+        return "" if self.unavailable is None else f"unavailable: {self.unavailable}"
+
+    def summary(self) -> list[str]:
+        """The drops, one line per node, reason and flow: what diagnose cites."""
+        counted: dict[tuple, int] = {}
+        for drop in self.drops:
+            key = (drop.node or kernel.HOST, drop.reason, drop.words, drop.location, drop.src, drop.dst)
+            counted[key] = counted.get(key, 0) + 1
+        return [f"{count} x at {node}: {src} > {dst}: {words} ({reason}{' in ' + where if where else ''})"
+                for (node, reason, words, where, src, dst), count in counted.items()]
