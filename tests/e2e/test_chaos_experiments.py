@@ -43,7 +43,6 @@ def test_example_runs_and_its_journal_tells_the_verdict(lab, tmp_path, path):
     verdict = expected_verdict(journal)
     assert journal["verdict"] == verdict and f"verdict: {verdict}" in result.stdout, result.stdout + result.stderr
     assert result.returncode == (0 if verdict == "held" else 1)
-    assert functional_failures(journal["steady_state_before"]) == [], journal["steady_state_before"]
     if verdict != "not-steady":
         faults = [s for s in journal["method"] if "fault" in s]
         assert faults and all("id" in s for s in faults), journal["method"]

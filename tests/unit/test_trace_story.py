@@ -206,3 +206,26 @@ def test_a_rst_for_a_port_nobody_listens_on_says_so():
     assert not next(h for h in trace.hops if h.record.node == "cache" and h.record.tcp_flags == "SYN").HasField(
         "accepted")
     assert "[refused: no listener on 9]" in render.to_table(trace)
+
+
+def test_a_proxys_failed_upstream_attempt_and_its_drop_join_the_trace():
+    # The edge cannot reach the balancer (a firewall drops its SYN): no trace id ever crosses,
+    # but the edge opened that connection while serving the trace's request.
+    records = [r for r in page_load() if r.iface != "origin"]
+    syn = eth(ipv4("172.31.50.80", "172.31.50.10", 6, tcp(5001, 80, flags="SYN"), ident=8), src=MAC["cache"],
+              dst=bytes.fromhex("020000000010"))
+    health = eth(ipv4("172.31.50.10", "172.31.50.11", 6, tcp(6000, 8080, seq=777, flags="SYN"), ident=9),
+                 src=bytes.fromhex("020000000010"), dst=bytes.fromhex("020000000011"))
+    records += [record("cache", "origin", "out", 720, syn), record("lb", "origin", "out", 725, health)]
+    drops = [pb.KernelDrop(ts_ns=721, node="cache", iface="origin", src="172.31.50.80:5001", dst="172.31.50.10:80",
+                           proto="tcp", reason="NETFILTER_DROP", location="nft_do_chain",
+                           words="dropped by a firewall rule (netfilter)"),
+             pb.KernelDrop(ts_ns=726, node="web1", src="172.31.50.10:6000", dst="172.31.50.11:8080", proto="tcp",
+                           reason="NO_SOCKET", words="no socket is listening there")]
+    trace = assemble(TRACE, "", "c1", records, {"client"}, drops=drops)
+    dropped = [h for h in trace.hops if h.record.direction == "drop"]
+    assert [(h.record.node, h.record.keys["drop_reason"]) for h in dropped] == [("cache", "NETFILTER_DROP")]
+    assert "firewall" in dropped[0].record.summary
+    assert any(h.record.node == "cache" and h.record.iface == "origin" for h in trace.hops)  # the attempt itself
+    assert not any(h.record.node == "lb" for h in trace.hops)  # the balancer's own health check is not the trace's
+    assert trace.stages[-1].name == "drop" or "drop" in [s.name for s in trace.stages]

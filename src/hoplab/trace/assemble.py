@@ -14,8 +14,10 @@ namespace). Each hop's link and network layers (MACs, TTL, IP id) are decoded fr
 here, once. On a router, a packet seen entering one interface and leaving another is a routed
 hop: the hop out carries the MACs and TTL it came in with (the router rewrote the MACs and
 took one off the TTL); when its addresses changed too it is a NAT hop and carries the tuple
-before and after. Drops the host's kernel tracer saw (skb:kfree_skb, with the kernel's reason) join as hops of
-their own, direction "drop". Last, the hops are grouped into the story's stages (`stages`)."""
+before and after. A connection a node opened while it served one of the trace's (a proxy's attempts to reach an
+upstream that is down: no trace id ever crosses) belongs to the trace too, tied by timing.
+Drops the host's kernel tracer saw (skb:kfree_skb, with the kernel's reason) of the trace's
+packets join as hops of their own, direction "drop". Last, the hops are grouped into the story's stages (`stages`)."""
 
 from __future__ import annotations
 
@@ -60,6 +62,28 @@ def assemble(trace_id: str, url: str, capture_id: str, records, client_nodes: se
     chosen = {key for key, recs in flows.items()
               if key[0] in client_nodes or (key[0], key[2]) in logged
               or any(trace_id in r.keys.get("traceparent", "") for r in recs)}
+    _follow_packets(chosen, flows, by_packet)
+    # A proxy that fails to reach its upstream never sends the trace id on: the connections it
+    # opened while serving a request of the trace belong to it all the same (tied by timing).
+    opened = _opened_while_serving(chosen, flows)
+    if opened:
+        chosen |= opened
+        _follow_packets(chosen, flows, by_packet)
+    ends = {key[2] for key in chosen}
+    ours = [d for d in drops if frozenset((d.src, d.dst)) in ends]  # the trace's packets the kernel dropped
+    picked = sorted([*(r for key in chosen for r in flows[key]), *map(drop_record, ours)], key=lambda r: r.ts_ns)
+    hops = [pb.Hop(record=r, layers=layers(r)) for r in picked]
+    _mark_routing(hops, translations)
+    _mark_servers(hops, sockets or {})
+    status = next((int(h.record.keys["http_status"]) for h in reversed(hops)
+                   if h.record.keys.get("http_status", "").isdigit()), 0)
+    return pb.Trace(trace_id=trace_id, url=url, status=status, hops=hops, capture_id=capture_id,
+                    stages=stages(hops, client_nodes))
+
+
+def _follow_packets(chosen: set, flows: dict, by_packet: dict) -> None:
+    """Add every flow that shares a packet with a chosen one, on any node (across routers and
+    the NAT), until nothing new comes in."""
     frontier = list(chosen)
     while frontier:
         key = frontier.pop()
@@ -69,14 +93,25 @@ def assemble(trace_id: str, url: str, capture_id: str, records, client_nodes: se
                 if other not in chosen:
                     chosen.add(other)
                     frontier.append(other)
-    picked = sorted([*(r for key in chosen for r in flows[key]), *map(drop_record, drops)], key=lambda r: r.ts_ns)
-    hops = [pb.Hop(record=r, layers=layers(r)) for r in picked]
-    _mark_routing(hops, translations)
-    _mark_servers(hops, sockets or {})
-    status = next((int(h.record.keys["http_status"]) for h in reversed(hops)
-                   if h.record.keys.get("http_status", "").isdigit()), 0)
-    return pb.Trace(trace_id=trace_id, url=url, status=status, hops=hops, capture_id=capture_id,
-                    stages=stages(hops, client_nodes))
+
+
+def _opened_while_serving(chosen: set, flows: dict) -> set:
+    """Flows a node opened (its SYN out) while it served a chosen connection it had accepted
+    (from that connection's first packet in to its last packet out)."""
+    windows: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for key in chosen:
+        recs = flows[key]
+        if recs and recs[0].direction == "in" and recs[0].tcp_flags == "SYN":
+            outs = [r.ts_ns for r in recs if r.direction == "out"]
+            if outs:
+                windows[key[0]].append((recs[0].ts_ns, max(outs)))
+    opened = set()
+    for key, recs in flows.items():
+        first = recs[0]
+        if (key not in chosen and first.direction == "out" and first.tcp_flags == "SYN"
+                and any(start <= first.ts_ns <= end for start, end in windows.get(key[0], ()))):
+            opened.add(key)
+    return opened
 
 
 def _split(endpoint: str) -> tuple[str, int] | None:
