@@ -471,5 +471,5 @@ def test_tagged_sql_carries_the_traceparent_and_reads_as_sql():
     assert packet.proto == "pgsql"
     assert packet.summary == "SQL SELECT name FROM products"
     assert packet.keys["traceparent"] == traceparent
-    reply = b"C" + struct.pack("!I", 13) + b"SELECT 10\0" + b"Z" + struct.pack("!I", 5) + b"I"
+    reply = b"C" + struct.pack("!I", 14) + b"SELECT 10\0" + b"Z" + struct.pack("!I", 5) + b"I"
     assert decode(tcp_frame("172.31.50.20", "172.31.50.11", 5432, 40000, reply)).summary == "SQL result SELECT 10"

@@ -701,25 +701,85 @@ def _imap(pkt: Packet, payload: bytes) -> bool:
 _BY_ETHERTYPE = {ETH_IPV4: _ipv4, ETH_ARP: _arp, ETH_IPV6: _ipv6}
 _BY_IP_PROTO = {1: _icmp, 6: _tcp, 17: _udp, 58: _icmp6}
 _UDP_APPS = {53: _dns_udp, 5353: _dns_udp, 67: _dhcp, 68: _dhcp}
+PGSQL_PORT = 5432
+PGSQL_STARTUP_CODES = {196608: "startup", 80877103: "SSL request", 80877104: "GSS encryption request",
+                       80877102: "cancel request"}
+# Message types by direction (the same letter means different things each way: 'D', 'C', 'E', 'S').
+PGSQL_FRONTEND = {b"Q": "query", b"P": "parse", b"B": "bind", b"E": "execute", b"S": "sync", b"X": "terminate",
+                  b"p": "password", b"D": "describe", b"C": "close", b"H": "flush", b"F": "function call",
+                  b"d": "copy data", b"c": "copy done", b"f": "copy fail"}
+PGSQL_BACKEND = {b"R": "auth", b"S": "parameter status", b"K": "backend key", b"Z": "ready", b"T": "row description",
+                 b"D": "data row", b"C": "command complete", b"E": "error", b"N": "notice", b"1": "parse complete",
+                 b"2": "bind complete", b"3": "close complete", b"n": "no data", b"s": "portal suspended",
+                 b"t": "parameter description", b"A": "notification", b"I": "empty query", b"G": "copy in",
+                 b"H": "copy out", b"W": "copy both", b"V": "function result", b"v": "protocol version"}
+PGSQL_AUTH = {0: "ok", 3: "cleartext password", 5: "MD5 password", 10: "SASL", 11: "SASL continue", 12: "SASL final"}
+
+
+def _pgsql_messages(payload: bytes, kinds: dict) -> list[tuple[bytes, bytes]] | None:
+    """The (type, body) messages of a segment, or None when it is not PostgreSQL's framing. The
+    last message may run past the segment (a long result continues in the next)."""
+    messages, off = [], 0
+    while off + 5 <= len(payload):
+        kind, length = payload[off:off + 1], struct.unpack("!I", payload[off + 1:off + 5])[0]
+        if kind not in kinds or length < 4:
+            return None
+        messages.append((kind, payload[off + 5:off + 1 + length]))
+        off += 1 + length
+    return messages if messages and off >= len(payload) - 4 else None
+
+
 def _pgsql(pkt: Packet, payload: bytes) -> bool:
-    """PostgreSQL's wire protocol: a simple Query ('Q') from the client, and the server's
-    CommandComplete ('C') tag, e.g. "SELECT 10"."""
-    kind = payload[:1]
-    if kind == b"Q" and len(payload) > 5:
-        sql = payload[5:].split(b"\0", 1)[0].decode("utf-8", "replace")
-        pkt.proto = "pgsql"
+    """PostgreSQL's wire protocol, both ways (the server's port tells which): the start-up and
+    authentication exchange, queries (a simple Query's text), and the server's answers (the
+    CommandComplete tag, e.g. "SELECT 10")."""
+    to_server = pkt.dst_port == PGSQL_PORT
+    if to_server and len(payload) >= 8:
+        length, code = struct.unpack("!II", payload[:8])
+        if code in PGSQL_STARTUP_CODES and length == len(payload):
+            pkt.proto = "pgsql"
+            words = [PGSQL_STARTUP_CODES[code]]
+            if code == 196608:
+                fields = payload[8:].split(b"\0")
+                params = dict(zip(fields[0::2], fields[1::2]))
+                words += [f"{k.decode(errors='replace')}={params[k].decode(errors='replace')}"
+                          for k in (b"user", b"database") if k in params]
+            pkt.summary = "SQL " + " ".join(words)
+            return True
+    messages = _pgsql_messages(payload, PGSQL_FRONTEND if to_server else PGSQL_BACKEND)
+    if messages is None:
+        return False
+    pkt.proto = "pgsql"
+    kinds = PGSQL_FRONTEND if to_server else PGSQL_BACKEND
+    kind, body = messages[0]
+    if to_server and kind == b"Q":
+        sql = body.split(b"\0", 1)[0].decode("utf-8", "replace")
         pkt.summary = "SQL " + " ".join(_TRACEPARENT_COMMENT.sub("", sql).split())[:100]
         return True
-    if kind in (b"T", b"D", b"C", b"Z", b"E"):
-        tag = re.search(rb"C\x00\x00\x00.([A-Z]+[A-Z 0-9]*)\x00", payload, re.S)
-        pkt.proto = "pgsql"
-        pkt.summary = "SQL result " + (tag.group(1).decode() if tag else f"({len(payload)} bytes)")
+    tags = [b.split(b"\0", 1)[0].decode(errors="replace") for k, b in messages if k == b"C" and not to_server]
+    if tags:
+        pkt.summary = "SQL result " + ", ".join(tags)
         return True
-    return False
+    if kind == b"R" and len(body) >= 4:
+        pkt.summary = "SQL auth " + PGSQL_AUTH.get(struct.unpack("!I", body[:4])[0], "request")
+        return True
+    names = list(dict.fromkeys(kinds[k] for k, _ in messages))
+    pkt.summary = "SQL " + " + ".join(names[:4]) + (" ..." if len(names) > 4 else "")
+    return True
+
+
+def _http_port(pkt: Packet, payload: bytes) -> bool:
+    """On an HTTP port, a segment that starts no request or response is the rest of one (a
+    long body), as Wireshark calls it: a continuation."""
+    if _http(pkt, payload) or _tls(pkt, payload):
+        return True
+    pkt.proto = "http"
+    pkt.summary = f"HTTP continuation ({len(payload)} bytes)"
+    return True
 
 
 _TRACEPARENT = re.compile(rb"traceparent='?(00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2})")
 _TRACEPARENT_COMMENT = re.compile(r"\s*/\*traceparent='[^']*'\*/")
 
-_TCP_APPS = {53: _dns_tcp, 25: _smtp, 587: _smtp, 143: _imap, 5432: _pgsql}
+_TCP_APPS = {53: _dns_tcp, 25: _smtp, 587: _smtp, 143: _imap, PGSQL_PORT: _pgsql, 80: _http_port, 8080: _http_port}
 _TCP_SNIFFERS = (_tls, _http)  # recognised by content on any port
