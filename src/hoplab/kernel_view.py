@@ -34,7 +34,8 @@ class KernelView:
             names = kernel.namespace_map(self.backend.node_pids(self.topology))
             self.drops = [pb.KernelDrop(ts_ns=d.ts_ns, node=d.node, iface=d.ifname, src=d.src, dst=d.dst,
                                         proto=d.proto, reason=d.reason, location=d.location, words=d.words)
-                          for d in kernel.with_nodes(self.tracer.stop(), names)]
+                          for d in kernel.with_nodes(self.tracer.stop(), names)
+                          if d.node]  # no node: another lab's namespace (labs may share subnets)
 
     @property
     def status(self) -> str:

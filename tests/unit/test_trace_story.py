@@ -229,3 +229,14 @@ def test_a_proxys_failed_upstream_attempt_and_its_drop_join_the_trace():
     assert any(h.record.node == "cache" and h.record.iface == "origin" for h in trace.hops)  # the attempt itself
     assert not any(h.record.node == "lb" for h in trace.hops)  # the balancer's own health check is not the trace's
     assert trace.stages[-1].name == "drop" or "drop" in [s.name for s in trace.stages]
+
+
+def test_a_drop_on_the_way_out_was_never_captured_but_joins_the_trace_by_time():
+    # The firewall drops the edge's packet in OUTPUT, before any capture could see it.
+    records = [r for r in page_load() if r.iface != "origin"]
+    drop = pb.KernelDrop(ts_ns=721, node="cache", src="172.31.50.80:5002", dst="172.31.50.10:80", proto="tcp",
+                         reason="NETFILTER_DROP", words="dropped by a firewall rule (netfilter)")
+    late = pb.KernelDrop(ts_ns=5000, node="cache", src="172.31.50.80:5003", dst="172.31.50.10:80", proto="tcp",
+                         reason="NETFILTER_DROP", words="dropped by a firewall rule (netfilter)")
+    trace = assemble(TRACE, "", "c1", records, {"client"}, drops=[drop, late])
+    assert [h.record.ts_ns for h in trace.hops if h.record.direction == "drop"] == [721]  # not after it served

@@ -65,12 +65,16 @@ def assemble(trace_id: str, url: str, capture_id: str, records, client_nodes: se
     _follow_packets(chosen, flows, by_packet)
     # A proxy that fails to reach its upstream never sends the trace id on: the connections it
     # opened while serving a request of the trace belong to it all the same (tied by timing).
-    opened = _opened_while_serving(chosen, flows)
+    windows = _serving(chosen, flows)
+    opened = {key for key, recs in flows.items() if key not in chosen and recs[0].direction == "out"
+              and recs[0].tcp_flags == "SYN" and _within(windows, key[0], recs[0].ts_ns)}
     if opened:
         chosen |= opened
         _follow_packets(chosen, flows, by_packet)
+    # The kernel's drops of the trace's packets: of a chosen flow, or at a node while it served
+    # the trace (a packet dropped on its way out is never captured, so it has no flow to match).
     ends = {key[2] for key in chosen}
-    ours = [d for d in drops if frozenset((d.src, d.dst)) in ends]  # the trace's packets the kernel dropped
+    ours = [d for d in drops if frozenset((d.src, d.dst)) in ends or _within(windows, d.node, d.ts_ns)]
     picked = sorted([*(r for key in chosen for r in flows[key]), *map(drop_record, ours)], key=lambda r: r.ts_ns)
     hops = [pb.Hop(record=r, layers=layers(r)) for r in picked]
     _mark_routing(hops, translations)
@@ -95,9 +99,9 @@ def _follow_packets(chosen: set, flows: dict, by_packet: dict) -> None:
                     frontier.append(other)
 
 
-def _opened_while_serving(chosen: set, flows: dict) -> set:
-    """Flows a node opened (its SYN out) while it served a chosen connection it had accepted
-    (from that connection's first packet in to its last packet out)."""
+def _serving(chosen: set, flows: dict) -> dict[str, list[tuple[int, int]]]:
+    """node -> the times it served a chosen connection it had accepted (from that connection's
+    first packet in to its last packet out)."""
     windows: dict[str, list[tuple[int, int]]] = defaultdict(list)
     for key in chosen:
         recs = flows[key]
@@ -105,13 +109,11 @@ def _opened_while_serving(chosen: set, flows: dict) -> set:
             outs = [r.ts_ns for r in recs if r.direction == "out"]
             if outs:
                 windows[key[0]].append((recs[0].ts_ns, max(outs)))
-    opened = set()
-    for key, recs in flows.items():
-        first = recs[0]
-        if (key not in chosen and first.direction == "out" and first.tcp_flags == "SYN"
-                and any(start <= first.ts_ns <= end for start, end in windows.get(key[0], ()))):
-            opened.add(key)
-    return opened
+    return windows
+
+
+def _within(windows: dict, node: str, ts_ns: int) -> bool:
+    return any(start <= ts_ns <= end for start, end in windows.get(node, ()))
 
 
 def _split(endpoint: str) -> tuple[str, int] | None:
