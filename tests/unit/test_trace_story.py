@@ -122,6 +122,7 @@ def test_stages_follow_the_page_load_in_order(trace):
     assert names == ["arp", "lookup", "connect", "tls", "request", "server work", "response", "close"]
     by_name = {s.name: s for s in trace.stages}
     assert by_name["connect"].start_ns == 300 and by_name["connect"].note == f"to {EDGE_IP}:443"
+    assert by_name["arp"].note == "who has 192.168.50.1" and by_name["arp"].hops == 2
     assert by_name["request"].start_ns == 700 and by_name["server work"].start_ns == 721
     assert by_name["response"].end_ns == 803 and by_name["close"].start_ns == 900
     for stage in trace.stages:

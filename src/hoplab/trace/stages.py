@@ -40,8 +40,15 @@ def stages(hops: list[pb.Hop], client_nodes: set[str]) -> list[pb.Stage]:
         return []
     client = next((h.record.node for h in hops if h.record.node in client_nodes), hops[0].record.node)
     by_proto = {name: [i for i, h in enumerate(hops) if h.record.proto == proto]
-                for name, proto in (("lease", "dhcp"), ("lookup", "dns"), ("arp", "arp"))}
+                for name, proto in (("lease", "dhcp"), ("lookup", "dns"))}
     found = [_span(name, hops, indexes) for name, indexes in by_proto.items()]
+    # ARP: one stage per address asked for (the DHCP server's for a renewal, then the gateway's)
+    asked: dict[str, list[int]] = {}
+    for i, h in enumerate(hops):
+        if h.record.proto == "arp":
+            target = h.record.dst if h.record.summary.startswith("ARP who-has") else h.record.src
+            asked.setdefault(target, []).append(i)
+    found += [_span("arp", hops, indexes, f"who has {target}") for target, indexes in asked.items()]
     dropped = [i for i, h in enumerate(hops) if h.record.direction == "drop"]
     reasons = sorted({hops[i].record.keys.get("drop_reason", "") for i in dropped})
     found.append(_span("drop", hops, dropped, ", ".join(r for r in reasons if r)))
