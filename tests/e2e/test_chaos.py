@@ -31,8 +31,9 @@ def node_state(lab, node):
               "2>/dev/null | md5sum; "
               # stopped processes of the service (its own tree: a namespace sees the host's processes)
               f"ps -o stat= -p $(cat {RUN}/service.pid) --ppid $(cat {RUN}/service.pid) | grep -c '^T' || true; "
-              # chaos's relays in this node (a netns node sees the host's processes: its own netns only)
-              "for p in $(pgrep -f 'socket, sys, threading'); do "
+              # chaos's relays in this node (a netns node sees the host's processes: its own netns only);
+              # '[s]' keeps the pattern from matching this very shell and its subshells
+              "for p in $(pgrep -f '[s]ocket, sys, threading'); do "
               "[ \"$(readlink /proc/$p/ns/net)\" = \"$(readlink /proc/self/ns/net)\" ] && echo $p; done | wc -l")
     service = lab.topology.nodes[node].service
     if service == "db":
