@@ -305,10 +305,13 @@ class Trace(Command):
         show.add_argument("--every-hop", action="store_true",
                           help="pcapng: every sighting of each packet (one interface block per node:iface), "
                                "not each wire packet once")
+        show.add_argument("--keylog", type=Path, metavar="FILE",
+                          help="more TLS session keys to decrypt with (SSLKEYLOGFILE, NSS key log format)")
 
     def run(self, args):
         from hoplab.control.client import ControlClient
         from hoplab.trace import render
+        from hoplab.trace.tls import KeyLog, KeyLogError
 
         control = ControlClient(self.topology(args))
         if args.action == "list":
@@ -318,9 +321,17 @@ class Trace(Command):
         trace_id = args.trace_id.strip().lower()
         if len(trace_id) != 32 or any(c not in "0123456789abcdef" for c in trace_id):
             raise UsageError(f"ID: {args.trace_id!r} is not a trace id (32 hex digits)")
-        trace = control.trace(trace_id)
         if args.format in ("html", "pcapng") and args.output is None:
             raise UsageError(f"--format {args.format} needs -o FILE")
+        keys = ""
+        if args.keylog:
+            try:
+                keys = KeyLog.parse(args.keylog.read_text(), source=f"--keylog {args.keylog}").text
+            except (OSError, UnicodeDecodeError) as exc:
+                raise UsageError(f"--keylog {args.keylog}: cannot read it: {exc}") from None
+            except KeyLogError as exc:
+                raise UsageError(str(exc)) from None
+        trace = control.trace(trace_id, tls_keylog=keys)
         if args.format == "table":
             text = render.to_table(trace) + "\n"
         elif args.format == "json":

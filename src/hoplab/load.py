@@ -40,7 +40,8 @@ def new_report_dir(lab: str) -> Path:
 DEFAULT_SLO = LOADTESTS / "slo.yaml"
 REMOTE = "/run/hoplab/load"
 FILES = ("locustfile.py", "shapes.py")
-REPORT_FILES = ("run_stats.csv", "run_failures.csv", "run_stats_history.csv", "report.html")
+KEY_LOG = "tls-keys.log"  # SSLKEYLOGFILE of the users on the master node (NSS key log format)
+REPORT_FILES = ("run_stats.csv", "run_failures.csv", "run_stats_history.csv", "report.html", KEY_LOG)
 SHAPE_NAMES = ("steady", "step", "spike")  # loadtests/shapes.py's SHAPES (a unit test keeps them equal)
 HEALTHY_WAIT_S = 120
 GRACE_S = 90  # past the run's own time bound, before the run is given up
@@ -126,7 +127,9 @@ def run_load(backend: Backend, topology: Topology, options: LoadOptions, progres
         _put(backend, topology, node)
     env = ["env", f"HOPLAB_DOMAIN={topology.domain.name}",
            f"HOPLAB_USERS={options.users}", f"HOPLAB_RATE={options.rate}", f"HOPLAB_TIME={options.seconds}",
-           f"HOPLAB_SHAPE={options.shape or ''}", f"HOPLAB_CACHE_BUST={'1' if options.no_cache else ''}"]
+           f"HOPLAB_SHAPE={options.shape or ''}", f"HOPLAB_CACHE_BUST={'1' if options.no_cache else ''}",
+           # the TLS session keys of the run, as browsers log them: a capture of it can be read
+           f"SSLKEYLOGFILE={REMOTE}/out/{KEY_LOG}"]
     argv = [*env, "locust", "-f", f"{REMOTE}/locustfile.py", "--headless", "--host", f"https://www.{topology.domain.name}",
             "--csv", f"{REMOTE}/out/run", "--csv-full-history", "--html", f"{REMOTE}/out/report.html",
             "--only-summary", "--stop-timeout", "5", "--loglevel", "WARNING",

@@ -75,6 +75,9 @@ class Nat:
     outside: str
 
 
+DEFAULT_TLS_PROTOCOLS = ("TLSv1.2", "TLSv1.3")  # as a real site: clients negotiate TLS 1.3
+
+
 @dataclass(frozen=True)
 class Node:
     """One running node; a replicated entry of the file gives several (web1, web2, ...)."""
@@ -83,6 +86,7 @@ class Node:
     service: str
     interfaces: tuple[Interface, ...]
     nat: Nat | None = None
+    tls_protocols: tuple[str, ...] = DEFAULT_TLS_PROTOCOLS  # what a TLS server on it offers (the edge)
 
     def address_on(self, network: str) -> IPv4Address | None:
         for iface in self.interfaces:
@@ -227,6 +231,7 @@ class Topology:
                     for i in node.interfaces
                 ],
             }
+            entry["tls"] = {"protocols": list(node.tls_protocols)}
             if node.nat:
                 entry["nat"] = {
                     "inside": [{"network": n, "subnet": str(self.networks[n].subnet)} for n in node.nat.inside],
@@ -439,7 +444,8 @@ class _Checker:
                 if instance in nodes:
                     self.fail(field, f"node name {instance!r} is already taken")
                     continue
-                nodes[instance] = Node(instance, spec["service"], tuple(interfaces[i]), nat)
+                nodes[instance] = Node(instance, spec["service"], tuple(interfaces[i]), nat,
+                                       tuple(spec.get("tls", {}).get("protocols", DEFAULT_TLS_PROTOCOLS)))
         return nodes
 
     def _nat(self, field: str, spec: dict, networks: dict[str, Network]) -> Nat | None:

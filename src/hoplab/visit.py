@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from hoplab.backends.base import Backend, BackendError
 from hoplab.spec import Topology
 from hoplab.kernel_view import KernelView
+from hoplab.trace.tls import KeyLog, KeyLogError
 
 _SEPARATOR = "--hoplab-headers--"
 TIMEOUT_S = 15
@@ -70,10 +71,13 @@ def new_trace_id() -> str:
     return secrets.token_hex(16)
 
 
-def visit(backend: Backend, topology: Topology, url: str, node: str, trace_id: str | None = None) -> Visit:
+def visit(backend: Backend, topology: Topology, url: str, node: str, trace_id: str | None = None,
+          key_log: str | None = None) -> Visit:
+    """One page load; with `key_log` (a path in the node), curl logs its TLS session keys there
+    (SSLKEYLOGFILE, as browsers do)."""
     trace_id = trace_id or new_trace_id()
     traceparent = f"00-{trace_id}-{secrets.token_hex(8)}-01"
-    argv = ["curl", "-sS", "-o", "/dev/null", "--max-time", str(TIMEOUT_S), "-H", f"traceparent: {traceparent}",
+    argv = [*(["env", f"SSLKEYLOGFILE={key_log}"] if key_log else []), "curl", "-sS", "-o", "/dev/null", "--max-time", str(TIMEOUT_S), "-H", f"traceparent: {traceparent}",
             "-w", f"%{{json}}\n{_SEPARATOR}\n%{{header_json}}", url]
     result = backend.run(topology, node, argv, timeout=TIMEOUT_S + 10)
     metrics_text, _, headers_text = result.stdout.partition(f"\n{_SEPARATOR}\n")
@@ -124,6 +128,23 @@ def renew_lease(backend: Backend, topology: Topology, node: str) -> None:
         raise BackendError(f"{node}: the DHCP lease was not renewed within 5 s")
 
 
+def key_log_path(trace_id: str) -> str:
+    return f"/run/hoplab/tls-keys-{trace_id}.log"
+
+
+def collect_key_log(backend: Backend, topology: Topology, node: str, path: str) -> str:
+    """The key log curl wrote in the node (checked: a malformed one is an error), then gone
+    from the node. Empty when the visit made no TLS session (http://, or no connection)."""
+    result = backend.run(topology, node, ["cat", path], timeout=10)
+    backend.run(topology, node, ["rm", "-f", path], timeout=10)
+    if result.returncode != 0:
+        return ""
+    try:
+        return KeyLog.parse(result.stdout, source=f"{node}:{path}").text
+    except KeyLogError as exc:
+        raise BackendError(str(exc)) from None
+
+
 def traced_visit(backend: Backend, topology: Topology, url: str, node: str, renew: bool = False):
     """A visit with every node capturing and the host's kernel watching for drops; returns the
     visit and its assembled trace."""
@@ -140,12 +161,16 @@ def traced_visit(backend: Backend, topology: Topology, url: str, node: str, rene
             if renew:
                 forget_neighbours(backend, topology, node)
                 renew_lease(backend, topology, node)
-            result = visit(backend, topology, url, node, trace_id)
+            result = visit(backend, topology, url, node, trace_id, key_log=key_log_path(trace_id))
             status = result.status
             time.sleep(SETTLE_S)
     finally:
-        if capture is not None:
-            control.stop(capture.id, status=status, drops=view.drops, kernel_view=view.status)
+        keys = ""
+        try:
+            keys = collect_key_log(backend, topology, node, key_log_path(trace_id))
+        finally:  # the capture stops whatever the key log was
+            if capture is not None:
+                control.stop(capture.id, status=status, drops=view.drops, kernel_view=view.status, tls_keylog=keys)
     trace = control.trace(trace_id)
     control.close()
     return result, trace

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from helpers import hoplab
+from hoplab.trace.tls import KeyLog
 
 pytestmark = pytest.mark.usefixtures("uplink_silent")  # load stays in the lab: nothing on the host's uplink
 
@@ -33,6 +34,8 @@ def test_a_short_run_reports_and_every_order_lands(lab):
     summary = json.loads((reports / "summary.json").read_text())
     assert summary["total"]["requests"] > 0 and summary["total"]["failures"] == 0
     assert summary["slo"]["met"]
+    # the users' TLS session keys (SSLKEYLOGFILE): one session at least, in the NSS format
+    assert KeyLog.parse((reports / "tls-keys.log").read_text(), "tls-keys.log").secrets
     orders = next((e for e in summary["endpoints"] if e["name"] == "POST /order"), None)
     placed = orders["requests"] - orders["failures"] if orders else 0
     added = order_count(lab) - before

@@ -56,6 +56,17 @@ def test_visit_from_each_client(duo, client):
     assert visit["remote"] == f"{duo.topology.domain.records['www']}:443"
 
 
+def test_an_edge_offering_only_tls_1_2_shows_its_certificate_and_is_still_read(duo):
+    """duo.yaml's edge offers TLS 1.2 alone: the certificate crosses the wire in clear, and the
+    session keys curl logged (the master secret) still open the request."""
+    trace = json.loads(duo.hoplab("visit", f"{duo.www}/", "--from", "pc1", "--trace", "--json").stdout)["trace"]
+    summaries = [h["summary"] for h in trace["hops"] if h["node"] == "pc1"]
+    assert any("ServerHello TLS1.2" in s and "Certificate" in s for s in summaries), summaries
+    request = [h for h in trace["hops"] if h.get("decrypted", {}).get("summary") == "HTTP GET /"]
+    assert request and all(h["decrypted"]["cipher"].startswith("TLS1.2 ") for h in request)
+    assert request[0]["node"] == "pc1" and request[0]["decrypted"]["keys"]["http_host"] == f"www.{duo.topology.domain.name}"
+
+
 def test_default_lab_unaffected(duo, lab):
     assert lab.healthy()
     domain = lab.topology.domain

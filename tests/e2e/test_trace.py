@@ -78,6 +78,43 @@ def test_a_miss_crosses_every_hop_in_order(lab, miss):
     first(hops, i, node="client", direction="in", summary="TLS application data")
 
 
+def test_the_request_and_response_are_read_inside_tls_at_every_hop_of_the_client_leg(lab, miss):
+    """curl logs its session keys; the trace decrypts the client<->edge leg wherever it was seen:
+    the client, the router on both sides of its NAT, the edge."""
+    url, visit, trace = miss
+    path = url.split(lab.www, 1)[1]
+    hops = trace["hops"]
+    hello = first(hops, 0, node="cache", direction="out", summary="ServerHello TLS1.3")  # the edge offers TLS 1.3
+    www = f"www.{lab.topology.domain.name}"
+    read = [h for h in hops if "decrypted" in h]
+    requests = [h for h in read if h["decrypted"]["summary"].endswith(f"HTTP GET {path}")]
+    assert {(h["node"], h["iface"], h["direction"]) for h in requests} == {
+        ("client", "home", "out"), ("router", "home", "in"), ("router", "internet", "out"), ("cache", "internet", "in")}
+    for hop in requests:
+        keys = hop["decrypted"]["keys"]
+        assert keys["http_host"] == www and visit["trace_id"] in keys["traceparent"]
+        assert hop["decrypted"]["cipher"].startswith("TLS1.3 TLS_")
+    responses = [h for h in read if "HTTP 200 OK" in h["decrypted"]["summary"]]
+    assert {(h["node"], h["direction"]) for h in responses} >= {("cache", "out"), ("client", "in")}
+    assert all(h["decrypted"]["keys"]["x_cache"] == "MISS" for h in responses)
+    assert hops.index(requests[0]) > hello
+    # and the table says it in words
+    table = hoplab("trace", "show", visit["trace_id"], "--topology", lab.path).stdout
+    assert f"[decrypted: HTTP GET {path}]" in table
+
+
+def test_a_malformed_key_log_is_refused_by_name(lab, miss, control, tmp_path):
+    _, visit, _ = miss
+    bad = tmp_path / "keys.log"
+    bad.write_text("CLIENT_RANDOM 0011 2233\n")
+    result = hoplab("trace", "show", visit["trace_id"], "--keylog", str(bad), "--topology", lab.path, check=False)
+    assert result.returncode == 2 and f"--keylog {bad}: line 1: the client random must be 32 bytes" in result.stderr
+    assert result.stdout == ""
+    with pytest.raises(grpc.RpcError) as error:
+        control.GetTrace(pb.GetTraceRequest(trace_id=visit["trace_id"], tls_keylog="x y z"), timeout=10)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "tls_keylog: line 1" in error.value.details()
+
+
 def test_a_repeat_is_a_hit_that_ends_at_the_edge(lab, miss):
     url, _, _ = miss
     visit, trace = traced(lab, url)
@@ -110,6 +147,12 @@ def test_pcapng_opens_cleanly_and_keeps_the_per_node_views(lab, miss, tmp_path):
     copies = [numbers for numbers in sightings.values() if len(numbers) > 1]
     assert copies == [], f"the same packet (same IP id) more than once: frames {copies}; flagged: {flagged}"
     assert 0 < len(tshark(wire, "-T", "fields", "-e", "frame.number")) < len(trace["hops"])
+    # The session keys ride along (a Decryption Secrets Block): Wireshark reads the client leg's
+    # HTTP with no set-up, at the client and past the NAT
+    path = miss[0].split(lab.www, 1)[1]
+    legs = tshark(wire, "-Y", "http.request and tcp.dstport == 443", "-T", "fields", "-e", "ip.src", "-e",
+                  "http.request.uri")
+    assert {(lab.address("router", "internet"), path)} < {tuple(line.split("\t")) for line in legs}, legs
     # Every sighting (every captured hop: a kernel drop has no frame), one interface block per node:iface
     captured = [h for h in trace["hops"] if h["direction"] != "drop"]
     assert len(tshark(every, "-T", "fields", "-e", "frame.number")) == len(captured)

@@ -253,3 +253,9 @@ def test_replica_address_overflow_is_reported():
     data["nodes"]["web"] = {"service": "client", "replicas": 3, "networks": {"internet": "255.255.255.254"}}
     fields = [f for f, _ in problems_of(data)]
     assert "nodes.web.networks.internet" in fields
+
+
+def test_the_edge_offers_tls_1_3_unless_the_topology_says_otherwise(lab, duo):
+    assert lab.nodes["cache"].tls_protocols == ("TLSv1.2", "TLSv1.3")
+    assert lab.to_runtime()["nodes"]["cache"]["tls"] == {"protocols": ["TLSv1.2", "TLSv1.3"]}
+    assert duo.to_runtime()["nodes"]["edge"]["tls"] == {"protocols": ["TLSv1.2"]}

@@ -36,12 +36,13 @@ class ControlClient:
             nodes=nodes or [], filter=filter, max_seconds=max_seconds, max_packets=max_packets,
             trace_id=trace_id, url=url))
 
-    def stop(self, capture_id: str, status: int = 0, drops=(), kernel_view: str = "") -> pb.Capture:
+    def stop(self, capture_id: str, status: int = 0, drops=(), kernel_view: str = "", tls_keylog: str = "") -> pb.Capture:
         return self._call("StopCapture", pb.StopCaptureRequest(id=capture_id, status=status, drops=drops,
-                                                               kernel_view=kernel_view))
+                                                               kernel_view=kernel_view, tls_keylog=tls_keylog))
 
-    def trace(self, trace_id: str) -> pb.Trace:
-        return self._call("GetTrace", pb.GetTraceRequest(trace_id=trace_id))
+    def trace(self, trace_id: str, tls_keylog: str = "") -> pb.Trace:
+        """The assembled trace; `tls_keylog` adds session keys to decrypt with (NSS key log text)."""
+        return self._call("GetTrace", pb.GetTraceRequest(trace_id=trace_id, tls_keylog=tls_keylog))
 
     def traces(self) -> list[pb.TraceSummary]:
         return list(self._call("ListTraces", pb.ListTracesRequest()).traces)

@@ -24,6 +24,7 @@ from grpc_reflection.v1alpha import reflection
 
 from hoplab.control.capture import MAX_PACKETS, MAX_SECONDS
 from hoplab.trace.assemble import assemble
+from hoplab.trace.tls import KeyLog, KeyLogError
 from hoplab.v1 import control_pb2 as pb
 from hoplab.v1 import control_pb2_grpc as rpc
 
@@ -66,6 +67,7 @@ class CaptureState:
     sockets: dict = field(default_factory=dict)  # node -> its socket snapshot at the end (JSON text)
     drops: list = field(default_factory=list)  # the host kernel tracer's, as the caller reported them
     kernel_view: str = "not reported"  # "" when the caller's kernel tracer ran
+    key_log: KeyLog = field(default_factory=KeyLog)  # the TLS session keys the visit's client logged
 
     def gap(self, node: str, reason: str) -> None:
         self.gaps[node] = f"{self.gaps[node]}; {reason}" if node in self.gaps else reason
@@ -282,8 +284,10 @@ class ControlService(rpc.ControlServicer):
         return capture
 
     def StopCapture(self, request, context):
+        key_log = self._key_log(request.tls_keylog, context)
         with self.hub.lock:
             capture = self._capture(request.id, context)
+            capture.key_log = capture.key_log.merged(key_log)
             capture.status = request.status or capture.status
             capture.drops.extend(request.drops)
             capture.kernel_view = request.kernel_view
@@ -300,6 +304,13 @@ class ControlService(rpc.ControlServicer):
                 self.hub._give_up_waiting(capture)
                 self.hub._maybe_finish(capture)
             return capture.message()
+
+    @staticmethod
+    def _key_log(text: str, context) -> KeyLog:
+        try:
+            return KeyLog.parse(text, source="tls_keylog")
+        except KeyLogError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
 
     def StreamRecords(self, request, context):
         capture = self._capture(request.capture_id, context)
@@ -328,12 +339,14 @@ class ControlService(rpc.ControlServicer):
 
     def GetTrace(self, request, context):
         capture = self._trace_capture(request.trace_id, context)
+        more_keys = self._key_log(request.tls_keylog, context)
         with self.hub.lock:
             records, translations, logs = list(capture.records), list(capture.translations), dict(capture.logs)
             gaps, views, drops = capture.gap_list(), dict(capture.sockets), list(capture.drops)
+            key_log = capture.key_log.merged(more_keys)
         clients = {node for node, service in capture.services.items() if service == "client"}
         trace = assemble(capture.trace_id, capture.url, capture.id, records, clients, translations, logs,
-                         {node: json.loads(view) for node, view in views.items()}, drops)
+                         {node: json.loads(view) for node, view in views.items()}, drops, key_log)
         trace.kernel_view = capture.kernel_view
         trace.status = capture.status or trace.status
         trace.gaps.extend(gaps)

@@ -17,7 +17,9 @@ took one off the TTL); when its addresses changed too it is a NAT hop and carrie
 before and after. A connection a node opened while it served one of the trace's (a proxy's attempts to reach an
 upstream that is down: no trace id ever crosses) belongs to the trace too, tied by timing.
 Drops the host's kernel tracer saw (skb:kfree_skb, with the kernel's reason) of the trace's
-packets join as hops of their own, direction "drop". Last, the hops are grouped into the story's stages (`stages`)."""
+packets join as hops of their own, direction "drop". TLS sessions whose keys the client logged
+are decrypted at every hop that saw them (`tls`). Last, the hops are grouped into the story's
+stages (`stages`)."""
 
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from collections import defaultdict
 from hoplab.control.sockets import accepted_by, refused_reason
 from hoplab.trace.decode import decode
 from hoplab.trace.stages import stages
+from hoplab.trace.tls import KeyLog, decrypt
 from hoplab.v1 import control_pb2 as pb
 
 
@@ -47,7 +50,8 @@ def packet_key(record) -> tuple | None:
 
 
 def assemble(trace_id: str, url: str, capture_id: str, records, client_nodes: set[str],
-             translations=(), logs: dict | None = None, sockets: dict | None = None, drops=()) -> pb.Trace:
+             translations=(), logs: dict | None = None, sockets: dict | None = None, drops=(),
+             key_log: KeyLog | None = None) -> pb.Trace:
     flows: dict[tuple, list] = defaultdict(list)
     by_packet: dict[tuple, set] = defaultdict(set)
     for record in records:
@@ -79,10 +83,20 @@ def assemble(trace_id: str, url: str, capture_id: str, records, client_nodes: se
     hops = [pb.Hop(record=r, layers=layers(r)) for r in picked]
     _mark_routing(hops, translations)
     _mark_servers(hops, sockets or {})
-    status = next((int(h.record.keys["http_status"]) for h in reversed(hops)
-                   if h.record.keys.get("http_status", "").isdigit()), 0)
+    gaps = _decrypt(hops, key_log) if key_log else []
+    status = next((int(keys["http_status"]) for h in reversed(hops)
+                   for keys in (h.record.keys, h.decrypted.keys) if keys.get("http_status", "").isdigit()), 0)
     return pb.Trace(trace_id=trace_id, url=url, status=status, hops=hops, capture_id=capture_id,
-                    stages=stages(hops, client_nodes))
+                    stages=stages(hops, client_nodes), gaps=gaps, tls_keylog=key_log.text if key_log else "")
+
+
+def _decrypt(hops: list, key_log: KeyLog) -> list[pb.Gap]:
+    """Each hop a decrypted TLS record ended in gets what it said; a session the key log
+    should have opened and did not is a gap (the story at those hops stays sealed)."""
+    readout = decrypt(hops, key_log)
+    for index, plain in readout.hops.items():
+        hops[index].decrypted.CopyFrom(pb.Decrypted(summary=plain.summary, keys=plain.keys, cipher=plain.cipher))
+    return [pb.Gap(node=node, reason=f"TLS not decrypted: {reason}") for node, reason in readout.problems]
 
 
 def _follow_packets(chosen: set, flows: dict, by_packet: dict) -> None:

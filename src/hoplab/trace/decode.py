@@ -324,7 +324,7 @@ def _tcp(pkt: Packet, buf: bytes, more_frags: bool) -> None:
         raise _Bad(f"bad TCP data offset {doff}")
     _take(buf, 0, doff, "TCP options")
     payload = buf[doff:]
-    pkt.payload_len, pkt.payload_hash = len(payload), _hash(payload)
+    pkt.payload_len, pkt.payload_hash, pkt.payload = len(payload), _hash(payload), payload
     if payload:
         pkt.summary += f" len {len(payload)}"
     if more_frags:
@@ -541,6 +541,13 @@ HTTP_KEY_HEADERS = {"traceparent": "traceparent", "x-cache": "x_cache",
                     "x-served-by": "x_served_by", "x-request-id": "request_id", "host": "http_host"}
 
 
+def describe_http(payload: bytes) -> Packet | None:
+    """An HTTP/1 request or response head as the decoder describes it on the wire (summary and
+    keys), for a payload that came another way (decrypted from TLS); None when it is not one."""
+    pkt = Packet(length=len(payload))
+    return pkt if _http(pkt, payload) else None
+
+
 def _http(pkt: Packet, payload: bytes) -> bool:
     first = payload[:8].split(b" ", 1)[0]
     is_request = first in HTTP_METHODS and payload[len(first):len(first) + 1] == b" "
@@ -577,7 +584,7 @@ TLS_HANDSHAKES = {0: "HelloRequest", 1: "ClientHello", 2: "ServerHello", 4: "New
 TLS_VERSIONS = {0x0301: "TLS1.0", 0x0302: "TLS1.1", 0x0303: "TLS1.2", 0x0304: "TLS1.3"}
 
 
-def _tls_extensions(body: bytes, off: int) -> dict[int, bytes]:
+def tls_extensions(body: bytes, off: int) -> dict[int, bytes]:
     """Extensions present in this segment; a ClientHello with big key shares can span TCP
     segments, so a short read simply ends the list."""
     exts: dict[int, bytes] = {}
@@ -618,7 +625,7 @@ def _tls_hello(pkt: Packet, msg_type: int, body: bytes) -> str:
         if off >= len(body):
             return name
         off += 1 + body[off]  # compression methods
-        exts = _tls_extensions(body, off)
+        exts = tls_extensions(body, off)
         text = name
         sni = _tls_sni(exts[0]) if 0 in exts else None
         if sni:
@@ -631,10 +638,27 @@ def _tls_hello(pkt: Packet, msg_type: int, body: bytes) -> str:
         return name
     cipher = struct.unpack("!H", body[off:off + 2])[0]
     version = struct.unpack("!H", body[0:2])[0]
-    exts = _tls_extensions(body, off + 3)
+    exts = tls_extensions(body, off + 3)
     if len(exts.get(43, b"")) == 2:  # TLS 1.3 hides its version in supported_versions
         version = struct.unpack("!H", exts[43])[0]
     return f"{name} {TLS_VERSIONS.get(version, hex(version))} cipher 0x{cipher:04x}"
+
+
+def _tls_handshakes(pkt: Packet, record: bytes, length: int) -> list[str]:
+    """The handshake messages a record of `length` bytes holds, as far as this segment has
+    them (TLS 1.2 sends ServerHello, Certificate, ServerKeyExchange and ServerHelloDone in one
+    record). A whole record its messages do not fill end to end is TLS 1.2's encrypted Finished."""
+    names, off = [], 0
+    while off + 4 <= len(record) and len(names) < 6:
+        kind, size = record[off], int.from_bytes(record[off + 1:off + 4], "big")
+        if kind not in TLS_HANDSHAKES:
+            break
+        body = record[off + 4:off + 4 + size]
+        names.append(_tls_hello(pkt, kind, body) if kind in (1, 2) else TLS_HANDSHAKES[kind])
+        off += 4 + size
+    if len(record) == length and off != length:
+        return ["encrypted handshake"]
+    return names or ["handshake"]
 
 
 def _tls(pkt: Packet, payload: bytes) -> bool:
@@ -648,10 +672,8 @@ def _tls(pkt: Packet, payload: bytes) -> bool:
         if rtype not in TLS_RECORDS:
             break
         record = payload[off + 5:off + 5 + rlen]
-        if rtype == 22 and len(record) >= 4 and record[0] in (1, 2) and off == 0:
-            parts.append(_tls_hello(pkt, record[0], record[4:]))
-        elif rtype == 22 and off == 0 and record:
-            parts.append(TLS_HANDSHAKES.get(record[0], "handshake"))
+        if rtype == 22 and record and (off == 0 or len(record) == rlen):
+            parts += _tls_handshakes(pkt, record, rlen)
         else:
             parts.append(TLS_RECORDS[rtype])
         off += 5 + rlen

@@ -28,6 +28,9 @@ class Packet:
     summary: str = ""  # one human line: "DNS query A www.example.test id 0x1a2b", "TLS ClientHello SNI www.example.test"
     keys: dict[str, str] = field(default_factory=dict)  # correlation keys: dns_id, dhcp_xid, traceparent, sni, ...
     error: str | None = None  # "truncated IPv4 header", ...
+    payload: bytes = field(default=b"", repr=False)  # the TCP payload (for TLS decryption at the collector)
 
     def to_json(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        del out["payload"]
+        return out

@@ -10,6 +10,7 @@ import struct
 from hoplab.v1 import control_pb2 as pb
 
 FORMATS = ("table", "json", "html", "pcapng")
+DSB_TLS_KEY_LOG = 0x544C534B  # "TLSK": the secrets type of an NSS key log in a pcapng
 
 
 def _tuple(t: pb.Tuple) -> dict:
@@ -34,6 +35,9 @@ def hop_json(hop: pb.Hop) -> dict:
                            "listeners": a.listeners, "listen_overflows": a.listen_overflows}
     if hop.refused:
         out["refused"] = hop.refused
+    if hop.HasField("decrypted"):
+        d = hop.decrypted
+        out["decrypted"] = {"summary": d.summary, "cipher": d.cipher, "keys": dict(d.keys)}
     keys = dict(hop.record.keys)
     if keys:
         out["keys"] = keys
@@ -83,6 +87,13 @@ def server_note(hop: pb.Hop) -> str:
             f"SYN queue {a.syn_queue}, listen overflows {a.listen_overflows}]")
 
 
+def said(hop: pb.Hop) -> str:
+    """What the packet says: the decoder's summary, and what its TLS records said decrypted."""
+    if hop.HasField("decrypted"):
+        return f"{hop.record.summary} [decrypted: {hop.decrypted.summary}]"
+    return hop.record.summary
+
+
 def notes(hop: pb.Hop) -> str:
     return routed_note(hop) + nat_note(hop) + server_note(hop)
 
@@ -122,7 +133,7 @@ def to_table(trace: pb.Trace) -> str:
         r, l2 = hop.record, hop.layers
         rows.append((f"{(r.ts_ns - start) / 1e6:9.3f}", f"{r.node}:{r.iface}", r.direction,
                      f"{l2.eth_src} > {l2.eth_dst}" if l2.eth_src else "-", str(l2.ttl) if l2.ttl else "-",
-                     f"0x{l2.ip_id:04x}" if l2.ttl else "-", r.src, r.dst, r.summary + notes(hop)))
+                     f"0x{l2.ip_id:04x}" if l2.ttl else "-", r.src, r.dst, said(hop) + notes(hop)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         lines.append("  ".join(c.ljust(widths[i]) for i, c in enumerate(row[:-1])) + "  " + row[-1])
@@ -166,6 +177,9 @@ def to_pcapng(trace: pb.Trace, every_hop: bool = False) -> bytes:
     packet once (`wire_packets`), or with `every_hop` every sighting (per-node views: filter on
     frame.interface_name)."""
     out = _block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1) + _option(0, b""))
+    if trace.tls_keylog:  # a Decryption Secrets Block, as `editcap --inject-secrets tls,FILE` writes it
+        secrets = trace.tls_keylog.encode()
+        out += _block(0x0000000A, struct.pack("<II", DSB_TLS_KEY_LOG, len(secrets)) + secrets)
     interfaces: dict[tuple[str, str], int] = {}
     packets = b""
     for hop in trace.hops if every_hop else wire_packets(trace):
@@ -178,7 +192,7 @@ def to_pcapng(trace: pb.Trace, every_hop: bool = False) -> bytes:
             options = _option(2, f"{r.node}:{r.iface}".encode()) + _option(9, b"\x09") + _option(0, b"")
             out += _block(1, struct.pack("<HHI", 1, 0, 0) + options)  # LINKTYPE_ETHERNET, no snap limit
         flags = 1 if r.direction == "in" else 2
-        comment = (r.summary + notes(hop)).encode()[:1000]
+        comment = (said(hop) + notes(hop)).encode()[:1000]
         options = _option(2, struct.pack("<I", flags)) + _option(1, comment) + _option(0, b"")
         packets += _block(6, struct.pack("<IIIII", interfaces[key], r.ts_ns >> 32, r.ts_ns & 0xFFFFFFFF, len(r.frame),
                                          max(r.length, len(r.frame))) + r.frame + b"\0" * (-len(r.frame) % 4)
@@ -253,17 +267,19 @@ def to_html(trace: pb.Trace) -> str:
     for row, (first, second) in enumerate(messages):
         y = _TOP + _ROW_H * row + 10
         span = abs(x[second.record.node] - x[first.record.node]) if second is not None else _LANE_W
-        label = html.escape(_fit(first.record.summary, span))
+        # decrypted, the arrow says what the TLS record carried ("TLS: HTTP GET /")
+        text = f"TLS: {first.decrypted.summary}" if first.HasField("decrypted") else first.record.summary
+        label = html.escape(_fit(text, span))
         ms = f"{(first.record.ts_ns - start) / 1e6:.3f} ms"
         color = "#b45309" if first.HasField("translated") or (second and second.HasField("translated")) else "#334155"
         if second is not None and second.record.node != first.record.node:
             x1, x2 = x[first.record.node], x[second.record.node]
             svg.append(f'<line x1="{x1}" y1="{y}" x2="{x2}" y2="{y}" stroke="{color}" marker-end="url(#a)">'
-                       f'<title>{ms} {html.escape(first.record.summary)}</title></line>')
+                       f'<title>{ms} {html.escape(said(first))}</title></line>')
             svg.append(f'<text x="{(x1 + x2) / 2}" y="{y - 3}" text-anchor="middle" fill="{color}">{label}</text>')
         else:
             svg.append(f'<circle cx="{x[first.record.node]}" cy="{y}" r="3" fill="{color}"><title>{ms} '
-                       f'{html.escape(first.record.summary)}</title></circle>'
+                       f'{html.escape(said(first))}</title></circle>'
                        f'<text x="{x[first.record.node] + 8}" y="{y + 4}" fill="{color}">{label}</text>')
         remarks = []
         for hop in (first, second):
@@ -272,8 +288,8 @@ def to_html(trace: pb.Trace) -> str:
                                f"MAC \u2192 {hop.layers.eth_src}")
             if hop is not None and hop.HasField("translated"):
                 remarks.append(f"NAT at {hop.record.node}: {hop.translated.before.src} \u2192 {hop.translated.after.src}")
-            if hop is not None and hop.record.keys.get("x_cache"):
-                remarks.append(f"cache {hop.record.keys['x_cache']}")
+            if hop is not None and (hop.record.keys.get("x_cache") or hop.decrypted.keys.get("x_cache")):
+                remarks.append(f"cache {hop.record.keys.get('x_cache') or hop.decrypted.keys['x_cache']}")
         if remarks:
             svg.append(f'<text x="{notes_x}" y="{y + 4}" fill="#b45309">'
                        f'{html.escape("; ".join(dict.fromkeys(remarks)), quote=False)}</text>')
@@ -283,7 +299,7 @@ def to_html(trace: pb.Trace) -> str:
         f"<tr><td>{(r.ts_ns - start) / 1e6:.3f}</td><td>{html.escape(r.node)}:{html.escape(r.iface)}</td>"
         f"<td>{r.direction}</td><td>{html.escape(h.layers.eth_src)} &gt; {html.escape(h.layers.eth_dst)}</td>"
         f"<td>{h.layers.ttl or '-'}</td><td>{html.escape(r.src)}</td><td>{html.escape(r.dst)}</td>"
-        f"<td>{html.escape(r.summary + notes(h))}</td></tr>" for h in trace.hops for r in [h.record])
+        f"<td>{html.escape(said(h) + notes(h))}</td></tr>" for h in trace.hops for r in [h.record])
     stage_rows = "".join(
         f"<tr><td>{html.escape(st.name)}</td><td>{(st.start_ns - start) / 1e6:.3f}</td>"
         f"<td>{(st.end_ns - st.start_ns) / 1e6:.3f}</td><td>{st.hops}</td><td>{html.escape(st.note)}</td></tr>"

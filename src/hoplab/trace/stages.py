@@ -16,11 +16,14 @@ from collections.abc import Iterable
 from hoplab.v1 import control_pb2 as pb
 
 ORDER = ("lease", "lookup", "arp", "connect", "tls", "request", "server work", "response", "close", "drop")
-HANDSHAKE_WORDS = ("ClientHello", "ServerHello", "handshake", "change cipher spec", "Certificate", "Finished")
+HANDSHAKE_WORDS = ("ClientHello", "ServerHello", "handshake", "ChangeCipherSpec", "Certificate", "Finished")
 
 
 def _app_data(hop: pb.Hop) -> bool:
-    """A segment carrying application bytes that are not the TLS handshake."""
+    """A segment carrying application bytes that are not the TLS handshake. Decrypted, TLS
+    says so itself (TLS 1.3 sends its Finished as application data on the wire)."""
+    if hop.HasField("decrypted"):
+        return any(part.startswith(("HTTP", "application data")) for part in hop.decrypted.summary.split(" + "))
     summary = hop.record.summary
     return bool(hop.record.tcp_flags) and ("application data" in summary or summary.startswith(("HTTP", "SQL"))) \
         and not any(word in summary for word in HANDSHAKE_WORDS)

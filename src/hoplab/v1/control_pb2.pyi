@@ -73,16 +73,18 @@ class Capture(_message.Message):
     def __init__(self, id: _Optional[str] = ..., nodes: _Optional[_Iterable[str]] = ..., filter: _Optional[str] = ..., state: _Optional[str] = ..., started_ns: _Optional[int] = ..., stopped_ns: _Optional[int] = ..., records: _Optional[int] = ..., trace_id: _Optional[str] = ...) -> None: ...
 
 class StopCaptureRequest(_message.Message):
-    __slots__ = ("id", "status", "drops", "kernel_view")
+    __slots__ = ("id", "status", "drops", "kernel_view", "tls_keylog")
     ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     DROPS_FIELD_NUMBER: _ClassVar[int]
     KERNEL_VIEW_FIELD_NUMBER: _ClassVar[int]
+    TLS_KEYLOG_FIELD_NUMBER: _ClassVar[int]
     id: str
     status: int
     drops: _containers.RepeatedCompositeFieldContainer[KernelDrop]
     kernel_view: str
-    def __init__(self, id: _Optional[str] = ..., status: _Optional[int] = ..., drops: _Optional[_Iterable[_Union[KernelDrop, _Mapping]]] = ..., kernel_view: _Optional[str] = ...) -> None: ...
+    tls_keylog: str
+    def __init__(self, id: _Optional[str] = ..., status: _Optional[int] = ..., drops: _Optional[_Iterable[_Union[KernelDrop, _Mapping]]] = ..., kernel_view: _Optional[str] = ..., tls_keylog: _Optional[str] = ...) -> None: ...
 
 class KernelDrop(_message.Message):
     __slots__ = ("ts_ns", "node", "iface", "src", "dst", "proto", "reason", "location", "words")
@@ -220,20 +222,39 @@ class Accepted(_message.Message):
     def __init__(self, listener: _Optional[str] = ..., backlog: _Optional[int] = ..., accept_queue: _Optional[int] = ..., syn_queue: _Optional[int] = ..., pid: _Optional[int] = ..., process: _Optional[str] = ..., status: _Optional[str] = ..., listeners: _Optional[str] = ..., listen_overflows: _Optional[int] = ...) -> None: ...
 
 class Hop(_message.Message):
-    __slots__ = ("record", "translated", "layers", "forwarded", "accepted", "refused")
+    __slots__ = ("record", "translated", "layers", "forwarded", "accepted", "refused", "decrypted")
     RECORD_FIELD_NUMBER: _ClassVar[int]
     TRANSLATED_FIELD_NUMBER: _ClassVar[int]
     LAYERS_FIELD_NUMBER: _ClassVar[int]
     FORWARDED_FIELD_NUMBER: _ClassVar[int]
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     REFUSED_FIELD_NUMBER: _ClassVar[int]
+    DECRYPTED_FIELD_NUMBER: _ClassVar[int]
     record: Record
     translated: Translation
     layers: Layers
     forwarded: Forwarding
     accepted: Accepted
     refused: str
-    def __init__(self, record: _Optional[_Union[Record, _Mapping]] = ..., translated: _Optional[_Union[Translation, _Mapping]] = ..., layers: _Optional[_Union[Layers, _Mapping]] = ..., forwarded: _Optional[_Union[Forwarding, _Mapping]] = ..., accepted: _Optional[_Union[Accepted, _Mapping]] = ..., refused: _Optional[str] = ...) -> None: ...
+    decrypted: Decrypted
+    def __init__(self, record: _Optional[_Union[Record, _Mapping]] = ..., translated: _Optional[_Union[Translation, _Mapping]] = ..., layers: _Optional[_Union[Layers, _Mapping]] = ..., forwarded: _Optional[_Union[Forwarding, _Mapping]] = ..., accepted: _Optional[_Union[Accepted, _Mapping]] = ..., refused: _Optional[str] = ..., decrypted: _Optional[_Union[Decrypted, _Mapping]] = ...) -> None: ...
+
+class Decrypted(_message.Message):
+    __slots__ = ("summary", "keys", "cipher")
+    class KeysEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    CIPHER_FIELD_NUMBER: _ClassVar[int]
+    summary: str
+    keys: _containers.ScalarMap[str, str]
+    cipher: str
+    def __init__(self, summary: _Optional[str] = ..., keys: _Optional[_Mapping[str, str]] = ..., cipher: _Optional[str] = ...) -> None: ...
 
 class Stage(_message.Message):
     __slots__ = ("name", "start_ns", "end_ns", "first_hop", "last_hop", "hops", "note")
@@ -262,7 +283,7 @@ class Gap(_message.Message):
     def __init__(self, node: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class Trace(_message.Message):
-    __slots__ = ("trace_id", "url", "status", "hops", "capture_id", "stages", "gaps", "kernel_view")
+    __slots__ = ("trace_id", "url", "status", "hops", "capture_id", "stages", "gaps", "kernel_view", "tls_keylog")
     TRACE_ID_FIELD_NUMBER: _ClassVar[int]
     URL_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -271,6 +292,7 @@ class Trace(_message.Message):
     STAGES_FIELD_NUMBER: _ClassVar[int]
     GAPS_FIELD_NUMBER: _ClassVar[int]
     KERNEL_VIEW_FIELD_NUMBER: _ClassVar[int]
+    TLS_KEYLOG_FIELD_NUMBER: _ClassVar[int]
     trace_id: str
     url: str
     status: int
@@ -279,13 +301,16 @@ class Trace(_message.Message):
     stages: _containers.RepeatedCompositeFieldContainer[Stage]
     gaps: _containers.RepeatedCompositeFieldContainer[Gap]
     kernel_view: str
-    def __init__(self, trace_id: _Optional[str] = ..., url: _Optional[str] = ..., status: _Optional[int] = ..., hops: _Optional[_Iterable[_Union[Hop, _Mapping]]] = ..., capture_id: _Optional[str] = ..., stages: _Optional[_Iterable[_Union[Stage, _Mapping]]] = ..., gaps: _Optional[_Iterable[_Union[Gap, _Mapping]]] = ..., kernel_view: _Optional[str] = ...) -> None: ...
+    tls_keylog: str
+    def __init__(self, trace_id: _Optional[str] = ..., url: _Optional[str] = ..., status: _Optional[int] = ..., hops: _Optional[_Iterable[_Union[Hop, _Mapping]]] = ..., capture_id: _Optional[str] = ..., stages: _Optional[_Iterable[_Union[Stage, _Mapping]]] = ..., gaps: _Optional[_Iterable[_Union[Gap, _Mapping]]] = ..., kernel_view: _Optional[str] = ..., tls_keylog: _Optional[str] = ...) -> None: ...
 
 class GetTraceRequest(_message.Message):
-    __slots__ = ("trace_id",)
+    __slots__ = ("trace_id", "tls_keylog")
     TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    TLS_KEYLOG_FIELD_NUMBER: _ClassVar[int]
     trace_id: str
-    def __init__(self, trace_id: _Optional[str] = ...) -> None: ...
+    tls_keylog: str
+    def __init__(self, trace_id: _Optional[str] = ..., tls_keylog: _Optional[str] = ...) -> None: ...
 
 class TraceSummary(_message.Message):
     __slots__ = ("trace_id", "url", "status", "started_ns", "hops")
