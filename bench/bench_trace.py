@@ -1,6 +1,7 @@
 """Tracing benchmark, in one run:
   - the request path's throughput (wrk from the client, through NAT, edge, LB, web, db) with
-    tracing off and with every node capturing, alternated; the ratio is tracing's cost;
+    tracing off, with the host's kernel drop tracer alone (bpftrace on skb:kfree_skb), and with
+    every node capturing, alternated; the ratios to "off" are their costs;
   - records per second the collector ingested during the traced runs;
   - the time from the end of a visit to its assembled trace (StopCapture + GetTrace), median
     of several visits.
@@ -24,6 +25,7 @@ from bench_path import wrk
 from hoplab import spec
 from hoplab.backends.docker import DockerBackend
 from hoplab.control.client import ControlClient
+from hoplab.kernel_view import KernelView
 from hoplab.paths import BUILD_DIR, DEFAULT_TOPOLOGY
 from hoplab.visit import TRACE_FILTER, new_trace_id, visit
 from watched import run_watched
@@ -68,15 +70,20 @@ def main() -> None:
 
     idle = idle_agent_cpu(backend, topology, IDLE_WINDOW_S)
     print(f"idle agents: {idle * 1000:.2f} ms of CPU per second, all nodes together", flush=True)
-    off, on, ingest = [], [], []
+    off, kernel, on, ingest = [], [], [], []
     for i in range(args.runs):
         off.append(wrk(backend, topology, client, url, args.seconds, args.connections)["rps"])
+        with KernelView(backend, topology, args.seconds + 20) as view:
+            kernel.append(wrk(backend, topology, client, url, args.seconds, args.connections)["rps"])
+        if view.status:
+            raise SystemExit(f"bench-trace: the kernel tracer did not run: {view.status}")
         capture = control.start(filter=TRACE_FILTER, max_seconds=args.seconds + 20, max_packets=200_000)
         started = time.monotonic()
         on.append(wrk(backend, topology, client, url, args.seconds, args.connections)["rps"])
         stopped = control.stop(capture.id)
         ingest.append(stopped.records / (time.monotonic() - started))
-        print(f"run {i + 1}/{args.runs}: tracing off {off[-1]:7.0f} req/s, on {on[-1]:7.0f} req/s, "
+        print(f"run {i + 1}/{args.runs}: tracing off {off[-1]:7.0f} req/s, kernel tracer {kernel[-1]:7.0f} req/s, "
+              f"on {on[-1]:7.0f} req/s, "
               f"collector {ingest[-1]:8.0f} records/s ({stopped.records} records)", flush=True)
 
     assembly = []
@@ -94,10 +101,12 @@ def main() -> None:
         "url": url, "runs": args.runs, "seconds": args.seconds, "connections": args.connections,
         "rps_tracing_off": statistics.median(off), "rps_tracing_on": statistics.median(on),
         "ratio_on_over_off": statistics.median(on) / statistics.median(off),
+        "rps_kernel_tracer_on": statistics.median(kernel),
+        "ratio_kernel_tracer_over_off": statistics.median(kernel) / statistics.median(off),
         "collector_records_per_s": statistics.median(ingest),
         "visit_end_to_trace_ms": statistics.median(assembly) * 1000,
         "idle_agents_cpu_ms_per_s": idle * 1000,
-        "raw": {"off": off, "on": on, "ingest": ingest, "assembly_s": assembly},
+        "raw": {"off": off, "kernel": kernel, "on": on, "ingest": ingest, "assembly_s": assembly},
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(summary, indent=2) + "\n")
@@ -105,6 +114,8 @@ def main() -> None:
     print(f"  request path, tracing off        {summary['rps_tracing_off']:9.0f} req/s")
     print(f"  request path, tracing on         {summary['rps_tracing_on']:9.0f} req/s")
     print(f"  ratio on / off                   {summary['ratio_on_over_off']:9.2f}")
+    print(f"  kernel drop tracer alone         {summary['rps_kernel_tracer_on']:9.0f} req/s "
+          f"({summary['ratio_kernel_tracer_over_off']:.2f} of off)")
     print(f"  collector ingest                 {summary['collector_records_per_s']:9.0f} records/s")
     print(f"  visit end -> assembled trace     {summary['visit_end_to_trace_ms']:9.0f} ms (median of {args.visits})")
     print(f"  idle agents, all nodes           {summary['idle_agents_cpu_ms_per_s']:9.2f} ms CPU per s")
