@@ -145,7 +145,7 @@ def traced_visit(backend: Backend, topology: Topology, url: str, node: str, rene
             time.sleep(SETTLE_S)
     finally:
         if capture is not None:
-            control.stop(capture.id, status=status, drops=view.drops, kernel_view=view.status)
+            control.stop(capture.id, status=status, drops=view.drops, kernel_view=view.status, accepts=view.accepts)
     trace = control.trace(trace_id)
     control.close()
     return result, trace

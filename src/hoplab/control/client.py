@@ -36,9 +36,9 @@ class ControlClient:
             nodes=nodes or [], filter=filter, max_seconds=max_seconds, max_packets=max_packets,
             trace_id=trace_id, url=url))
 
-    def stop(self, capture_id: str, status: int = 0, drops=(), kernel_view: str = "") -> pb.Capture:
+    def stop(self, capture_id: str, status: int = 0, drops=(), kernel_view: str = "", accepts=()) -> pb.Capture:
         return self._call("StopCapture", pb.StopCaptureRequest(id=capture_id, status=status, drops=drops,
-                                                               kernel_view=kernel_view))
+                                                               kernel_view=kernel_view, accepts=accepts))
 
     def trace(self, trace_id: str) -> pb.Trace:
         return self._call("GetTrace", pb.GetTraceRequest(trace_id=trace_id))
