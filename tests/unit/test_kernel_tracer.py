@@ -47,17 +47,17 @@ SAMPLES = {
         ("veth0", "10.199.2.1", "10.199.2.77", "icmp", "NEIGH_FAILED", "neigh_invalidate"),
 }
 # Captured on this host from a running Docker lab: db's postmaster (pid 7 in its container)
-# taking web1's connection on its own address, a gunicorn worker on web1 taking lb's, and the
-# edge's nginx taking its health check on loopback.
+# taking web1's connection on its own address, a gunicorn worker on web2 taking lb's, and one on
+# web1 taking its health check on loopback.
 ACCEPT_SAMPLES = {
-    "A 471788828359 4026532365 25193 25193 7 338829228 5432 187834284 23748 1 338829228 244 0 postgres\n":
-        (4026532365, 25193, 25193, 7, "postgres", "172.31.50.20:5432", "172.31.50.11:50268", "172.31.50.20:5432",
+    "A 612423882775 4026532365 25193 25193 7 338829228 5432 187834284 5838 4 338829228 244 0 postgres\n":
+        (4026532365, 25193, 25193, 7, "postgres", "172.31.50.20:5432", "172.31.50.11:52758", "172.31.50.20:5432",
          244, 0),
-    "A 471978299574 4026532888 27400 27400 27 187834284 8080 171057068 63106 1 0 2048 0 gunicorn\n":
-        (4026532888, 27400, 27400, 27, "gunicorn", "172.31.50.11:8080", "172.31.50.10:33526", "0.0.0.0:8080",
+    "A 612549107276 4026532815 27432 27432 28 204611500 8080 171057068 27869 4 0 2048 0 gunicorn\n":
+        (4026532815, 27432, 27432, 28, "gunicorn", "172.31.50.12:8080", "172.31.50.10:56684", "0.0.0.0:8080",
          2048, 0),
-    "A 472646466393 4026532657 25501 25501 25 16777343 80 16777343 63619 1 0 511 0 nginx\n":
-        (4026532657, 25501, 25501, 25, "nginx", "127.0.0.1:80", "127.0.0.1:33784", "0.0.0.0:80", 511, 0),
+    "A 612451758787 4026532888 27400 27400 27 16777343 8080 16777343 37039 4 0 2048 0 gunicorn\n":
+        (4026532888, 27400, 27400, 27, "gunicorn", "127.0.0.1:8080", "127.0.0.1:44944", "0.0.0.0:8080", 2048, 0),
 }
 
 
@@ -146,6 +146,9 @@ def test_an_accept_without_its_listener_and_a_comm_with_spaces():
                   next(iter(SAMPLES))):
         assert parse_accept(other) is None
     assert with_nodes([accept], {6: "web1"})[0].node == "web1"
+    # An IPv4 client of a dual-stack listener ([::]:80), as control/sockets.py names it.
+    dual = parse_accept("A 5 6 100 101 3 33736458 80 16959242 20480 6 0 511 2 nginx\n")
+    assert (dual.local, dual.listener, dual.backlog, dual.accept_queue) == ("10.199.2.2:80", "[::]:80", 511, 2)
 
 
 def test_the_program_takes_its_values_as_arguments():
@@ -299,8 +302,13 @@ def test_the_kernel_reports_a_firewall_drop_and_a_closed_port(wire):
 
 
 SERVER = """import os, socket, sys
-s = socket.socket()
-s.bind(("10.199.2.2", 8080))
+if sys.argv[1] == "dual-stack":
+    s = socket.socket(socket.AF_INET6)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    s.bind(("::", 8080))
+else:
+    s = socket.socket()
+    s.bind(("10.199.2.2", 8080))
 s.listen(5)
 print(os.getpid(), flush=True)
 sys.stdin.readline()  # both clients are in the accept queue
@@ -315,15 +323,18 @@ sys.stdin.readline()
 """
 
 
-def test_the_kernel_names_the_process_that_accepted(wire):
-    """A server in b listens (backlog 5), two clients in a connect, the server accepts one: the
-    kernel reports that one accept, in b's namespace, by the server's process and thread, with
-    its listener, backlog and the one connection still waiting."""
+@pytest.mark.parametrize("listener", ["10.199.2.2:8080", "[::]:8080"])
+def test_the_kernel_names_the_process_that_accepted(wire, listener):
+    """A server in b listens (backlog 5; on IPv4, or dual-stack on IPv6), two IPv4 clients in a
+    connect, the server accepts one: the kernel reports that one accept, in b's namespace, by
+    the server's process and thread, with its listener, backlog and the one connection still
+    waiting."""
     a, b = wire
     tracer = KernelTracer(namespaces={os.stat(f"/run/netns/{b}").st_ino: "b", os.stat(f"/run/netns/{a}").st_ino: "a"})
     spawn = dict(stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     with tracer.tracing(DropFilter(("10.199.2.0/24",), max_seconds=30)) as run:
-        server = subprocess.Popen(["ip", "netns", "exec", b, sys.executable, "-c", SERVER], **spawn)
+        server = subprocess.Popen(["ip", "netns", "exec", b, sys.executable, "-c", SERVER,
+                                   "dual-stack" if "::" in listener else "ipv4"], **spawn)
         clients = None
         try:
             pid = int(server.stdout.readline())
@@ -343,4 +354,4 @@ def test_the_kernel_names_the_process_that_accepted(wire):
     (accept,) = [x for x in run.accepts if x.node in ("a", "b")]  # the lab's own accepts are not in 10.199.2.0/24
     assert (accept.node, accept.pid, accept.tid, accept.node_pid, accept.comm) == ("b", pid, pid, pid, comm)
     assert (accept.local, accept.remote) == ("10.199.2.2:8080", f"10.199.2.1:{taken}")
-    assert (accept.listener, accept.backlog, accept.accept_queue) == ("10.199.2.2:8080", 5, 1)
+    assert (accept.listener, accept.backlog, accept.accept_queue) == (listener, 5, 1)

@@ -56,6 +56,7 @@ BTF_FILE = Path("/sys/kernel/btf/vmlinux")
 MAX_SECONDS = 600  # the same bounds as a packet capture (control/capture.py)
 MAX_DROPS = 200_000
 MAX_ACCEPTS = 200_000
+V4_MAPPED = int.from_bytes(b"\0\0\xff\xff", sys.byteorder)  # the third u32 of ::ffff:a.b.c.d, as read from memory
 ATTACH_TIMEOUT = 30.0  # compiling and loading take 1.3-4.7 s on this 2-core host under load
 READY = "READY"  # printed by the program's BEGIN, which bpftrace runs once every probe is attached
 STOP_TIMEOUT = 5.0
@@ -238,7 +239,8 @@ def program(subnets: int, quiet: int, rx_sk: bool = True, echo_replies: bool = F
     L4 (ports)> <location> <ifname>, numbers in decimal, addresses as read from the header.
     With `accepts`, one line per accepted connection: A <nsecs> <netns> <pid> <tid> <pid in its
     own pid namespace> <local addr> <local port> <remote addr> <remote port, network order>
-    <listener known 0|1> <listener addr> <backlog> <accept queue> <comm>."""
+    <listener: 0 not known, 4 IPv4, 6 IPv6> <listener addr (IPv6: its last 32 bits)> <backlog>
+    <accept queue> <comm>. An IPv4 client of a dual-stack IPv6 listener counts as IPv4."""
     params = iter(range(4, 4 + 2 * subnets + quiet + accepts))
     nets = [(next(params), next(params)) for _ in range(subnets)]
     inside = " || ".join(f"($s & (uint32)${m}) == (uint32)${n} || ($d & (uint32)${m}) == (uint32)${n}"
@@ -298,9 +300,16 @@ tracepoint:syscalls:sys_exit_accept4, tracepoint:syscalls:sys_exit_accept
   $file = *($fdt->fd + args->ret);
   if ($file == 0) {{ return; }}
   $sk = ((struct socket *)$file->private_data)->sk;
-  if ($sk == 0 || $sk->__sk_common.skc_family != 2 || $sk->sk_protocol != 6) {{ return; }}
+  if ($sk == 0 || $sk->sk_protocol != 6) {{ return; }}
+  $fam = $sk->__sk_common.skc_family;
   $s = $sk->__sk_common.skc_rcv_saddr;
   $d = $sk->__sk_common.skc_daddr;
+  if ($fam == 10) {{  // an IPv4 client of a dual-stack listener: ::ffff:a.b.c.d at both ends
+    $peer = $sk->__sk_common.skc_v6_daddr.in6_u;
+    if ($peer.u6_addr32[0] != 0 || $peer.u6_addr32[1] != 0 || $peer.u6_addr32[2] != {V4_MAPPED}) {{ return; }}
+    $s = $sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32[3];
+    $d = $peer.u6_addr32[3];
+  }} else if ($fam != 2) {{ return; }}
   if (!({inside})) {{ return; }}
   $known = 0; $laddr = (uint32)0; $backlog = (uint32)0; $queue = (uint32)0;
   if ($lfd > 0) {{
@@ -308,7 +317,8 @@ tracepoint:syscalls:sys_exit_accept4, tracepoint:syscalls:sys_exit_accept
     if ($lfile != 0) {{
       $lsk = ((struct socket *)$lfile->private_data)->sk;
       if ($lsk != 0) {{
-        $known = 1; $laddr = $lsk->__sk_common.skc_rcv_saddr;
+        $known = 4; $laddr = $lsk->__sk_common.skc_rcv_saddr;
+        if ($lsk->__sk_common.skc_family == 10) {{ $known = 6; $laddr = $lsk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32[3]; }}
         $backlog = $lsk->sk_max_ack_backlog; $queue = $lsk->sk_ack_backlog;
       }}
     }}
@@ -374,10 +384,15 @@ def parse_accept(line: str, realtime_offset_ns: int = 0) -> Accept | None:
         return None
     local, remote = _address(laddr), _address(raddr)
     rport = int.from_bytes(rport.to_bytes(2, sys.byteorder), "big")  # skc_dport is in network order
+    listener = ""
+    if known == 4:
+        listener = f"{_address(listen_addr)}:{lport}"
+    elif known == 6:  # as control/sockets.py writes an IPv6 listener
+        listener = f"[::]:{lport}" if listen_addr == 0 else f"[::ffff:{_address(listen_addr)}]:{lport}"
     return Accept(ts_ns=mono + realtime_offset_ns, monotonic_ns=mono, netns=netns, pid=pid, tid=tid,
                   node_pid=node_pid, comm=fields[14] if len(fields) > 14 else "", local=f"{local}:{lport}",
-                  remote=f"{remote}:{rport}", listener=f"{_address(listen_addr)}:{lport}" if known else "",
-                  backlog=backlog if known else -1, accept_queue=queue if known else -1)
+                  remote=f"{remote}:{rport}", listener=listener, backlog=backlog if listener else -1,
+                  accept_queue=queue if listener else -1)
 
 
 def _address(as_read: int) -> str:
