@@ -38,9 +38,9 @@ class KernelView:
                                         proto=d.proto, reason=d.reason, location=d.location, words=d.words)
                           for d in kernel.with_nodes(self.tracer.stop(), names)
                           if d.node]  # no node: another lab's namespace (labs may share subnets)
-            self.accepts = [pb.KernelAccept(ts_ns=a.ts_ns, node=a.node, pid=a.node_pid, host_pid=a.pid, tid=a.tid,
-                                            process=a.comm, local=a.local, remote=a.remote, listener=a.listener,
-                                            backlog=a.backlog, accept_queue=a.accept_queue)
+            self.accepts = [pb.KernelAccept(ts_ns=a.ts_ns, node=a.node, pid=a.node_pid, host_pid=a.pid,
+                                            tid=a.node_tid, process=a.comm, local=a.local, remote=a.remote,
+                                            listener=a.listener, backlog=a.backlog, accept_queue=a.accept_queue)
                             for a in kernel.with_nodes(self.tracer.accepts, names)
                             if a.node and a.node != kernel.HOST]  # a lab node's processes only
 

@@ -47,17 +47,17 @@ SAMPLES = {
         ("veth0", "10.199.2.1", "10.199.2.77", "icmp", "NEIGH_FAILED", "neigh_invalidate"),
 }
 # Captured on this host from a running Docker lab: db's postmaster (pid 7 in its container)
-# taking web1's connection on its own address, a gunicorn worker on web2 taking lb's, and one on
-# web1 taking its health check on loopback.
+# taking web2's connection on its own address, a gunicorn worker on web2 taking lb's, and the
+# edge's nginx taking its health check on loopback.
 ACCEPT_SAMPLES = {
-    "A 612423882775 4026532365 25193 25193 7 338829228 5432 187834284 5838 4 338829228 244 0 postgres\n":
-        (4026532365, 25193, 25193, 7, "postgres", "172.31.50.20:5432", "172.31.50.11:52758", "172.31.50.20:5432",
+    "A 1187037856221 4026532189 32371 32371 7 7 338829228 5432 204611500 21166 4 338829228 244 0 postgres\n":
+        (4026532189, 32371, 32371, 7, 7, "postgres", "172.31.50.20:5432", "172.31.50.12:44626", "172.31.50.20:5432",
          244, 0),
-    "A 612549107276 4026532815 27432 27432 28 204611500 8080 171057068 27869 4 0 2048 0 gunicorn\n":
-        (4026532815, 27432, 27432, 28, "gunicorn", "172.31.50.12:8080", "172.31.50.10:56684", "0.0.0.0:8080",
+    "A 1187407187137 4026532518 1272 1272 34 34 204611500 8080 171057068 10954 4 0 2048 0 gunicorn\n":
+        (4026532518, 1272, 1272, 34, 34, "gunicorn", "172.31.50.12:8080", "172.31.50.10:51754", "0.0.0.0:8080",
          2048, 0),
-    "A 612451758787 4026532888 27400 27400 27 16777343 8080 16777343 37039 4 0 2048 0 gunicorn\n":
-        (4026532888, 27400, 27400, 27, "gunicorn", "127.0.0.1:8080", "127.0.0.1:44944", "0.0.0.0:8080", 2048, 0),
+    "A 1187277987261 4026532436 32499 32499 22 22 16777343 80 16777343 12935 4 0 511 0 nginx\n":
+        (4026532436, 32499, 32499, 22, 22, "nginx", "127.0.0.1:80", "127.0.0.1:34610", "0.0.0.0:80", 511, 0),
 }
 
 
@@ -129,25 +129,26 @@ def test_icmp_and_udp_addresses():
 
 @pytest.mark.parametrize("line", ACCEPT_SAMPLES)
 def test_accept_lines_parse(line):
-    netns, pid, tid, node_pid, comm, local, remote, listener, backlog, queue = ACCEPT_SAMPLES[line]
+    netns, pid, tid, node_pid, node_tid, comm, local, remote, listener, backlog, queue = ACCEPT_SAMPLES[line]
     monotonic = int(line.split()[1])
-    assert parse_accept(line) == Accept(monotonic, monotonic, netns, pid, tid, node_pid, comm, local, remote,
-                                        listener, backlog, queue)
+    assert parse_accept(line) == Accept(monotonic, monotonic, netns, pid, tid, node_pid, node_tid, comm, local,
+                                        remote, listener, backlog, queue)
     assert parse_accept(line, realtime_offset_ns=1_000).ts_ns == monotonic + 1_000
     assert parse_line(line, reason_names(STORED_FORMAT)) is None  # not a drop
 
 
 def test_an_accept_without_its_listener_and_a_comm_with_spaces():
     # The thread was already in accept() when the tracer attached: the listener is not known.
-    accept = parse_accept("A 5 6 100 101 3 33736458 80 16959242 20480 0 0 0 0 Web Content\n")
+    accept = parse_accept("A 5 6 100 101 3 4 33736458 80 16959242 20480 0 0 0 0 Web Content\n")
     assert (accept.local, accept.remote, accept.comm) == ("10.199.2.2:80", "10.199.2.1:80", "Web Content")
+    assert (accept.pid, accept.tid, accept.node_pid, accept.node_tid) == (100, 101, 3, 4)
     assert (accept.listener, accept.backlog, accept.accept_queue) == ("", -1, -1)
-    for other in ("", "Attaching 7 probes...", "A 1 2 3", "A x 2 3 4 5 6 7 8 9 10 11 12 13 comm",
+    for other in ("", "Attaching 7 probes...", "A 1 2 3", "A x 2 3 4 5 6 7 8 9 10 11 12 13 14 comm",
                   next(iter(SAMPLES))):
         assert parse_accept(other) is None
     assert with_nodes([accept], {6: "web1"})[0].node == "web1"
     # An IPv4 client of a dual-stack listener ([::]:80), as control/sockets.py names it.
-    dual = parse_accept("A 5 6 100 101 3 33736458 80 16959242 20480 6 0 511 2 nginx\n")
+    dual = parse_accept("A 5 6 100 101 3 4 33736458 80 16959242 20480 6 0 511 2 nginx\n")
     assert (dual.local, dual.listener, dual.backlog, dual.accept_queue) == ("10.199.2.2:80", "[::]:80", 511, 2)
 
 
@@ -352,6 +353,38 @@ def test_the_kernel_names_the_process_that_accepted(wire, listener):
     assert tracer.accepts_unavailable is None
     assert taken in ports and len(ports) == 2
     (accept,) = [x for x in run.accepts if x.node in ("a", "b")]  # the lab's own accepts are not in 10.199.2.0/24
-    assert (accept.node, accept.pid, accept.tid, accept.node_pid, accept.comm) == ("b", pid, pid, pid, comm)
+    assert (accept.node, accept.pid, accept.tid, accept.node_pid, accept.node_tid, accept.comm) == (
+        "b", pid, pid, pid, pid, comm)
     assert (accept.local, accept.remote) == ("10.199.2.2:8080", f"10.199.2.1:{taken}")
     assert (accept.listener, accept.backlog, accept.accept_queue) == (listener, 5, 1)
+
+
+def test_the_kernel_view_sends_each_lab_nodes_accepts_with_the_nodes_own_pids(monkeypatch):
+    from types import SimpleNamespace
+
+    from hoplab import kernel_view
+
+    accepts = [parse_accept(line) for line in ACCEPT_SAMPLES]  # db's postmaster, a web2 worker, the edge's nginx
+    node_of_netns = {accepts[0].netns: "db", accepts[1].netns: "web2", accepts[2].netns: HOST}
+
+    class Tracer:  # what KernelTracer does, without bpftrace
+        def can_run(self):
+            return None
+
+        def start(self, drop_filter):
+            assert drop_filter.accepts and drop_filter.subnets == ("172.31.50.0/24",)
+
+        def stop(self):
+            self.accepts = accepts
+            return []
+
+    monkeypatch.setattr(kernel_view.kernel, "KernelTracer", Tracer)
+    monkeypatch.setattr(kernel_view.kernel, "namespace_map", lambda pids: node_of_netns)
+    backend = SimpleNamespace(node_pids=lambda topology: {})
+    topology = SimpleNamespace(networks={"origin": SimpleNamespace(subnet="172.31.50.0/24")})
+    with kernel_view.KernelView(backend, topology, 10) as view:
+        pass
+    # the host's own accepts (the edge's loopback here, mapped to HOST for the test) are not a node's
+    assert [(a.node, a.pid, a.host_pid, a.tid, a.process, a.local, a.listener, a.backlog) for a in view.accepts] == [
+        ("db", 7, 32371, 7, "postgres", "172.31.50.20:5432", "172.31.50.20:5432", 244),
+        ("web2", 34, 1272, 34, "gunicorn", "172.31.50.12:8080", "0.0.0.0:8080", 2048)]

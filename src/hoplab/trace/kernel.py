@@ -183,6 +183,7 @@ class Accept:
     pid: int  # the accepting process (tgid) in the tracer's pid namespace (the host's)
     tid: int  # the accepting thread, same namespace
     node_pid: int  # the same process in its own innermost pid namespace: what `ps` in the node shows
+    node_tid: int  # the same thread, likewise
     comm: str  # the accepting thread's command name (nginx, haproxy, gunicorn, postgres)
     local: str  # address:port the client connected to
     remote: str  # the client's address:port
@@ -237,8 +238,8 @@ def program(subnets: int, quiet: int, rx_sk: bool = True, echo_replies: bool = F
 
     One line per drop: D <nsecs> <netns> <reason> <ip proto> <saddr> <daddr> <first 4 bytes of
     L4 (ports)> <location> <ifname>, numbers in decimal, addresses as read from the header.
-    With `accepts`, one line per accepted connection: A <nsecs> <netns> <pid> <tid> <pid in its
-    own pid namespace> <local addr> <local port> <remote addr> <remote port, network order>
+    With `accepts`, one line per accepted connection: A <nsecs> <netns> <pid> <tid> <pid and tid
+    in their own pid namespace> <local addr> <local port> <remote addr> <remote port, network order>
     <listener: 0 not known, 4 IPv4, 6 IPv6> <listener addr (IPv6: its last 32 bits)> <backlog>
     <accept queue> <comm>. An IPv4 client of a dual-stack IPv6 listener counts as IPv4."""
     params = iter(range(4, 4 + 2 * subnets + quiet + accepts))
@@ -323,12 +324,15 @@ tracepoint:syscalls:sys_exit_accept4, tracepoint:syscalls:sys_exit_accept
       }}
     }}
   }}
-  // The process's id where it lives: the group leader's pid in its innermost pid namespace.
+  // The process and thread ids where they live: in their innermost pid namespace.
   $leader = curtask->group_leader->thread_pid;
+  $thread = curtask->thread_pid;
   $nspid = ((struct upid *)$leader->numbers + $leader->level)->nr;
+  $nstid = ((struct upid *)$thread->numbers + $thread->level)->nr;
   @accepts++;
-  printf("A %llu %u %d %d %d %u %u %u %u %d %u %u %u %s\\n", nsecs, $sk->__sk_common.skc_net.net->ns.inum, pid, tid,
-         $nspid, $s, $sk->__sk_common.skc_num, $d, $sk->__sk_common.skc_dport, $known, $laddr, $backlog, $queue, comm);
+  printf("A %llu %u %d %d %d %d %u %u %u %u %d %u %u %u %s\\n", nsecs, $sk->__sk_common.skc_net.net->ns.inum, pid,
+         tid, $nspid, $nstid, $s, $sk->__sk_common.skc_num, $d, $sk->__sk_common.skc_dport, $known, $laddr, $backlog,
+         $queue, comm);
 }}
 """
 
@@ -374,12 +378,12 @@ def parse_line(line: str, names: dict[int, str], realtime_offset_ns: int = 0) ->
 
 def parse_accept(line: str, realtime_offset_ns: int = 0) -> Accept | None:
     """One accept line of the program's output as an Accept; None for anything else."""
-    fields = line.rstrip("\n").split(" ", 14)
-    if len(fields) < 14 or fields[0] != "A":
+    fields = line.rstrip("\n").split(" ", 15)
+    if len(fields) < 15 or fields[0] != "A":
         return None
     try:
-        (mono, netns, pid, tid, node_pid, laddr, lport, raddr, rport, known, listen_addr, backlog,
-         queue) = (int(f) for f in fields[1:14])
+        (mono, netns, pid, tid, node_pid, node_tid, laddr, lport, raddr, rport, known, listen_addr, backlog,
+         queue) = (int(f) for f in fields[1:15])
     except ValueError:
         return None
     local, remote = _address(laddr), _address(raddr)
@@ -390,7 +394,7 @@ def parse_accept(line: str, realtime_offset_ns: int = 0) -> Accept | None:
     elif known == 6:  # as control/sockets.py writes an IPv6 listener
         listener = f"[::]:{lport}" if listen_addr == 0 else f"[::ffff:{_address(listen_addr)}]:{lport}"
     return Accept(ts_ns=mono + realtime_offset_ns, monotonic_ns=mono, netns=netns, pid=pid, tid=tid,
-                  node_pid=node_pid, comm=fields[14] if len(fields) > 14 else "", local=f"{local}:{lport}",
+                  node_pid=node_pid, node_tid=node_tid, comm=fields[15] if len(fields) > 15 else "", local=f"{local}:{lport}",
                   remote=f"{remote}:{rport}", listener=listener, backlog=backlog if listener else -1,
                   accept_queue=queue if listener else -1)
 
