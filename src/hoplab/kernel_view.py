@@ -1,5 +1,6 @@
 """The host kernel's drops of lab packets while something is watched (a traced visit, a
-diagnose check): hoplab.trace.kernel's eBPF tracer on skb:kfree_skb, its drops named by node."""
+diagnose check): hoplab.trace.kernel's eBPF tracer on skb:kfree_skb, its drops named by node;
+and, from the same tracer, the lab's TCP connections and the processes that accepted them."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ class KernelView:
         self.backend, self.topology, self.max_seconds = backend, topology, max_seconds
         self.tracer = kernel.KernelTracer()
         self.drops: list[pb.KernelDrop] = []
+        self.accepts: list[pb.KernelAccept] = []
         self.unavailable = self.tracer.can_run()
 
     def __enter__(self) -> "KernelView":
@@ -36,6 +38,11 @@ class KernelView:
                                         proto=d.proto, reason=d.reason, location=d.location, words=d.words)
                           for d in kernel.with_nodes(self.tracer.stop(), names)
                           if d.node]  # no node: another lab's namespace (labs may share subnets)
+            self.accepts = [pb.KernelAccept(ts_ns=a.ts_ns, node=a.node, pid=a.node_pid, host_pid=a.pid,
+                                            tid=a.node_tid, process=a.comm, local=a.local, remote=a.remote,
+                                            listener=a.listener, backlog=a.backlog, accept_queue=a.accept_queue)
+                            for a in kernel.with_nodes(self.tracer.accepts, names)
+                            if a.node and a.node != kernel.HOST]  # a lab node's processes only
 
     @property
     def status(self) -> str:

@@ -170,7 +170,8 @@ def traced_visit(backend: Backend, topology: Topology, url: str, node: str, rene
             keys = collect_key_log(backend, topology, node, key_log_path(trace_id))
         finally:  # the capture stops whatever the key log was
             if capture is not None:
-                control.stop(capture.id, status=status, drops=view.drops, kernel_view=view.status, tls_keylog=keys)
+                control.stop(capture.id, status=status, drops=view.drops, kernel_view=view.status,
+                             accepts=view.accepts, tls_keylog=keys)
     trace = control.trace(trace_id)
     control.close()
     return result, trace

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import subprocess
+import time
 import uuid
 
 import grpc
@@ -31,8 +32,24 @@ def first(hops, start, **match):
                          "\n".join(f"{h['node']}:{h['iface']} {h['direction']} {h['summary']}" for h in hops))
 
 
+def connections(lab, node: str, to_service: str) -> int:
+    """How many TCP connections `node` has established to the nodes of `to_service`, from the
+    node's own /proc/net/tcp (its network namespace's)."""
+    peers = {f"{int.from_bytes(iface.address.packed, 'little'):08X}" for peer in lab.topology.nodes_of(to_service)
+             for iface in peer.interfaces if iface.address}
+    rows = [line.split() for line in lab.exec(node, "cat", "/proc/net/tcp").stdout.splitlines()[1:]]
+    return sum(1 for row in rows if row[3] == "01" and row[2].split(":")[0] in peers)
+
+
 @pytest.fixture(scope="module")
 def miss(lab):
+    # The edge keeps idle connections to the balancer (nginx `keepalive 16`) until HAProxy closes
+    # them (10 s idle: its `timeout http-request`). A page load on one of them opens no
+    # connection at lb, so nothing there to see accepted: wait until they are gone.
+    deadline = time.monotonic() + 20
+    while connections(lab, "cache", "lb") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert connections(lab, "cache", "lb") == 0, "the edge still holds a connection to the balancer after 20 s"
     url = f"{lab.www}/?trace={uuid.uuid4().hex}"  # nobody fetched it: a cache MISS
     visit, trace = traced(lab, url, "--renew")
     assert visit["ok"] and visit["cache"] == "MISS"
@@ -305,6 +322,37 @@ def test_each_server_names_its_listener_and_the_process_behind_it(lab, miss):
         assert accepted["backlog"] > 0 and accepted["status"] in ("accepted", "not_seen", "in_accept_queue")
         if accepted["pid"]:
             assert DAEMONS[service] in accepted["process"], accepted
+
+
+def test_the_kernel_names_the_process_that_accepted_each_servers_connection(lab, miss):
+    """The host's eBPF tracer saw each server's accept(): the edge's nginx worker, HAProxy, a
+    gunicorn worker and the postmaster (postgres accepts in the postmaster, then forks the
+    backend). The pid it names is that daemon's process in the node, and holds the listener."""
+    _, _, trace = miss
+    assert trace["kernel_view"] == "on", trace["kernel_view"]  # root on the host: eBPF runs (see test_chaos)
+    taken = {}
+    for hop in trace["hops"]:
+        node = lab.topology.nodes.get(hop["node"])
+        if node and node.service in DAEMONS and "accepted" in hop:
+            taken.setdefault(node.service, (hop["node"], hop["accepted"]))
+    assert set(taken) == set(DAEMONS), taken
+    for service, (node, accepted) in taken.items():
+        pid, process = accepted["pid"], accepted["process"]
+        print(f"{node}: {process} {pid} (thread {accepted['tid']}) on {accepted['listener']}; listeners "
+              f"{accepted['listeners']}")
+        assert accepted["source"] == "kernel accept probe" and accepted["status"] == "accepted", accepted
+        assert pid > 0 and 0 <= accepted["after_syn_ms"] < 5000 and accepted["tid"] > 0, accepted
+        # what the node itself says about that pid: its command name, and the daemon's command line
+        comm = lab.exec(node, "cat", f"/proc/{pid}/comm").stdout.strip()
+        cmdline = lab.exec(node, "cat", f"/proc/{pid}/cmdline").stdout.replace("\0", " ")
+        assert comm == process and DAEMONS[service] in cmdline, (node, accepted, comm, cmdline)
+        # the socket snapshot agrees: that process holds the listening socket the SYN came to
+        assert f"{process} {pid}" in accepted["listeners"].split(", "), (node, accepted)
+        assert accepted["backlog"] > 0 and accepted["accept_queue"] >= 0, accepted
+    # postgres: the postmaster, not the backend that served the query (a child it forked for it)
+    db_node, db = taken["db"]
+    parent = lab.sh(db_node, f"awk '/^PPid:/ {{print $2}}' /proc/{db['pid']}/status").stdout.strip()
+    assert lab.exec(db_node, "cat", f"/proc/{parent}/comm").stdout.strip() != "postgres", db
 
 
 def test_a_closed_port_is_refused_with_a_rst_and_says_why(lab):

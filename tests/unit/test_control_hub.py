@@ -371,6 +371,21 @@ def test_a_trace_everyone_captured_whole_has_no_gap(control, agents):
     assert list(control.GetTrace(pb.GetTraceRequest(trace_id=TRACE), FakeContext()).gaps) == []
 
 
+def test_the_kernels_drops_and_accepts_reach_the_assembly(control, agents, monkeypatch):
+    given = {}
+    monkeypatch.setattr(server, "assemble", lambda *args: given.setdefault("args", args) and pb.Trace())
+    agents("web1")
+    started = control.StartCapture(start_request(trace_id=TRACE), FakeContext())
+    control.hub.ended("web1", started.id)
+    drop = pb.KernelDrop(node="web1", reason="NO_SOCKET")
+    accept = pb.KernelAccept(node="web1", pid=7, process="gunicorn", local="172.31.50.11:8080",
+                             remote="172.31.50.10:40000")
+    control.StopCapture(pb.StopCaptureRequest(id=started.id, drops=[drop], accepts=[accept]), FakeContext())
+    control.GetTrace(pb.GetTraceRequest(trace_id=TRACE), FakeContext())
+    *_, drops, accepts, key_log = given["args"]
+    assert (drops, accepts) == ([drop], [accept]) and not key_log  # no keys were sent
+
+
 def test_only_the_newest_captures_are_kept(control, agents, monkeypatch):
     monkeypatch.setattr(server, "KEPT_CAPTURES", 2)
     agents("web1")

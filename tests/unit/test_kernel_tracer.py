@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from hoplab.paths import PROJECT_ROOT
-from hoplab.trace.kernel import (FORMAT_FILE, HOST, PLAIN_WORDS, Drop, DropFilter, KernelTracer, KernelTracerError,
-                                 namespace_map, node_of, parse_line, program, program_arguments, reason_names,
-                                 with_nodes, words)
+from hoplab.trace.kernel import (FORMAT_FILE, HOST, PLAIN_WORDS, Accept, Drop, DropFilter, KernelTracer,
+                                 KernelTracerError, namespace_map, node_of, parse_accept, parse_line, program,
+                                 program_arguments, reason_names, with_nodes, words)
 
 STORED_FORMAT = Path(__file__).parents[1] / "data" / "kfree_skb.format"  # kernel 6.18's, as read on this host
 REQUIRED_WORDS = """NOT_SPECIFIED NO_SOCKET PKT_TOO_SMALL TCP_CSUM SOCKET_FILTER UDP_CSUM NETFILTER_DROP OTHERHOST
@@ -45,6 +45,19 @@ SAMPLES = {
         ("veth1", "10.199.2.1:43599", "10.199.2.2:53", "udp", "NO_SOCKET", "__udp4_lib_rcv"),
     "D 7625968194538 4026533104 58 1 16959242 1292027658 1363738632 neigh_invalidate veth0\n":
         ("veth0", "10.199.2.1", "10.199.2.77", "icmp", "NEIGH_FAILED", "neigh_invalidate"),
+}
+# Captured on this host from a running Docker lab: db's postmaster (pid 7 in its container)
+# taking web2's connection on its own address, a gunicorn worker on web2 taking lb's, and the
+# edge's nginx taking its health check on loopback.
+ACCEPT_SAMPLES = {
+    "A 1187037856221 4026532189 32371 32371 7 7 338829228 5432 204611500 21166 4 338829228 244 0 postgres\n":
+        (4026532189, 32371, 32371, 7, 7, "postgres", "172.31.50.20:5432", "172.31.50.12:44626", "172.31.50.20:5432",
+         244, 0),
+    "A 1187407187137 4026532518 1272 1272 34 34 204611500 8080 171057068 10954 4 0 2048 0 gunicorn\n":
+        (4026532518, 1272, 1272, 34, 34, "gunicorn", "172.31.50.12:8080", "172.31.50.10:51754", "0.0.0.0:8080",
+         2048, 0),
+    "A 1187277987261 4026532436 32499 32499 22 22 16777343 80 16777343 12935 4 0 511 0 nginx\n":
+        (4026532436, 32499, 32499, 22, 22, "nginx", "127.0.0.1:80", "127.0.0.1:34610", "0.0.0.0:80", 511, 0),
 }
 
 
@@ -114,11 +127,36 @@ def test_icmp_and_udp_addresses():
     assert (udp.proto, udp.src, udp.dst, udp.reason) == ("udp", "10.199.2.2:53", "10.199.2.2:33000", "NO_SOCKET")
 
 
+@pytest.mark.parametrize("line", ACCEPT_SAMPLES)
+def test_accept_lines_parse(line):
+    netns, pid, tid, node_pid, node_tid, comm, local, remote, listener, backlog, queue = ACCEPT_SAMPLES[line]
+    monotonic = int(line.split()[1])
+    assert parse_accept(line) == Accept(monotonic, monotonic, netns, pid, tid, node_pid, node_tid, comm, local,
+                                        remote, listener, backlog, queue)
+    assert parse_accept(line, realtime_offset_ns=1_000).ts_ns == monotonic + 1_000
+    assert parse_line(line, reason_names(STORED_FORMAT)) is None  # not a drop
+
+
+def test_an_accept_without_its_listener_and_a_comm_with_spaces():
+    # The thread was already in accept() when the tracer attached: the listener is not known.
+    accept = parse_accept("A 5 6 100 101 3 4 33736458 80 16959242 20480 0 0 0 0 Web Content\n")
+    assert (accept.local, accept.remote, accept.comm) == ("10.199.2.2:80", "10.199.2.1:80", "Web Content")
+    assert (accept.pid, accept.tid, accept.node_pid, accept.node_tid) == (100, 101, 3, 4)
+    assert (accept.listener, accept.backlog, accept.accept_queue) == ("", -1, -1)
+    for other in ("", "Attaching 7 probes...", "A 1 2 3", "A x 2 3 4 5 6 7 8 9 10 11 12 13 14 comm",
+                  next(iter(SAMPLES))):
+        assert parse_accept(other) is None
+    assert with_nodes([accept], {6: "web1"})[0].node == "web1"
+    # An IPv4 client of a dual-stack listener ([::]:80), as control/sockets.py names it.
+    dual = parse_accept("A 5 6 100 101 3 4 33736458 80 16959242 20480 6 0 511 2 nginx\n")
+    assert (dual.local, dual.listener, dual.backlog, dual.accept_queue) == ("10.199.2.2:80", "[::]:80", 511, 2)
+
+
 def test_the_program_takes_its_values_as_arguments():
     names = reason_names(STORED_FORMAT)
-    drop_filter = DropFilter(("10.199.2.0/24", "172.31.0.0/16"), max_seconds=2.5, max_drops=7)
+    drop_filter = DropFilter(("10.199.2.0/24", "172.31.0.0/16"), max_seconds=2.5, max_drops=7, accepts=False)
     text = program(2, 1)
-    assert "10.199" not in text and "$8" in text and "$9" not in text
+    assert "10.199" not in text and "$8" in text and "$9" not in text and "accept" not in text
     def as_read(*octets: int) -> str:  # an address as the program reads it: bytes in host order
         return str(int.from_bytes(bytes(octets), sys.byteorder))
 
@@ -126,13 +164,19 @@ def test_the_program_takes_its_values_as_arguments():
         "2500", "7", "3",  # milliseconds, drops, NO_SOCKET
         as_read(10, 199, 2, 0), as_read(255, 255, 255, 0), as_read(172, 31, 0, 0), as_read(255, 255, 0, 0),
         "104"]  # QUEUE_PURGE, quiet by default
+    assert program_arguments(DropFilter(drop_filter.subnets, max_accepts=9), names)[-2:] == ["104", "9"]
+    with_accepts = program(2, 1, accepts=True)
+    assert "@accepts >= $9" in with_accepts and "$10" not in with_accepts
+    assert with_accepts.count("tracepoint:syscalls:sys_exit_accept4, tracepoint:syscalls:sys_exit_accept\n") == 1
     assert "rx_sk" not in program(1, 0, rx_sk=False)
     assert "$3" in program(1, 0) and "$3" not in program(1, 0, echo_replies=True)
 
 
 @pytest.mark.parametrize("bad", [DropFilter(()), DropFilter(("10.199.2.0/33",)), DropFilter(("10.1.0.0/16",), 0),
                                  DropFilter(("10.1.0.0/16",), 601), DropFilter(("10.1.0.0/16",), 1, 0),
-                                 DropFilter(("10.1.0.0/16",), 1, 200_001)])
+                                 DropFilter(("10.1.0.0/16",), 1, 200_001),
+                                 DropFilter(("10.1.0.0/16",), max_accepts=0),
+                                 DropFilter(("10.1.0.0/16",), max_accepts=200_001)])
 def test_a_filter_is_bounded(bad):
     with pytest.raises(KernelTracerError):
         bad.check()
@@ -256,3 +300,91 @@ def test_the_kernel_reports_a_firewall_drop_and_a_closed_port(wire):
     assert tracer.lost == 0
     # Drops carry CLOCK_REALTIME, as hop timestamps do (SO_TIMESTAMPNS in control/capture.py).
     assert all(before <= d.ts_ns <= after for d in run.drops), (before, after, run.drops)
+
+
+SERVER = """import os, socket, sys
+if sys.argv[1] == "dual-stack":
+    s = socket.socket(socket.AF_INET6)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    s.bind(("::", 8080))
+else:
+    s = socket.socket()
+    s.bind(("10.199.2.2", 8080))
+s.listen(5)
+print(os.getpid(), flush=True)
+sys.stdin.readline()  # both clients are in the accept queue
+conn, peer = s.accept()
+print(peer[1], flush=True)
+sys.stdin.readline()
+"""
+CLIENTS = """import socket, sys
+clients = [socket.create_connection(("10.199.2.2", 8080), timeout=5) for _ in range(2)]
+print(" ".join(str(c.getsockname()[1]) for c in clients), flush=True)
+sys.stdin.readline()
+"""
+
+
+@pytest.mark.parametrize("listener", ["10.199.2.2:8080", "[::]:8080"])
+def test_the_kernel_names_the_process_that_accepted(wire, listener):
+    """A server in b listens (backlog 5; on IPv4, or dual-stack on IPv6), two IPv4 clients in a
+    connect, the server accepts one: the kernel reports that one accept, in b's namespace, by
+    the server's process and thread, with its listener, backlog and the one connection still
+    waiting."""
+    a, b = wire
+    tracer = KernelTracer(namespaces={os.stat(f"/run/netns/{b}").st_ino: "b", os.stat(f"/run/netns/{a}").st_ino: "a"})
+    spawn = dict(stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    with tracer.tracing(DropFilter(("10.199.2.0/24",), max_seconds=30)) as run:
+        server = subprocess.Popen(["ip", "netns", "exec", b, sys.executable, "-c", SERVER,
+                                   "dual-stack" if "::" in listener else "ipv4"], **spawn)
+        clients = None
+        try:
+            pid = int(server.stdout.readline())
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+            clients = subprocess.Popen(["ip", "netns", "exec", a, sys.executable, "-c", CLIENTS], **spawn)
+            ports = clients.stdout.readline().split()
+            server.stdin.write("\n")
+            server.stdin.flush()
+            taken = server.stdout.readline().strip()
+        finally:
+            for proc in (server, clients):
+                if proc is not None:
+                    proc.communicate("\n", timeout=10)
+    print(run.accepts, tracer.accepts_unavailable)
+    assert tracer.accepts_unavailable is None
+    assert taken in ports and len(ports) == 2
+    (accept,) = [x for x in run.accepts if x.node in ("a", "b")]  # the lab's own accepts are not in 10.199.2.0/24
+    assert (accept.node, accept.pid, accept.tid, accept.node_pid, accept.node_tid, accept.comm) == (
+        "b", pid, pid, pid, pid, comm)
+    assert (accept.local, accept.remote) == ("10.199.2.2:8080", f"10.199.2.1:{taken}")
+    assert (accept.listener, accept.backlog, accept.accept_queue) == (listener, 5, 1)
+
+
+def test_the_kernel_view_sends_each_lab_nodes_accepts_with_the_nodes_own_pids(monkeypatch):
+    from types import SimpleNamespace
+
+    from hoplab import kernel_view
+
+    accepts = [parse_accept(line) for line in ACCEPT_SAMPLES]  # db's postmaster, a web2 worker, the edge's nginx
+    node_of_netns = {accepts[0].netns: "db", accepts[1].netns: "web2", accepts[2].netns: HOST}
+
+    class Tracer:  # what KernelTracer does, without bpftrace
+        def can_run(self):
+            return None
+
+        def start(self, drop_filter):
+            assert drop_filter.accepts and drop_filter.subnets == ("172.31.50.0/24",)
+
+        def stop(self):
+            self.accepts = accepts
+            return []
+
+    monkeypatch.setattr(kernel_view.kernel, "KernelTracer", Tracer)
+    monkeypatch.setattr(kernel_view.kernel, "namespace_map", lambda pids: node_of_netns)
+    backend = SimpleNamespace(node_pids=lambda topology: {})
+    topology = SimpleNamespace(networks={"origin": SimpleNamespace(subnet="172.31.50.0/24")})
+    with kernel_view.KernelView(backend, topology, 10) as view:
+        pass
+    # the host's own accepts (the edge's loopback here, mapped to HOST for the test) are not a node's
+    assert [(a.node, a.pid, a.host_pid, a.tid, a.process, a.local, a.listener, a.backlog) for a in view.accepts] == [
+        ("db", 7, 32371, 7, "postgres", "172.31.50.20:5432", "172.31.50.20:5432", 244),
+        ("web2", 34, 1272, 34, "gunicorn", "172.31.50.12:8080", "0.0.0.0:8080", 2048)]

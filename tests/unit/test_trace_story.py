@@ -194,6 +194,60 @@ def test_the_syn_a_server_took_names_the_process_that_accepted_it():
     assert syn.accepted.status == "not_seen" and "one of nginx 10, nginx 11" in render.notes(syn)
 
 
+def edge_accept(pid: int, ts: int = 405, **fields) -> pb.KernelAccept:
+    """The kernel tracer's word on the edge taking the page load's connection (its SYN came in at
+    303, the handshake's ACK at 403)."""
+    values = dict(ts_ns=ts, node="cache", pid=pid, host_pid=3000 + pid, tid=pid, process="nginx",
+                  local=f"{EDGE_IP}:443", remote=f"{WAN_IP}:41000", listener="0.0.0.0:443", backlog=511,
+                  accept_queue=0)
+    return pb.KernelAccept(**{**values, **fields})
+
+
+def test_the_kernels_accept_names_the_process_over_the_snapshots_guess():
+    # The connection was closed when the capture ended: the snapshot names only the listener's
+    # owners; the kernel saw worker 12 call accept(). A later accept of the same tuple, or one of
+    # another connection or node, is not this SYN's.
+    accepts = [edge_accept(13, ts=5_000_000), edge_accept(12), edge_accept(14, remote=f"{WAN_IP}:41001"),
+               edge_accept(15, node="lb")]
+    trace = assemble(TRACE, "", "c1", page_load(), {"client"}, sockets={"cache": edge_sockets(False)},
+                     accepts=accepts)
+    syn = next(h for h in trace.hops if h.record.node == "cache" and h.record.tcp_flags == "SYN")
+    a = syn.accepted
+    assert (a.pid, a.tid, a.process, a.status, a.source, a.accepted_ns) == (12, 12, "nginx", "accepted",
+                                                                           "kernel accept probe", 405)
+    assert (a.listener, a.backlog, a.accept_queue) == ("0.0.0.0:443", 511, 0)
+    assert a.listeners == "nginx 10, nginx 11" and a.listen_overflows == 2  # still the snapshot's
+    table = render.to_table(trace)
+    assert ("accepted by nginx pid 12 (thread 12, 0.000 ms after the SYN) on 0.0.0.0:443, backlog 511, "
+            "accept queue 0, SYN queue 0, listen overflows 2; kernel accept probe]") in table
+    (taken,) = [h["accepted"] for h in render.to_json(trace)["hops"] if "accepted" in h]
+    assert (taken["pid"], taken["source"], taken["tid"], taken["after_syn_ms"]) == (12, "kernel accept probe", 12,
+                                                                                   0.0)
+    assert "kernel accept probe" in render.to_html(trace)
+    # Even where the snapshot held the socket, the kernel's accept is the word taken.
+    both = assemble(TRACE, "", "c1", page_load(), {"client"}, sockets={"cache": edge_sockets()}, accepts=accepts)
+    assert next(h for h in both.hops if h.HasField("accepted")).accepted.pid == 12
+
+
+def test_without_the_kernels_accept_the_snapshot_names_it_and_says_so():
+    trace = assemble(TRACE, "", "c1", page_load(), {"client"}, sockets={"cache": edge_sockets()},
+                     accepts=[edge_accept(12, node="lb")])
+    a = next(h for h in trace.hops if h.HasField("accepted")).accepted
+    assert (a.pid, a.source, a.accepted_ns) == (11, "socket snapshot", 0)
+    assert "socket snapshot]" in render.to_table(trace)
+
+
+def test_the_kernels_accept_alone_names_the_process_when_the_node_sent_no_snapshot():
+    # The agent's snapshot never came (its node's agent failed), and the thread was already in
+    # accept() when the tracer attached, so the kernel did not see the listener either.
+    trace = assemble(TRACE, "", "c1", page_load(), {"client"},
+                     accepts=[edge_accept(12, listener="", backlog=-1, accept_queue=-1)])
+    a = next(h for h in trace.hops if h.HasField("accepted")).accepted
+    assert (a.pid, a.process, a.source, a.listener, a.listeners) == (12, "nginx", "kernel accept probe", "", "")
+    note = render.notes(next(h for h in trace.hops if h.HasField("accepted")))
+    assert note == "  [accepted by nginx pid 12 (thread 12, 0.000 ms after the SYN); kernel accept probe]"
+
+
 def test_a_rst_for_a_port_nobody_listens_on_says_so():
     c, rh, ri, e = MAC["client"], MAC["router.home"], MAC["router.internet"], MAC["cache"]
     records = []

@@ -36,9 +36,11 @@ class ControlClient:
             nodes=nodes or [], filter=filter, max_seconds=max_seconds, max_packets=max_packets,
             trace_id=trace_id, url=url))
 
-    def stop(self, capture_id: str, status: int = 0, drops=(), kernel_view: str = "", tls_keylog: str = "") -> pb.Capture:
+    def stop(self, capture_id: str, status: int = 0, drops=(), kernel_view: str = "", accepts=(),
+             tls_keylog: str = "") -> pb.Capture:
         return self._call("StopCapture", pb.StopCaptureRequest(id=capture_id, status=status, drops=drops,
-                                                               kernel_view=kernel_view, tls_keylog=tls_keylog))
+                                                               kernel_view=kernel_view, accepts=accepts,
+                                                               tls_keylog=tls_keylog))
 
     def trace(self, trace_id: str, tls_keylog: str = "") -> pb.Trace:
         """The assembled trace; `tls_keylog` adds session keys to decrypt with (NSS key log text)."""

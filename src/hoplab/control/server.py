@@ -66,6 +66,7 @@ class CaptureState:
     gaps: dict = field(default_factory=dict)  # node -> why its part of the capture is incomplete
     sockets: dict = field(default_factory=dict)  # node -> its socket snapshot at the end (JSON text)
     drops: list = field(default_factory=list)  # the host kernel tracer's, as the caller reported them
+    accepts: list = field(default_factory=list)  # the host kernel tracer's accepted connections, likewise
     kernel_view: str = "not reported"  # "" when the caller's kernel tracer ran
     key_log: KeyLog = field(default_factory=KeyLog)  # the TLS session keys the visit's client logged
 
@@ -290,6 +291,7 @@ class ControlService(rpc.ControlServicer):
             capture.key_log = capture.key_log.merged(key_log)
             capture.status = request.status or capture.status
             capture.drops.extend(request.drops)
+            capture.accepts.extend(request.accepts)
             capture.kernel_view = request.kernel_view
             for node in capture.waiting:
                 agent = self.hub.agents.get(node)
@@ -344,9 +346,10 @@ class ControlService(rpc.ControlServicer):
             records, translations, logs = list(capture.records), list(capture.translations), dict(capture.logs)
             gaps, views, drops = capture.gap_list(), dict(capture.sockets), list(capture.drops)
             key_log = capture.key_log.merged(more_keys)
+            accepts = list(capture.accepts)
         clients = {node for node, service in capture.services.items() if service == "client"}
         trace = assemble(capture.trace_id, capture.url, capture.id, records, clients, translations, logs,
-                         {node: json.loads(view) for node, view in views.items()}, drops, key_log)
+                         {node: json.loads(view) for node, view in views.items()}, drops, accepts, key_log)
         trace.kernel_view = capture.kernel_view
         trace.status = capture.status or trace.status
         trace.gaps.extend(gaps)

@@ -17,9 +17,11 @@ took one off the TTL); when its addresses changed too it is a NAT hop and carrie
 before and after. A connection a node opened while it served one of the trace's (a proxy's attempts to reach an
 upstream that is down: no trace id ever crosses) belongs to the trace too, tied by timing.
 Drops the host's kernel tracer saw (skb:kfree_skb, with the kernel's reason) of the trace's
-packets join as hops of their own, direction "drop". TLS sessions whose keys the client logged
-are decrypted at every hop that saw them (`tls`). Last, the hops are grouped into the story's
-stages (`stages`)."""
+packets join as hops of their own, direction "drop". A SYN a server took is marked with the
+process that accept()ed the connection: the kernel tracer's word when it saw the accept (exact
+pid, thread and command), else the server's socket snapshot at the capture's end. TLS sessions
+whose keys the client logged are decrypted at every hop that saw them (`tls`). Last, the hops
+are grouped into the story's stages (`stages`)."""
 
 from __future__ import annotations
 
@@ -51,7 +53,7 @@ def packet_key(record) -> tuple | None:
 
 def assemble(trace_id: str, url: str, capture_id: str, records, client_nodes: set[str],
              translations=(), logs: dict | None = None, sockets: dict | None = None, drops=(),
-             key_log: KeyLog | None = None) -> pb.Trace:
+             accepts=(), key_log: KeyLog | None = None) -> pb.Trace:
     flows: dict[tuple, list] = defaultdict(list)
     by_packet: dict[tuple, set] = defaultdict(set)
     for record in records:
@@ -82,7 +84,7 @@ def assemble(trace_id: str, url: str, capture_id: str, records, client_nodes: se
     picked = sorted([*(r for key in chosen for r in flows[key]), *map(drop_record, ours)], key=lambda r: r.ts_ns)
     hops = [pb.Hop(record=r, layers=layers(r)) for r in picked]
     _mark_routing(hops, translations)
-    _mark_servers(hops, sockets or {})
+    _mark_servers(hops, sockets or {}, accepts)
     gaps = _decrypt(hops, key_log) if key_log else []
     status = next((int(keys["http_status"]) for h in reversed(hops)
                    for keys in (h.record.keys, h.decrypted.keys) if keys.get("http_status", "").isdigit()), 0)
@@ -135,33 +137,61 @@ def _split(endpoint: str) -> tuple[str, int] | None:
     return (address, int(port)) if address and port.isdigit() else None
 
 
-def _mark_servers(hops: list, sockets: dict) -> None:
-    """From each server node's socket snapshot: on a SYN it took, the listener and the process
-    that accepted the connection; on the RST it answered a SYN with, why (no listener)."""
+KERNEL_ACCEPT = "kernel accept probe"
+SOCKET_SNAPSHOT = "socket snapshot"
+# An accept follows its SYN by a whole handshake; the slack only covers the tracer's clock
+# conversion (one CLOCK_REALTIME - CLOCK_MONOTONIC offset, sampled when it started).
+ACCEPT_SLACK_NS = 1_000_000
+
+
+def _mark_servers(hops: list, sockets: dict, accepts=()) -> None:
+    """On a SYN a server took, the listener and the process that accepted the connection: from
+    the kernel's accept probe when it saw that accept() (the exact process and thread, the
+    listener's backlog and accept queue at that moment), else from the node's socket snapshot
+    at the capture's end (the holder of the socket if it was still open, else the listener's
+    owners). On the RST a server answered a SYN with, why (no listener), from the snapshot."""
+    taken: dict[tuple, list] = defaultdict(list)
+    for accept in accepts:
+        taken[(accept.node, accept.local, accept.remote)].append(accept)
     for hop in hops:
         r = hop.record
         view = sockets.get(r.node)
         ends = (_split(r.src), _split(r.dst))
-        if view is None or None in ends:
+        if None in ends:
             continue
         if r.tcp_flags == "SYN" and r.direction == "in":
             (client_ip, client_port), (server_ip, server_port) = ends
-            found = accepted_by((server_ip, server_port, client_ip, client_port), view)
-            if found:
-                hop.accepted.CopyFrom(_accepted(found, view))
-        elif "RST" in r.tcp_flags and r.direction == "out":
+            kernel = min((a for a in taken.get((r.node, r.dst, r.src), ()) if a.ts_ns >= r.ts_ns - ACCEPT_SLACK_NS),
+                         key=lambda a: a.ts_ns, default=None)  # the first accept of this tuple after the SYN
+            found = accepted_by((server_ip, server_port, client_ip, client_port), view) if view else None
+            if found or kernel:
+                hop.accepted.CopyFrom(_accepted(found, view, kernel))
+        elif view is not None and "RST" in r.tcp_flags and r.direction == "out":
             (server_ip, server_port), _ = ends
             reason = refused_reason(server_ip, server_port, view)
             if reason:
                 hop.refused = reason
 
 
-def _accepted(found: dict, view: dict) -> pb.Accepted:
-    owners = ", ".join(f"{o['command']} {o['pid']}" for o in found["listener_owners"])
-    return pb.Accepted(listener=found["listener"], backlog=found["backlog"] or 0,
-                       accept_queue=found["accept_queue"] or 0, syn_queue=found["syn_queue"] or 0,
-                       pid=found["pid"] or 0, process=found["process"] or "", status=found["status"],
-                       listeners=owners, listen_overflows=view["counters"].get("ListenOverflows", 0))
+def _accepted(found: dict | None, view: dict | None, kernel: pb.KernelAccept | None = None) -> pb.Accepted:
+    """The snapshot's answer, then what the kernel saw at accept() over it: the process and
+    thread that called it and the listener's state at that moment."""
+    accepted = pb.Accepted(source=SOCKET_SNAPSHOT)
+    if found:
+        owners = ", ".join(f"{o['command']} {o['pid']}" for o in found["listener_owners"])
+        accepted = pb.Accepted(listener=found["listener"], backlog=found["backlog"] or 0,
+                               accept_queue=found["accept_queue"] or 0, syn_queue=found["syn_queue"] or 0,
+                               pid=found["pid"] or 0, process=found["process"] or "", status=found["status"],
+                               listeners=owners, listen_overflows=view["counters"].get("ListenOverflows", 0),
+                               source=SOCKET_SNAPSHOT)
+    if kernel:
+        accepted.source, accepted.status = KERNEL_ACCEPT, "accepted"
+        accepted.pid, accepted.process, accepted.tid, accepted.accepted_ns = (kernel.pid, kernel.process, kernel.tid,
+                                                                              kernel.ts_ns)
+        if kernel.listener:  # not known when the thread was already in accept() as the tracer attached
+            accepted.listener, accepted.backlog, accepted.accept_queue = (kernel.listener, kernel.backlog,
+                                                                          kernel.accept_queue)
+    return accepted
 
 
 def drop_record(drop: pb.KernelDrop) -> pb.Record:

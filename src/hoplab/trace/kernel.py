@@ -1,7 +1,21 @@
-"""The kernel's word on drops: an eBPF program on the `skb:kfree_skb` tracepoint reports every
-IPv4 packet the kernel frees as dropped, when its source or destination lies in one of the
-lab's subnets, with the drop reason the kernel gives, the function that dropped it, the network
-namespace (so the node) and, when known, the interface.
+"""The kernel's word on drops and accepts: an eBPF program on the `skb:kfree_skb` tracepoint
+reports every IPv4 packet the kernel frees as dropped, when its source or destination lies in
+one of the lab's subnets, with the drop reason the kernel gives, the function that dropped it,
+the network namespace (so the node) and, when known, the interface. The same program reports
+every IPv4 TCP connection a process accepts from or to those subnets: the process and thread
+that called accept(), the connection's addresses, and the listening socket it came from (its
+address, its listen() backlog and how many connections still waited in its accept queue).
+
+Why the accept() system call's exit and not `kretprobe:inet_csk_accept`: this kernel is built
+without CONFIG_KPROBES (no kprobe_events, no kprobe PMU), so no kprobe or kretprobe attaches,
+and bpftrace 0.17 finds no kfunc/fexit support here either. `sock:inet_sock_set_state` sees the
+handshake complete in softirq context, not in the process that takes the connection. The
+`syscalls:sys_exit_accept4` and `sys_exit_accept` tracepoints run in the accepting task: its
+pid, tid and comm are the accepter's, and the returned fd leads to the new socket through the
+task's file table (fd → file → struct socket → struct sock). `sys_enter_accept*` keeps the
+listening fd per thread, so the exit also reads the listener. Not seen: connections taken by
+io_uring (no accept system call), and, for the listener only, a thread already blocked in
+accept() when the tracer attached (the accept itself is still reported).
 
 The program runs in Debian's `bpftrace` on the host (the tracepoint sees every namespace, so
 one tracer covers every node of either backend). It needs root, BTF (/sys/kernel/btf/vmlinux)
@@ -11,7 +25,11 @@ mounts tracefs when its mount point is empty.
 Clocks: bpftrace's `nsecs` is `bpf_ktime_get_ns()`, CLOCK_MONOTONIC (time since boot, not
 counting suspend). Hop timestamps (control/capture.py, SO_TIMESTAMPNS) are CLOCK_REALTIME, so
 `Drop.ts_ns` is converted to CLOCK_REALTIME with an offset sampled when the tracer starts;
-`Drop.monotonic_ns` keeps the value as the kernel printed it.
+`Drop.monotonic_ns` keeps the value as the kernel printed it. `Accept` likewise.
+
+Pids: bpftrace's `pid` is the tgid in the tracer's (the host's) pid namespace. A Docker node
+has a pid namespace of its own, so the program also prints the process's id in its innermost
+pid namespace, the one the node's own `ps` shows (`Accept.node_pid`).
 
 Standard library only: this module imports nothing from hoplab (like trace.packet), so a
 backend, the CLI or a test can hand it node → pid and get drops named by node."""
@@ -32,9 +50,13 @@ from pathlib import Path
 
 TRACEFS = Path("/sys/kernel/tracing")
 FORMAT_FILE = TRACEFS / "events" / "skb" / "kfree_skb" / "format"
+ACCEPT_EVENTS = [TRACEFS / "events" / "syscalls" / f"sys_{edge}_{call}" for edge in ("enter", "exit")
+                 for call in ("accept", "accept4")]
 BTF_FILE = Path("/sys/kernel/btf/vmlinux")
 MAX_SECONDS = 600  # the same bounds as a packet capture (control/capture.py)
 MAX_DROPS = 200_000
+MAX_ACCEPTS = 200_000
+V4_MAPPED = int.from_bytes(b"\0\0\xff\xff", sys.byteorder)  # the third u32 of ::ffff:a.b.c.d, as read from memory
 ATTACH_TIMEOUT = 30.0  # compiling and loading take 1.3-4.7 s on this 2-core host under load
 READY = "READY"  # printed by the program's BEGIN, which bpftrace runs once every probe is attached
 STOP_TIMEOUT = 5.0
@@ -153,17 +175,39 @@ class Drop:
 
 
 @dataclass(frozen=True)
+class Accept:
+    """A TCP connection a process took with accept(), as the kernel saw it in that process."""
+    ts_ns: int  # CLOCK_REALTIME when accept() returned, comparable with hop timestamps
+    monotonic_ns: int  # as the kernel printed it
+    netns: int  # the accepted socket's network namespace inode
+    pid: int  # the accepting process (tgid) in the tracer's pid namespace (the host's)
+    tid: int  # the accepting thread, same namespace
+    node_pid: int  # the same process in its own innermost pid namespace: what `ps` in the node shows
+    node_tid: int  # the same thread, likewise
+    comm: str  # the accepting thread's command name (nginx, haproxy, gunicorn, postgres)
+    local: str  # address:port the client connected to
+    remote: str  # the client's address:port
+    listener: str  # the listening socket's bound address:port ("0.0.0.0:80"); "" when not known
+    backlog: int  # the listener's backlog (listen()'s, capped by somaxconn); -1 when not known
+    accept_queue: int  # connections still waiting in its accept queue after this one; -1 when not known
+    node: str = ""  # the lab node owning netns; HOST for the host; "" when unknown
+
+
+@dataclass(frozen=True)
 class DropFilter:
     """What to report: IPv4 packets from or to one of `subnets`, for at most `max_seconds` and
     `max_drops`, leaving out the reasons in `quiet` and, unless `echo_replies`, ICMP echo
     replies no ICMP socket took: ping on a raw socket (iputils without ping_group_range, as in
     every node) gets its copy, and the kernel still frees the original as NO_SOCKET in
-    ping_rcv, once for every answered ping."""
+    ping_rcv, once for every answered ping. With `accepts`, also at most `max_accepts` TCP
+    connections accepted from or to those subnets."""
     subnets: tuple[str, ...]
     max_seconds: float = 60.0
     max_drops: int = 1000
     quiet: frozenset[str] = QUIET_REASONS
     echo_replies: bool = False
+    accepts: bool = True
+    max_accepts: int = 1000
 
     def networks(self) -> list[ipaddress.IPv4Network]:
         return [ipaddress.IPv4Network(s, strict=False) for s in self.subnets]
@@ -179,23 +223,31 @@ class DropFilter:
             raise KernelTracerError(f"max_seconds must be in (0, {MAX_SECONDS}], not {self.max_seconds}")
         if not 0 < self.max_drops <= MAX_DROPS:
             raise KernelTracerError(f"max_drops must be in 1..{MAX_DROPS}, not {self.max_drops}")
+        if not 0 < self.max_accepts <= MAX_ACCEPTS:
+            raise KernelTracerError(f"max_accepts must be in 1..{MAX_ACCEPTS}, not {self.max_accepts}")
 
 
 # ------------------------------------------------------------------ the eBPF program
 
-def program(subnets: int, quiet: int, rx_sk: bool = True, echo_replies: bool = False) -> str:
+def program(subnets: int, quiet: int, rx_sk: bool = True, echo_replies: bool = False, accepts: bool = False) -> str:
     """The bpftrace program for `subnets` (network, mask) pairs and `quiet` reasons to skip.
     Its text depends only on those counts: the values arrive as positional parameters, in order
     $1 max milliseconds, $2 max drops, $3 the number of NO_SOCKET, then network and mask per
-    subnet (u32 as the address bytes read in host byte order), then the quiet reason numbers.
+    subnet (u32 as the address bytes read in host byte order), then the quiet reason numbers,
+    then, with `accepts`, the max accepts.
 
     One line per drop: D <nsecs> <netns> <reason> <ip proto> <saddr> <daddr> <first 4 bytes of
-    L4 (ports)> <location> <ifname>, numbers in decimal, addresses as read from the header."""
-    params = iter(range(4, 4 + 2 * subnets + quiet))
+    L4 (ports)> <location> <ifname>, numbers in decimal, addresses as read from the header.
+    With `accepts`, one line per accepted connection: A <nsecs> <netns> <pid> <tid> <pid and tid
+    in their own pid namespace> <local addr> <local port> <remote addr> <remote port, network order>
+    <listener: 0 not known, 4 IPv4, 6 IPv6> <listener addr (IPv6: its last 32 bits)> <backlog>
+    <accept queue> <comm>. An IPv4 client of a dual-stack IPv6 listener counts as IPv4."""
+    params = iter(range(4, 4 + 2 * subnets + quiet + accepts))
     nets = [(next(params), next(params)) for _ in range(subnets)]
     inside = " || ".join(f"($s & (uint32)${m}) == (uint32)${n} || ($d & (uint32)${m}) == (uint32)${n}"
                          for n, m in nets)
     skip = "".join(f" || args->reason == ${next(params)}" for _ in range(quiet))
+    accept_probe = _accept_probe(inside, next(params)) if accepts else ""
     echo = "" if echo_replies else (
         "\n  if (args->reason == $3 && *(uint8 *)($ip + 9) == 1 && *(uint8 *)$l4 == 0) { return; }"
         "  // an echo reply")
@@ -226,8 +278,62 @@ tracepoint:skb:kfree_skb
          *(uint32 *)$l4, ksym(args->location), $skb->dev->name);
   if (@drops >= $2) {{ exit(); }}
 }}
-interval:ms:$1 {{ exit(); }}
-END {{ clear(@drops); }}
+{accept_probe}interval:ms:$1 {{ exit(); }}
+END {{ clear(@drops);{" clear(@accepts); clear(@listening);" if accepts else ""} }}
+"""
+
+
+def _accept_probe(inside: str, max_param: int) -> str:
+    """The probes for accepted connections (see the module's docstring for why these): the
+    entry keeps the listening fd per thread (plus one, so 0 means "not seen"); the exit follows
+    the returned fd to the new socket and the kept one to the listener."""
+    return f"""\
+tracepoint:syscalls:sys_enter_accept4, tracepoint:syscalls:sys_enter_accept
+{{
+  @listening[tid] = args->fd + 1;
+}}
+tracepoint:syscalls:sys_exit_accept4, tracepoint:syscalls:sys_exit_accept
+{{
+  $lfd = @listening[tid];
+  delete(@listening[tid]);
+  if (args->ret < 0 || @accepts >= ${max_param}) {{ return; }}
+  $fdt = curtask->files->fdt;
+  $file = *($fdt->fd + args->ret);
+  if ($file == 0) {{ return; }}
+  $sk = ((struct socket *)$file->private_data)->sk;
+  if ($sk == 0 || $sk->sk_protocol != 6) {{ return; }}
+  $fam = $sk->__sk_common.skc_family;
+  $s = $sk->__sk_common.skc_rcv_saddr;
+  $d = $sk->__sk_common.skc_daddr;
+  if ($fam == 10) {{  // an IPv4 client of a dual-stack listener: ::ffff:a.b.c.d at both ends
+    $peer = $sk->__sk_common.skc_v6_daddr.in6_u;
+    if ($peer.u6_addr32[0] != 0 || $peer.u6_addr32[1] != 0 || $peer.u6_addr32[2] != {V4_MAPPED}) {{ return; }}
+    $s = $sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32[3];
+    $d = $peer.u6_addr32[3];
+  }} else if ($fam != 2) {{ return; }}
+  if (!({inside})) {{ return; }}
+  $known = 0; $laddr = (uint32)0; $backlog = (uint32)0; $queue = (uint32)0;
+  if ($lfd > 0) {{
+    $lfile = *($fdt->fd + $lfd - 1);
+    if ($lfile != 0) {{
+      $lsk = ((struct socket *)$lfile->private_data)->sk;
+      if ($lsk != 0) {{
+        $known = 4; $laddr = $lsk->__sk_common.skc_rcv_saddr;
+        if ($lsk->__sk_common.skc_family == 10) {{ $known = 6; $laddr = $lsk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32[3]; }}
+        $backlog = $lsk->sk_max_ack_backlog; $queue = $lsk->sk_ack_backlog;
+      }}
+    }}
+  }}
+  // The process and thread ids where they live: in their innermost pid namespace.
+  $leader = curtask->group_leader->thread_pid;
+  $thread = curtask->thread_pid;
+  $nspid = ((struct upid *)$leader->numbers + $leader->level)->nr;
+  $nstid = ((struct upid *)$thread->numbers + $thread->level)->nr;
+  @accepts++;
+  printf("A %llu %u %d %d %d %d %u %u %u %u %d %u %u %u %s\\n", nsecs, $sk->__sk_common.skc_net.net->ns.inum, pid,
+         tid, $nspid, $nstid, $s, $sk->__sk_common.skc_num, $d, $sk->__sk_common.skc_dport, $known, $laddr, $backlog,
+         $queue, comm);
+}}
 """
 
 
@@ -239,6 +345,8 @@ def program_arguments(drop_filter: DropFilter, names: dict[int, str]) -> list[st
         values += [int.from_bytes(network.network_address.packed, sys.byteorder),
                    int.from_bytes(network.netmask.packed, sys.byteorder)]
     values += sorted(numbers[name] for name in drop_filter.quiet if name in numbers)
+    if drop_filter.accepts:
+        values.append(drop_filter.max_accepts)
     return [str(v) for v in values]
 
 
@@ -266,6 +374,34 @@ def parse_line(line: str, names: dict[int, str], realtime_offset_ns: int = 0) ->
         dst += f":{int.from_bytes(ports[2:], 'big')}"
     return Drop(ts_ns=mono + realtime_offset_ns, monotonic_ns=mono, netns=netns, ifname=ifname, src=src, dst=dst,
                 proto=PROTOCOLS.get(proto, str(proto)), reason=name, location=location, words=words(name))
+
+
+def parse_accept(line: str, realtime_offset_ns: int = 0) -> Accept | None:
+    """One accept line of the program's output as an Accept; None for anything else."""
+    fields = line.rstrip("\n").split(" ", 15)
+    if len(fields) < 15 or fields[0] != "A":
+        return None
+    try:
+        (mono, netns, pid, tid, node_pid, node_tid, laddr, lport, raddr, rport, known, listen_addr, backlog,
+         queue) = (int(f) for f in fields[1:15])
+    except ValueError:
+        return None
+    local, remote = _address(laddr), _address(raddr)
+    rport = int.from_bytes(rport.to_bytes(2, sys.byteorder), "big")  # skc_dport is in network order
+    listener = ""
+    if known == 4:
+        listener = f"{_address(listen_addr)}:{lport}"
+    elif known == 6:  # as control/sockets.py writes an IPv6 listener
+        listener = f"[::]:{lport}" if listen_addr == 0 else f"[::ffff:{_address(listen_addr)}]:{lport}"
+    return Accept(ts_ns=mono + realtime_offset_ns, monotonic_ns=mono, netns=netns, pid=pid, tid=tid,
+                  node_pid=node_pid, node_tid=node_tid, comm=fields[15] if len(fields) > 15 else "", local=f"{local}:{lport}",
+                  remote=f"{remote}:{rport}", listener=listener, backlog=backlog if listener else -1,
+                  accept_queue=queue if listener else -1)
+
+
+def _address(as_read: int) -> str:
+    """An IPv4 address the program printed as a u32 read from memory in host byte order."""
+    return str(ipaddress.IPv4Address(as_read.to_bytes(4, sys.byteorder)))
 
 
 def realtime_offset_ns() -> int:
@@ -306,8 +442,9 @@ def node_of(netns: int, namespaces: dict[int, str]) -> str:
     return namespaces.get(netns, "")
 
 
-def with_nodes(drops: list[Drop], namespaces: dict[int, str]) -> list[Drop]:
-    return [replace(d, node=node_of(d.netns, namespaces)) for d in drops]
+def with_nodes(events: list, namespaces: dict[int, str]) -> list:
+    """Drops or Accepts, each named by the node owning its network namespace."""
+    return [replace(e, node=node_of(e.netns, namespaces)) for e in events]
 
 
 # ------------------------------------------------------------------ the tracer
@@ -338,6 +475,8 @@ class KernelTracer:
         self.namespaces = namespaces or {}
         self.bpftrace = bpftrace
         self.lost = 0  # events the perf buffer overflowed with (bpftrace's "Lost N events")
+        self.accepts: list[Accept] = []  # what the last stop() found, when the filter asked for them
+        self.accepts_unavailable: str | None = None  # why accepts were not traced, when asked for
         self.messages: list[str] = []  # whatever else bpftrace printed (warnings, errors)
         self.attach_s: float | None = None  # from spawning bpftrace to its probe being attached
         self._proc: subprocess.Popen | None = None
@@ -348,6 +487,7 @@ class KernelTracer:
         self._names: dict[int, str] = {}
         self._offset_ns = 0
         self._max_drops = 0
+        self._max_accepts = 0
         self._checked = False  # can_run() said yes once; start() need not load its test program again
 
     def can_run(self) -> str | None:
@@ -382,11 +522,17 @@ class KernelTracer:
         if not self._checked and (why := self.can_run()):
             raise KernelTracerError(why)
         self._names = reason_names()
-        self._max_drops = drop_filter.max_drops
+        self._max_drops, self._max_accepts = drop_filter.max_drops, drop_filter.max_accepts
+        self.accepts_unavailable = None
+        if drop_filter.accepts and (missing := [e.name for e in ACCEPT_EVENTS if not e.exists()]):
+            # Default-on: drops are still traced, and the trace falls back to the socket snapshot.
+            self.accepts_unavailable = f"the kernel has no syscall tracepoint {', '.join(missing)} (CONFIG_FTRACE_SYSCALLS)"
+            drop_filter = replace(drop_filter, accepts=False)
         text = program(len(drop_filter.subnets), quiet_count(drop_filter, self._names),
-                       rx_sk="rx_sk" in FORMAT_FILE.read_text(), echo_replies=drop_filter.echo_replies)
+                       rx_sk="rx_sk" in FORMAT_FILE.read_text(), echo_replies=drop_filter.echo_replies,
+                       accepts=drop_filter.accepts)
         argv = [self.bpftrace, "-B", "line", "-e", text, *program_arguments(drop_filter, self._names)]
-        self.lost, self.messages, self._lines = 0, [], []
+        self.lost, self.messages, self._lines, self.accepts = 0, [], [], []
         self._attached.clear()
         self._offset_ns = realtime_offset_ns()
         began = time.monotonic()
@@ -416,7 +562,8 @@ class KernelTracer:
 
     def stop(self) -> list[Drop]:
         """Interrupts bpftrace (SIGINT, so its END runs), waits a bounded time, kills its group
-        if it is still there, and returns the drops it reported."""
+        if it is still there, and returns the drops it reported; the accepts it reported are
+        in `self.accepts`."""
         proc = self._proc
         if proc is None:
             return []
@@ -435,15 +582,18 @@ class KernelTracer:
         if self._reader:
             self._reader.join(STOP_TIMEOUT)
         self._proc = self._reader = self._watchdog = None
-        drops = []
+        drops, accepts = [], []
         for line in list(self._lines):  # a copy: a reader that did not end may still append
             drop = parse_line(line, self._names, self._offset_ns)
             if drop is not None:
                 drops.append(replace(drop, node=node_of(drop.netns, self.namespaces)))
+            elif (accept := parse_accept(line, self._offset_ns)) is not None:
+                accepts.append(replace(accept, node=node_of(accept.netns, self.namespaces)))
             elif lost := LOST.search(line):
                 self.lost += int(lost.group(1))
             elif line.strip():
                 self.messages.append(line.rstrip("\n"))
+        self.accepts = accepts[:self._max_accepts]
         return drops[:self._max_drops]
 
     def tracing(self, drop_filter: DropFilter) -> "_Tracing":
@@ -481,10 +631,11 @@ class KernelTracer:
 
 @dataclass
 class _Tracing:
-    """The context manager of KernelTracer.tracing(): `drops` is filled on exit."""
+    """The context manager of KernelTracer.tracing(): `drops` and `accepts` are filled on exit."""
     tracer: KernelTracer
     drop_filter: DropFilter
     drops: list[Drop] = field(default_factory=list)
+    accepts: list[Accept] = field(default_factory=list)
 
     def __enter__(self) -> "_Tracing":
         self.tracer.start(self.drop_filter)
@@ -492,3 +643,4 @@ class _Tracing:
 
     def __exit__(self, *exc) -> None:
         self.drops = self.tracer.stop()
+        self.accepts = self.tracer.accepts

@@ -32,7 +32,11 @@ def hop_json(hop: pb.Hop) -> dict:
         a = hop.accepted
         out["accepted"] = {"listener": a.listener, "backlog": a.backlog, "accept_queue": a.accept_queue,
                            "syn_queue": a.syn_queue, "pid": a.pid, "process": a.process, "status": a.status,
-                           "listeners": a.listeners, "listen_overflows": a.listen_overflows}
+                           "listeners": a.listeners, "listen_overflows": a.listen_overflows,
+                           "source": a.source or "socket snapshot"}
+        if a.accepted_ns:
+            out["accepted"].update(tid=a.tid, accepted_ns=a.accepted_ns,
+                                   after_syn_ms=round((a.accepted_ns - r.ts_ns) / 1e6, 3))
     if hop.refused:
         out["refused"] = hop.refused
     if hop.HasField("decrypted"):
@@ -83,8 +87,12 @@ def server_note(hop: pb.Hop) -> str:
     who = f"{a.process} pid {a.pid}" if a.pid else f"one of {a.listeners or 'its processes'} (closed by the end)"
     if a.status == "in_accept_queue":
         who = "nobody yet: waiting in the accept queue"
-    return (f"  [accepted by {who} on {a.listener}, backlog {a.backlog}, accept queue {a.accept_queue}, "
-            f"SYN queue {a.syn_queue}, listen overflows {a.listen_overflows}]")
+    if a.accepted_ns:  # the kernel saw the accept() itself
+        who += f" (thread {a.tid}, {(a.accepted_ns - hop.record.ts_ns) / 1e6:.3f} ms after the SYN)"
+    where = f" on {a.listener}, backlog {a.backlog}, accept queue {a.accept_queue}" if a.listener else ""
+    snapshot = (f", SYN queue {a.syn_queue}, listen overflows {a.listen_overflows}"
+                if a.listeners or a.source != "kernel accept probe" else "")
+    return f"  [accepted by {who}{where}{snapshot}; {a.source or 'socket snapshot'}]"
 
 
 def said(hop: pb.Hop) -> str:

@@ -73,18 +73,20 @@ class Capture(_message.Message):
     def __init__(self, id: _Optional[str] = ..., nodes: _Optional[_Iterable[str]] = ..., filter: _Optional[str] = ..., state: _Optional[str] = ..., started_ns: _Optional[int] = ..., stopped_ns: _Optional[int] = ..., records: _Optional[int] = ..., trace_id: _Optional[str] = ...) -> None: ...
 
 class StopCaptureRequest(_message.Message):
-    __slots__ = ("id", "status", "drops", "kernel_view", "tls_keylog")
+    __slots__ = ("id", "status", "drops", "kernel_view", "accepts", "tls_keylog")
     ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     DROPS_FIELD_NUMBER: _ClassVar[int]
     KERNEL_VIEW_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTS_FIELD_NUMBER: _ClassVar[int]
     TLS_KEYLOG_FIELD_NUMBER: _ClassVar[int]
     id: str
     status: int
     drops: _containers.RepeatedCompositeFieldContainer[KernelDrop]
     kernel_view: str
+    accepts: _containers.RepeatedCompositeFieldContainer[KernelAccept]
     tls_keylog: str
-    def __init__(self, id: _Optional[str] = ..., status: _Optional[int] = ..., drops: _Optional[_Iterable[_Union[KernelDrop, _Mapping]]] = ..., kernel_view: _Optional[str] = ..., tls_keylog: _Optional[str] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., status: _Optional[int] = ..., drops: _Optional[_Iterable[_Union[KernelDrop, _Mapping]]] = ..., kernel_view: _Optional[str] = ..., accepts: _Optional[_Iterable[_Union[KernelAccept, _Mapping]]] = ..., tls_keylog: _Optional[str] = ...) -> None: ...
 
 class KernelDrop(_message.Message):
     __slots__ = ("ts_ns", "node", "iface", "src", "dst", "proto", "reason", "location", "words")
@@ -107,6 +109,32 @@ class KernelDrop(_message.Message):
     location: str
     words: str
     def __init__(self, ts_ns: _Optional[int] = ..., node: _Optional[str] = ..., iface: _Optional[str] = ..., src: _Optional[str] = ..., dst: _Optional[str] = ..., proto: _Optional[str] = ..., reason: _Optional[str] = ..., location: _Optional[str] = ..., words: _Optional[str] = ...) -> None: ...
+
+class KernelAccept(_message.Message):
+    __slots__ = ("ts_ns", "node", "pid", "host_pid", "tid", "process", "local", "remote", "listener", "backlog", "accept_queue")
+    TS_NS_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    HOST_PID_FIELD_NUMBER: _ClassVar[int]
+    TID_FIELD_NUMBER: _ClassVar[int]
+    PROCESS_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_FIELD_NUMBER: _ClassVar[int]
+    REMOTE_FIELD_NUMBER: _ClassVar[int]
+    LISTENER_FIELD_NUMBER: _ClassVar[int]
+    BACKLOG_FIELD_NUMBER: _ClassVar[int]
+    ACCEPT_QUEUE_FIELD_NUMBER: _ClassVar[int]
+    ts_ns: int
+    node: str
+    pid: int
+    host_pid: int
+    tid: int
+    process: str
+    local: str
+    remote: str
+    listener: str
+    backlog: int
+    accept_queue: int
+    def __init__(self, ts_ns: _Optional[int] = ..., node: _Optional[str] = ..., pid: _Optional[int] = ..., host_pid: _Optional[int] = ..., tid: _Optional[int] = ..., process: _Optional[str] = ..., local: _Optional[str] = ..., remote: _Optional[str] = ..., listener: _Optional[str] = ..., backlog: _Optional[int] = ..., accept_queue: _Optional[int] = ...) -> None: ...
 
 class StreamRecordsRequest(_message.Message):
     __slots__ = ("capture_id",)
@@ -200,7 +228,7 @@ class Forwarding(_message.Message):
     def __init__(self, iface: _Optional[str] = ..., eth_src: _Optional[str] = ..., eth_dst: _Optional[str] = ..., ttl: _Optional[int] = ...) -> None: ...
 
 class Accepted(_message.Message):
-    __slots__ = ("listener", "backlog", "accept_queue", "syn_queue", "pid", "process", "status", "listeners", "listen_overflows")
+    __slots__ = ("listener", "backlog", "accept_queue", "syn_queue", "pid", "process", "status", "listeners", "listen_overflows", "source", "tid", "accepted_ns")
     LISTENER_FIELD_NUMBER: _ClassVar[int]
     BACKLOG_FIELD_NUMBER: _ClassVar[int]
     ACCEPT_QUEUE_FIELD_NUMBER: _ClassVar[int]
@@ -210,6 +238,9 @@ class Accepted(_message.Message):
     STATUS_FIELD_NUMBER: _ClassVar[int]
     LISTENERS_FIELD_NUMBER: _ClassVar[int]
     LISTEN_OVERFLOWS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    TID_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTED_NS_FIELD_NUMBER: _ClassVar[int]
     listener: str
     backlog: int
     accept_queue: int
@@ -219,7 +250,10 @@ class Accepted(_message.Message):
     status: str
     listeners: str
     listen_overflows: int
-    def __init__(self, listener: _Optional[str] = ..., backlog: _Optional[int] = ..., accept_queue: _Optional[int] = ..., syn_queue: _Optional[int] = ..., pid: _Optional[int] = ..., process: _Optional[str] = ..., status: _Optional[str] = ..., listeners: _Optional[str] = ..., listen_overflows: _Optional[int] = ...) -> None: ...
+    source: str
+    tid: int
+    accepted_ns: int
+    def __init__(self, listener: _Optional[str] = ..., backlog: _Optional[int] = ..., accept_queue: _Optional[int] = ..., syn_queue: _Optional[int] = ..., pid: _Optional[int] = ..., process: _Optional[str] = ..., status: _Optional[str] = ..., listeners: _Optional[str] = ..., listen_overflows: _Optional[int] = ..., source: _Optional[str] = ..., tid: _Optional[int] = ..., accepted_ns: _Optional[int] = ...) -> None: ...
 
 class Hop(_message.Message):
     __slots__ = ("record", "translated", "layers", "forwarded", "accepted", "refused", "decrypted")
