@@ -11,7 +11,7 @@ import warnings
 import pytest
 
 with warnings.catch_warnings():  # Starlette's note that its test client will move to another httpx
-    warnings.simplefilter("ignore", DeprecationWarning)
+    warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
 from hoplab import cli, spec
@@ -301,3 +301,55 @@ def test_every_topology_lays_out_without_overlaps(path):
     assert all(0 < x < width and 0 < y < height for x, y in positions.values())
     graph = graph_json(topology)
     assert len(graph["links"]) == sum(len(n.interfaces) for n in topology.nodes.values())
+
+
+# ------------------------------------------------------------ break and fix
+
+@pytest.fixture
+def chaos_client(ctx, tmp_path, monkeypatch):
+    from hoplab.chaos.journal import Chaos
+    from hoplab.ui.api import active_faults
+
+    chaos = Chaos(ctx.backend, ctx.topology, state_root=tmp_path)
+    monkeypatch.setattr(chaos, "start_reaper", lambda: chaos.reaped.append(True), raising=False)
+    chaos.reaped = []
+    ctx.chaos = chaos
+    ctx.watch.faults = lambda: active_faults(chaos)
+    with TestClient(build_app(ctx, HOSTS), base_url=BASE) as c:
+        yield c, chaos
+
+
+def test_the_catalogue_is_the_clis(chaos_client):
+    from hoplab.chaos.faults import CATALOGUE
+
+    client, _ = chaos_client
+    assert [f["name"] for f in client.get("/api/chaos").json()["faults"]] == list(CATALOGUE)
+
+
+def test_a_fault_injected_and_halted(chaos_client, ctx):
+    client, chaos = chaos_client
+    response = client.post("/api/chaos/inject", json={"fault": "packet-loss", "target": "client:home",
+                                                      "duration": 30, "params": ["percent=20"]})
+    assert response.status_code == 200, response.text
+    entry = response.json()
+    assert [e.id for e in chaos.active()] == [entry["id"]] and chaos.reaped == [True]
+    assert chaos.active()[0].params == {"percent": 20}
+    assert [f["id"] for f in ctx.watch.snapshot["faults"]] == [entry["id"]]  # the page sees it at once
+    halted = client.post("/api/chaos/halt", json={}).json()
+    assert [e["id"] for e in halted["reverted"]] == [entry["id"]] and chaos.active() == []
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"fault": "nope", "target": "client"}, "FAULT: unknown fault 'nope'"),
+    ({"fault": "packet-loss", "target": "client:home", "params": ["percent"]}, "--param: expected KEY=VALUE"),
+    ({"fault": "packet-loss", "target": "client:home", "params": ["percent=lots"]}, "--param: invalid literal"),
+    ({"fault": "packet-loss", "target": "client:home", "params": ["speed=1"]}, "--param: packet-loss takes percent"),
+    ({"fault": "packet-loss", "target": "client:home", "duration": 99999}, "--duration: 99999.0 is outside"),
+    ({"fault": "dns-slow", "target": "client"}, "--target: dns-slow needs a dns node"),
+])
+def test_a_bad_fault_gets_the_clis_sentence(chaos_client, body, message):
+    client, chaos = chaos_client
+    response = client.post("/api/chaos/inject", json=body)
+    assert response.status_code == 400
+    assert response.json()["error"].startswith(f"hoplab chaos: {message}"), response.json()
+    assert chaos.active() == [] and chaos.reaped == []

@@ -41,6 +41,7 @@ class UiContext:
     watch: LabWatch
     control: Callable  # () -> a ControlClient (traces(), trace(id), close())
     visit: Callable  # traced_visit(backend, topology, url, node, renew=...) -> (Visit, pb.Trace)
+    chaos: object = None  # hoplab.chaos.journal.Chaos: inject, halt, active
     visiting: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -94,7 +95,8 @@ async def json_body(request: Request, fields: dict[str, type]) -> dict:
     for name, kind in fields.items():
         value = body.get(name)
         if value is not None and not isinstance(value, kind):
-            raise Refused(400, f"{name}: expected {kind.__name__}, got {type(value).__name__}")
+            expected = " or ".join(k.__name__ for k in kind) if isinstance(kind, tuple) else kind.__name__
+            raise Refused(400, f"{name}: expected {expected}, got {type(value).__name__}")
     return {name: body.get(name) for name in fields}
 
 

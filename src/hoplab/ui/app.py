@@ -13,6 +13,7 @@ from starlette.staticfiles import StaticFiles
 from hoplab.backends.base import Backend
 from hoplab.spec import Topology
 from hoplab.ui.api import UiContext, active_faults, routes_for
+from hoplab.ui.chaos import routes_for as chaos_routes
 from hoplab.ui.guard import OriginGuard, loopback_hosts
 from hoplab.ui.watch import LabWatch
 
@@ -25,7 +26,8 @@ def build_app(ctx: UiContext, hosts: set[str]) -> OriginGuard:
     async def index(request):
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
 
-    routes = [Route("/", index), *(Route(path, endpoint, methods=methods) for path, endpoint, methods in routes_for(ctx)),
+    api = [*routes_for(ctx), *chaos_routes(ctx)]
+    routes = [Route("/", index), *(Route(path, endpoint, methods=methods) for path, endpoint, methods in api),
               Mount("/static", StaticFiles(directory=STATIC), name="static")]
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -45,7 +47,7 @@ def context(backend: Backend, backend_name: str, topology: Topology) -> UiContex
     chaos = Chaos(backend, topology)
     watch = LabWatch(backend, topology, lambda: active_faults(chaos))
     return UiContext(topology=topology, backend=backend, backend_name=backend_name, watch=watch,
-                     control=lambda: ControlClient(topology), visit=traced_visit)
+                     control=lambda: ControlClient(topology), visit=traced_visit, chaos=chaos)
 
 
 def serve(backend: Backend, backend_name: str, topology: Topology, port: int, announce) -> None:

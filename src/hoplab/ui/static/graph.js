@@ -33,7 +33,9 @@ export class TopologyGraph {
       if (!a || !b) continue;
       const line = el("line", { class: "link", "data-link": link.id, x1: a.x, y1: a.y, x2: b.x, y2: b.y },
         el("title", { text: `${link.node} on ${link.network}: ${link.address}` }));
-      const label = el("text", { class: "link-label", x: (a.x + b.x) / 2, y: (a.y + b.y) / 2 - 3, "text-anchor": "middle",
+      // The address near the node's end of the link: it is the node's interface.
+      const lx = a.x + (b.x - a.x) * 0.5, ly = a.y + (b.y - a.y) * (a.x === b.x ? 0.45 : 0.5) - 3;
+      const label = el("text", { class: "link-label", x: lx, y: ly, "text-anchor": "middle",
         text: link.address === "DHCP" ? "DHCP" : link.address });
       linkLayer.append(line, label);
       this.links.set(link.id, { line, label });

@@ -71,17 +71,19 @@ export function drawLayers(container, hop, peer) {
       parts.push(header("UDP", [field("sport", "source port", sport, 16, changed), field("dport", "destination port", dport, 16, changed)]));
     }
   }
-  parts.push(header(`${(hop.proto || "data").toUpperCase()} (application)`, [field("summary", "summary", hop.summary, 96, changed)]));
+  if (!["tcp", "udp", "ip"].includes(hop.proto))
+    parts.push(header(`${(hop.proto || "data").toUpperCase()}${hop.proto === "arp" ? "" : " (application)"}`,
+      [field("summary", "summary", hop.summary, 96, changed)]));
   const reasons = Object.entries(changed).map(([name, c]) => el("li", { "data-field": name }, el("b", { text: name }), ` ${c.why}`));
   const remarks = [];
   if (hop.accepted) remarks.push(`accepted by ${hop.accepted.process || hop.accepted.listeners || "?"} on ${hop.accepted.listener}`);
   if (hop.refused) remarks.push(`refused: ${hop.refused}`);
   if (hop.keys && hop.keys.x_cache) remarks.push(`cache ${hop.keys.x_cache}`);
-  container.replaceChildren(
+  container.replaceChildren(...[
     el("p", { class: "hop-where" }, el("b", { text: `${hop.node}:${hop.iface}` }), ` ${hop.direction}, ${hop.length || "?"} bytes`,
       peer ? ` \u2192 seen again at ${peer.node}:${peer.iface}` : ""),
     ...parts,
     reasons.length ? el("div", { class: "explain" }, el("h4", { text: `Changed at ${hop.node}` }), el("ul", {}, reasons))
       : el("p", { class: "muted", text: "Nothing rewritten at this hop: the frame is the one the sender put on the wire." }),
-    remarks.length ? el("ul", { class: "remarks" }, remarks.map((r) => el("li", { text: r }))) : null);
+    remarks.length ? el("ul", { class: "remarks" }, remarks.map((r) => el("li", { text: r }))) : null].filter(Boolean));
 }

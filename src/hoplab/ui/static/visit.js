@@ -169,7 +169,7 @@ export class VisitPage {
       const top = TOP + rowH * Math.min(...rows) - 3, bottom = TOP + rowH * Math.max(...rows) + rowH - 3;
       svg.append(el("rect", { class: "band", x: 0, y: top, width, height: bottom - top, fill: BANDS[i % BANDS.length] },
         el("title", { text: `${s.name}: ${s.duration_ms} ms, ${s.hops} hops` })),
-        el("text", { class: "band-label", x: 3, y: top + 11, text: s.name }));
+        el("text", { class: "band-label", x: width - 4, y: top + 11, "text-anchor": "end", text: s.name }));
     });
     for (const lane of lanes) {
       svg.append(el("line", { class: "lane", x1: x.get(lane), y1: TOP - 8, x2: x.get(lane), y2: height }),
