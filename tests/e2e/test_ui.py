@@ -2,7 +2,8 @@
 `hoplab ui` process on each backend's lab. The lab page's live health (a node stopped through
 the backend turns not-healthy, and healthy again after its start), a traced visit from the
 page (its stages; at the router the NAT and the MAC rewrite highlighted), step-through lighting
-the packet's link on the graph, the CLI's own error for a bad URL, and a cross-origin POST
+the packet's link on the graph, the CLI's own error for a bad URL, a fault injected and halted
+from the break-and-fix page (and the CLI's error for a bad parameter), and a cross-origin POST
 refused. Screenshots of each page go to build/ui-screens/."""
 
 from __future__ import annotations
@@ -224,3 +225,49 @@ def test_the_trace_downloads_as_pcapng(lab, visited, ui):
     trace_id = visited.inner_text("#trace-id")
     with urllib.request.urlopen(f"{ui}/api/traces/{trace_id}?format=pcapng", timeout=30) as response:
         assert response.read(4) == b"\x0a\x0d\x0d\x0a"
+
+
+def test_a_fault_injected_and_halted_from_the_page(lab, page):
+    lb = lab.topology.nodes_of("lb")[0].name
+    server = lab.topology.nodes_of("web")[-1].name
+    page.goto(page.url.split("#")[0] + "#break")
+    page.wait_for_selector("#fault-catalogue tr[data-fault]")
+    page.select_option("#fault-name", "lb-backend-down")
+    page.fill("#fault-target", lb)
+    page.fill("#fault-params", f"server={server}")
+    page.fill("#fault-duration", "60")
+    page.click("#fault-inject")
+    page.wait_for_selector("#active-faults li", timeout=30_000)
+    injected = time.monotonic()
+    page.wait_for_selector(f'#break-graph [data-node="{lb}"][data-faults="1"]', timeout=(LIVE_S + SLACK_S) * 1000)
+    assert time.monotonic() - injected < LIVE_S + SLACK_S
+    page.wait_for_function("() => / left$/.test(document.querySelector('#active-faults .countdown')?.textContent)",
+                           timeout=3000)  # the countdown runs
+    page.screenshot(path=str(SCREENS / f"break-{lab.backend}.png"))
+    page.click("#fault-halt")
+    page.wait_for_selector("#active-faults li", state="detached", timeout=30_000)
+    assert "reverted" in page.inner_text("#fault-result")
+    page.wait_for_selector(f'#break-graph [data-node="{lb}"][data-faults="0"]', timeout=(LIVE_S + SLACK_S) * 1000)
+    deadline = time.monotonic() + 60
+    while not _lb_sees(lab, server):
+        assert time.monotonic() < deadline, f"{server} is not UP in the balancer 60 s after the halt"
+        time.sleep(0.5)
+
+
+def test_a_bad_fault_parameter_shows_the_clis_error(lab, page):
+    from helpers import hoplab
+
+    client = lab.clients()[0]
+    iface = lab.topology.nodes[client].interfaces[0].network
+    expected = hoplab("chaos", "inject", "packet-loss", "--target", f"{client}:{iface}", "--param", "percent=lots",
+                      "--topology", lab.path, "--backend", lab.backend, check=False).stderr.strip()
+    assert expected.startswith("hoplab chaos: --param:")
+    page.goto(page.url.split("#")[0] + "#break")
+    page.wait_for_selector("#fault-catalogue tr[data-fault]")
+    page.select_option("#fault-name", "packet-loss")
+    page.fill("#fault-target", f"{client}:{iface}")
+    page.fill("#fault-params", "percent=lots")
+    page.click("#fault-inject")
+    page.wait_for_selector("#fault-error:not(:empty)", timeout=10_000)
+    assert page.inner_text("#fault-error") == expected
+    assert page.locator("#active-faults li").count() == 0

@@ -66,6 +66,7 @@ export class VisitPage {
     }, 100);
     try {
       const result = await api("/api/visits", { json: { url, from, renew } });
+      performance.mark("visit-response");  // bench-ui: from here to "trace-drawn"
       clearInterval(tick);
       progress.textContent = "";
       this.show(result);
@@ -121,6 +122,7 @@ export class VisitPage {
     this.root.querySelector("#layers").replaceChildren(el("p", { class: "muted", text: "Click a packet, or step with \u2190 \u2192." }));
     this.graph.light([]);
     this.root.querySelector("#step-info").textContent = `${result.messages.length} packets`;
+    performance.mark("trace-drawn");
   }
 
   drawWaterfall() {
