@@ -8,10 +8,10 @@ TOPOLOGY ?= topology/lab.yaml
 BACKEND ?=
 T := --topology $(TOPOLOGY) $(if $(BACKEND),--backend $(BACKEND))
 
-.PHONY: help setup host host-all up down status clean test test-unit test-e2e render graph bench-up bench-path bench-trace bench-load bench-exec proto load
+.PHONY: help setup host host-all up down status clean test test-unit test-e2e render graph bench-up bench-path bench-trace bench-load bench-exec bench-ui proto load ui
 
 help:
-	@echo "make up | down | status | clean | test | test-unit | test-e2e | render | graph | bench-up | bench-path | bench-trace | bench-load | bench-exec | load"
+	@echo "make up | down | status | clean | ui | test | test-unit | test-e2e | render | graph | bench-up | bench-path | bench-trace | bench-load | bench-exec | bench-ui | load"
 
 setup: host $(VENV)/.installed
 
@@ -34,6 +34,11 @@ down: $(VENV)/.installed
 
 status: $(VENV)/.installed
 	$(HOPLAB) status $(T)
+
+# The lab in a browser, on 127.0.0.1 only (UI_PORT=8350 by default); Ctrl-C stops it.
+UI_PORT ?= 8350
+ui: $(VENV)/.installed
+	$(HOPLAB) ui $(T) --port $(UI_PORT)
 
 clean: $(VENV)/.installed
 	$(HOPLAB) clean --all
@@ -79,3 +84,7 @@ load: setup
 
 bench-load: setup
 	$(PY) bench/bench_load.py $(T)
+
+# The web UI in headless Chromium: the lab page's first render, a visit's trace drawn (medians of 5).
+bench-ui: setup
+	$(PY) bench/bench_ui.py $(T)

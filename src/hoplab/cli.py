@@ -60,6 +60,54 @@ def choose_backend(args: argparse.Namespace) -> tuple[str, str]:
     return "netns", "no Docker engine is reachable or installable"
 
 
+# ------------------------------------------------------------ the checks every door shares
+# The CLI and the web UI (hoplab.ui) validate with these same functions: a bad value gets the
+# same sentence from both.
+
+MAX_URL_CHARS = 2000
+
+
+def check_url(url: str) -> str:
+    """A URL a lab client can load: http:// or https://, no whitespace or control characters."""
+    if not url.startswith(("http://", "https://")):
+        raise UsageError(f"URL: {url!r} is not an http:// or https:// URL")
+    if len(url) > MAX_URL_CHARS:
+        raise UsageError(f"URL: longer than {MAX_URL_CHARS} characters")
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+        raise UsageError(f"URL: {url!r} contains whitespace or control characters")
+    return url
+
+
+def check_node(topology: spec.Topology, node: str, what: str = "NODE") -> str:
+    if node not in topology.nodes:
+        raise UsageError(f"{what}: unknown node {node!r} (nodes: {', '.join(topology.nodes)})")
+    return node
+
+
+def visit_client(topology: spec.Topology, node: str | None) -> str:
+    """The node `visit --from` names, else the first client."""
+    clients = [n.name for n in topology.nodes_of("client")]
+    node = node or (clients[0] if clients else None)
+    if node is None:
+        raise UsageError("--from: the topology has no client node; name one")
+    return check_node(topology, node, "--from")
+
+
+def check_trace_id(text: str) -> str:
+    trace_id = text.strip().lower()
+    if len(trace_id) != 32 or any(c not in "0123456789abcdef" for c in trace_id):
+        raise UsageError(f"ID: {text!r} is not a trace id (32 hex digits)")
+    return trace_id
+
+
+def parse_params(items: list[str]) -> dict[str, str]:
+    """`--param KEY=VALUE`, repeated."""
+    params = dict(p.split("=", 1) for p in items if "=" in p)
+    if len(params) != len(items):
+        raise UsageError("--param: expected KEY=VALUE")
+    return params
+
+
 class Command:
     name = ""
     help = ""
@@ -141,8 +189,7 @@ class Exec(Command):
     def run(self, args):
         topology = self.topology(args)
         command = args.command[1:] if args.command[:1] == ["--"] else args.command
-        if args.node not in topology.nodes:
-            raise UsageError(f"NODE: unknown node {args.node!r} (nodes: {', '.join(topology.nodes)})")
+        check_node(topology, args.node)
         if not command:
             raise UsageError("CMD: no command given (hoplab exec NODE -- CMD...)")
         return make_backend(args.backend).exec(topology, args.node, command, sys.stdin.isatty())
@@ -158,8 +205,7 @@ class NodeCommand(Command):
 
     def run(self, args):
         topology = self.topology(args)
-        if args.node not in topology.nodes:
-            raise UsageError(f"NODE: unknown node {args.node!r} (nodes: {', '.join(topology.nodes)})")
+        check_node(topology, args.node)
         if not 0 <= args.time <= 600:
             raise UsageError(f"--time: {args.time:g} is outside 0..600 seconds")
         backend, progress = make_backend(args.backend), Progress()
@@ -267,14 +313,8 @@ class Visit(Command):
         from hoplab.visit import traced_visit, visit
 
         topology = self.topology(args)
-        clients = [n.name for n in topology.nodes_of("client")]
-        node = args.node or (clients[0] if clients else None)
-        if node is None:
-            raise UsageError("--from: the topology has no client node; name one")
-        if node not in topology.nodes:
-            raise UsageError(f"--from: unknown node {node!r} (nodes: {', '.join(topology.nodes)})")
-        if not args.url.startswith(("http://", "https://")):
-            raise UsageError(f"URL: {args.url!r} is not an http:// or https:// URL")
+        node = visit_client(topology, args.node)
+        check_url(args.url)
         backend = make_backend(args.backend)
         if args.trace or args.renew:
             from hoplab.trace import render
@@ -318,9 +358,7 @@ class Trace(Command):
             for summary in control.traces():
                 print(f"{summary.trace_id}  {summary.status or '-':>3}  {summary.hops:6d} records  {summary.url}")
             return 0
-        trace_id = args.trace_id.strip().lower()
-        if len(trace_id) != 32 or any(c not in "0123456789abcdef" for c in trace_id):
-            raise UsageError(f"ID: {args.trace_id!r} is not a trace id (32 hex digits)")
+        trace_id = check_trace_id(args.trace_id)
         if args.format in ("html", "pcapng") and args.output is None:
             raise UsageError(f"--format {args.format} needs -o FILE")
         keys = ""
@@ -445,9 +483,7 @@ class ChaosCommand(Command):
                 print(f"{entry.id}  {entry.fault:<20}{entry.node + (':' + entry.iface if entry.iface else ''):<18}"
                       f"{left:<14}{entry.symptom}" + ("".join(f"  ({n})" for n in entry.notes)))
             return 0
-        params = dict(p.split("=", 1) for p in args.param if "=" in p)
-        if len(params) != len(args.param):
-            raise UsageError("--param: expected KEY=VALUE")
+        params = parse_params(args.param)
         try:
             entry = chaos.inject(args.fault, args.target, args.duration, params)
         except FaultError as exc:
@@ -578,6 +614,31 @@ def client_node(topology: spec.Topology, node: str | None) -> str:
     return node or clients[0]
 
 
+def check_port(port: int) -> int:
+    if not 1024 <= port <= 65535:
+        raise UsageError(f"--port: {port} is outside 1024..65535")
+    return port
+
+
+class Ui(Command):
+    name, help = "ui", "serve the lab in a browser on 127.0.0.1 (live graph, traced visits); Ctrl-C stops it"
+
+    def add_arguments(self, parser):
+        from hoplab.ui.app import DEFAULT_PORT
+
+        parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port on 127.0.0.1 (default {DEFAULT_PORT})")
+
+    def run(self, args):
+        from hoplab.ui.app import serve
+
+        port = check_port(args.port)
+        topology = self.topology(args)
+        progress = Progress()
+        serve(make_backend(args.backend), args.backend, topology, port,
+              lambda url: progress.say(f"lab {topology.name!r} on the {args.backend} backend: open {url}"))
+        return 0
+
+
 class Validate(Command):
     name, help = "validate", "check a topology file and exit 0, or name every problem and exit 2"
     uses_backend = False
@@ -591,7 +652,7 @@ class Validate(Command):
 
 
 COMMANDS = [Up(), Down(), Status(), Exec(), Stop(), Start(), Restart(), Visit(), Trace(), Load(), ChaosCommand(),
-            Diagnose(), DrillCommand(), Clean(), Render(), Graph(), Validate()]
+            Diagnose(), DrillCommand(), Ui(), Clean(), Render(), Graph(), Validate()]
 
 
 def common_options() -> argparse.ArgumentParser:
@@ -619,7 +680,7 @@ def build_parser() -> argparse.ArgumentParser:
 # Verbs that touch a running lab: before them, faults past their deadline are reverted (the
 # CLI that injected them may have been killed, and its reaper with it).
 LAB_VERBS = {"up", "status", "exec", "stop", "start", "restart", "visit", "trace", "load", "chaos", "diagnose",
-             "drill"}
+             "drill", "ui"}
 
 
 def revert_expired_faults(args: argparse.Namespace) -> None:

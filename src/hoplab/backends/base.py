@@ -99,6 +99,10 @@ class Backend(ABC):
         by default: drops are then named by no node."""
         return {}
 
+    def logs(self, topology: Topology, node: str, lines: int = 20) -> list[str]:
+        """The last `lines` lines its service wrote (stdout and stderr); none known by default."""
+        return []
+
     @abstractmethod
     def clean(self, lab: str | None, progress: Progress) -> list[str]:
         """Remove everything this backend made for lab `lab` (every lab when None), whatever

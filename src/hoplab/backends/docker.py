@@ -194,6 +194,10 @@ class DockerBackend(Backend):
         with self._node_errors(topology, node):
             return self.engine.run(self._container(topology, node), argv, timeout, input)
 
+    def logs(self, topology: Topology, node: str, lines: int = 20) -> list[str]:
+        with self._node_errors(topology, node):
+            return self.engine.logs(self._container(topology, node), tail=lines).splitlines()[-lines:]
+
     @staticmethod
     def _container(topology: Topology, node: str) -> str:
         if node not in topology.nodes:

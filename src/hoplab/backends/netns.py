@@ -250,6 +250,16 @@ class NetnsBackend(Backend):
         tail = log.read_text(errors="replace").splitlines()[-15:] if log.exists() else []
         return f"\n--- {node} (log {log}):\n" + "\n".join(tail)
 
+    def logs(self, topology: Topology, node: str, lines: int = 20) -> list[str]:
+        if node not in topology.nodes:
+            raise BackendError(f"lab {topology.name!r} has no node {node!r}")
+        log = self.state_dir(topology.name) / "logs" / f"{node}.log"
+        if not log.exists():
+            return []
+        with open(log, "rb") as handle:  # the tail only: a busy service's log grows
+            handle.seek(max(log.stat().st_size - 64 * 1024, 0))
+            return handle.read().decode(errors="replace").splitlines()[-lines:]
+
     def stop_node(self, topology: Topology, node: str, timeout: float) -> None:
         """The service with its stop signal, then every other process of the node but its
         anchor (the agent; what the daemon left behind), as stopping a container does."""

@@ -20,7 +20,8 @@ def _tuple(t: pb.Tuple) -> dict:
 def hop_json(hop: pb.Hop) -> dict:
     r = hop.record
     out = {"node": r.node, "iface": r.iface, "direction": r.direction, "ts_ns": r.ts_ns,
-           "proto": r.proto, "src": r.src, "dst": r.dst, "summary": r.summary,
+           "proto": r.proto, "src": r.src, "dst": r.dst, "summary": r.summary, "length": r.length,
+           "tcp_flags": r.tcp_flags, "tcp_seq": r.tcp_seq,
            "eth_src": hop.layers.eth_src, "eth_dst": hop.layers.eth_dst, "ttl": hop.layers.ttl,
            "ip_id": hop.layers.ip_id}
     if hop.HasField("forwarded"):
@@ -214,28 +215,35 @@ _LANE_W, _ROW_H, _TOP, _LEFT = 210, 22, 60, 150  # _LEFT: room for the time colu
 _BANDS = ("#dbeafe", "#dcfce7", "#fef9c3", "#fae8ff", "#ffedd5", "#e0f2fe", "#f1f5f9", "#fee2e2", "#ecfccb")
 
 
-def _messages(trace: pb.Trace) -> list[tuple[pb.Hop, pb.Hop | None]]:
-    """Each packet once: the sender's `out` paired with the receiver's `in` (same addresses and
-    the same sequence number and payload), or a hop alone when only one side saw it."""
+def message_pairs(trace: pb.Trace) -> list[list[int | None]]:
+    """Each packet once, as indexes into `trace.hops`: the sender's `out` paired with the
+    receiver's `in` (same addresses and the same sequence number and payload), or a hop alone
+    ([index, None]) when only one side saw it. The sequence diagram's rows: `to_html` and the
+    web UI draw these."""
     from hoplab.trace.assemble import packet_key
 
-    pending: dict[tuple, list[pb.Hop]] = {}
+    pending: dict[tuple, list[list]] = {}
     pairs: list[list] = []
-    for hop in trace.hops:
+    for index, hop in enumerate(trace.hops):
         key = (packet_key(hop.record), hop.record.src, hop.record.dst)
         if hop.record.direction == "out":
-            pair = [hop, None]
+            pair = [index, None]
             pairs.append(pair)
             pending.setdefault(key, []).append(pair)
         else:
             waiting = pending.get(key)
             if waiting and key[0] is not None:
-                waiting.pop(0)[1] = hop
+                waiting.pop(0)[1] = index
                 if not waiting:
                     del pending[key]
             else:
-                pairs.append([None, hop])
-    return [(a, b) if a else (b, None) for a, b in pairs]
+                pairs.append([None, index])
+    return [[a, b] if a is not None else [b, None] for a, b in pairs]
+
+
+def _messages(trace: pb.Trace) -> list[tuple[pb.Hop, pb.Hop | None]]:
+    hops = list(trace.hops)
+    return [(hops[a], hops[b] if b is not None else None) for a, b in message_pairs(trace)]
 
 
 def _fit(text: str, pixels: float) -> str:
