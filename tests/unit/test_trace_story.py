@@ -263,6 +263,22 @@ def test_a_rst_for_a_port_nobody_listens_on_says_so():
     assert "[refused: no listener on 9]" in render.to_table(trace)
 
 
+def test_a_rst_that_closes_an_open_connection_is_no_refusal():
+    # HAProxy ends its server-side connection with a RST once the reply is in: the connection
+    # was accepted (SYN, SYN-ACK), so nothing was refused, whatever listens on its port now.
+    c, rh, ri, e = MAC["client"], MAC["router.home"], MAC["router.internet"], MAC["cache"]
+    records = []
+    routed(records, "SYN", 100, leg(c, rh, CLIENT_IP, EDGE_IP, 40001, 9, 64, 90, flags="SYN"),
+           leg(ri, e, WAN_IP, EDGE_IP, 41001, 9, 63, 90, flags="SYN"))
+    records.append(record("cache", "internet", "out", 105,
+                          leg(e, ri, EDGE_IP, WAN_IP, 9, 41001, 64, 0, flags="SYN,ACK", seq=0, ack=1)))
+    records.append(record("cache", "internet", "out", 110,
+                          leg(e, ri, EDGE_IP, WAN_IP, 9, 41001, 64, 0, flags="RST,ACK", seq=1, ack=1)))
+    trace = assemble(TRACE, "", "c1", records, {"client"}, sockets={"cache": edge_sockets()})
+    rst = next(h for h in trace.hops if "RST" in h.record.tcp_flags)
+    assert rst.refused == "" and "refused" not in render.to_table(trace)
+
+
 def test_a_proxys_failed_upstream_attempt_and_its_drop_join_the_trace():
     # The edge cannot reach the balancer (a firewall drops its SYN): no trace id ever crosses,
     # but the edge opened that connection while serving the trace's request.

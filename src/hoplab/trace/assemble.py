@@ -149,10 +149,14 @@ def _mark_servers(hops: list, sockets: dict, accepts=()) -> None:
     the kernel's accept probe when it saw that accept() (the exact process and thread, the
     listener's backlog and accept queue at that moment), else from the node's socket snapshot
     at the capture's end (the holder of the socket if it was still open, else the listener's
-    owners). On the RST a server answered a SYN with, why (no listener), from the snapshot."""
+    owners). On the RST a server answered a SYN with (not one that closes an open connection),
+    why (no listener), from the snapshot."""
     taken: dict[tuple, list] = defaultdict(list)
     for accept in accepts:
         taken[(accept.node, accept.local, accept.remote)].append(accept)
+    # (node, its end, the peer's end) of SYNs a node received and had not answered yet: only a
+    # RST that answers one of those is a refusal (a RST on an open connection is a close)
+    unanswered: set[tuple] = set()
     for hop in hops:
         r = hop.record
         view = sockets.get(r.node)
@@ -160,13 +164,18 @@ def _mark_servers(hops: list, sockets: dict, accepts=()) -> None:
         if None in ends:
             continue
         if r.tcp_flags == "SYN" and r.direction == "in":
+            unanswered.add((r.node, r.dst, r.src))
+        elif r.tcp_flags == "SYN,ACK" and r.direction == "out":
+            unanswered.discard((r.node, r.src, r.dst))
+        if r.tcp_flags == "SYN" and r.direction == "in":
             (client_ip, client_port), (server_ip, server_port) = ends
             kernel = min((a for a in taken.get((r.node, r.dst, r.src), ()) if a.ts_ns >= r.ts_ns - ACCEPT_SLACK_NS),
                          key=lambda a: a.ts_ns, default=None)  # the first accept of this tuple after the SYN
             found = accepted_by((server_ip, server_port, client_ip, client_port), view) if view else None
             if found or kernel:
                 hop.accepted.CopyFrom(_accepted(found, view, kernel))
-        elif view is not None and "RST" in r.tcp_flags and r.direction == "out":
+        elif (view is not None and "RST" in r.tcp_flags and r.direction == "out"
+              and (r.node, r.src, r.dst) in unanswered):
             (server_ip, server_port), _ = ends
             reason = refused_reason(server_ip, server_port, view)
             if reason:

@@ -96,6 +96,11 @@ def server_note(hop: pb.Hop) -> str:
     return f"  [accepted by {who}{where}{snapshot}; {a.source or 'socket snapshot'}]"
 
 
+def where(record: pb.Record) -> str:
+    """node:iface, or the node alone (a drop on the way out, before any interface)."""
+    return f"{record.node}:{record.iface}" if record.iface else record.node
+
+
 def said(hop: pb.Hop) -> str:
     """What the packet says: the decoder's summary, and what its TLS records said decrypted."""
     if hop.HasField("decrypted"):
@@ -140,7 +145,7 @@ def to_table(trace: pb.Trace) -> str:
     rows = [("+ms", "NODE:IFACE", "DIR", "ETH SRC > DST", "TTL", "IP ID", "SRC", "DST", "SUMMARY")]
     for hop in trace.hops:
         r, l2 = hop.record, hop.layers
-        rows.append((f"{(r.ts_ns - start) / 1e6:9.3f}", f"{r.node}:{r.iface}", r.direction,
+        rows.append((f"{(r.ts_ns - start) / 1e6:9.3f}", where(r), r.direction,
                      f"{l2.eth_src} > {l2.eth_dst}" if l2.eth_src else "-", str(l2.ttl) if l2.ttl else "-",
                      f"0x{l2.ip_id:04x}" if l2.ttl else "-", r.src, r.dst, said(hop) + notes(hop)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
@@ -312,7 +317,7 @@ def to_html(trace: pb.Trace) -> str:
         svg.append(f'<text x="4" y="{y + 4}" fill="#64748b">{ms}</text>')
     svg.append("</svg>")
     rows = "".join(
-        f"<tr><td>{(r.ts_ns - start) / 1e6:.3f}</td><td>{html.escape(r.node)}:{html.escape(r.iface)}</td>"
+        f"<tr><td>{(r.ts_ns - start) / 1e6:.3f}</td><td>{html.escape(where(r))}</td>"
         f"<td>{r.direction}</td><td>{html.escape(h.layers.eth_src)} &gt; {html.escape(h.layers.eth_dst)}</td>"
         f"<td>{h.layers.ttl or '-'}</td><td>{html.escape(r.src)}</td><td>{html.escape(r.dst)}</td>"
         f"<td>{html.escape(said(h) + notes(h))}</td></tr>" for h in trace.hops for r in [h.record])
