@@ -249,8 +249,11 @@ def netns_state() -> dict[str, list[str]]:
         except FileNotFoundError:  # ended meanwhile
             continue
     mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+    # Named namespaces (`ip netns add`, under /run/netns/) are never a lab's: the netns backend
+    # holds its namespaces with anchor processes. The unit tests make named ones, and may run
+    # beside this suite.
     return {"namespaces": sorted(spaces),
-            "mounts": sorted(m for m in mounts if not m.startswith(("/var/lib/docker/", "/run/docker/")))}
+            "mounts": sorted(m for m in mounts if not m.startswith(("/var/lib/docker/", "/run/docker/", "/run/netns/")))}
 
 
 def lab_leftovers(lab: str) -> dict[str, list[str]]:
