@@ -45,7 +45,7 @@ clean: $(VENV)/.installed
 
 # Unit tests first; then the end-to-end suite, both backends at once (one pytest-xdist worker
 # each; the netns worker runs twins of the topologies, see tests/e2e/helpers.py).
-E2E := $(PY) -m pytest -q -ra -p xdist -n 2 --dist loadgroup tests/e2e
+E2E := $(PY) -m pytest -q -ra --durations=12 -p xdist -n 2 --dist loadgroup tests/e2e
 
 test: host-all $(VENV)/.installed
 	@start=$$(date +%s); $(PY) -m pytest -q -ra tests/unit && $(E2E); status=$$?; \
