@@ -34,17 +34,22 @@ class Visit:
     local: str = ""  # ip:port the client used
     remote: str = ""  # ip:port it connected to
     timings_ms: dict[str, float] = field(default_factory=dict)  # per phase, not cumulative
+    failure: str = ""  # what went wrong, in the socket's words: "connection refused (ECONNREFUSED)", "HTTP error 503"
+    cause: str = ""  # with a trace: the packet that caused it ("+5.266 ms cache:internet out RST,ACK ...")
 
     def to_json(self) -> dict:
         return asdict(self)
 
     def render(self) -> str:
         head = f"GET {self.url} from {self.node} ({self.local or '-'}) -> {self.remote or '-'}"
+        because = f"\ncaused by: {self.cause}" if self.cause else ""
         if not self.ok and not self.status:
-            return f"{head}\nfailed: {self.error}\ntrace id {self.trace_id}"
+            return f"{head}\nfailed: {self.failure}: {self.error}{because}\ntrace id {self.trace_id}"
         lines = [head, f"status {self.status}, {self.bytes} bytes, served by {self.served_by or '-'}, "
                        f"cache {self.cache or '-'} at {self.edge or '-'}"]
         lines += [f"  {phase:<11}{ms:9.2f} ms" for phase, ms in self.timings_ms.items()]
+        if self.failure:
+            lines.append(f"failed: {self.failure}{because}")
         lines.append(f"trace id {self.trace_id}")
         return "\n".join(lines)
 
@@ -52,6 +57,34 @@ class Visit:
 def _header(headers: dict, name: str) -> str | None:
     values = headers.get(name.lower())
     return values[-1] if values else None
+
+
+# curl's exit codes (libcurl's CURLcode) that name a socket or TLS error, and the errno-like
+# word a programmer meets for it; exit 7 is told apart by curl's message (strerror's words).
+CURL_FAILURES = {6: ("name not resolved", ""), 28: ("timed out", "ETIMEDOUT"),
+                 35: ("TLS handshake failed", ""), 60: ("TLS certificate not trusted", ""),
+                 52: ("empty reply from the server", ""), 56: ("connection reset", "ECONNRESET")}
+CONNECT_FAILURES = (("refused", "connection refused", "ECONNREFUSED"),
+                    ("No route to host", "host unreachable", "EHOSTUNREACH"),
+                    ("Network is unreachable", "network unreachable", "ENETUNREACH"),
+                    ("timed out", "timed out", "ETIMEDOUT"))
+
+
+def failure(exit_code: int, message: str, status: int) -> str:
+    """What the client got, in the words its socket or TLS library uses: "" for a success."""
+    if exit_code == 7:
+        found = next(((kind, errno) for words, kind, errno in CONNECT_FAILURES if words in message),
+                     ("could not connect", ""))
+    elif exit_code in CURL_FAILURES:
+        found = CURL_FAILURES[exit_code]
+    elif exit_code:
+        found = (f"curl exit {exit_code}", "")
+    elif status >= 400:
+        return f"HTTP error {status}"
+    else:
+        return ""
+    kind, errno = found
+    return f"{kind} ({errno})" if errno else kind
 
 
 def phases(metrics: dict) -> dict[str, float]:
@@ -87,10 +120,11 @@ def visit(backend: Backend, topology: Topology, url: str, node: str, trace_id: s
     except json.JSONDecodeError:
         raise BackendError(f"curl in {node} gave no timings: {result.stderr.strip() or result.stdout[:200]}") from None
     status = int(metrics.get("http_code") or 0)
+    error = (metrics.get("errormsg") or result.stderr.strip()) if result.returncode else ""
     return Visit(
         url=url, node=node, trace_id=trace_id,
         ok=result.returncode == 0 and 0 < status < 400, status=status,
-        error=(metrics.get("errormsg") or result.stderr.strip()) if result.returncode else "",
+        error=error, failure=failure(result.returncode, error, status),
         bytes=int(metrics.get("size_download") or 0),
         served_by=_header(headers, "x-served-by"), cache=_header(headers, "x-cache"), edge=_header(headers, "x-edge"),
         local=f"{metrics.get('local_ip', '')}:{metrics.get('local_port', '')}" if metrics.get("local_ip") else "",
@@ -174,4 +208,54 @@ def traced_visit(backend: Backend, topology: Topology, url: str, node: str, rene
                              accepts=view.accepts, tls_keylog=keys)
     trace = control.trace(trace_id)
     control.close()
+    result.cause = cause(trace, result, node)
     return result, trace
+
+
+def cause(trace, result: Visit, node: str) -> str:
+    """The packet behind a failed visit, as the trace saw it where it started: the RST that
+    refused the connection, the ICMP error, the TLS alert, the HTTP error response; for a
+    connection that timed out, the kernel's drop of the SYN, or the SYN nobody answered."""
+    from hoplab.trace.assemble import packet_key
+    from hoplab.trace.render import notes, said, where
+
+    if not result.failure or not trace.hops:
+        return ""
+    hops = list(trace.hops)
+    start = hops[0].record.ts_ns
+    mine = [h for h in hops if h.record.node == node]
+
+    def told(hop) -> str:
+        r = hop.record
+        return f"+{(r.ts_ns - start) / 1e6:.3f} ms {where(r)} {r.direction} {said(hop)}{notes(hop)}"
+
+    def origin(hop):
+        """The first sighting of the packet the client received (its sender's, across the NAT)."""
+        key = packet_key(hop.record)
+        return next((h for h in hops if key and packet_key(h.record) == key), hop)
+
+    def first_in(test):
+        return next((h for h in mine if h.record.direction == "in" and test(h)), None)
+
+    kind = result.failure
+    if kind.startswith(("connection refused", "connection reset")):
+        found = first_in(lambda h: "RST" in h.record.tcp_flags)
+    elif "unreachable" in kind:
+        found = first_in(lambda h: h.record.proto == "icmp")
+    elif kind.startswith("TLS"):
+        found = first_in(lambda h: "alert" in said(h))
+    elif kind.startswith("HTTP error"):
+        status = kind.split()[-1]
+        found = first_in(lambda h: status in (h.record.keys.get("http_status"), h.decrypted.keys.get("http_status")))
+    elif kind.startswith("timed out"):
+        dropped = next((h for h in hops if h.record.direction == "drop"), None)
+        if dropped is not None:
+            return told(dropped)
+        syns = [h for h in mine if h.record.direction == "out" and h.record.tcp_flags == "SYN"]
+        answered = any(h.record.tcp_flags == "SYN,ACK" for h in mine)
+        if syns and not answered:
+            return f"{told(syns[-1])} (sent {len(syns)} times, never answered)"
+        return ""
+    else:
+        return ""
+    return told(origin(found)) if found is not None else ""

@@ -241,7 +241,10 @@ def test_a_partition_shows_the_kernels_drops_in_the_trace_and_diagnose_cites_the
     # cache <-> lb cut by a firewall rule: the kernel says which rule dropped what, and where.
     inject(lab, "partition-two-way", "cache", "peer=lb")
     result = hoplab("visit", f"{lab.www}/order", "--trace", "--json", "--topology", lab.path, check=False)
-    trace = json.loads(result.stdout)["trace"]
+    visit, trace = json.loads(result.stdout)["visit"], json.loads(result.stdout)["trace"]
+    # the client got the edge's 504, and the visit says which packet carried it
+    assert visit["failure"] == "HTTP error 504" and "cache:internet out" in visit["cause"], visit
+    assert "decrypted: HTTP 504" in visit["cause"]
     assert trace["kernel_view"] == "on", trace["kernel_view"]
     drops = [h for h in trace["hops"] if h["direction"] == "drop"]
     lb = lab.address("lb", "origin")

@@ -360,6 +360,9 @@ def test_a_closed_port_is_refused_with_a_rst_and_says_why(lab):
                     "--topology", lab.path, check=False)
     assert result.returncode == 1  # the visit failed: connection refused
     data = json.loads(result.stdout)
-    assert "refused" in data["visit"]["error"].lower() or "connect" in data["visit"]["error"].lower()
+    # the visit names the socket's error and the packet that caused it: the edge's RST
+    assert data["visit"]["failure"] == "connection refused (ECONNREFUSED)", data["visit"]
+    assert data["visit"]["cause"].split()[2:4] == ["cache:internet", "out"], data["visit"]["cause"]
+    assert "RST" in data["visit"]["cause"] and data["visit"]["cause"].endswith("[refused: no listener on 8443]")
     resets = [h for h in data["trace"]["hops"] if h["node"] == "cache" and "RST" in h["summary"]]
     assert resets and resets[0]["refused"] == "no listener on 8443", resets
