@@ -48,11 +48,11 @@ clean: $(VENV)/.installed
 E2E := $(PY) -m pytest -q -ra --durations=12 -p xdist -n 2 --dist loadgroup tests/e2e
 
 test: host-all $(VENV)/.installed
-	@start=$$(date +%s); $(PY) -m pytest -q -ra tests/unit && $(E2E); status=$$?; \
+	@start=$$(date +%s); $(PY) -m pytest -q -ra -p xdist -n 2 tests/unit && $(E2E); status=$$?; \
 	echo "make test: $$(( $$(date +%s) - start )) s wall time (exit $$status)"; exit $$status
 
 test-unit: $(VENV)/.installed
-	$(PY) -m pytest -q -ra tests/unit
+	$(PY) -m pytest -q -ra -p xdist -n 2 tests/unit
 
 test-e2e: host-all $(VENV)/.installed
 	@start=$$(date +%s); $(E2E); status=$$?; \
