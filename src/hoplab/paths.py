@@ -12,3 +12,15 @@ COMPOSE_DIR = PROJECT_ROOT / "compose"
 BUILD_DIR = PROJECT_ROOT / "build"
 RUN_STATE_DIR = BUILD_DIR / "run"  # per lab: chaos journal, drill state, experiment journals
 CHAOS_JOURNAL = "chaos.json"
+
+
+def _built_here(part: str) -> bool:
+    """Files that builds and installs leave in a source tree: not inputs."""
+    return part == "__pycache__" or part.endswith(".egg-info")
+
+
+def hash_tree(digest, root: Path) -> None:
+    """Feed every file under `root` (name and bytes, in a stable order) to a hashlib digest."""
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and not any(map(_built_here, p.parts))):
+        digest.update(str(path.relative_to(root)).encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")

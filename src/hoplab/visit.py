@@ -70,6 +70,9 @@ CONNECT_FAILURES = (("refused", "connection refused", "ECONNREFUSED"),
                     ("timed out", "timed out", "ETIMEDOUT"))
 
 
+BENIGN_DROPS = ("TCP_OLD_DATA", "NOT_SPECIFIED", "QUEUE_PURGE")
+
+
 def failure(exit_code: int, message: str, status: int) -> str:
     """What the client got, in the words its socket or TLS library uses: "" for a success."""
     if exit_code == 7:
@@ -110,7 +113,9 @@ def visit(backend: Backend, topology: Topology, url: str, node: str, trace_id: s
     (SSLKEYLOGFILE, as browsers do)."""
     trace_id = trace_id or new_trace_id()
     traceparent = f"00-{trace_id}-{secrets.token_hex(8)}-01"
-    argv = [*(["env", f"SSLKEYLOGFILE={key_log}"] if key_log else []), "curl", "-sS", "-o", "/dev/null", "--max-time", str(TIMEOUT_S), "-H", f"traceparent: {traceparent}",
+    # -v: curl says why a connect failed only there ("* connect to ADDR port N failed: Connection
+    # refused", the socket's own strerror); its exit code and message do not tell refused from unreachable
+    argv = [*(["env", f"SSLKEYLOGFILE={key_log}"] if key_log else []), "curl", "-sS", "-v", "-o", "/dev/null", "--max-time", str(TIMEOUT_S), "-H", f"traceparent: {traceparent}",
             "-w", f"%{{json}}\n{_SEPARATOR}\n%{{header_json}}", url]
     result = backend.run(topology, node, argv, timeout=TIMEOUT_S + 10)
     metrics_text, _, headers_text = result.stdout.partition(f"\n{_SEPARATOR}\n")
@@ -118,9 +123,15 @@ def visit(backend: Backend, topology: Topology, url: str, node: str, trace_id: s
         metrics = json.loads(metrics_text)
         headers = json.loads(headers_text) if headers_text.strip() else {}
     except json.JSONDecodeError:
-        raise BackendError(f"curl in {node} gave no timings: {result.stderr.strip() or result.stdout[:200]}") from None
+        said = "\n".join(line for line in result.stderr.splitlines() if not line.startswith(("*", ">", "<", "{", "}")))
+        raise BackendError(f"curl in {node} gave no timings: {said.strip() or result.stdout[:200]}") from None
     status = int(metrics.get("http_code") or 0)
-    error = (metrics.get("errormsg") or result.stderr.strip()) if result.returncode else ""
+    connect = next((line.split(" failed: ", 1)[1].strip() for line in result.stderr.splitlines()
+                    if line.startswith("* connect to ") and " failed: " in line), "")
+    error = ""
+    if result.returncode:
+        error = metrics.get("errormsg") or (result.stderr.strip().splitlines() or [""])[-1]
+        error += f" ({connect})" if connect and connect not in error else ""
     return Visit(
         url=url, node=node, trace_id=trace_id,
         ok=result.returncode == 0 and 0 < status < 400, status=status,
@@ -248,7 +259,10 @@ def cause(trace, result: Visit, node: str) -> str:
         status = kind.split()[-1]
         found = first_in(lambda h: status in (h.record.keys.get("http_status"), h.decrypted.keys.get("http_status")))
     elif kind.startswith("timed out"):
-        dropped = next((h for h in hops if h.record.direction == "drop"), None)
+        drops = [h for h in hops if h.record.direction == "drop"]
+        # the kernel's refusals first; a retransmission already received says nothing of the loss
+        dropped = next((h for h in drops if h.record.keys.get("drop_reason") not in BENIGN_DROPS),
+                       drops[0] if drops else None)
         if dropped is not None:
             return told(dropped)
         syns = [h for h in mine if h.record.direction == "out" and h.record.tcp_flags == "SYN"]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from hoplab.backends.base import BackendError
 from hoplab.backends.engine import Engine
-from hoplab.paths import BUILD_DIR, PROJECT_ROOT, SERVICES_DIR
+from hoplab.paths import BUILD_DIR, PROJECT_ROOT, SERVICES_DIR, hash_tree
 from hoplab.progress import Progress
 from hoplab.services import Service
 
@@ -80,17 +80,6 @@ def _with_requirements(names) -> set[str]:
             if "extra ==" not in requirement:
                 todo.append(re.split(r"[ ;<>=!~\[]", requirement, maxsplit=1)[0])
     return found
-
-
-def _built_here(part: str) -> bool:
-    """Files that builds and installs leave in a source tree: not inputs."""
-    return part == "__pycache__" or part.endswith(".egg-info")
-
-
-def _hash_tree(digest, root: Path) -> None:
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and not any(map(_built_here, p.parts))):
-        digest.update(str(path.relative_to(root)).encode() + b"\0")
-        digest.update(path.read_bytes() + b"\0")
 
 
 class ImageBuilder:
@@ -199,7 +188,7 @@ class ImageBuilder:
     def ensure_wheel(self) -> Path:
         """The project's own wheel, for the sources as they are."""
         digest = hashlib.sha256()
-        _hash_tree(digest, PROJECT_ROOT / "src")
+        hash_tree(digest, PROJECT_ROOT / "src")
         digest.update((PROJECT_ROOT / "pyproject.toml").read_bytes())
         folder = self._wheel_folder(digest.hexdigest()[:16], ["wheel", "--no-deps", "--no-build-isolation",
                                                              str(PROJECT_ROOT)], "building the hoplab wheel")
@@ -234,7 +223,7 @@ class ImageBuilder:
             if source.parent == wheels:
                 digest.update(f"wheels:{source.name}\0".encode())
             else:
-                _hash_tree(digest, source)
+                hash_tree(digest, source)
         return digest.hexdigest()
 
     def _build(self, image: str, dockerfile: Path, args: dict[str, str], context: dict[str, Path],

@@ -12,6 +12,7 @@ and the folder /run/hoplab-netns/<lab>/. `down` and `clean` remove exactly these
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -26,7 +27,7 @@ from hoplab.backends import nodeproc
 from hoplab.backends.base import Backend, BackendError, NodeStatus, route_clashes, subnets
 from hoplab.backends.hostfw import HostFirewall
 from hoplab.backends.netns_plan import BRIDGE_PREFIX, NetnsPlan, lab_prefixes, plan
-from hoplab.paths import SERVICES_DIR
+from hoplab.paths import SERVICES_DIR, hash_tree
 from hoplab.progress import Progress
 from hoplab.services import Service, load_catalog
 from hoplab.spec import Topology
@@ -35,6 +36,24 @@ UP_TIMEOUT = 240.0
 # The nodes run the very hoplab this CLI runs (as a Docker node runs the wheel built from it),
 # wherever it was imported from: the checkout's editable install, or a PYTHONPATH.
 HOPLAB_SOURCES = str(Path(__file__).resolve().parents[2])
+CODE_FILE = "code.sha256"  # in a lab's state folder: what its nodes' processes were started from
+
+
+def code_digest() -> str:
+    """What a netns lab's processes run from the host's files: hoplab's sources and the service
+    folders. A running lab made from other files is made again by `up` (a container lab gets
+    new images the same way)."""
+    digest = hashlib.sha256()
+    hash_tree(digest, Path(HOPLAB_SOURCES) / "hoplab")
+    hash_tree(digest, SERVICES_DIR)
+    return digest.hexdigest()
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
 HEALTH_TIMEOUT = 10.0
 RUN_DIR = "/run/hoplab"  # inside each node: its own tmpfs
 # Copy-on-write per node. /tmp too (not a fresh tmpfs): the checkout, with the venv the nodes
@@ -101,10 +120,12 @@ class NetnsBackend(Backend):
         # Only the management bridge has a host address (and so a route): the data bridges of
         # two netns labs may share subnets, being apart.
         route_clashes(topology, set(layout.bridges.values()))
-        current = (self.state_dir(lab) / "lab.json").read_text() if self.running(lab) else None
-        if current != topology.runtime_json():
+        state = self.state_dir(lab)
+        current = ((state / "lab.json").read_text(), _read(state / CODE_FILE)) if self.running(lab) else None
+        if current != (topology.runtime_json(), code_digest()):
             if current is not None:
-                progress.say(f"the topology of lab {lab!r} changed: making it again")
+                what = "topology" if current[0] != topology.runtime_json() else "code its nodes run"
+                progress.say(f"the {what} of lab {lab!r} changed: making it again")
             if self._state(lab) or nodeproc.lab_processes(lab) or self._links(lab):
                 progress.say(f"removing what is left of lab {lab!r}")
                 self.clean(lab, progress)
@@ -120,6 +141,7 @@ class NetnsBackend(Backend):
         state_dir = self.state_dir(lab)
         state_dir.mkdir(parents=True, exist_ok=True)
         (state_dir / "lab.json").write_text(topology.runtime_json())
+        (state_dir / CODE_FILE).write_text(code_digest())
         # Journal first: a killed `up` leaves nothing `clean` cannot name.
         self._save(lab, {"lab": lab, **layout.to_json(), "nodes": {}})
         bridges = sorted(layout.bridges.values())

@@ -231,9 +231,11 @@ def db_connection_limit(t: Target, p: dict) -> Plan:
     if not role.replace("_", "").isalnum():
         raise FaultError(f"role: {role!r} is not a role name")
     psql = "psql -X -q -U postgres -d postgres -c"
-    return Plan([sh(t.node, f"{psql} 'ALTER ROLE {role} CONNECTION LIMIT 0'")],
+    # and ends the role's sessions: an app that pools its connections would not notice otherwise
+    end_sessions = f"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = '{role}'"
+    return Plan([sh(t.node, f"{psql} 'ALTER ROLE {role} CONNECTION LIMIT 0'", f'{psql} "{end_sessions}" >/dev/null')],
                 [sh(t.node, f"{psql} 'ALTER ROLE {role} CONNECTION LIMIT -1'")],
-                f"the database refuses every new connection of {role}")
+                f"the database refuses every connection of {role}, and its open sessions end")
 
 
 def smtp_refuse(t: Target, p: dict) -> Plan:
