@@ -375,9 +375,8 @@ class Trace(Command):
         from hoplab.trace import render
         from hoplab.trace.tls import KeyLog, KeyLogError
 
-        control = ControlClient(self.topology(args))
         if args.action == "list":
-            for summary in control.traces():
+            for summary in ControlClient.of(make_backend(args.backend), self.topology(args)).traces():
                 print(f"{summary.trace_id}  {summary.status or '-':>3}  {summary.hops:6d} records  {summary.url}")
             return 0
         trace_id = check_trace_id(args.trace_id)
@@ -391,6 +390,7 @@ class Trace(Command):
                 raise UsageError(f"--keylog {args.keylog}: cannot read it: {exc}") from None
             except KeyLogError as exc:
                 raise UsageError(str(exc)) from None
+        control = ControlClient.of(make_backend(args.backend), self.topology(args))  # every argument checked first
         trace = control.trace(trace_id, tls_keylog=keys)
         if args.format == "table":
             text = render.to_table(trace) + "\n"

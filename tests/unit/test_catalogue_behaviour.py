@@ -402,6 +402,8 @@ INLINE = {
                                     "management.subnet", "has no room for 11 nodes"),
     "control outside its subnet": (_set("management.control", "172.31.253.2"),
                                    "management.control", "172.31.253.2 is not a host address of 172.31.254.0/24"),
+    "no port left for the Control API": (_set("management.port", 65535),
+                                         "management.port", "65535 leaves no port after it for the Control API"),
     "replicas past 255.255.255.255": (_replicas_past_the_last_address,
                                       "nodes.web.networks.origin", "replica web3's address runs past"),
     "nat network not the node's": (_set("nodes.router.nat", {"inside": ["origin"], "outside": "internet"}),
