@@ -324,6 +324,8 @@ def test_the_catalogue_is_the_clis(chaos_client):
 
     client, _ = chaos_client
     assert [f["name"] for f in client.get("/api/chaos").json()["faults"]] == list(CATALOGUE)
+    loss = next(f for f in client.get("/api/chaos").json()["faults"] if f["name"] == "packet-loss")
+    assert loss["params"] == {"percent": "30"} and loss["kinds"]["percent"].startswith("a percentage")
 
 
 def test_a_fault_injected_and_halted(chaos_client, ctx):
