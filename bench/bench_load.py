@@ -74,7 +74,7 @@ def main() -> None:
     replicas = len(default.nodes_of("web"))
     measure(f"default ({replicas} web)", default)
     measure("cache bypassed", default, no_cache=True)
-    control = ControlClient(default)
+    control = ControlClient.of(DockerBackend(), default)
     capture = control.start(filter=TRACE_FILTER, max_seconds=min(600, len(levels) * (args.seconds + 30)),
                             max_packets=200_000)
     try:

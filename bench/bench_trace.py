@@ -64,7 +64,8 @@ def main() -> None:
     topology = spec.load(args.topology)
     subprocess.run([sys.executable, "-m", "hoplab", "up", "-q", "--topology", str(args.topology)],
                    check=True, stdout=subprocess.DEVNULL)
-    backend, control = DockerBackend(), ControlClient(topology)
+    backend = DockerBackend()
+    control = ControlClient.of(backend, topology)
     client = topology.nodes_of("client")[0].name
     url = f"https://www.{topology.domain.name}{args.path}"
 

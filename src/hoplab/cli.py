@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import shlex
 import sys
@@ -100,11 +101,20 @@ def check_trace_id(text: str) -> str:
     return trace_id
 
 
+PARAM_KEY = re.compile(r"[a-z][a-z_]{0,31}")
+
+
 def parse_params(items: list[str]) -> dict[str, str]:
-    """`--param KEY=VALUE`, repeated."""
-    params = dict(p.split("=", 1) for p in items if "=" in p)
-    if len(params) != len(items):
-        raise UsageError("--param: expected KEY=VALUE")
+    """`--param KEY=VALUE`, repeated: each key once. The values stay text here; the fault's
+    declared kinds check them (`hoplab.chaos.params`), for every door alike."""
+    params: dict[str, str] = {}
+    for item in items:
+        key, equals, value = item.partition("=")
+        if not equals or not PARAM_KEY.fullmatch(key):
+            raise UsageError(f"--param: expected KEY=VALUE, got {item!r}")
+        if key in params:
+            raise UsageError(f"--param {key}: given twice")
+        params[key] = value
     return params
 
 
@@ -116,6 +126,11 @@ class Command:
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         pass
+
+    def check(self, args: argparse.Namespace) -> None:
+        """Check the arguments before anything acts (expired faults are reaped only after):
+        raise UsageError. Most verbs check as they run; those that act on a lab in many steps
+        check here."""
 
     def run(self, args: argparse.Namespace) -> int:
         raise NotImplementedError
@@ -186,12 +201,14 @@ class Exec(Command):
         parser.add_argument("node")
         parser.add_argument("command", nargs=argparse.REMAINDER, help="the command, after --")
 
+    def check(self, args):
+        check_node(self.topology(args), args.node)
+        if not (args.command[1:] if args.command[:1] == ["--"] else args.command):
+            raise UsageError("CMD: no command given (hoplab exec NODE -- CMD...)")
+
     def run(self, args):
         topology = self.topology(args)
         command = args.command[1:] if args.command[:1] == ["--"] else args.command
-        check_node(topology, args.node)
-        if not command:
-            raise UsageError("CMD: no command given (hoplab exec NODE -- CMD...)")
         return make_backend(args.backend).exec(topology, args.node, command, sys.stdin.isatty())
 
 
@@ -203,11 +220,13 @@ class NodeCommand(Command):
         parser.add_argument("--time", type=float, default=5,
                             help="seconds to wait for a clean stop before SIGKILL (default 5)")
 
-    def run(self, args):
-        topology = self.topology(args)
-        check_node(topology, args.node)
+    def check(self, args):
+        check_node(self.topology(args), args.node)
         if not 0 <= args.time <= 600:
             raise UsageError(f"--time: {args.time:g} is outside 0..600 seconds")
+
+    def run(self, args):
+        topology = self.topology(args)
         backend, progress = make_backend(args.backend), Progress()
         if self.name in ("stop", "restart"):
             backend.stop_node(topology, args.node, args.time)
@@ -309,12 +328,15 @@ class Visit(Command):
         parser.add_argument("--trace", action="store_true", help="capture on every node and print the hop table")
         parser.add_argument("--renew", action="store_true", help="renew the client's DHCP lease first (implies --trace)")
 
+    def check(self, args):
+        visit_client(self.topology(args), args.node)
+        check_url(args.url)
+
     def run(self, args):
         from hoplab.visit import traced_visit, visit
 
         topology = self.topology(args)
         node = visit_client(topology, args.node)
-        check_url(args.url)
         backend = make_backend(args.backend)
         if args.trace or args.renew:
             from hoplab.trace import render
@@ -353,9 +375,8 @@ class Trace(Command):
         from hoplab.trace import render
         from hoplab.trace.tls import KeyLog, KeyLogError
 
-        control = ControlClient(self.topology(args))
         if args.action == "list":
-            for summary in control.traces():
+            for summary in ControlClient.of(make_backend(args.backend), self.topology(args)).traces():
                 print(f"{summary.trace_id}  {summary.status or '-':>3}  {summary.hops:6d} records  {summary.url}")
             return 0
         trace_id = check_trace_id(args.trace_id)
@@ -369,6 +390,7 @@ class Trace(Command):
                 raise UsageError(f"--keylog {args.keylog}: cannot read it: {exc}") from None
             except KeyLogError as exc:
                 raise UsageError(str(exc)) from None
+        control = ControlClient.of(make_backend(args.backend), self.topology(args))  # every argument checked first
         trace = control.trace(trace_id, tls_keylog=keys)
         if args.format == "table":
             text = render.to_table(trace) + "\n"
@@ -456,13 +478,29 @@ class ChaosCommand(Command):
         experiment.add_argument("--journal", type=Path, help="where to write it (default build/run/<lab>/experiments/)")
         experiment.add_argument("--from", dest="node", help="the client that probes (default: the first)")
 
+    def check(self, args):
+        from hoplab.chaos import experiment
+        from hoplab.chaos.faults import FaultError, prepare
+
+        if args.action == "inject":
+            try:
+                prepare(self.topology(args), args.fault, args.target, args.duration, parse_params(args.param))
+            except FaultError as exc:
+                raise UsageError(str(exc)) from None
+        elif args.action == "run":
+            try:
+                experiment.load(args.file, self.topology(args))
+            except experiment.ExperimentError as exc:
+                raise UsageError(str(exc)) from None
+            client_node(self.topology(args), args.node)
+
     def run(self, args):
         from hoplab.chaos.faults import CATALOGUE, FaultError
         from hoplab.chaos.journal import Chaos
 
         if args.action == "list":
             for fault in CATALOGUE.values():
-                params = ", ".join(f"{k}={v}" for k, v in fault.params.items())
+                params = ", ".join(f"{k}={p.default} ({p.describe()})" for k, p in fault.params.items())
                 target = "NODE:IFACE" if fault.needs_iface else (f"a {fault.service} node" if fault.service else "NODE")
                 print(f"{fault.name:<20}{fault.family:<11}{target:<16}{fault.description}" + (f" [{params}]" if params else ""))
             return 0
@@ -555,6 +593,17 @@ class DrillCommand(Command):
                        parents=[common_options()])
         sub.add_parser("give-up", help="show the fault and the fix, and revert it", parents=[common_options()])
 
+    def check(self, args):
+        from hoplab.drill import DEFAULT_DURATION_S, DrillError, prepare_start
+
+        if args.action == "start":
+            topology = self.topology(args)
+            duration = DEFAULT_DURATION_S if args.duration is None else args.duration
+            try:
+                prepare_start(topology, args.drill, client_node(topology, args.node), duration)
+            except DrillError as exc:
+                raise UsageError(str(exc)) from None
+
     def run(self, args):
         from hoplab.drill import (DEFAULT_DURATION_S, DRILLS, DrillError, Drills, available, describe_fault,
                                   elapsed, fill, roles)
@@ -570,7 +619,7 @@ class DrillCommand(Command):
                 return 0
             if args.action == "start":
                 state, drill = drills.start(args.drill, client_node(topology, args.node),
-                                            args.duration or DEFAULT_DURATION_S)
+                                            DEFAULT_DURATION_S if args.duration is None else args.duration)
                 values = drills.values(state.client)
                 print(f"drill {drill.name} ({drill.difficulty}) from {state.client}: "
                       f"{fill(drill.symptom, values)}\n"
@@ -709,6 +758,7 @@ def main(argv: list[str] | None = None) -> int:
             args.backend, args.backend_reason = choose_backend(args)
             if args.backend != "docker" and args.verb != "clean":
                 print(f"hoplab: using the {args.backend} backend ({args.backend_reason})", file=sys.stderr)
+        args.handler.check(args)  # bad arguments are refused before any fault is reaped
         revert_expired_faults(args)
         return args.handler.run(args)
     except (spec.TopologyError, PreflightError) as exc:

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import yaml
 
+from hoplab.paths import CONTROL_TOKEN_FILE, CONTROL_TOKEN_IN_NODE
 from hoplab.services import Service
-from hoplab.spec import MANAGEMENT_NETWORK, Topology, TopologyError
+from hoplab.spec import CONTROL_NODE, MANAGEMENT_NETWORK, Topology, TopologyError
 
 LABEL_LAB = "io.hoplab.lab"
 LABEL_NODE = "io.hoplab.node"
@@ -68,7 +69,8 @@ def render(topology: Topology, catalog: dict[str, Service], runtime_file: str) -
             "hostname": node.name,
             "init": True,
             "environment": {"HOPLAB_NODE": node.name},
-            "volumes": [f"./{runtime_file}:/etc/hoplab/lab.json:ro"],
+            "volumes": [f"./{runtime_file}:/etc/hoplab/lab.json:ro"]
+            + ([f"./{CONTROL_TOKEN_FILE}:{CONTROL_TOKEN_IN_NODE}:ro"] if node.name == CONTROL_NODE else []),
             "networks": {
                 i.network: ({"ipv4_address": str(i.address)} if i.address else {})
                 for i in node.interfaces

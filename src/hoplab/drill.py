@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from hoplab.backends.base import Backend
-from hoplab.chaos.faults import CATALOGUE, FaultError
+from hoplab.chaos.faults import CATALOGUE, FaultError, prepare
 from hoplab.chaos.journal import Chaos
 from hoplab.diagnose import Check, Outcome, PagePath, curl, lease_judge, run_checks, sh, status_is, walk
 from hoplab.paths import RUN_STATE_DIR
@@ -258,6 +258,30 @@ class DrillState:
     checks: int = 0
 
 
+def prepare_start(topology: Topology, name: str, client: str, duration: float) -> tuple[Drill, str, dict]:
+    """Check a drill start's every argument -- NAME a drill, --from a client node, --duration
+    within the fault's bounds, the drill's filled parameters typed as its fault declares them --
+    and plan its fault. Pure: the CLI runs it before anything else. Returns the drill, its
+    target and its parameters."""
+    drill = DRILLS.get(name)
+    if drill is None:
+        raise DrillError(f"NAME: unknown drill {name!r} (drills: {', '.join(DRILLS)})")
+    clients = [n.name for n in topology.nodes_of("client")]
+    if client not in clients:
+        raise DrillError(f"--from: {client!r} is not a client node (clients: {', '.join(clients) or 'none'})")
+    values = roles(topology, client)
+    if not available(drill, values):
+        raise DrillError(f"NAME: drill {name!r} needs roles this lab lacks "
+                         f"({', '.join(sorted(r for r in needed_roles(drill) if not values.get(r)))})")
+    params = {k: fill(str(v), values) for k, v in drill.params.items()}
+    target = fill(drill.target, values)
+    try:
+        prepare(topology, drill.fault, target, duration, params)
+    except FaultError as exc:
+        raise DrillError(str(exc)) from None
+    return drill, target, params
+
+
 class Drills:
     def __init__(self, backend: Backend, topology: Topology, state_root: Path = RUN_STATE_DIR):
         self.backend = backend
@@ -284,19 +308,12 @@ class Drills:
         return roles(self.topology, client)
 
     def start(self, name: str, client: str, duration: float) -> tuple[DrillState, Drill]:
-        drill = DRILLS.get(name)
-        if drill is None:
-            raise DrillError(f"NAME: unknown drill {name!r} (drills: {', '.join(DRILLS)})")
+        drill, target, params = prepare_start(self.topology, name, client, duration)
         state = self.load()
         if state and state.state == "active" and self._fault_active(state):
             raise DrillError(f"drill {state.drill!r} is still running: `hoplab drill check` or `give-up` first")
-        values = self.values(client)
-        if not available(drill, values):
-            raise DrillError(f"NAME: drill {name!r} needs roles this lab lacks "
-                             f"({', '.join(sorted(r for r in needed_roles(drill) if not values.get(r)))})")
-        params = {k: fill(str(v), values) for k, v in drill.params.items()}
         try:
-            entry = self.chaos.inject(drill.fault, fill(drill.target, values), duration, params)
+            entry = self.chaos.inject(drill.fault, target, duration, params)
         except FaultError as exc:
             raise DrillError(str(exc)) from None
         self.chaos.start_reaper()

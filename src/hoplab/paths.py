@@ -12,6 +12,8 @@ COMPOSE_DIR = PROJECT_ROOT / "compose"
 BUILD_DIR = PROJECT_ROOT / "build"
 RUN_STATE_DIR = BUILD_DIR / "run"  # per lab: chaos journal, drill state, experiment journals
 CHAOS_JOURNAL = "chaos.json"
+CONTROL_TOKEN_FILE = "control.token"  # the Control API's token, in a lab's state folder on the host (0600)
+CONTROL_TOKEN_IN_NODE = "/etc/hoplab/control.token"  # where the control node, and no other, reads it
 
 
 def _built_here(part: str) -> bool:

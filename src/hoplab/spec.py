@@ -118,6 +118,12 @@ class Management:
     addresses: dict[str, IPv4Address]  # node -> its address, the control node's included
 
     @property
+    def api_port(self) -> int:
+        """The Control API's own port, next to the agents' (`port`): served to the host only,
+        with the lab's token (see hoplab.control.server)."""
+        return self.port + 1
+
+    @property
     def host_address(self) -> IPv4Address:
         """The host's own address on the management bridge (the CLI dials the control service
         from it): the subnet's highest, which the validation keeps free."""
@@ -241,7 +247,8 @@ class Topology:
         management = None
         if self.management:
             management = {"subnet": str(self.management.subnet), "control": str(self.management.control),
-                          "port": self.management.port,
+                          "port": self.management.port, "api_port": self.management.api_port,
+                          "host": str(self.management.host_address),
                           "addresses": {n: str(a) for n, a in self.management.addresses.items()}}
         return {
             "lab": self.name,
@@ -396,7 +403,11 @@ class _Checker:
             return None
         addresses = {name: control + i for i, name in enumerate(names)}
         nodes[CONTROL_NODE] = Node(CONTROL_NODE, "control", ())
-        return Management(subnet, control, spec.get("port", CONTROL_PORT), addresses)
+        port = spec.get("port", CONTROL_PORT)
+        if port >= 65535:
+            self.fail("management.port", f"{port} leaves no port after it for the Control API (port + 1)")
+            return None
+        return Management(subnet, control, port, addresses)
 
     def _nodes(self, networks: dict[str, Network]) -> dict[str, Node]:
         nodes: dict[str, Node] = {}

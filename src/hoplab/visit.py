@@ -195,7 +195,7 @@ def traced_visit(backend: Backend, topology: Topology, url: str, node: str, rene
     visit and its assembled trace."""
     from hoplab.control.client import ControlClient
 
-    control = ControlClient(topology)
+    control = ControlClient.of(backend, topology)
     trace_id = new_trace_id()
     view = KernelView(backend, topology, TRACE_MAX_SECONDS)
     capture, status = None, 0

@@ -205,6 +205,30 @@ def test_bad_fault_requests_exit_2(lab):
         assert result.returncode == 2 and word in result.stderr, result.stderr
 
 
+PWNED = "/tmp/hoplab-e2e-pwned"  # what a hostile payload would create, in the node or on the host
+
+
+@pytest.mark.parametrize("fault, target, param", [
+    ("rate-limit", "cache:internet", f"rate=1kbit; touch {PWNED}"),
+    ("wrong-default-route", "client:home", f"via=192.168.50.77 dev home; touch {PWNED}"),
+    ("wrong-default-route", "client:home", f"via=$(touch {PWNED})"),
+    ("dns-wrong-a", "dns", f"address=`touch {PWNED}`"),
+    ("lb-backend-down", "lb", f"server=web1\ntouch {PWNED}"),
+    ("db-connection-limit", "db", f"role=shop_app CONNECTION LIMIT 0; -- $(touch {PWNED})"),
+    ("delay", "cache:internet", "ms=-o"),
+    ("packet-loss", "client:home", "percent=1e3"),
+])
+def test_hostile_parameters_on_a_real_lab_are_refused_and_nothing_runs(lab, fault, target, param):
+    node = target.partition(":")[0]
+    entries = len(chaos(lab).entries())
+    result = lab.hoplab("chaos", "inject", fault, "--target", target, "--param", param, "--detach", check=False)
+    key = param.split("=", 1)[0]
+    assert result.returncode == 2 and f"--param {key}:" in result.stderr, result.stderr
+    assert len(chaos(lab).entries()) == entries, "a journal entry was written"
+    assert lab.exec(node, "test", "-e", PWNED, check=False).returncode == 1, f"{PWNED} was made in {node}"
+    assert not os.path.exists(PWNED), f"{PWNED} was made on the host"
+
+
 def test_a_fault_ends_at_its_deadline(lab):
     hoplab("chaos", "inject", "port-block", "--target", "cache", "--param", "port=443", "--duration", "3",
            "--detach", "--topology", lab.path)

@@ -266,11 +266,21 @@ def test_trace_list_names_the_visit(lab, miss):
     assert visit["trace_id"] in hoplab("trace", "list", "--topology", lab.path).stdout
 
 
+class Authorized:
+    """A ControlStub whose every call carries the lab's token, as the host's CLI sends it."""
+
+    def __init__(self, stub, token):
+        self.stub, self.metadata = stub, (("authorization", f"Bearer {token}"),)
+
+    def __getattr__(self, method):
+        return lambda request, **kw: getattr(self.stub, method)(request, metadata=self.metadata, **kw)
+
+
 @pytest.fixture
 def control(lab):
     management = lab.topology.management
-    with grpc.insecure_channel(f"{management.control}:{management.port}") as channel:
-        yield rpc.ControlStub(channel)
+    with grpc.insecure_channel(f"{management.control}:{management.api_port}") as channel:
+        yield Authorized(rpc.ControlStub(channel), lab.driver.control_token(lab.topology))
 
 
 @pytest.mark.parametrize("request_, code", [
@@ -305,14 +315,58 @@ def test_health_and_reflection_answer(lab):
     from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
     management = lab.topology.management
-    with grpc.insecure_channel(f"{management.control}:{management.port}") as channel:
+    token = (("authorization", f"Bearer {lab.driver.control_token(lab.topology)}"),)
+    with grpc.insecure_channel(f"{management.control}:{management.api_port}") as channel:
         status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service="hoplab.v1.Control"),
-                                                          timeout=10)
+                                                          timeout=10)  # health needs no token
         assert status.status == health_pb2.HealthCheckResponse.SERVING
         answers = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
-            iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10)
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10, metadata=token)
         services = {s.name for s in next(answers).list_services_response.service}
-        assert {"hoplab.v1.Control", "hoplab.v1.AgentHub", "grpc.health.v1.Health"} <= services
+        assert {"hoplab.v1.Control", "grpc.health.v1.Health"} <= services
+        with pytest.raises(grpc.RpcError) as refused:  # reflection only with the token
+            next(reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
+                iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10))
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+# A lab node's own attempt at the Control API, with the node's Python and the hoplab stubs the
+# node runs its agent with: prints the status code it got.
+CALL_CONTROL = """
+import sys, grpc
+from hoplab.v1 import control_pb2 as pb, control_pb2_grpc as rpc
+target, token = sys.argv[1], sys.argv[2]
+with grpc.insecure_channel(target) as channel:
+    metadata = (("authorization", "Bearer " + token),) if token else None
+    try:
+        rpc.ControlStub(channel).ListNodes(pb.ListNodesRequest(), timeout=5, metadata=metadata)
+        print("ANSWERED")
+    except grpc.RpcError as exc:
+        print(exc.code().name)
+"""
+
+
+@pytest.mark.parametrize("node", ["client", "web1"])
+def test_a_lab_node_calling_control_is_refused_and_the_host_is_answered(lab, node):
+    import sys
+
+    management = lab.topology.management
+    python = "python3" if lab.driver.name == "docker" else sys.executable  # netns: the runtime's Python
+    token = lab.driver.control_token(lab.topology)
+
+    def attempt(port, given):
+        return lab.exec(node, python, "-c", CALL_CONTROL, f"{management.control}:{port}", given).stdout.strip()
+
+    assert attempt(management.api_port, "") == "UNAUTHENTICATED"
+    assert attempt(management.api_port, "0" * 64) == "UNAUTHENTICATED"
+    assert attempt(management.api_port, token) == "PERMISSION_DENIED"  # even a stolen token: not the host
+    assert attempt(management.port, token) == "UNIMPLEMENTED"  # the agents' door has no Control API
+    # the agents are attached all the same, and the host's CLI is answered
+    result = hoplab("trace", "list", "--topology", lab.path)
+    assert result.returncode == 0, result.stderr
+    from hoplab.control.client import ControlClient
+
+    assert {n.name for n in ControlClient.of(lab.driver, lab.topology).nodes()} >= {"client", "web1"}
 
 
 def test_the_edge_logs_which_connection_carried_the_trace(lab, miss):

@@ -261,7 +261,7 @@ def test_a_bad_fault_parameter_shows_the_clis_error(lab, page):
     iface = lab.topology.nodes[client].interfaces[0].network
     expected = hoplab("chaos", "inject", "packet-loss", "--target", f"{client}:{iface}", "--param", "percent=lots",
                       "--topology", lab.path, "--backend", lab.backend, check=False).stderr.strip()
-    assert expected.startswith("hoplab chaos: --param:")
+    assert expected.startswith("hoplab chaos: --param percent:")
     page.goto(page.url.split("#")[0] + "#break")
     page.wait_for_selector("#fault-catalogue tr[data-fault]")
     page.select_option("#fault-name", "packet-loss")

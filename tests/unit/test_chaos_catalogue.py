@@ -28,12 +28,25 @@ TARGETS = {
 def plan(fault_name: str, **params):
     fault = CATALOGUE[fault_name]
     node, _, iface = TARGETS[fault_name].partition(":")
-    values = {k: type(v)(params.get(k, v)) for k, v in fault.params.items()}
-    return fault.plan(Target(node, iface or None, LAB), values)
+    return fault.plan(Target(node, iface or None, LAB), params)
 
 
 def scripts(steps) -> str:
-    return "\n".join(s.argv[2] for s in steps if s.kind == "run")
+    """The text of every shell script (never the values passed to it)."""
+    return "\n".join(s.argv[2] for s in steps if s.kind == "run" and s.argv[0] == "sh")
+
+
+def arguments(steps) -> list[str]:
+    """Every argument that is not script text: argv words, and scripts' positional values."""
+    return [a for s in steps for a in (s.argv[3:] if s.argv[:1] == ("sh",) else s.argv)]
+
+
+def rules_added(steps) -> list[tuple]:
+    return [(s.argv[3], s.argv[5:]) for s in steps if s.argv[:2] == ("iptables", "-w") and s.argv[4] == "-I"]
+
+
+def rules_removed(steps) -> list[tuple]:
+    return [(s.argv[4], s.argv[5:]) for s in steps if s.argv[:2] == ("sh", "-c") and "iptables -w -t \"$t\" -D" in s.argv[2]]
 
 
 def test_every_family_has_a_fault_and_every_fault_a_target():
@@ -53,10 +66,10 @@ def test_every_fault_plans_an_act_and_an_undo(name):
 @pytest.mark.parametrize("name", sorted(CATALOGUE))
 def test_every_rule_added_is_removed_by_the_undo(name):
     result = plan(name)
-    added = re.findall(r"iptables -w -t (\w+) -I (.+?) -m comment --comment hoplab-chaos", scripts(result.act))
-    undo = scripts(result.undo)
-    for table, rule in added:
-        assert f"iptables -w -t {table} -D {rule} -m comment --comment hoplab-chaos" in undo, rule
+    removed = rules_removed(result.undo)
+    for table, rule in rules_added(result.act):
+        assert rule[-4:] == ("-m", "comment", "--comment", "hoplab-chaos"), rule
+        assert (table, rule) in removed, rule
 
 
 @pytest.mark.parametrize("name", sorted(CATALOGUE))
@@ -87,9 +100,9 @@ def test_bad_parameters_are_refused_naming_them(name, params, word):
 
 def test_defaults_pick_addresses_nobody_holds():
     held = {str(a) for n in LAB.nodes.values() for _, a in n.static_addresses}
-    wrong = re.search(r"IN A (\S+)/", scripts(plan("dns-wrong-a").act))[1]
+    wrong = plan("dns-wrong-a").act[0].argv[-1]
     assert wrong not in held
-    via = re.search(r"default via (\S+)", scripts(plan("wrong-default-route").act))[1]
+    via = plan("wrong-default-route").act[0].argv[-1]
     assert via not in held and via not in [str(LAB.nodes["router"].address_on("home"))]
 
 
@@ -98,4 +111,35 @@ def test_dhcp_faults_renew_every_client_of_the_scope():
     fault = CATALOGUE["dhcp-wrong-dns"]
     result = fault.plan(Target("dhcpd", None, duo), {"address": ""})
     assert [s.node for s in result.act[1:]] == ["pc1", "pc2"] and [s.node for s in result.undo[1:]] == ["pc1", "pc2"]
-    assert "option:dns-server,192.168.77.1" in scripts(result.act)  # the gateway: no DNS there
+    assert "option:dns-server,$1" in scripts(result.act) and result.act[0].argv[4:] == ("192.168.77.1",)  # the gateway
+
+
+# A valid value of every parameter, unlike any default and any fixed text of a script: where it
+# shows up says whether the value reached the command as an argument or as script text.
+MARKED = {
+    "packet-loss": {"percent": "37.5"}, "rate-limit": {"rate": "123kbit"}, "delay": {"ms": "4321", "jitter_ms": "1234"},
+    "port-block": {"port": "4242"}, "partition-one-way": {"peer": "db"}, "partition-two-way": {"peer": "db"},
+    "wrong-default-route": {"via": "192.168.50.77"}, "mtu-blackhole": {"mtu": "1234"},
+    "dns-nxdomain": {"name": "mail"}, "dns-wrong-a": {"name": "mail", "address": "198.51.100.77"},
+    "dns-slow": {"ms": "4321"}, "dhcp-wrong-gateway": {"address": "192.168.50.77"},
+    "dhcp-wrong-dns": {"address": "192.168.50.77"}, "lb-backend-down": {"server": "web2"},
+    "stale-cache": {"ttl": "4321"}, "db-connection-limit": {"role": "chaos_role"},
+}
+
+
+def test_every_parameter_has_a_marked_value():
+    assert set(MARKED) == {name for name, f in CATALOGUE.items() if f.params}
+    assert all(set(MARKED[name]) == set(CATALOGUE[name].params) for name in MARKED)
+
+
+@pytest.mark.parametrize("name", sorted(MARKED))
+def test_parameter_values_reach_commands_as_arguments_never_as_script_text(name):
+    result = plan(name, **MARKED[name])
+    steps = result.act + result.undo
+    for key, value in MARKED[name].items():
+        if CATALOGUE[name].params[key].kind == "node":  # a node's addresses, from the topology
+            continue
+        text = scripts(steps)
+        assert value not in text, f"{key}={value} is pasted into a script"
+        expected = {"37.5": "0.3750"}.get(value, value)  # packet-loss passes a probability
+        assert any(expected in a for a in arguments(result.act)), f"{key}={value} never reaches the act"

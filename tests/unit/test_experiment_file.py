@@ -44,7 +44,7 @@ def test_a_good_file_loads_every_part(tmp_path):
     path.write_text(GOOD)
     experiment = load(path, LAB)
     assert experiment.steady_state[0].success == 0.5 and experiment.steady_state[0].max_seconds == 3
-    assert experiment.method == [FaultStep("port-block", "cache", 10.0, {"port": "443"}), Pause(1.0)]
+    assert experiment.method == [FaultStep("port-block", "cache", 10.0, {"port": 443}), Pause(1.0)]
     assert experiment.rollbacks[0].revert and experiment.rollbacks[1].command == ("iptables", "-S")
 
 

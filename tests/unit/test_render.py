@@ -148,7 +148,8 @@ def test_services_match_the_topology(topology):
         assert entry["container_name"] == compose.container_name(topology, node.name)
         assert entry["hostname"] == node.name
         declared = load_catalog()[node.service]
-        assert entry["volumes"] == [f"./{topology.name}.runtime.json:/etc/hoplab/lab.json:ro",
+        token = ["./control.token:/etc/hoplab/control.token:ro"] if node.name == "control" else []
+        assert entry["volumes"] == [f"./{topology.name}.runtime.json:/etc/hoplab/lab.json:ro", *token,
                                     *(f"{node.name}-{v}:{p}" for v, p in declared.volumes.items()),
                                     *(f"{v}:{p}" for v, p in declared.shared.items())]
         assert entry["labels"] == {compose.LABEL_LAB: topology.name, compose.LABEL_NODE: node.name}

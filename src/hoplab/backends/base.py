@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
+import secrets
 import subprocess
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from hoplab.paths import CONTROL_TOKEN_FILE
 from hoplab.progress import Progress
 from hoplab.spec import Topology
 
@@ -59,8 +63,34 @@ def route_clashes(topology: Topology, own_links: set[str],
         raise PreflightError("\n".join(problems))
 
 
+
+
+def ensure_control_token(path: Path) -> str:
+    """The lab's Control API token: made once per lab (at `up`), mode 0600 from its creation,
+    kept until the lab's state is removed. Only the host and the control node hold it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return read_control_token(path)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_hex(32) + "\n")
+    return read_control_token(path)
+
+
+def read_control_token(path: Path) -> str:
+    try:
+        token = path.read_text().strip()
+    except OSError as exc:
+        raise BackendError(f"{path}: no Control API token ({exc.strerror}): is the lab up on this backend?") from None
+    if len(token) != 64 or any(c not in "0123456789abcdef" for c in token):
+        raise BackendError(f"{path}: not a Control API token (64 hex digits); `hoplab down` and `up` make a new one")
+    return token
+
+
 class Backend(ABC):
     name: str
+    state_root: Path  # per lab, a folder of this backend's state on the host
 
     @abstractmethod
     def up(self, topology: Topology, progress: Progress) -> list[NodeStatus]:
@@ -102,6 +132,13 @@ class Backend(ABC):
     def logs(self, topology: Topology, node: str, lines: int = 20) -> list[str]:
         """The last `lines` lines its service wrote (stdout and stderr); none known by default."""
         return []
+
+    def control_token_file(self, lab: str) -> Path:
+        return self.state_root / lab / CONTROL_TOKEN_FILE
+
+    def control_token(self, topology: Topology) -> str:
+        """The token the host's Control API calls carry (hoplab.control.client.ControlClient)."""
+        return read_control_token(self.control_token_file(topology.name))
 
     @abstractmethod
     def clean(self, lab: str | None, progress: Progress) -> list[str]:

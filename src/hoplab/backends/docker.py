@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from hoplab import compose
-from hoplab.backends.base import Backend, BackendError, NodeStatus, route_clashes, subnets
+from hoplab.backends.base import Backend, BackendError, NodeStatus, ensure_control_token, route_clashes, subnets
 from hoplab.backends.engine import Compose, Engine, EngineError, NotFound, NotRunning
 from hoplab.backends.hostfw import HostFirewall
 from hoplab.backends.images import ImageBuilder
@@ -239,6 +239,8 @@ class DockerBackend(Backend):
         state.mkdir(parents=True, exist_ok=True)
         runtime = f"{topology.name}{compose.RUNTIME_FILE_SUFFIX}"
         (state / runtime).write_text(topology.runtime_json())
+        if topology.management:  # bind-mounted into the control node only (compose.render)
+            ensure_control_token(self.control_token_file(topology.name))
         compose_file = state / "compose.yml"
         compose_file.write_text(compose.render(topology, self.catalog, runtime))
         return compose_file

@@ -24,13 +24,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from hoplab.backends import nodeproc
-from hoplab.backends.base import Backend, BackendError, NodeStatus, route_clashes, subnets
+from hoplab.backends.base import Backend, BackendError, NodeStatus, ensure_control_token, route_clashes, subnets
 from hoplab.backends.hostfw import HostFirewall
 from hoplab.backends.netns_plan import BRIDGE_PREFIX, NetnsPlan, lab_prefixes, plan
-from hoplab.paths import SERVICES_DIR, hash_tree
+from hoplab.paths import CONTROL_TOKEN_IN_NODE, SERVICES_DIR, hash_tree
 from hoplab.progress import Progress
 from hoplab.services import Service, load_catalog
-from hoplab.spec import Topology
+from hoplab.spec import CONTROL_NODE, Topology
 
 UP_TIMEOUT = 240.0
 # The nodes run the very hoplab this CLI runs (as a Docker node runs the wheel built from it),
@@ -187,6 +187,12 @@ class NetnsBackend(Backend):
         lab_json = root / "upper" / LAB_JSON.lstrip("/")
         lab_json.parent.mkdir(parents=True, exist_ok=True)
         lab_json.write_text(topology.runtime_json())
+        if node == CONTROL_NODE:  # the Control API's token, in this node's private /etc only
+            token = root / "upper" / CONTROL_TOKEN_IN_NODE.lstrip("/")
+            token.unlink(missing_ok=True)
+            fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(ensure_control_token(self.control_token_file(topology.name)) + "\n")
         for name, path in service.volumes.items():
             script.append(self._bind(root / "volumes" / name, path))
         for name, path in service.shared.items():

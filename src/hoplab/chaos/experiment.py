@@ -30,7 +30,7 @@ from pathlib import Path
 import yaml
 
 from hoplab.backends.base import Backend
-from hoplab.chaos.faults import CATALOGUE, FaultError
+from hoplab.chaos.faults import CATALOGUE, FaultError, prepare
 from hoplab.chaos.journal import Chaos
 from hoplab.chaos.model import MAX_DURATION_S
 from hoplab.diagnose import run_check
@@ -120,6 +120,14 @@ class _Reader:
         return value
 
 
+def _field(where: str, argument: str) -> str:
+    """A refused injection's argument (`--param rate`, `--target`) as the file's field."""
+    if argument.startswith("--param "):
+        return f"{where}.params.{argument.removeprefix('--param ')}"
+    return {"--target": f"{where}.target", "--duration": f"{where}.duration", "FAULT": f"{where}.fault"}.get(
+        argument, f"{where}.params")
+
+
 def load(path: Path | str, topology: Topology) -> Experiment:
     source = Path(path)
     r = _Reader(source)
@@ -161,9 +169,12 @@ def load(path: Path | str, topology: Topology) -> Experiment:
         if node not in topology.nodes:
             r.fail(f"{where}.target", f"unknown node {node!r} in lab {topology.name!r}")
         params = r.mapping(item.get("params", {}), f"{where}.params", set(), set(CATALOGUE[item["fault"]].params))
-        method.append(FaultStep(item["fault"], item["target"],
-                                float(r.number(item.get("duration", 60), f"{where}.duration", 1, MAX_DURATION_S)),
-                                {k: str(v) for k, v in params.items()}))
+        duration = float(r.number(item.get("duration", 60), f"{where}.duration", 1, MAX_DURATION_S))
+        try:  # the same checks as `hoplab chaos inject`: every parameter typed, the target fitting
+            request = prepare(topology, item["fault"], item["target"], duration, params)
+        except FaultError as exc:
+            r.fail(_field(where, exc.argument), str(exc).split(": ", 1)[-1])
+        method.append(FaultStep(item["fault"], item["target"], duration, request.values))
     rollbacks = []
     items = data.get("rollbacks", [{"revert": "faults"}])
     if not isinstance(items, list):

@@ -17,8 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from hoplab.backends.base import Backend
-from hoplab.chaos.faults import CATALOGUE, FaultError, Step, Target
-from hoplab.chaos.model import MAX_DURATION_S
+from hoplab.chaos.faults import CATALOGUE, FaultError, Step, prepare
 from hoplab.paths import CHAOS_JOURNAL, RUN_STATE_DIR
 from hoplab.progress import Progress
 from hoplab.spec import Topology
@@ -81,34 +80,13 @@ class Chaos:
         result = self.backend.run(self.topology, step.node, list(step.argv), timeout=30)
         return result.returncode == 0, (result.stderr or result.stdout).strip()
 
-    def inject(self, fault_name: str, target: str, duration: float, params: dict[str, str]) -> Entry:
-        fault = CATALOGUE.get(fault_name)
-        if fault is None:
-            raise FaultError(f"FAULT: unknown fault {fault_name!r} (faults: {', '.join(CATALOGUE)})")
-        node, _, iface = target.partition(":")
-        spec_node = self.topology.nodes.get(node)
-        if spec_node is None:
-            raise FaultError(f"--target: unknown node {node!r} (nodes: {', '.join(self.topology.nodes)})")
-        if fault.service and spec_node.service != fault.service:
-            raise FaultError(f"--target: {fault_name} needs a {fault.service} node; {node} runs {spec_node.service}")
-        networks = [i.network for i in spec_node.interfaces]
-        if fault.needs_iface:
-            iface = iface or (networks[0] if len(networks) == 1 else "")
-            if iface not in networks:
-                raise FaultError(f"--target: {fault_name} needs NODE:IFACE with IFACE one of {', '.join(networks)}")
-        if not 0 < duration <= MAX_DURATION_S:
-            raise FaultError(f"--duration: {duration} is outside (0, {MAX_DURATION_S}] seconds")
-        unknown = set(params) - set(fault.params)
-        if unknown:
-            raise FaultError(f"--param: {fault_name} takes {', '.join(fault.params) or 'no parameters'}, "
-                             f"not {', '.join(sorted(unknown))}")
-        try:
-            values = {k: type(v)(params.get(k, v)) for k, v in fault.params.items()}
-        except ValueError as exc:
-            raise FaultError(f"--param: {exc}") from None
-        plan = fault.plan(Target(node, iface or None, self.topology), values)
+    def inject(self, fault_name: str, target: str, duration: float, params: dict) -> Entry:
+        """Check every argument and plan (`faults.prepare`: nothing has run if it refuses), record
+        the undo, then act."""
+        request = prepare(self.topology, fault_name, target, duration, params)
+        node, iface, values, plan, fault = request.node, request.iface, request.values, request.plan, request.fault
         now = time.time()
-        entry = Entry(secrets.token_hex(4), fault_name, node, iface or None, values, plan.symptom, now,
+        entry = Entry(secrets.token_hex(4), fault_name, node, iface, values, plan.symptom, now,
                       now + duration, [s.to_json() for s in plan.undo])
         with self._locked() as entries:  # the undo is on disk before anything acts
             clash = next((e for e in entries if e.state == "active" and e.node == node

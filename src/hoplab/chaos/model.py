@@ -4,23 +4,19 @@ runs. Every command runs inside a node through the backend, so any backend gets 
 
 from __future__ import annotations
 
-import ipaddress
-import shlex
 from dataclasses import dataclass, field
 from typing import Callable
 
+from hoplab.chaos.params import Context, FaultError, Param, check_params
 from hoplab.spec import Topology
 
-
-class FaultError(Exception):
-    """A fault that cannot be planned: bad target or parameter (exit 2)."""
-
+__all__ = ["FaultError", "Param", "Step", "Plan", "Target", "Fault", "run", "sh", "ipt_add", "ipt_remove"]
 
 # Inside a node: its private state folder, and the pid of its service (the process the node
 # runtime exec'd into the start script and then the daemon; see hoplab.node.__main__).
 RUN = "${HOPLAB_RUN_DIR:-/run/hoplab}"
 SERVICE_PID = f"$(cat {RUN}/service.pid)"
-COMMENT = "-m comment --comment hoplab-chaos"  # every rule chaos adds says so
+COMMENT = ("-m", "comment", "--comment", "hoplab-chaos")  # every rule chaos adds says so
 MAX_DURATION_S = 1800  # no fault outlives this; drills give people time to think
 
 
@@ -65,7 +61,7 @@ class Fault:
     family: str
     description: str
     planner: Planner
-    params: dict = field(default_factory=dict)  # name -> default (its type is the parameter's)
+    params: dict[str, Param] = field(default_factory=dict)  # name -> declared kind and default
     needs_iface: bool = False
     service: str | None = None  # the target must run this service
     # Two active faults on one node that touch the same thing (a zone file, the root qdisc)
@@ -76,30 +72,44 @@ class Fault:
     def claims(self) -> str:
         return self.resource or self.name
 
-    def plan(self, target: Target, params: dict) -> Plan:
-        return self.planner(target, params)
+    def defaults(self) -> dict:
+        return {k: p.default for k, p in self.params.items()}
+
+    def check(self, target: Target, params: dict) -> dict:
+        """The parameters as typed values, every one checked (see `hoplab.chaos.params`)."""
+        return check_params(self.name, self.params, params, Context(target.topology, target.node, target.iface))
+
+    def plan(self, target: Target, params: dict | None = None) -> Plan:
+        """Check the parameters (given as text or as values; missing ones take their default),
+        then plan. Pure: nothing runs."""
+        return self.planner(target, self.check(target, params or {}))
 
 
 # ------------------------------------------------------------ helpers for planners
+# Values reach commands as arguments: `run` is an argv; `sh` is a fixed script whose values
+# arrive as its positional parameters ("$1", "$2", ...), never pasted into its text. Only names
+# and addresses the topology itself holds (checked by the spec) appear in script text.
 
 
-def sh(node: str, *lines: str) -> Step:
-    """One shell script in a node; it stops at the first failing line."""
-    return Step(node, ("sh", "-c", "set -e\n" + "\n".join(lines)))
+def run(node: str, *argv) -> Step:
+    return Step(node, tuple(str(a) for a in argv))
 
 
-def ipt_add(rule: str, table: str = "filter") -> str:
-    return f"iptables -w -t {table} -I {rule} {COMMENT}"
+def sh(node: str, *lines: str, args: tuple = ()) -> Step:
+    """One shell script in a node; it stops at the first failing line. `args` become $1, $2..."""
+    return Step(node, ("sh", "-c", "set -e\n" + "\n".join(lines), "sh", *(str(a) for a in args)))
 
 
-def ipt_remove(rule: str, table: str = "filter") -> str:
-    """Idempotent: a repair may already have deleted the rule (drills expect that)."""
-    return (f"while iptables -w -t {table} -C {rule} {COMMENT} 2>/dev/null; "
-            f"do iptables -w -t {table} -D {rule} {COMMENT}; done")
+def ipt_add(node: str, chain: str, *match: str, table: str = "filter") -> Step:
+    return run(node, "iptables", "-w", "-t", table, "-I", chain, *match, *COMMENT)
 
 
-def quote(text: str) -> str:
-    return shlex.quote(text)
+# Idempotent: a repair may already have deleted the rule (drills expect that).
+_IPT_REMOVE = 't=$1; shift; while iptables -w -t "$t" -C "$@" 2>/dev/null; do iptables -w -t "$t" -D "$@"; done'
+
+
+def ipt_remove(node: str, chain: str, *match: str, table: str = "filter") -> Step:
+    return sh(node, _IPT_REMOVE, args=(table, chain, *match, *COMMENT))
 
 
 def static_addresses(topology: Topology, node: str) -> list[str]:
@@ -115,13 +125,6 @@ def unused_address(topology: Topology, network: str) -> str:
         if address != bridge and not (interim and address in interim):
             return str(address)
     raise FaultError(f"network {network} has no free address that neither a node nor the host holds")
-
-
-def ipv4(name: str, text: str) -> str:
-    try:
-        return str(ipaddress.IPv4Address(text))
-    except ValueError:
-        raise FaultError(f"{name}: {text!r} is not an IPv4 address") from None
 
 
 def network_of(target: Target) -> str:

@@ -1,13 +1,16 @@
 """Faults of the network itself: links, filtering, routing and NAT. Each planner turns a
-target and parameters into the commands that break something and the commands that put it
-back exactly as it was (idempotent: a drill's repair may have fixed it already)."""
+target and checked, typed parameters (`hoplab.chaos.params`) into the commands that break
+something and the commands that put it back exactly as it was (idempotent: a drill's repair
+may have fixed it already). Parameters reach commands as arguments, never as script text."""
 
 from __future__ import annotations
 
-from hoplab.chaos.model import (RUN, FaultError, Plan, Target, ipt_add, ipt_remove, sh, static_addresses,
+import ipaddress
+
+from hoplab.chaos.model import (RUN, Context, Plan, Target, ipt_add, ipt_remove, run, sh, static_addresses,
                                 unused_address)
 
-ICMP_FRAG_NEEDED = "-p icmp --icmp-type fragmentation-needed -j DROP"
+ICMP_FRAG_NEEDED = ("-p", "icmp", "--icmp-type", "fragmentation-needed", "-j", "DROP")
 
 
 def link_down(t: Target, p: dict) -> Plan:
@@ -18,86 +21,92 @@ def link_down(t: Target, p: dict) -> Plan:
                 f"{t.node}:{t.iface} is down")
 
 
-def _both_ways(iface: str, match: str) -> list[str]:
-    return [f"INPUT -i {iface} {match}", f"OUTPUT -o {iface} {match}"]
+def _both_ways(iface: str, *match: str) -> list[tuple[str, ...]]:
+    return [("INPUT", "-i", iface, *match), ("OUTPUT", "-o", iface, *match)]
+
+
+def _rules(node: str, rules: list[tuple[str, ...]], table: str = "filter") -> tuple[list, list]:
+    return ([ipt_add(node, *r, table=table) for r in rules], [ipt_remove(node, *r, table=table) for r in rules])
 
 
 def packet_loss(t: Target, p: dict) -> Plan:
-    rate = float(p["percent"]) / 100
-    if not 0 < rate <= 1:
-        raise FaultError(f"percent: {p['percent']} is outside (0, 100]")
-    rules = _both_ways(t.iface, f"-m statistic --mode random --probability {rate:.4f} -j DROP")
-    return Plan([sh(t.node, *map(ipt_add, rules))], [sh(t.node, *map(ipt_remove, rules))],
-                f"about {p['percent']}% of packets through {t.node}:{t.iface} are lost")
+    rules = _both_ways(t.iface, "-m", "statistic", "--mode", "random", "--probability", f"{p['percent'] / 100:.4f}",
+                       "-j", "DROP")
+    return Plan(*_rules(t.node, rules), f"about {p['percent']:g}% of packets through {t.node}:{t.iface} are lost")
 
 
 def rate_limit(t: Target, p: dict) -> Plan:
-    rate = str(p["rate"])
-    return Plan([sh(t.node, f"tc qdisc replace dev {t.iface} root tbf rate {rate} burst 2kb latency 200ms")],
+    return Plan([run(t.node, "tc", "qdisc", "replace", "dev", t.iface, "root", "tbf", "rate", p["rate"],
+                     "burst", "2kb", "latency", "200ms")],
                 [sh(t.node, f"tc qdisc del dev {t.iface} root 2>/dev/null || true")],
-                f"{t.node}:{t.iface} sends at most {rate}")
+                f"{t.node}:{t.iface} sends at most {p['rate']}")
 
 
 def delay(t: Target, p: dict) -> Plan:
-    return Plan([sh(t.node, f"tc qdisc replace dev {t.iface} root netem delay {p['ms']}ms {p['jitter_ms']}ms "
-                            f"2>/dev/null || {{ echo 'netem is not supported on this kernel (no sch_netem)' >&2; exit 3; }}")],
+    return Plan([sh(t.node, f'tc qdisc replace dev {t.iface} root netem delay "$1ms" "$2ms" '
+                            "2>/dev/null || { echo 'netem is not supported on this kernel (no sch_netem)' >&2; exit 3; }",
+                    args=(p["ms"], p["jitter_ms"]))],
                 [sh(t.node, f"tc qdisc del dev {t.iface} root 2>/dev/null || true")],
                 f"{t.node}:{t.iface} delays every packet by {p['ms']} ms")
 
 
 def port_block(t: Target, p: dict) -> Plan:
-    port = int(p["port"])
-    if not 0 < port < 65536:
-        raise FaultError(f"port: {port} is not a port")
-    rule = f"INPUT -p tcp --dport {port} -j REJECT --reject-with tcp-reset"
-    return Plan([sh(t.node, ipt_add(rule))], [sh(t.node, ipt_remove(rule))], f"{t.node} refuses TCP port {port}")
+    rule = ("INPUT", "-p", "tcp", "--dport", str(p["port"]), "-j", "REJECT", "--reject-with", "tcp-reset")
+    return Plan(*_rules(t.node, [rule]), f"{t.node} refuses TCP port {p['port']}")
 
 
-def _peer(t: Target, p: dict) -> list[str]:
-    peer = str(p["peer"])
-    if peer not in t.topology.nodes or peer == t.node:
-        raise FaultError(f"peer: {peer!r} is not another node (nodes: {', '.join(t.topology.nodes)})")
-    addresses = static_addresses(t.topology, peer)
-    if not addresses:
-        raise FaultError(f"peer: {peer} has no fixed address to filter (a DHCP client)")
-    return addresses
+def another_node_with_an_address(ctx: Context, peer: str) -> str | None:
+    """The check of a `peer` parameter: another node, with a fixed address to filter."""
+    if peer == ctx.node:
+        return "expected another node than the target"
+    if not static_addresses(ctx.topology, peer):
+        return f"{peer} has no fixed address to filter (a DHCP client)"
+    return None
 
 
 def partition_one_way(t: Target, p: dict) -> Plan:
     # Packets from the target to the peer are dropped; the peer's still arrive, so the peer
     # sees its requests go out and never answered, and the target sees traffic it cannot answer.
-    rules = [f"OUTPUT -d {a} -j DROP" for a in _peer(t, p)]
-    return Plan([sh(t.node, *map(ipt_add, rules))], [sh(t.node, *map(ipt_remove, rules))],
-                f"nothing {t.node} sends reaches {p['peer']} (the other way still works)")
+    rules = [("OUTPUT", "-d", a, "-j", "DROP") for a in static_addresses(t.topology, p["peer"])]
+    return Plan(*_rules(t.node, rules), f"nothing {t.node} sends reaches {p['peer']} (the other way still works)")
 
 
 def partition_two_way(t: Target, p: dict) -> Plan:
-    rules = [r for a in _peer(t, p) for r in (f"OUTPUT -d {a} -j DROP", f"INPUT -s {a} -j DROP")]
-    return Plan([sh(t.node, *map(ipt_add, rules))], [sh(t.node, *map(ipt_remove, rules))],
-                f"{t.node} and {p['peer']} cannot reach each other")
+    rules = [r for a in static_addresses(t.topology, p["peer"])
+             for r in (("OUTPUT", "-d", a, "-j", "DROP"), ("INPUT", "-s", a, "-j", "DROP"))]
+    return Plan(*_rules(t.node, rules), f"{t.node} and {p['peer']} cannot reach each other")
 
 
 def ip_forward_off(t: Target, p: dict) -> Plan:
     # /proc/sys is read-only in a container, so the sysctl cannot be flipped at run time; a
     # DROP at the head of FORWARD stops forwarding the same way for every packet.
-    rule = "FORWARD -j DROP"
-    return Plan([sh(t.node, ipt_add(rule))], [sh(t.node, ipt_remove(rule))], f"{t.node} no longer forwards packets")
+    return Plan(*_rules(t.node, [("FORWARD", "-j", "DROP")]), f"{t.node} no longer forwards packets")
 
 
 def masquerade_removed(t: Target, p: dict) -> Plan:
     nat = t.topology.nodes[t.node].nat
-    rules = [f"POSTROUTING -s {t.topology.networks[n].subnet} -o {nat.outside} -j MASQUERADE" for n in nat.inside]
-    return Plan([sh(t.node, *(f"iptables -w -t nat -D {r}" for r in rules))],
-                [sh(t.node, *(f"iptables -w -t nat -C {r} 2>/dev/null || iptables -w -t nat -A {r}" for r in rules))],
+    rules = [("POSTROUTING", "-s", str(t.topology.networks[n].subnet), "-o", nat.outside, "-j", "MASQUERADE")
+             for n in nat.inside]
+    restore = 'iptables -w -t nat -C "$@" 2>/dev/null || iptables -w -t nat -A "$@"'
+    return Plan([run(t.node, "iptables", "-w", "-t", "nat", "-D", *r) for r in rules],
+                [sh(t.node, restore, args=r) for r in rules],
                 f"{t.node} forwards without NAT: replies cannot find their way back")
+
+
+def on_the_target_link(ctx: Context, via: str) -> str | None:
+    """The check of a `via` parameter: a gateway must be on the link the route leaves by."""
+    network = ctx.topology.networks.get(ctx.iface or "")
+    if network and ipaddress.IPv4Address(via) not in network.subnet:
+        return f"not on {ctx.iface} ({network.subnet}), the link the route leaves by"
+    return None
 
 
 def wrong_default_route(t: Target, p: dict) -> Plan:
     network = t.iface
-    via = str(p["via"]) or unused_address(t.topology, network)
+    via = p["via"] or unused_address(t.topology, network)
     saved = f"{RUN}/chaos-default-route"
     return Plan([sh(t.node, f"ip route show default | grep -q . || {{ echo '{t.node} has no default route' >&2; exit 3; }}",
-                    f"ip route show default > {saved}", f"ip route replace default via {via} dev {network}")],
+                    f"ip route show default > {saved}", f'ip route replace default via "$1" dev {network}', args=(via,))],
                 [sh(t.node, f"test -s {saved} || exit 0", f"ip route replace $(head -n 1 {saved})", f"rm -f {saved}")],
                 f"{t.node}'s default route points at {via}, which does not route")
 
@@ -105,13 +114,10 @@ def wrong_default_route(t: Target, p: dict) -> Plan:
 def mtu_blackhole(t: Target, p: dict) -> Plan:
     # A link with a smaller MTU and no "fragmentation needed" ICMP: big packets (with DF set,
     # as TCP sends them) vanish, small ones pass. Handshakes work; big responses hang.
-    mtu = int(p["mtu"])
-    if not 576 <= mtu < 1500:
-        raise FaultError(f"mtu: {mtu} is outside 576..1499")
     saved = f"{RUN}/chaos-mtu-{t.iface}"
-    rule = f"OUTPUT {ICMP_FRAG_NEEDED}"
-    return Plan([sh(t.node, f"cat /sys/class/net/{t.iface}/mtu > {saved}", ipt_add(rule),
-                    f"ip link set dev {t.iface} mtu {mtu}")],
-                [sh(t.node, f"ip link set dev {t.iface} mtu $(cat {saved} 2>/dev/null || echo 1500)", ipt_remove(rule),
-                    f"rm -f {saved}")],
-                f"{t.node}:{t.iface} carries at most {mtu} bytes and hides the ICMP that would say so")
+    rule = ("OUTPUT", *ICMP_FRAG_NEEDED)
+    return Plan([sh(t.node, f"cat /sys/class/net/{t.iface}/mtu > {saved}"), ipt_add(t.node, *rule),
+                 sh(t.node, f'ip link set dev {t.iface} mtu "$1"', args=(p["mtu"],))],
+                [sh(t.node, f"ip link set dev {t.iface} mtu $(cat {saved} 2>/dev/null || echo 1500)"),
+                 ipt_remove(t.node, *rule), sh(t.node, f"rm -f {saved}")],
+                f"{t.node}:{t.iface} carries at most {p['mtu']} bytes and hides the ICMP that would say so")

@@ -4,8 +4,8 @@ does (a config file it re-reads, a runtime socket, a role) and puts it back as i
 
 from __future__ import annotations
 
-from hoplab.chaos.model import (MAX_DURATION_S, RUN, SERVICE_PID, FaultError, Plan, Step, Target, ipt_add,
-                                ipt_remove, ipv4, quote, sh, unused_address)
+from hoplab.chaos.model import (MAX_DURATION_S, RUN, SERVICE_PID, Context, FaultError, Plan, Step, Target, ipt_add,
+                                ipt_remove, sh, unused_address)
 
 # ------------------------------------------------------------ processes
 
@@ -43,35 +43,35 @@ def _zone(t: Target) -> str:
     return f"{RUN}/bind/db.{t.topology.domain.name}"
 
 
-def _rewrite_zone(t: Target, edit: str, symptom: str) -> Plan:
+def _rewrite_zone(t: Target, edit: str, symptom: str, args: tuple = ()) -> Plan:
     zone, saved = _zone(t), _zone(t) + ".chaos"
     reload = f"kill -HUP {SERVICE_PID}; sleep 0.3"
     # `cat >` rather than `mv`: named reloads a zone only when its file is newer than its load.
-    return Plan([sh(t.node, f"test -f {zone}", f"cp {zone} {saved}", edit, reload)],
+    return Plan([sh(t.node, f"test -f {zone}", f"cp {zone} {saved}", edit, reload, args=args)],
                 [sh(t.node, f"test -f {saved} || exit 0", f"cat {saved} > {zone}", f"rm -f {saved}", reload)],
                 symptom)
 
 
-def _record_name(t: Target, p: dict) -> str:
-    name = str(p["name"])
-    if name not in t.topology.domain.records and name not in t.topology.nodes:
-        raise FaultError(f"name: {name!r} has no A record in {t.topology.domain.name}")
-    return name
+def a_record(ctx: Context, name: str) -> str | None:
+    """The check of a `name` parameter: a name with an A record in the lab's zone."""
+    if name not in ctx.topology.domain.records and name not in ctx.topology.nodes:
+        return f"has no A record in {ctx.topology.domain.name}"
+    return None
 
 
 def dns_nxdomain(t: Target, p: dict) -> Plan:
-    name = _record_name(t, p)
-    return _rewrite_zone(t, f"sed -i '/^{name} IN A /d' {_zone(t)}",
-                         f"{name}.{t.topology.domain.name} does not exist (NXDOMAIN)")
+    # The name is one checked DNS label ([a-z0-9-]): nothing in it is special to sed.
+    return _rewrite_zone(t, f'sed -i "/^$1 IN A /d" {_zone(t)}',
+                         f"{p['name']}.{t.topology.domain.name} does not exist (NXDOMAIN)", (p["name"],))
 
 
 def dns_wrong_a(t: Target, p: dict) -> Plan:
-    name = _record_name(t, p)
+    name = p["name"]
     right = t.topology.domain.records.get(name) or t.topology.nodes[name].static_addresses[0][1]
     network = next(n for n, net in t.topology.networks.items() if right in net.subnet)
-    wrong = ipv4("address", str(p["address"])) if p["address"] else unused_address(t.topology, network)
-    return _rewrite_zone(t, f"sed -i 's/^{name} IN A .*/{name} IN A {wrong}/' {_zone(t)}",
-                         f"{name}.{t.topology.domain.name} resolves to {wrong}, where nothing answers")
+    wrong = p["address"] or unused_address(t.topology, network)
+    return _rewrite_zone(t, f'sed -i "s/^$1 IN A .*/$1 IN A $2/" {_zone(t)}',
+                         f"{name}.{t.topology.domain.name} resolves to {wrong}, where nothing answers", (name, wrong))
 
 
 def dns_servfail(t: Target, p: dict) -> Plan:
@@ -115,18 +115,18 @@ RELAY_LIFETIME_S = MAX_DURATION_S + 60  # a backstop past the longest fault: the
 
 
 def dns_slow(t: Target, p: dict) -> Plan:
-    ms = int(p["ms"])
-    if not 0 < ms <= 5000:
-        raise FaultError(f"ms: {ms} is outside 1..5000")
+    ms = p["ms"]
     pidfile = f"{RUN}/chaos-dns-relay.pid"
-    rule = f"PREROUTING -p udp --dport 53 -j REDIRECT --to-ports {RELAY_PORT}"
+    rule = ("PREROUTING", "-p", "udp", "--dport", "53", "-j", "REDIRECT", "--to-ports", str(RELAY_PORT))
     listening = f":{RELAY_PORT:04X} "
-    start = (f"setsid timeout {RELAY_LIFETIME_S} python3 -c {quote(_RELAY)} {ms} {RELAY_PORT} "
+    # The relay's source is the script's $1, its delay $2: arguments, never script text.
+    start = (f'setsid timeout {RELAY_LIFETIME_S} python3 -c "$1" "$2" {RELAY_PORT} '
              f"</dev/null >/dev/null 2>&1 & echo $! > {pidfile}")
     return Plan([sh(t.node, start, f"for i in $(seq 50); do grep -q '{listening}' /proc/net/udp && break; sleep 0.1; done",
-                    ipt_add(rule, "nat"))],
-                [sh(t.node, ipt_remove(rule, "nat"), f"test -f {pidfile} && kill $(cat {pidfile}) 2>/dev/null || true",
-                    f"rm -f {pidfile}")],
+                    args=(_RELAY, ms)),
+                 ipt_add(t.node, *rule, table="nat")],
+                [ipt_remove(t.node, *rule, table="nat"),
+                 sh(t.node, f"test -f {pidfile} && kill $(cat {pidfile}) 2>/dev/null || true", f"rm -f {pidfile}")],
                 f"every DNS answer from {t.node} takes {ms} ms")
 
 
@@ -146,11 +146,11 @@ def _renew(client: str) -> Step:
               f"for i in $(seq 50); do sleep 0.1; [ \"$({leases})\" != \"$before\" ] && break; done; true")
 
 
-def _dhcp_file_fault(t: Target, name: str, edit: str, symptom: str) -> Plan:
+def _dhcp_file_fault(t: Target, name: str, edit: str, symptom: str, args: tuple = ()) -> Plan:
     path, saved = f"{RUN}/{name}", f"{RUN}/{name}.chaos"
     reload = f"kill -HUP {SERVICE_PID}"
     renew = [_renew(c) for c in _dhcp_clients(t)]
-    return Plan([sh(t.node, f"test -f {path}", f"cp {path} {saved}", edit, reload), *renew],
+    return Plan([sh(t.node, f"test -f {path}", f"cp {path} {saved}", edit, reload, args=args), *renew],
                 [sh(t.node, f"test -f {saved} || exit 0", f"cat {saved} > {path}", f"rm -f {saved}", reload), *renew],
                 symptom)
 
@@ -175,9 +175,9 @@ def dhcp_pool_exhausted(t: Target, p: dict) -> Plan:
 
 def _wrong_option(t: Target, p: dict, option: str, default_network_of: str) -> Plan:
     net = _scope(t)
-    value = ipv4("address", str(p["address"])) if p["address"] else default_network_of
-    edit = f"sed -i 's/option:{option},.*/option:{option},{value}/' {RUN}/dhcp-options"
-    return _dhcp_file_fault(t, "dhcp-options", edit, f"{t.node} hands out {option} {value} on {net.name}")
+    value = p["address"] or default_network_of
+    edit = f'sed -i "s/option:{option},.*/option:{option},$1/" {RUN}/dhcp-options'
+    return _dhcp_file_fault(t, "dhcp-options", edit, f"{t.node} hands out {option} {value} on {net.name}", (value,))
 
 
 def dhcp_wrong_gateway(t: Target, p: dict) -> Plan:
@@ -195,14 +195,18 @@ def dhcp_wrong_dns(t: Target, p: dict) -> Plan:
 # ------------------------------------------------------------ the edge, the balancer, the database, mail
 
 
+def a_web_node(ctx: Context, server: str) -> str | None:
+    """The check of a `server` parameter: a web replica the balancer knows."""
+    if server not in {n.name for n in ctx.topology.nodes_of("web")}:
+        return "is not a web node"
+    return None
+
+
 def lb_backend_down(t: Target, p: dict) -> Plan:
-    server = str(p["server"])
-    if server not in {n.name for n in t.topology.nodes_of("web")}:
-        raise FaultError(f"server: {server!r} is not a web node")
     admin = "socat stdio /run/haproxy/admin.sock"
-    return Plan([sh(t.node, f"echo 'disable server web/{server}' | {admin}")],
-                [sh(t.node, f"echo 'enable server web/{server}' | {admin}")],
-                f"the balancer sends nothing to {server}")
+    return Plan([sh(t.node, f"printf 'disable server web/%s\\n' \"$1\" | {admin}", args=(p["server"],))],
+                [sh(t.node, f"printf 'enable server web/%s\\n' \"$1\" | {admin}", args=(p["server"],))],
+                f"the balancer sends nothing to {p['server']}")
 
 
 _STALE_KEY = "chaos-stale"
@@ -215,27 +219,29 @@ def stale_cache(t: Target, p: dict) -> Plan:
     # The edge ignores what the origin says about caching and keeps every answer: pages marked
     # no-store are served from the cache, the same copy to everyone. Its own cache key, so
     # the revert can delete exactly the copies made meanwhile.
-    ttl = int(p["ttl"])
+    ttl = p["ttl"]
     dropin_dir = f"{RUN}/edge.d"
     dropin = f"{dropin_dir}/chaos-stale.conf"
     reload = f"kill -HUP {SERVICE_PID}; sleep 0.5"
-    return Plan([sh(t.node, f"mkdir -p {dropin_dir}", f"printf %s {quote(_STALE_CONF.format(ttl=ttl))} > {dropin}",
-                    reload)],
+    return Plan([sh(t.node, f"mkdir -p {dropin_dir}", f'printf %s "$1" > {dropin}', reload,
+                    args=(_STALE_CONF.format(ttl=ttl),))],
                 [sh(t.node, f"rm -f {dropin}", f"rmdir {dropin_dir} 2>/dev/null || true", reload,
                     f"grep -rlaZ '^KEY: {_STALE_KEY} ' {RUN}/cache 2>/dev/null | xargs -0 -r rm -f")],
                 f"{t.node} serves cached copies of every page for {ttl} s, whatever the origin says")
 
 
 def db_connection_limit(t: Target, p: dict) -> Plan:
-    role = str(p["role"])
-    if not role.replace("_", "").isalnum():
-        raise FaultError(f"role: {role!r} is not a role name")
-    psql = "psql -X -q -U postgres -d postgres -c"
-    # and ends the role's sessions: an app that pools its connections would not notice otherwise
-    end_sessions = f"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = '{role}'"
-    return Plan([sh(t.node, f"{psql} 'ALTER ROLE {role} CONNECTION LIMIT 0'", f'{psql} "{end_sessions}" >/dev/null')],
-                [sh(t.node, f"{psql} 'ALTER ROLE {role} CONNECTION LIMIT -1'")],
-                f"the database refuses every connection of {role}, and its open sessions end")
+    # The role reaches SQL as a psql variable, quoted by psql (:"role" an identifier, :'role' a
+    # literal). Injecting also ends the role's sessions: an app that pools its connections
+    # would not notice the limit otherwise.
+    def limit(n: int, end_sessions: bool = False) -> str:
+        statements = [f"'ALTER ROLE :\"role\" CONNECTION LIMIT {n};'"]
+        if end_sessions:
+            statements.append("\"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = :'role';\"")
+        return (f"printf '%s\\n' {' '.join(statements)} | "
+                'psql -X -q -v ON_ERROR_STOP=1 -U postgres -d postgres -v role="$1" >/dev/null')
+    return Plan([sh(t.node, limit(0, end_sessions=True), args=(p["role"],))], [sh(t.node, limit(-1), args=(p["role"],))],
+                f"the database refuses every connection of {p['role']}, and its open sessions end")
 
 
 def smtp_refuse(t: Target, p: dict) -> Plan:

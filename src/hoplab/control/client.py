@@ -1,11 +1,12 @@
-"""The CLI's side of the control plane: a thin client for hoplab.v1.Control at the address
-the topology gives the control service."""
+"""The host's side of the control plane: a thin client for hoplab.v1.Control on the control
+service's API port (`Management.api_port`), every call carrying the lab's token
+(`Backend.control_token`) as `authorization: Bearer TOKEN` metadata."""
 
 from __future__ import annotations
 
 import grpc
 
-from hoplab.backends.base import BackendError
+from hoplab.backends.base import Backend, BackendError
 from hoplab.spec import Topology
 from hoplab.v1 import control_pb2 as pb
 from hoplab.v1 import control_pb2_grpc as rpc
@@ -14,16 +15,24 @@ TIMEOUT_S = 15
 
 
 class ControlClient:
-    def __init__(self, topology: Topology):
+    def __init__(self, topology: Topology, token: str):
         if topology.management is None:
             raise BackendError(f"{topology.source}: no `management` section, so no control service to trace with")
-        self.target = f"{topology.management.control}:{topology.management.port}"
+        self.target = f"{topology.management.control}:{topology.management.api_port}"
+        self.metadata = (("authorization", f"Bearer {token}"),)
         self.channel = grpc.insecure_channel(self.target)
         self.stub = rpc.ControlStub(self.channel)
 
+    @classmethod
+    def of(cls, backend: Backend, topology: Topology) -> "ControlClient":
+        """The client of the lab `backend` runs, with the token it made at `up`."""
+        if topology.management is None:
+            raise BackendError(f"{topology.source}: no `management` section, so no control service to trace with")
+        return cls(topology, backend.control_token(topology))
+
     def _call(self, method: str, request, timeout: float = TIMEOUT_S):
         try:
-            return getattr(self.stub, method)(request, timeout=timeout)
+            return getattr(self.stub, method)(request, timeout=timeout, metadata=self.metadata)
         except grpc.RpcError as exc:
             raise BackendError(f"control service at {self.target}: {exc.code().name}: {exc.details()}") from None
 

@@ -1,13 +1,16 @@
-"""The control service: agents attach to it (AgentHub), users ask it to capture and for
-assembled traces (Control). Also serves grpc.health.v1 and server reflection, so grpcurl
-works against it.
+"""The control service: agents attach to it (AgentHub), the host asks it to capture and for
+assembled traces (Control). Two doors on one state (`Hub`): agents attach on `--listen`; the
+Control API, with grpc.health.v1 and server reflection (so grpcurl works, given the token), is
+served on `--api-listen` to the host only (`HostOnly`: the lab's token, from the host's address).
 
-    python3 -m hoplab.control.server [--listen 0.0.0.0:50051]
+    python3 -m hoplab.control.server --listen 0.0.0.0:50051 --api-listen 0.0.0.0:50052 \
+        --token-file /etc/hoplab/control.token --host 172.31.254.254
 """
 
 from __future__ import annotations
 
 import argparse
+import hmac
 import json
 import queue
 import re
@@ -363,23 +366,109 @@ class ControlService(rpc.ControlServicer):
         return pb.ListTracesResponse(traces=summaries)
 
 
-def serve(listen: str) -> grpc.Server:
-    hub = Hub()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=64))
-    rpc.add_ControlServicer_to_server(ControlService(hub), server)
-    rpc.add_AgentHubServicer_to_server(AgentHubService(hub), server)
+# ------------------------------------------------------------ two doors
+
+OPEN_METHODS = ("/grpc.health.v1.Health/",)  # answered to anyone on either door
+
+
+class HostOnly(grpc.ServerInterceptor):
+    """The Control API's door: every call but health must carry the lab's token (metadata
+    `authorization: Bearer TOKEN`; UNAUTHENTICATED otherwise) and come from the host's own
+    address on the management network (PERMISSION_DENIED otherwise). The token is read from its
+    file at each call, so a missing or unreadable file refuses everything."""
+
+    def __init__(self, token_file: str, host: str):
+        self.token_file, self.host = token_file, host
+
+    def _token(self) -> str:
+        try:
+            with open(self.token_file) as handle:
+                return handle.read().strip()
+        except OSError:
+            return ""
+
+    def _refusal(self, metadata) -> tuple[grpc.StatusCode, str] | None:
+        token = self._token()
+        given = dict(metadata or ()).get("authorization", "")
+        if not token:
+            return grpc.StatusCode.UNAUTHENTICATED, "the control service has no token: the Control API is closed"
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            return grpc.StatusCode.UNAUTHENTICATED, "the Control API is for the lab's host: no valid token"
+        return None
+
+    def _peer_refusal(self, context) -> tuple[grpc.StatusCode, str] | None:
+        peer = context.peer()  # "ipv4:A.B.C.D:PORT"
+        if self.host and peer.rpartition(":")[0] != f"ipv4:{self.host}":
+            return grpc.StatusCode.PERMISSION_DENIED, f"the Control API answers the host ({self.host}) only"
+        return None
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        if handler is None or handler_call_details.method.startswith(OPEN_METHODS):
+            return handler
+        refusal = self._refusal(handler_call_details.invocation_metadata)
+        return _guarded(handler, lambda context: refusal or self._peer_refusal(context))
+
+
+def _guarded(handler, refusal):
+    """The same handler, first asking `refusal(context)`: a (code, details) aborts the call."""
+    def check(context):
+        reason = refusal(context)
+        if reason:
+            context.abort(*reason)
+
+    def unary_unary(request, context):
+        check(context)
+        return handler.unary_unary(request, context)
+
+    def unary_stream(request, context):
+        check(context)
+        yield from handler.unary_stream(request, context)
+
+    def stream_unary(requests, context):
+        check(context)
+        return handler.stream_unary(requests, context)
+
+    def stream_stream(requests, context):
+        check(context)
+        yield from handler.stream_stream(requests, context)
+
+    kinds = {(False, False): (grpc.unary_unary_rpc_method_handler, unary_unary, handler.unary_unary),
+             (False, True): (grpc.unary_stream_rpc_method_handler, unary_stream, handler.unary_stream),
+             (True, False): (grpc.stream_unary_rpc_method_handler, stream_unary, handler.stream_unary),
+             (True, True): (grpc.stream_stream_rpc_method_handler, stream_stream, handler.stream_stream)}
+    make, behaviour, _ = kinds[(handler.request_streaming, handler.response_streaming)]
+    return make(behaviour, request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer)
+
+
+def _health(server: grpc.Server, services: tuple[str, ...]) -> None:
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    for name in ("", "hoplab.v1.Control", "hoplab.v1.AgentHub"):
+    for name in ("", *services):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+
+def serve(listen: str, api_listen: str, token_file: str, host: str = "") -> tuple[grpc.Server, grpc.Server]:
+    """Two servers on one Hub. `listen`: the agents' door (AgentHub and health, for every node
+    of the management network). `api_listen`: the Control API (Control, health, and reflection
+    -- reflection behind the token too), for the host only (`HostOnly`)."""
+    hub = Hub()
+    agents = grpc.server(futures.ThreadPoolExecutor(max_workers=64))
+    rpc.add_AgentHubServicer_to_server(AgentHubService(hub), agents)
+    _health(agents, ("hoplab.v1.AgentHub",))
+    agents.add_insecure_port(listen)
+    api = grpc.server(futures.ThreadPoolExecutor(max_workers=32), interceptors=[HostOnly(token_file, host)])
+    rpc.add_ControlServicer_to_server(ControlService(hub), api)
+    _health(api, ("hoplab.v1.Control",))
     reflection.enable_server_reflection([
         pb.DESCRIPTOR.services_by_name["Control"].full_name,
-        pb.DESCRIPTOR.services_by_name["AgentHub"].full_name,
         health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
         reflection.SERVICE_NAME,
-    ], server)
-    server.add_insecure_port(listen)
-    server.start()
+    ], api)
+    api.add_insecure_port(api_listen)
+    agents.start()
+    api.start()
 
     def expire_forever():
         while True:
@@ -387,14 +476,18 @@ def serve(listen: str) -> grpc.Server:
             hub.expire()
 
     threading.Thread(target=expire_forever, daemon=True, name="expire").start()
-    return server
+    return agents, api
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--listen", default="0.0.0.0:50051")
+    parser.add_argument("--listen", default="0.0.0.0:50051", help="the agents' door")
+    parser.add_argument("--api-listen", default="0.0.0.0:50052", help="the Control API's door (host only)")
+    parser.add_argument("--token-file", default="/etc/hoplab/control.token")
+    parser.add_argument("--host", default="", help="the host's management address: the only caller of Control")
     args = parser.parse_args()
-    serve(args.listen).wait_for_termination()
+    agents, api = serve(args.listen, args.api_listen, args.token_file, args.host)
+    agents.wait_for_termination()
 
 
 if __name__ == "__main__":

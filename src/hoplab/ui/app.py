@@ -47,7 +47,7 @@ def context(backend: Backend, backend_name: str, topology: Topology) -> UiContex
     chaos = Chaos(backend, topology)
     watch = LabWatch(backend, topology, lambda: active_faults(chaos))
     return UiContext(topology=topology, backend=backend, backend_name=backend_name, watch=watch,
-                     control=lambda: ControlClient(topology), visit=traced_visit, chaos=chaos)
+                     control=lambda: ControlClient.of(backend, topology), visit=traced_visit, chaos=chaos)
 
 
 def serve(backend: Backend, backend_name: str, topology: Topology, port: int, announce) -> None:

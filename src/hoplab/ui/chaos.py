@@ -18,7 +18,8 @@ def catalogue() -> list[dict]:
     from hoplab.chaos.faults import CATALOGUE
 
     return [{"name": f.name, "family": f.family, "description": f.description,
-             "params": {k: str(v) for k, v in f.params.items()},
+             "params": {k: str(p.default) for k, p in f.params.items()},
+             "kinds": {k: p.describe() for k, p in f.params.items()},
              "target": "NODE:IFACE" if f.needs_iface else (f"a {f.service} node" if f.service else "NODE"),
              "service": f.service or ""} for f in CATALOGUE.values()]
 
