@@ -117,6 +117,9 @@ class Pool(psycopg2.pool.ThreadedConnectionPool):
 
 
 POOL = Pool(0, POOL_SIZE)
+# psycopg2 opens `minconn` connections at once and keeps at most `minconn` idle: none up front
+# (the database may be down when a worker starts), every one kept once opened.
+POOL.minconn = POOL_SIZE
 
 
 def _closed_by_server(conn) -> bool:
