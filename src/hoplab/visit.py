@@ -34,6 +34,7 @@ class Visit:
     local: str = ""  # ip:port the client used
     remote: str = ""  # ip:port it connected to
     timings_ms: dict[str, float] = field(default_factory=dict)  # per phase, not cumulative
+    finished_at: float = 0.0  # wall-clock time (epoch seconds) curl finished, as the host saw it return
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -80,6 +81,7 @@ def visit(backend: Backend, topology: Topology, url: str, node: str, trace_id: s
     argv = [*(["env", f"SSLKEYLOGFILE={key_log}"] if key_log else []), "curl", "-sS", "-o", "/dev/null", "--max-time", str(TIMEOUT_S), "-H", f"traceparent: {traceparent}",
             "-w", f"%{{json}}\n{_SEPARATOR}\n%{{header_json}}", url]
     result = backend.run(topology, node, argv, timeout=TIMEOUT_S + 10)
+    finished_at = time.time()
     metrics_text, _, headers_text = result.stdout.partition(f"\n{_SEPARATOR}\n")
     try:
         metrics = json.loads(metrics_text)
@@ -95,7 +97,7 @@ def visit(backend: Backend, topology: Topology, url: str, node: str, trace_id: s
         served_by=_header(headers, "x-served-by"), cache=_header(headers, "x-cache"), edge=_header(headers, "x-edge"),
         local=f"{metrics.get('local_ip', '')}:{metrics.get('local_port', '')}" if metrics.get("local_ip") else "",
         remote=f"{metrics.get('remote_ip', '')}:{metrics.get('remote_port', '')}" if metrics.get("remote_ip") else "",
-        timings_ms=phases(metrics) if status else {},
+        timings_ms=phases(metrics) if status else {}, finished_at=finished_at,
     )
 
 
