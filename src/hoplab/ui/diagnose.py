@@ -1,0 +1,48 @@
+"""`diagnose` on the break-and-fix page: the CLI's walk of the page load from a client
+(`hoplab.diagnose.diagnose`, one at a time), its report as `diagnose --json` gives it, plus
+what the page needs to mark the first broken hop on the graph: the node the hop is, and the
+links between it and the node that checked it."""
+
+from __future__ import annotations
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from hoplab import cli
+from hoplab.spec import Topology
+from hoplab.ui.api import Refused, UiContext, handled, json_body
+from hoplab.ui.topo import link_id
+
+BUSY = "a diagnosis is already running; wait for its report"
+
+
+def hop_links(topology: Topology, checker: str, subject: str) -> list[str]:
+    """The links a hop crosses from the node that checked it to the node it is: both ends on
+    each network they share (none when they are one node or share none)."""
+    if checker == subject or checker not in topology.nodes or subject not in topology.nodes:
+        return []
+    mine = [i.network for i in topology.nodes[checker].interfaces]
+    theirs = {i.network for i in topology.nodes[subject].interfaces}
+    return [link for network in mine if network in theirs
+            for link in (link_id(checker, network), link_id(subject, network))]
+
+
+def routes_for(ctx: UiContext):
+    @handled("diagnose")
+    async def run(request: Request) -> Response:
+        body = await json_body(request, {"from": str})
+        client = cli.client_node(ctx.topology, body["from"])
+        if not ctx.diagnosing.acquire(blocking=False):
+            raise Refused(409, BUSY)
+        try:
+            report = await run_in_threadpool(ctx.diagnose, ctx.backend, ctx.topology, client)
+        finally:
+            ctx.diagnosing.release()
+        out = report.to_json()
+        broken = report.broken
+        out["broken_links"] = hop_links(ctx.topology, broken.check.node, out["broken_node"]) if broken else []
+        out["text"] = report.render()
+        return JSONResponse(out)
+
+    return [("/api/diagnose", run, ["POST"])]
