@@ -593,3 +593,10 @@ def test_every_hop_names_the_node_it_is():
     assert subjects["edge"] == subjects["cache"] == "cache" and subjects["lb"] == "lb"
     assert subjects["lease"] == topology.networks["home"].dhcp.server
     assert all(s in topology.nodes for s in subjects.values())
+
+
+def test_a_hops_links_are_the_way_from_its_checker_to_it(topology):
+    from hoplab.ui.diagnose import hop_links
+
+    assert hop_links(topology, "client", "cache") == ["client|home", "router|home", "router|internet", "cache|internet"]
+    assert hop_links(topology, "client", "client") == [] and hop_links(topology, "client", "nope") == []

@@ -1,9 +1,11 @@
 """`diagnose` on the break-and-fix page: the CLI's walk of the page load from a client
 (`hoplab.diagnose.diagnose`, one at a time), its report as `diagnose --json` gives it, plus
 what the page needs to mark the first broken hop on the graph: the node the hop is, and the
-links between it and the node that checked it."""
+links from the node that checked it to that node."""
 
 from __future__ import annotations
+
+from collections import deque
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -18,14 +20,28 @@ BUSY = "a diagnosis is already running; wait for its report"
 
 
 def hop_links(topology: Topology, checker: str, subject: str) -> list[str]:
-    """The links a hop crosses from the node that checked it to the node it is: both ends on
-    each network they share (none when they are one node or share none)."""
+    """The links a hop crosses, from the node that checked it to the node it is: the shortest
+    way over the data networks (node, network, node, ...), both ends of each link; [] when they
+    are one node or not joined at all."""
     if checker == subject or checker not in topology.nodes or subject not in topology.nodes:
         return []
-    mine = [i.network for i in topology.nodes[checker].interfaces]
-    theirs = {i.network for i in topology.nodes[subject].interfaces}
-    return [link for network in mine if network in theirs
-            for link in (link_id(checker, network), link_id(subject, network))]
+    came_from: dict[str, tuple[str, str] | None] = {checker: None}  # node -> (previous node, network)
+    queue = deque([checker])
+    while queue and subject not in came_from:
+        node = queue.popleft()
+        for network in (i.network for i in topology.nodes[node].interfaces):
+            for peer in topology.nodes.values():
+                if peer.name not in came_from and any(i.network == network for i in peer.interfaces):
+                    came_from[peer.name] = (node, network)
+                    queue.append(peer.name)
+    if subject not in came_from:
+        return []
+    links, node = [], subject
+    while came_from[node] is not None:
+        previous, network = came_from[node]
+        links[:0] = [link_id(previous, network), link_id(node, network)]
+        node = previous
+    return links
 
 
 def routes_for(ctx: UiContext):
