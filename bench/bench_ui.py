@@ -31,7 +31,7 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SINCE_VISIT_END = ("() => { const [m] = performance.getEntriesByName('trace-drawn').slice(-1); "
                    "return performance.timeOrigin + m.startTime - m.detail.visit_finished_ms; }")
-MEASURE = "(a, b) => { const [x] = performance.getEntriesByName(a).slice(-1), [y] = performance.getEntriesByName(b).slice(-1); return y.startTime - (x ? x.startTime : 0); }"
+MEASURE = "([a, b]) => { const [x] = performance.getEntriesByName(a).slice(-1), [y] = performance.getEntriesByName(b).slice(-1); return y.startTime - (x ? x.startTime : 0); }"
 
 
 def free_port() -> int:
