@@ -8,7 +8,6 @@ import argparse
 import json
 import re
 import subprocess
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -116,6 +115,27 @@ def parse_params(items: list[str]) -> dict[str, str]:
             raise UsageError(f"--param {key}: given twice")
         params[key] = value
     return params
+
+
+def check_load(topology: spec.Topology, *, users: int, rate: float, seconds: int, shape: str | None = None,
+               workers: int = 0, node: str | None = None, slo: Path | None = None) -> None:
+    """`hoplab load`'s bounds: the first one a value breaks, as `--OPTION: ...`."""
+    from hoplab.load import SHAPE_NAMES
+
+    clients = [n.name for n in topology.nodes_of("client")]
+    checks = [(users < 1 or users > 5000, f"--users: {users} is outside 1..5000"),
+              (rate <= 0 or rate > 1000, f"--rate: {rate} is outside (0, 1000]"),
+              (seconds < 1 or seconds > 3600, f"--time: {seconds} is outside 1..3600 seconds"),
+              (workers < 0 or workers > 16, f"--workers: {workers} is outside 0..16"),
+              (shape is not None and shape not in SHAPE_NAMES,
+               f"--shape: unknown shape {shape!r} (shapes: {', '.join(SHAPE_NAMES)})"),
+              (node is not None and node not in clients,
+               f"--from: {node!r} is not a client node (clients: {', '.join(clients)})"),
+              (not clients, "the topology has no client node to load from"),
+              (slo is not None and not slo.is_file(), f"--slo: {slo} is not a file")]
+    for failed, message in checks:
+        if failed:
+            raise UsageError(message)
 
 
 class Command:
@@ -424,23 +444,11 @@ class Load(Command):
         parser.add_argument("--no-cache", action="store_true", help="bust the CDN cache (unique query strings)")
 
     def run(self, args):
-        from hoplab.load import DEFAULT_SLO, SHAPE_NAMES, LoadOptions, run_load
+        from hoplab.load import DEFAULT_SLO, LoadOptions, run_load
 
         topology = self.topology(args)
-        clients = [n.name for n in topology.nodes_of("client")]
-        checks = [(args.users < 1 or args.users > 5000, f"--users: {args.users} is outside 1..5000"),
-                  (args.rate <= 0 or args.rate > 1000, f"--rate: {args.rate} is outside (0, 1000]"),
-                  (args.time < 1 or args.time > 3600, f"--time: {args.time} is outside 1..3600 seconds"),
-                  (args.workers < 0 or args.workers > 16, f"--workers: {args.workers} is outside 0..16"),
-                  (args.shape is not None and args.shape not in SHAPE_NAMES,
-                   f"--shape: unknown shape {args.shape!r} (shapes: {', '.join(SHAPE_NAMES)})"),
-                  (args.node is not None and args.node not in clients,
-                   f"--from: {args.node!r} is not a client node (clients: {', '.join(clients)})"),
-                  (not clients, "the topology has no client node to load from"),
-                  (args.slo is not None and not args.slo.is_file(), f"--slo: {args.slo} is not a file")]
-        for failed, message in checks:
-            if failed:
-                raise UsageError(message)
+        check_load(topology, users=args.users, rate=args.rate, seconds=args.time, shape=args.shape,
+                   workers=args.workers, node=args.node, slo=args.slo)
         options = LoadOptions(users=args.users, rate=args.rate, seconds=args.time, shape=args.shape,
                               workers=args.workers, node=args.node, slo=args.slo or DEFAULT_SLO,
                               no_cache=args.no_cache)
@@ -606,7 +614,7 @@ class DrillCommand(Command):
 
     def run(self, args):
         from hoplab.drill import (DEFAULT_DURATION_S, DRILLS, DrillError, Drills, available, describe_fault,
-                                  elapsed, fill, roles)
+                                  elapsed, fill, fix_commands, roles)
 
         topology = self.topology(args)
         drills = Drills(make_backend(args.backend), topology)
@@ -645,8 +653,8 @@ class DrillCommand(Command):
                 return 1
             state, drill, values = drills.give_up()
             print(f"the fault: {describe_fault(drill, values)}\n{fill(drill.fix, values)}\nthe fix:")
-            for node, script in drill.fix_steps:
-                print(f"  hoplab exec {fill(node, values)} -- sh -c {shlex.quote(fill(script, values))}")
+            for command in fix_commands(drill, values):
+                print(f"  {command}")
             print("(reverted now)")
             return 0
         except DrillError as exc:

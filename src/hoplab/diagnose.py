@@ -48,6 +48,7 @@ class Check:
     # More evidence, gathered only when the check fails: (node, argv) -- where an engineer
     # would look next (the router's NAT table, the balancer's view of its servers).
     explain: tuple[str, tuple[str, ...]] | None = None
+    subject: str = ""  # the node the hop is (the one to blame when it fails); "" when it is `node` itself
 
     @property
     def command(self) -> str:
@@ -73,7 +74,8 @@ class Outcome:
         return "\n".join(lines)
 
     def to_json(self) -> dict:
-        return {"hop": self.check.hop, "node": self.check.node, "what": self.check.what, "ok": self.ok,
+        return {"hop": self.check.hop, "node": self.check.node, "subject": self.check.subject or self.check.node,
+                "what": self.check.what, "ok": self.ok,
                 "reason": self.reason, "command": self.check.command, "output": self.output,
                 "explanation": self.explanation, "seconds": round(self.seconds, 3)}
 
@@ -363,36 +365,42 @@ def walk(topology: Topology, client: str) -> list[Check]:
                             client, sh(f"cat {RUN}/lease-{p.network} 2>/dev/null; echo; "
                                        f"ip -4 -o addr show dev {p.network}; grep nameserver /etc/resolv.conf"),
                             lease_judge(p), explain=(dhcp_server, sh(f"cat {RUN}/dhcp-options; "
-                                                                       f"echo \"reserved: $(wc -l < {RUN}/dhcp-hosts)\""))))
+                                                                       f"echo \"reserved: $(wc -l < {RUN}/dhcp-hosts)\"")),
+                            subject=dhcp_server))
         checks.append(Check("gateway", f"the default route goes via the router {p.gateway}, which answers", client,
-                            sh(f"ip route show default; ping -c 1 -W 1 {p.gateway}"), _gateway_judge(p)))
+                            sh(f"ip route show default; ping -c 1 -W 1 {p.gateway}"), _gateway_judge(p),
+                            subject=p.router or client))
     if p.outside:
         pings = " ".join(f"(ping -c 1 -W 1 {a} >/dev/null && echo '{a} answers' || echo '{a} silent') &"
                          for a in p.outside)
         checks.append(Check("nat", "nodes beyond the router answer (forwarding and masquerade work)", client,
                             sh(f"{pings} wait"), _nat_judge,
-                            explain=(p.router, sh("iptables -w -S FORWARD; iptables -w -t nat -S POSTROUTING"))))
+                            explain=(p.router, sh("iptables -w -S FORWARD; iptables -w -t nat -S POSTROUTING")),
+                            subject=p.router))
     checks.append(Check("dns", f"the lab DNS {p.dns} answers {p.site} with the edge {p.www}, promptly", client,
-                        ("dig", "+time=1", "+tries=1", f"@{p.dns}", p.site, "A"), _dns_judge(p)))
+                        ("dig", "+time=1", "+tries=1", f"@{p.dns}", p.site, "A"), _dns_judge(p),
+                        subject=topology.domain.server))
     if p.router:
         checks.append(Check("path-mtu", f"full-size packets with DF set reach {p.dns} (no MTU black hole)", client,
                             sh(f"ping -c 1 -W 1 -M do -s $(($(cat /sys/class/net/{p.network}/mtu) - 28)) {p.dns}"),
                             _ok_exit("full-size packets are lost where small ones pass: a link has a smaller "
                                      "MTU and the ICMP that would say so does not come back"),
-                            explain=(p.router, ("ip", "-o", "link", "show"))))
+                            explain=(p.router, ("ip", "-o", "link", "show")), subject=p.router))
     if p.edge:
         checks.append(Check("edge", f"TCP and TLS to the edge {p.www}:443; it answers its own health page", client,
                             sh(curl(p, "/edge-health", "%{http_code} connect=%{time_connect} "
-                                                        "tls=%{time_appconnect}")), _edge_judge(p)))
+                                                        "tls=%{time_appconnect}")), _edge_judge(p), subject=p.edge))
         checks.append(Check("edge", "the link to the edge carries a burst of full-size packets", client,
-                            ("ping", "-q", "-c", "20", "-i", "0.01", "-s", "1400", "-W", "1", p.www), _burst_judge))
+                            ("ping", "-q", "-c", "20", "-i", "0.01", "-s", "1400", "-W", "1", p.www), _burst_judge,
+                            subject=p.edge))
         checks.append(Check("cache", "the edge does not serve pages marked no-store from its cache", client,
                             sh("for i in 1 2; do " + curl(p, "/order", "%{http_code} x-cache=%header{x-cache} "
                                                                         "served-by=%header{x-served-by}\\n", 2)
-                               + "; done; true"), _cache_judge))
+                               + "; done; true"), _cache_judge, subject=p.edge))
     for lb, address in p.lbs:
         checks.append(Check("lb", f"the edge opens a connection to the balancer {lb} ({address}:80)", p.edge,
-                            ("nc", "-z", "-w", "2", address, "80"), _connects_judge(f"the balancer {lb}")))
+                            ("nc", "-z", "-w", "2", address, "80"), _connects_judge(f"the balancer {lb}"),
+                            subject=lb))
         checks.append(Check("lb", f"{lb} has every replica enabled", lb,
                             sh("echo 'show stat' | socat -t 2 stdio /run/haproxy/admin.sock | cut -d, -f1,2,18"),
                             _lb_servers_judge))
@@ -403,24 +411,27 @@ def walk(topology: Topology, client: str) -> list[Check]:
                             db[0].name, sh(f"PGPASSWORD=$(cat ${{HOPLAB_SERVICE:-/opt/hoplab/service}}/shop_app.password) "
                                            f"PGCONNECT_TIMEOUT=2 psql -X -h {address} -U shop_app -d shop -Atc "
                                            "'SELECT 1'"),
-                            _ok_exit("the database refuses or does not answer the app's login")))
+                            _ok_exit("the database refuses or does not answer the app's login")))  # asked by itself
     for web, address in p.webs:
         checks.append(Check(web, f"{web} answers HTTP on {address}:8080 (asked by the balancer)", p.lbs[0][0],
                             sh(f"if nc -z -w 2 {address} 8080; then printf 'GET /health HTTP/1.0\\r\\n\\r\\n' | "
                                f"nc -w 5 {address} 8080; else echo 'no TCP connection to {address}:8080'; fi"),
-                            _web_judge(web)))
+                            _web_judge(web), subject=web))
     for web, _ in p.webs:
         checks.append(Check("db", f"{web} reaches the database as the app and runs a query", web,
-                            ("python3", "-"), _ok_exit(f"{web} cannot use the database"), input=DB_PROBE))
+                            ("python3", "-"), _ok_exit(f"{web} cannot use the database"), input=DB_PROBE,
+                            subject=db[0].name if db else web))
     if p.mail and p.webs:
         checks.append(Check("mail", "the mail server accepts the shop's order mail (MAIL FROM, RCPT TO)",
                             p.webs[0][0], ("python3", "-", topology.domain.name),
-                            _ok_exit("the mail server refuses the shop's mail"), input=SMTP_PROBE))
+                            _ok_exit("the mail server refuses the shop's mail"), input=SMTP_PROBE,
+                            subject=p.mail))
     if p.edge:
         checks.append(Check("page", f"{client} loads https://{p.site}/ through its own resolver", client,
                             sh(curl(p, "/", "%{http_code}", seconds=5, resolve=False)),
-                            status_is(200, "the page does not load")))
+                            status_is(200, "the page does not load")))  # what the client itself sees
     return checks
+
 
 
 @dataclass
@@ -437,6 +448,7 @@ class Report:
     def to_json(self) -> dict:
         broken = self.broken
         return {"client": self.client, "healthy": broken is None, "broken_hop": broken.check.hop if broken else None,
+                "broken_node": (broken.check.subject or broken.check.node) if broken else None,
                 "reason": broken.reason if broken else None, "evidence": broken.evidence() if broken else None,
                 "kernel_drops": self.kernel, "kernel_view": self.kernel_view or "on",
                 "checks": [o.to_json() for o in self.outcomes]}

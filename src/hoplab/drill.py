@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import string
 import time
 from dataclasses import asdict, dataclass, field
@@ -360,6 +361,12 @@ class Drills:
 def describe_fault(drill: Drill, values: dict[str, str]) -> str:
     fault = CATALOGUE[drill.fault]
     return f"{fault.name} ({fault.family}) on {fill(drill.target, values)}: {fault.description}"
+
+
+def fix_commands(drill: Drill, values: dict[str, str]) -> list[str]:
+    """The documented repair as the commands a user would type."""
+    return [f"hoplab exec {fill(node, values)} -- sh -c {shlex.quote(fill(script, values))}"
+            for node, script in drill.fix_steps]
 
 
 def elapsed(state: DrillState) -> str:

@@ -36,6 +36,7 @@ class Visit:
     timings_ms: dict[str, float] = field(default_factory=dict)  # per phase, not cumulative
     failure: str = ""  # what went wrong, in the socket's words: "connection refused (ECONNREFUSED)", "HTTP error 503"
     cause: str = ""  # with a trace: the packet that caused it ("+5.266 ms cache:internet out RST,ACK ...")
+    finished_at: float = 0.0  # wall-clock time (epoch seconds) curl finished, as the host saw it return
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -115,9 +116,10 @@ def visit(backend: Backend, topology: Topology, url: str, node: str, trace_id: s
     traceparent = f"00-{trace_id}-{secrets.token_hex(8)}-01"
     # -v: curl says why a connect failed only there ("* connect to ADDR port N failed: Connection
     # refused", the socket's own strerror); its exit code and message do not tell refused from unreachable
-    argv = [*(["env", f"SSLKEYLOGFILE={key_log}"] if key_log else []), "curl", "-sS", "-v", "-o", "/dev/null", "--max-time", str(TIMEOUT_S), "-H", f"traceparent: {traceparent}",
-            "-w", f"%{{json}}\n{_SEPARATOR}\n%{{header_json}}", url]
+    argv = [*(["env", f"SSLKEYLOGFILE={key_log}"] if key_log else []), "curl", "-sS", "-v", "-o", "/dev/null",
+            "--max-time", str(TIMEOUT_S), "-H", f"traceparent: {traceparent}", "-w", f"%{{json}}\n{_SEPARATOR}\n%{{header_json}}", url]
     result = backend.run(topology, node, argv, timeout=TIMEOUT_S + 10)
+    finished_at = time.time()
     metrics_text, _, headers_text = result.stdout.partition(f"\n{_SEPARATOR}\n")
     try:
         metrics = json.loads(metrics_text)
@@ -140,7 +142,7 @@ def visit(backend: Backend, topology: Topology, url: str, node: str, trace_id: s
         served_by=_header(headers, "x-served-by"), cache=_header(headers, "x-cache"), edge=_header(headers, "x-edge"),
         local=f"{metrics.get('local_ip', '')}:{metrics.get('local_port', '')}" if metrics.get("local_ip") else "",
         remote=f"{metrics.get('remote_ip', '')}:{metrics.get('remote_port', '')}" if metrics.get("remote_ip") else "",
-        timings_ms=phases(metrics) if status else {},
+        timings_ms=phases(metrics) if status else {}, finished_at=finished_at,
     )
 
 

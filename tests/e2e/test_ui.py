@@ -3,8 +3,11 @@
 the backend turns not-healthy, and healthy again after its start), a traced visit from the
 page (its stages; at the router the NAT and the MAC rewrite highlighted), step-through lighting
 the packet's link on the graph, the CLI's own error for a bad URL, a fault injected and halted
-from the break-and-fix page (and the CLI's error for a bad parameter), and a cross-origin POST
-refused. Screenshots of each page go to build/ui-screens/."""
+from the break-and-fix page (and the CLI's error for a bad parameter), a cross-origin POST
+refused, a short load run from the load page (live numbers, the SLO verdict, Locust's report;
+the CLI's error for a bad value), a drill started, hinted and given up, and diagnose naming the
+broken hop of an injected fault, marked on the graph. Screenshots of each page go to
+build/ui-screens/."""
 
 from __future__ import annotations
 
@@ -185,6 +188,20 @@ def test_the_router_hop_highlights_nat_and_mac_rewrite(lab, visited):
     visited.screenshot(path=str(SCREENS / f"visit-router-{lab.backend}.png"))
 
 
+def test_the_tls_leg_is_drawn_decrypted(lab, visited):
+    """The client-edge TLS records, decrypted with the client's key log: the arrow says what the
+    record carried, and the header diagrams draw TLS (its cipher) over HTTP (its values)."""
+    request = visited.locator("#sequence .msg.tls", has_text="TLS: HTTP GET").first
+    request.click()
+    layers = visited.eval_on_selector_all("#layers .header", "els => els.map(e => e.dataset.layer)")
+    assert layers[-2:] == ["tls", "http"], layers
+    assert visited.inner_text('#layers [data-field="http_method"] .value') == "GET"
+    assert visited.inner_text('#layers [data-field="http_path"] .value').startswith("/?ui=")
+    assert visited.inner_text('#layers [data-field="cipher"] .value') not in ("", "-")
+    assert visited.inner_text('#layers [data-field="traceparent"] .value').startswith("00-")
+    visited.screenshot(path=str(SCREENS / f"visit-tls-{lab.backend}.png"))
+
+
 def test_step_through_moves_across_the_graph(lab, visited):
     visited.click('#sequence .msg[data-row="0"]')
     lit = [visited.get_attribute("#visit-graph", "data-lit")]
@@ -271,3 +288,114 @@ def test_a_bad_fault_parameter_shows_the_clis_error(lab, page):
     page.wait_for_selector("#fault-error:not(:empty)", timeout=10_000)
     assert page.inner_text("#fault-error") == expected
     assert page.locator("#active-faults li").count() == 0
+
+
+def _post(ui: str, path: str, body: dict) -> tuple[int, dict]:
+    """A POST as the page makes it (its own origin)."""
+    request = urllib.request.Request(f"{ui}{path}", data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json", "Origin": ui})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as refused:
+        return refused.code, json.loads(refused.read())
+
+
+LOAD_S = 5
+
+
+def test_a_load_run_from_the_page_shows_live_numbers_and_the_verdict(lab, page, ui):
+    page.goto(page.url.split("#")[0] + "#load")
+    page.wait_for_selector("#load-shape option[value=spike]", state="attached")
+    page.fill("#load-users", "2")
+    page.fill("#load-rate", "2")
+    page.fill("#load-time", str(LOAD_S))
+    page.click("#load-start")
+    # Live: a sample of Locust's history while the run runs (read from the node, pushed over SSE).
+    page.wait_for_function("() => document.querySelector('#load-state').dataset.state === 'running' && "
+                           "Number(document.querySelector('#load-requests').textContent) > 0", timeout=60_000)
+    assert page.inner_text("#load-requests") != "-" and page.inner_text("#load-p95") != "-"
+    status, body = _post(ui, "/api/load/start", {"users": 2, "rate": 2, "time": LOAD_S})
+    assert status == 409 and body["error"].startswith("hoplab load: a load run is already running"), body
+    page.screenshot(path=str(SCREENS / f"load-live-{lab.backend}.png"))
+    page.wait_for_selector("#load-verdict[data-met]", timeout=(LOAD_S + 60) * 1000)
+    assert page.get_attribute("#load-verdict", "data-met") == "1", page.inner_text("#load-verdict")
+    assert page.inner_text("#load-verdict").startswith("SLO met")
+    assert int(page.get_attribute("#load-rps", "data-samples")) >= 3  # one a second, as Locust writes them
+    assert "all" in page.inner_text("#load-endpoints")
+    href = page.get_attribute("#load-report", "href")
+    with urllib.request.urlopen(f"{ui}{href}", timeout=30) as response:
+        assert response.status == 200 and b"locust" in response.read().lower()
+    page.screenshot(path=str(SCREENS / f"load-{lab.backend}.png"))
+
+
+def test_a_bad_load_parameter_shows_the_clis_error(lab, page):
+    from helpers import hoplab
+
+    expected = hoplab("load", "--users", "0", "--topology", lab.path, "--backend", lab.backend,
+                      check=False).stderr.strip()
+    assert expected == "hoplab load: --users: 0 is outside 1..5000"
+    page.goto(page.url.split("#")[0] + "#load")
+    page.wait_for_selector("#load-shape option[value=spike]", state="attached")
+    page.fill("#load-users", "0")
+    page.click("#load-start")
+    page.wait_for_selector("#load-error:not(:empty)", timeout=10_000)
+    assert page.inner_text("#load-error") == expected
+    page.screenshot(path=str(SCREENS / f"load-bad-{lab.backend}.png"))
+    page.fill("#load-users", "2")
+
+
+def test_a_drill_started_hinted_and_given_up(lab, page):
+    from helpers import hoplab
+
+    page.goto(page.url.split("#")[0] + "#break")
+    page.wait_for_selector("#drill-name option[value=https-refused]", state="attached")
+    page.select_option("#drill-name", "https-refused")
+    page.fill("#drill-duration", "60")
+    try:
+        page.click("#drill-start")
+        page.wait_for_selector("#drill-symptom", timeout=30_000)
+        assert "connection refused" in page.inner_text("#drill-symptom")
+        assert "port-block" not in page.inner_text("#active-faults")  # the fault stays hidden
+        assert page.locator('#break-graph [data-faults="1"]').count() == 0
+        page.click("#drill-hint")
+        page.wait_for_selector("#drill-hints li", timeout=10_000)
+        page.click("#drill-hint")
+        page.wait_for_function("() => document.querySelectorAll('#drill-hints li').length === 2", timeout=10_000)
+        page.screenshot(path=str(SCREENS / f"drill-{lab.backend}.png"))
+        page.click("#drill-give-up")
+        page.wait_for_selector("#drill-fault", timeout=30_000)
+        assert "port-block" in page.inner_text("#drill-fault")
+        assert "iptables -D INPUT 1" in page.inner_text("#drill-fix")
+        page.screenshot(path=str(SCREENS / f"drill-given-up-{lab.backend}.png"))
+    finally:
+        hoplab("drill", "give-up", "--topology", lab.path, "--backend", lab.backend, check=False)
+    assert lab.exec(lab.clients()[0], "curl", "-sS", "-o", "/dev/null", "--max-time", "3", f"{lab.www}/edge-health",
+                    check=False).returncode == 0
+
+
+def test_diagnose_names_the_broken_hop_of_an_injected_fault(lab, page):
+    edge = str(lab.topology.domain.records["www"])
+    cache = next(n.name for n in lab.topology.nodes.values() if any(str(i.address) == edge for i in n.interfaces))
+    page.goto(page.url.split("#")[0] + "#break")
+    page.wait_for_selector("#fault-catalogue tr[data-fault]")
+    page.select_option("#fault-name", "port-block")
+    page.fill("#fault-target", cache)
+    page.fill("#fault-params", "port=443")
+    page.fill("#fault-duration", "60")
+    try:
+        page.click("#fault-inject")
+        page.wait_for_selector("#active-faults li", timeout=30_000)
+        page.click("#diagnose-run")
+        page.wait_for_selector("#diagnose-hop", timeout=90_000)
+        assert page.inner_text("#diagnose-hop") == "edge", page.inner_text("#diagnose-box")
+        assert page.get_attribute("#break-graph", "data-broken") == cache
+        assert page.locator(f'#break-graph [data-node="{cache}"].broken').count() == 1
+        broken = page.eval_on_selector_all("#break-graph .link.broken", "els => els.map(e => e.dataset.link)")
+        client = lab.clients()[0]
+        ends = {link.split("|")[0] for link in broken}
+        assert {client, cache} <= ends and len(broken) >= 4, broken  # the way there: client, router, edge
+        page.screenshot(path=str(SCREENS / f"diagnose-{lab.backend}.png"))
+    finally:
+        page.click("#fault-halt")
+        page.wait_for_selector("#active-faults li", state="detached", timeout=30_000)

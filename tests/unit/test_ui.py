@@ -355,3 +355,250 @@ def test_a_bad_fault_gets_the_clis_sentence(chaos_client, body, message):
     assert response.status_code == 400
     assert response.json()["error"].startswith(f"hoplab chaos: {message}"), response.json()
     assert chaos.active() == [] and chaos.reaped == []
+
+
+# ------------------------------------------------------------ load
+
+def _load_result(folder, breaches=()):
+    from hoplab.load import LoadResult
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "report.html").write_text("<html>locust</html>")
+    total = {"name": "Aggregated", "requests": 9, "failures": 0, "rps": 2.0, "p50_ms": 10.0, "p95_ms": 20.0,
+             "p99_ms": 30.0}
+    return LoadResult(folder, {"total": total, "endpoints": []}, list(breaches))
+
+
+@pytest.fixture
+def load_client(ctx, tmp_path):
+    """The load routes on a runner whose Locust is a fake: it runs until `release` is set."""
+    import threading
+
+    from hoplab.ui.load import LoadRunner
+
+    release, runs = threading.Event(), []
+    samples = iter([{"t": 10**10 + i, "users": 2, "rps": 1.5 + i, "fails_per_s": 0.0, "p50_ms": 12.0, "p95_ms": 30.0,
+                     "requests": 3 * i, "failures": 0} for i in range(1000)])
+
+    def run(backend, topology, options, progress):
+        runs.append(options)
+        progress.say("locust on client")
+        assert release.wait(10)
+        return _load_result(tmp_path / "reports" / "run1")
+
+    ctx.load = LoadRunner(ctx.backend, ctx.topology, run=run, sample=lambda node: next(samples), poll_s=0.02)
+    ctx.load.release, ctx.load.runs = release, runs
+    with TestClient(build_app(ctx, HOSTS), base_url=BASE) as c:
+        yield c, ctx.load
+    release.set()
+
+
+def test_a_load_run_is_watched_live_then_gives_its_verdict_and_report(load_client):
+    import time
+
+    client, runner = load_client
+    started = client.post("/api/load/start", json={"users": 2, "rate": 2, "time": 5})
+    assert started.status_code == 200, started.text
+    run = started.json()
+    assert run["options"]["users"] == 2 and run["node"] == "client"
+    options = runner.runs[0] if runner.runs else None
+    deadline = time.monotonic() + 5
+    while len(client.get("/api/load").json()["run"]["series"]) < 3:
+        assert time.monotonic() < deadline, "no live samples"
+        time.sleep(0.02)
+    live = client.get("/api/load").json()["run"]
+    assert live["state"] == "running" and live["live"]["rps"] >= 1.5 and live["said"][0].endswith("locust on client")
+    again = client.post("/api/load/start", json={"users": 2, "rate": 2, "time": 5})
+    assert again.status_code == 409 and again.json()["error"].startswith("hoplab load: a load run is already running")
+    runner.release.set()
+    assert runner.wait_done(5)
+    done = client.get("/api/load").json()["run"]
+    assert done["state"] == "done" and done["slo"] == {"met": True, "breaches": []}
+    assert done["report"]["files"] == ["report.html"]
+    options = runner.runs[0]
+    assert (options.users, options.rate, options.seconds, options.shape) == (2, 2.0, 5, None)
+    report = client.get(f"/api/load/runs/{done['id']}/report.html")
+    assert report.status_code == 200 and "locust" in report.text
+    assert report.headers["content-security-policy"] == "sandbox allow-scripts"  # its scripts cannot act as the page
+    for bad in (f"/api/load/runs/{done['id']}/summary.json", f"/api/load/runs/{done['id']}/etc-passwd",
+                "/api/load/runs/nope/report.html"):
+        assert client.get(bad).status_code == 404, bad
+
+
+@pytest.mark.parametrize("body, argv", [
+    ({"users": 0}, ["--users", "0"]), ({"users": 6000}, ["--users", "6000"]), ({"rate": 0}, ["--rate", "0"]),
+    ({"rate": 1001.5}, ["--rate", "1001.5"]), ({"time": 0}, ["--time", "0"]), ({"time": 99999}, ["--time", "99999"]),
+    ({"workers": 17}, ["--workers", "17"]), ({"shape": "tsunami"}, ["--shape", "tsunami"]),
+    ({"from": "db"}, ["--from", "db"]),
+])
+def test_a_bad_load_parameter_gets_the_clis_sentence(load_client, body, argv, capsys):
+    client, runner = load_client
+    response = client.post("/api/load/start", json=body)
+    assert response.status_code == 400
+    assert response.json()["error"] == cli_error("load", *argv, capsys=capsys)
+    assert runner.runs == [] and client.get("/api/load").json()["run"] is None
+
+
+@pytest.mark.parametrize("body", [{"users": True}, {"users": 2.5}, {"rate": "5"}, {"slo": "/etc/passwd"}])
+def test_a_malformed_load_is_refused(load_client, body):
+    client, runner = load_client
+    response = client.post("/api/load/start", json=body)
+    assert response.status_code == 400 and response.json()["error"].startswith("hoplab load: ")
+    assert runner.runs == []
+
+
+def test_a_failed_run_says_why(ctx):
+    from hoplab.backends.base import BackendError
+    from hoplab.load import LoadOptions
+    from hoplab.ui.load import LoadRunner
+
+    def run(*args):
+        raise BackendError("the lab is not healthy (web2); load needs a healthy lab")
+
+    runner = LoadRunner(ctx.backend, ctx.topology, run=run, sample=lambda node: None, poll_s=0.01)
+    assert runner.start(LoadOptions(users=1, rate=1, seconds=1), "client") is not None
+    assert runner.wait_done(5)
+    run_view = runner.snapshot()["run"]
+    assert run_view["state"] == "failed" and "not healthy" in run_view["error"]
+    assert runner.start(LoadOptions(users=1, rate=1, seconds=1), "client") is not None  # the next may start
+
+
+def test_the_history_script_reads_the_last_aggregated_row(tmp_path):
+    import sys
+
+    from hoplab.ui.load import HISTORY_SCRIPT, live_numbers
+
+    header = ("Timestamp,User Count,Type,Name,Requests/s,Failures/s,50%,66%,75%,80%,90%,95%,98%,99%,99.9%,99.99%,"
+              "100%,Total Request Count,Total Failure Count,Total Median Response Time,Total Average Response Time,"
+              "Total Min Response Time,Total Max Response Time,Total Average Content Size\n")
+    rows = "".join(f"{100 + i},2,GET,GET /,1.0,0.0,5,5,5,5,5,5,5,5,5,5,5,{i},0,5,5.0,1,9,100\n"
+                   f"{100 + i},2,,Aggregated,{i}.5,0.0,{i},6,7,8,9,{10 + i},11,12,13,14,15,{2 * i},1,5,5.0,1,9,100\n"
+                   for i in range(400))
+    history = tmp_path / "run_stats_history.csv"
+    history.write_text(header + rows + "499,2,,Aggreg")  # a row still being written
+    out = subprocess.run([sys.executable, "-c", HISTORY_SCRIPT, str(history)], capture_output=True, text=True)
+    assert live_numbers(json.loads(out.stdout)) == {"t": 499, "users": 2, "rps": 399.5, "fails_per_s": 0.0,
+                                                    "p50_ms": 399.0, "p95_ms": 409.0, "requests": 798, "failures": 1}
+    missing = subprocess.run([sys.executable, "-c", HISTORY_SCRIPT, str(tmp_path / "none")], capture_output=True,
+                             text=True)
+    assert missing.returncode == 0 and missing.stdout == ""
+    assert live_numbers({"Timestamp": "x"}) is None
+
+
+# ------------------------------------------------------------ drills
+
+@pytest.fixture
+def drill_client(chaos_client, ctx, tmp_path, monkeypatch):
+    from hoplab.drill import Drills
+    from hoplab.ui.api import active_faults
+    from hoplab.ui.drills import hidden
+
+    client, chaos = chaos_client
+    drills = Drills(ctx.backend, ctx.topology, state_root=tmp_path)
+    monkeypatch.setattr(drills.chaos, "start_reaper", lambda: None)
+    ctx.drills = drills
+    ctx.watch.faults = lambda: hidden(active_faults(chaos), drills)
+    return client, drills
+
+
+def test_a_drill_started_hinted_and_given_up(drill_client, ctx):
+    client, drills = drill_client
+    listed = client.get("/api/drills").json()
+    assert "https-refused" in [d["name"] for d in listed["drills"]] and listed["current"] is None
+    started = client.post("/api/drills/start", json={"drill": "https-refused", "duration": 60})
+    assert started.status_code == 200, started.text
+    view = started.json()
+    assert view["state"] == "active" and "connection refused" in view["symptom"] and "port-block" not in json.dumps(view)
+    assert ctx.watch.snapshot["faults"] == []  # the drill's fault is hidden from the page
+    assert drills.chaos.active()[0].fault == "port-block"
+    assert client.post("/api/drills/hint", json={}).json()["hints"][0].startswith("Does the name resolve")
+    assert len(client.post("/api/drills/hint", json={}).json()["hints"]) == 2
+    assert client.get("/api/drills").json()["current"]["hints_left"] == 1
+    checked = client.post("/api/drills/check", json={}).json()
+    assert checked["state"] == "active" and checked["said"] == "still broken" and checked["outcomes"]
+    given = client.post("/api/drills/give-up", json={}).json()
+    assert given["state"] == "given-up" and "port-block" in given["fault"]
+    assert any("iptables -D INPUT 1" in c and c.startswith("hoplab exec cache -- sh -c") for c in given["commands"])
+    assert drills.chaos.active() == []
+
+
+@pytest.mark.parametrize("path, body, argv", [
+    ("start", {"drill": "nope"}, ["start", "nope"]),
+    ("start", {"drill": "https-refused", "from": "db"}, ["start", "https-refused", "--from", "db"]),
+    ("hint", {}, ["hint"]), ("check", {}, ["check"]), ("give-up", {}, ["give-up"]),
+])
+def test_a_bad_drill_request_gets_the_clis_sentence(drill_client, path, body, argv, capsys, monkeypatch, tmp_path):
+    import hoplab.drill
+
+    client, drills = drill_client
+    monkeypatch.setattr(hoplab.drill.Drills.__init__, "__defaults__", (tmp_path,))  # the CLI's state: none either
+    response = client.post(f"/api/drills/{path}", json=body)
+    assert response.status_code == 400
+    assert response.json()["error"] == cli_error("drill", *argv, capsys=capsys)
+
+
+# ------------------------------------------------------------ diagnose
+
+def _report(topology, broken_hop: str, checker: str | None = None):
+    from hoplab.diagnose import Outcome, Report, walk
+
+    outcomes = []
+    for check in walk(topology, "client"):
+        ok = check.hop != broken_hop or (checker is not None and check.node != checker)
+        outcomes.append(Outcome(check, ok, "" if ok else f"{broken_hop} is broken", "out", 0.1))
+        if not ok:
+            break
+    return Report("client", outcomes)
+
+
+def test_diagnose_names_the_broken_hop_and_the_links_to_mark(client, ctx):
+    cache = next(n.name for n in ctx.topology.nodes_of("cache"))
+    lb = ctx.topology.nodes_of("lb")[0].name
+    seen = []
+
+    def diagnose(backend, topology, node):
+        seen.append(node)
+        return _report(topology, "lb", checker=cache)
+
+    ctx.diagnose = diagnose
+    report = client.post("/api/diagnose", json={}).json()
+    assert seen == ["client"] and report["broken_hop"] == "lb" and report["broken_node"] == lb
+    shared = {i.network for i in ctx.topology.nodes[cache].interfaces} & {i.network for i in ctx.topology.nodes[lb].interfaces}
+    assert shared and set(report["broken_links"]) == {f"{n}|{net}" for net in shared for n in (cache, lb)}
+    assert "first broken hop: lb" in report["text"]
+    ctx.diagnose = lambda backend, topology, node: _report(topology, "dns")
+    assert client.post("/api/diagnose", json={"from": "client"}).json()["broken_node"] == ctx.topology.domain.server
+
+
+def test_diagnose_from_a_non_client_gets_the_clis_sentence(client, ctx, capsys):
+    ctx.diagnose = lambda *a: pytest.fail("diagnose ran")
+    response = client.post("/api/diagnose", json={"from": "db"})
+    assert response.status_code == 400
+    assert response.json()["error"] == cli_error("diagnose", "--from", "db", capsys=capsys)
+
+
+def test_one_diagnosis_at_a_time(client, ctx):
+    ctx.diagnose = lambda *a: pytest.fail("diagnose ran")
+    ctx.diagnosing.acquire()
+    try:
+        assert client.post("/api/diagnose", json={}).status_code == 409
+    finally:
+        ctx.diagnosing.release()
+
+
+def test_every_hop_names_the_node_it_is():
+    from hoplab.diagnose import walk
+
+    topology = spec.load(TOPOLOGY_DIR / "lab.yaml")
+    subjects = {c.hop: c.subject or c.node for c in walk(topology, "client")}
+    assert subjects["dns"] == topology.domain.server and subjects["nat"] == "router"
+    assert subjects["edge"] == subjects["cache"] == "cache" and subjects["lb"] == "lb"
+    assert subjects["lease"] == topology.networks["home"].dhcp.server
+    assert all(s in topology.nodes for s in subjects.values())
+
+
+def test_a_hops_links_are_the_way_from_its_checker_to_it(topology):
+    from hoplab.ui.diagnose import hop_links
+
+    assert hop_links(topology, "client", "cache") == ["client|home", "router|home", "router|internet", "cache|internet"]
+    assert hop_links(topology, "client", "client") == [] and hop_links(topology, "client", "nope") == []

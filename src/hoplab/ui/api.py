@@ -42,7 +42,11 @@ class UiContext:
     control: Callable  # () -> a ControlClient (traces(), trace(id), close())
     visit: Callable  # traced_visit(backend, topology, url, node, renew=...) -> (Visit, pb.Trace)
     chaos: object = None  # hoplab.chaos.journal.Chaos: inject, halt, active
+    load: object = None  # hoplab.ui.load.LoadRunner: one bounded Locust run at a time
+    drills: object = None  # hoplab.drill.Drills: start, hint, check, give_up
+    diagnose: Callable | None = None  # hoplab.diagnose.diagnose(backend, topology, client) -> Report
     visiting: threading.Lock = field(default_factory=threading.Lock)
+    diagnosing: threading.Lock = field(default_factory=threading.Lock)
 
 
 class Refused(Exception):
@@ -94,7 +98,8 @@ async def json_body(request: Request, fields: dict[str, type]) -> dict:
         raise Refused(400, f"unknown field(s): {', '.join(unknown)}")
     for name, kind in fields.items():
         value = body.get(name)
-        if value is not None and not isinstance(value, kind):
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if value is not None and (not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds)):
             expected = " or ".join(k.__name__ for k in kind) if isinstance(kind, tuple) else kind.__name__
             raise Refused(400, f"{name}: expected {expected}, got {type(value).__name__}")
     return {name: body.get(name) for name in fields}
@@ -111,21 +116,7 @@ def routes_for(ctx: UiContext):
         return JSONResponse(ctx.watch.snapshot)
 
     async def events(request: Request) -> Response:
-        async def stream():
-            seen, quiet = -1, 0.0
-            while True:
-                snapshot = ctx.watch.snapshot
-                if snapshot["version"] != seen:
-                    seen, quiet = snapshot["version"], 0.0
-                    yield f"event: status\ndata: {json.dumps(snapshot)}\n\n"
-                elif quiet >= SSE_HEARTBEAT_S:
-                    quiet = 0.0
-                    yield ": still here\n\n"
-                await asyncio.sleep(SSE_TICK_S)
-                quiet += SSE_TICK_S
-
-        return StreamingResponse(stream(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        return event_stream(lambda: ctx.watch.snapshot, "status")
 
     @handled("ui")
     async def node(request: Request) -> Response:
@@ -176,6 +167,28 @@ def routes_for(ctx: UiContext):
     return [("/api/lab", lab, ["GET"]), ("/api/status", status, ["GET"]), ("/api/events", events, ["GET"]),
             ("/api/nodes/{node}", node, ["GET"]), ("/api/visits", visits, ["POST"]),
             ("/api/traces", traces, ["GET"]), ("/api/traces/{trace_id}", trace, ["GET"])]
+
+
+def event_stream(snapshot: Callable[[], dict], event: str) -> StreamingResponse:
+    """Server-sent events: `snapshot()` as an `event` each time its "version" changes (polled
+    every SSE_TICK_S, no lab call: the snapshot is kept current elsewhere), a comment now and
+    then to keep the connection open."""
+
+    async def stream():
+        seen, quiet = -1, 0.0
+        while True:
+            current = snapshot()
+            if current["version"] != seen:
+                seen, quiet = current["version"], 0.0
+                yield f"event: {event}\ndata: {json.dumps(current)}\n\n"
+            elif quiet >= SSE_HEARTBEAT_S:
+                quiet = 0.0
+                yield ": still here\n\n"
+            await asyncio.sleep(SSE_TICK_S)
+            quiet += SSE_TICK_S
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
 def trace_view(trace) -> dict:

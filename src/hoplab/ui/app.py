@@ -14,6 +14,9 @@ from hoplab.backends.base import Backend
 from hoplab.spec import Topology
 from hoplab.ui.api import UiContext, active_faults, routes_for
 from hoplab.ui.chaos import routes_for as chaos_routes
+from hoplab.ui.diagnose import routes_for as diagnose_routes
+from hoplab.ui.drills import routes_for as drill_routes
+from hoplab.ui.load import routes_for as load_routes
 from hoplab.ui.guard import OriginGuard, loopback_hosts
 from hoplab.ui.watch import LabWatch
 
@@ -26,7 +29,7 @@ def build_app(ctx: UiContext, hosts: set[str]) -> OriginGuard:
     async def index(request):
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
 
-    api = [*routes_for(ctx), *chaos_routes(ctx)]
+    api = [*routes_for(ctx), *chaos_routes(ctx), *load_routes(ctx), *drill_routes(ctx), *diagnose_routes(ctx)]
     routes = [Route("/", index), *(Route(path, endpoint, methods=methods) for path, endpoint, methods in api),
               Mount("/static", StaticFiles(directory=STATIC), name="static")]
     @contextlib.asynccontextmanager
@@ -42,12 +45,18 @@ def context(backend: Backend, backend_name: str, topology: Topology) -> UiContex
     """The UI's view of a lab on a backend: the library the CLI uses, started watching."""
     from hoplab.chaos.journal import Chaos
     from hoplab.control.client import ControlClient
+    from hoplab.diagnose import diagnose
+    from hoplab.drill import Drills
+    from hoplab.ui.drills import hidden
+    from hoplab.ui.load import LoadRunner
     from hoplab.visit import traced_visit
 
     chaos = Chaos(backend, topology)
-    watch = LabWatch(backend, topology, lambda: active_faults(chaos))
+    drills = Drills(backend, topology)
+    watch = LabWatch(backend, topology, lambda: hidden(active_faults(chaos), drills))
     return UiContext(topology=topology, backend=backend, backend_name=backend_name, watch=watch,
-                     control=lambda: ControlClient.of(backend, topology), visit=traced_visit, chaos=chaos)
+                     control=lambda: ControlClient.of(backend, topology), visit=traced_visit, chaos=chaos,
+                     load=LoadRunner(backend, topology), drills=drills, diagnose=diagnose)
 
 
 def serve(backend: Backend, backend_name: str, topology: Topology, port: int, announce) -> None:

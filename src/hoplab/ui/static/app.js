@@ -1,9 +1,10 @@
-// The page's entry: load the lab, show the page the address names (#lab, #visit, #break), and keep
+// The page's entry: load the lab, show the page the address names (#lab, #visit, #load, #break), and keep
 // every view current from the server's status events.
 import { api } from "./api.js";
 import { LabPage } from "./lab.js";
 import { VisitPage } from "./visit.js";
 import { BreakPage } from "./break.js";
+import { LoadPage } from "./load.js";
 
 function countdowns() {
   const now = Date.now() / 1000;
@@ -27,12 +28,14 @@ async function main() {
   document.title = `hoplab \u2014 ${lab.graph.lab}`;
   const pages = { lab: new LabPage(document.querySelector("#page-lab"), lab),
                   visit: new VisitPage(document.querySelector("#page-visit"), lab),
+                  load: new LoadPage(document.querySelector("#page-load"), lab),
                   break: new BreakPage(document.querySelector("#page-break"), lab) };
   const show = () => {
     const [name, arg] = (location.hash.slice(1) || "lab").split("/");
     const page = pages[name] ? name : "lab";
     for (const [key, view] of Object.entries(pages)) view.root.classList.toggle("active", key === page);
     for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", a.dataset.page === page);
+    if (page === "load") pages.load.shown().catch((e) => { document.querySelector("#load-error").textContent = e.message; });
     if (page === "break") pages.break.shown().catch((e) => { document.querySelector("#fault-error").textContent = e.message; });
     if (page === "visit") {
       pages.visit.shown();

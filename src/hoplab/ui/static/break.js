@@ -1,6 +1,8 @@
 // The break-and-fix page: the fault catalogue, inject (target, duration, parameters) and halt,
-// and the active faults with their countdown (live from the status events).
+// the active faults with their countdown (live from the status events), drills and diagnose.
 import { api, el } from "./api.js";
+import { DiagnosePanel } from "./diagnose.js";
+import { DrillPanel } from "./drill.js";
 import { TopologyGraph } from "./graph.js";
 
 export class BreakPage {
@@ -10,6 +12,8 @@ export class BreakPage {
     this.graph = new TopologyGraph(root.querySelector("#break-graph"), lab.graph,
       { onNode: (n) => { root.querySelector("#fault-target").value = n; } });
     this.catalogue = [];
+    this.drills = new DrillPanel(root);
+    this.diagnose = new DiagnosePanel(root, lab, this.graph);
     root.querySelector("#fault-form").addEventListener("submit", (e) => { e.preventDefault(); this.inject(); });
     root.querySelector("#fault-halt").addEventListener("click", () => this.halt());
     root.querySelector("#fault-name").addEventListener("change", () => this.describe());
@@ -21,6 +25,7 @@ export class BreakPage {
   }
 
   async shown() {
+    await this.drills.shown();
     if (this.catalogue.length) return;
     const { faults } = await api("/api/chaos");
     this.catalogue = faults;

@@ -84,6 +84,15 @@ export class TopologyGraph {
     for (const [n, g] of this.nodes) g.classList.toggle("selected", n === name);
   }
 
+  // Mark a broken hop: its node and the links it crosses (diagnose's first broken hop); null clears.
+  markBroken(nodeName, linkIds = []) {
+    const broken = new Set(linkIds);
+    for (const [id, { line }] of this.links) line.classList.toggle("broken", broken.has(id));
+    for (const [name, g] of this.nodes) g.classList.toggle("broken", name === nodeName);
+    if (nodeName) this.svg.setAttribute("data-broken", nodeName);
+    else this.svg.removeAttribute("data-broken");
+  }
+
   // Light the links (ids "node|network") and nodes a packet is on; [] clears.
   light(linkIds, nodeNames = []) {
     const lit = new Set(linkIds);

@@ -1,5 +1,6 @@
 // One packet's layers as header diagrams (Ethernet, IPv4, TCP/UDP, then the application's
-// summary), each field a box sized by its bits, with the actual values from the trace's JSON
+// summary; a TLS record decrypted from the client's key log as TLS over HTTP), each field a box
+// sized by its bits, with the actual values from the trace's JSON
 // (render.to_json). Fields that changed since the previous hop — a router's MAC rewrite and
 // TTL decrement (`forwarded`), NAT (`translated`) — are marked and explained.
 import { el } from "./api.js";
@@ -51,6 +52,20 @@ function header(title, ...rows) {
 
 const IP_PROTOS = { tcp: 6, udp: 17, icmp: 1 };
 
+// A TLS record decrypted with the client's key log: the TLS layer (its cipher), and over it the
+// HTTP the record carried, with the values read from it.
+function tlsLayers(hop, changed) {
+  const d = hop.decrypted, k = d.keys || {};
+  const http = [[field("http_method", "method", k.http_method, 16, changed), field("http_path", "path", k.http_path, 48, changed),
+    field("http_host", "Host", k.http_host, 32, changed)]];
+  if (k.http_status || k.x_cache) http.push([field("http_status", "status", k.http_status, 16, changed),
+    field("x_cache", "X-Cache", k.x_cache, 32, changed)]);
+  if (k.traceparent) http.push([field("traceparent", "traceparent", k.traceparent, 96, changed)]);
+  return [header("TLS (decrypted with the client's key log)", [field("tls_record", "record", hop.summary, 64, changed),
+      field("cipher", "cipher", d.cipher, 32, changed)]),
+    header("HTTP (inside TLS)", [field("decrypted", "says", d.summary, 96, changed)], ...http)];
+}
+
 export function drawLayers(container, hop, peer) {
   const changed = changes(hop);
   const parts = [];
@@ -71,14 +86,16 @@ export function drawLayers(container, hop, peer) {
       parts.push(header("UDP", [field("sport", "source port", sport, 16, changed), field("dport", "destination port", dport, 16, changed)]));
     }
   }
-  if (!["tcp", "udp", "ip"].includes(hop.proto))
+  if (hop.decrypted) parts.push(...tlsLayers(hop, changed));
+  else if (!["tcp", "udp", "ip"].includes(hop.proto))
     parts.push(header(`${(hop.proto || "data").toUpperCase()}${hop.proto === "arp" ? "" : " (application)"}`,
       [field("summary", "summary", hop.summary, 96, changed)]));
   const reasons = Object.entries(changed).map(([name, c]) => el("li", { "data-field": name }, el("b", { text: name }), ` ${c.why}`));
   const remarks = [];
   if (hop.accepted) remarks.push(`accepted by ${hop.accepted.process || hop.accepted.listeners || "?"} on ${hop.accepted.listener}`);
   if (hop.refused) remarks.push(`refused: ${hop.refused}`);
-  if (hop.keys && hop.keys.x_cache) remarks.push(`cache ${hop.keys.x_cache}`);
+  const cache = (hop.keys && hop.keys.x_cache) || (hop.decrypted && hop.decrypted.keys && hop.decrypted.keys.x_cache);
+  if (cache) remarks.push(`cache ${cache}`);
   container.replaceChildren(...[
     el("p", { class: "hop-where" }, el("b", { text: `${hop.node}:${hop.iface}` }), ` ${hop.direction}, ${hop.length || "?"} bytes`,
       peer ? ` \u2192 seen again at ${peer.node}:${peer.iface}` : ""),
