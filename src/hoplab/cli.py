@@ -16,7 +16,7 @@ from hoplab import compose, graph, spec
 from hoplab.backends.base import Backend, BackendError, NodeStatus, PreflightError
 from hoplab.paths import CHAOS_JOURNAL, COMPOSE_DIR, DEFAULT_TOPOLOGY, RUN_STATE_DIR
 from hoplab.progress import Progress
-from hoplab.services import load_catalog
+from hoplab.services import CatalogError
 
 EXIT_BAD_INPUT = 2
 
@@ -48,7 +48,7 @@ def choose_backend(args: argparse.Namespace) -> tuple[str, str]:
 
     try:
         lab = spec.load(args.topology).name if args.verb != "clean" or not args.all else None
-    except spec.TopologyError:
+    except (spec.TopologyError, CatalogError):
         lab = None  # the verb itself reports the bad file
     if lab and NetnsBackend().running(lab):
         return "netns", f"lab {lab!r} is running on it"
@@ -260,7 +260,7 @@ class Render(Command):
         topology = self.topology(args)
         runtime_name = f"{topology.name}{compose.RUNTIME_FILE_SUFFIX}"
         files = {
-            args.output_dir / f"{topology.name}.yml": compose.render(topology, load_catalog(), runtime_name),
+            args.output_dir / f"{topology.name}.yml": compose.render(topology, topology.services, runtime_name),
             args.output_dir / runtime_name: topology.runtime_json(),
         }
         stale = [p for p, text in files.items() if not p.exists() or p.read_text() != text]
@@ -645,7 +645,7 @@ class Validate(Command):
 
     def run(self, args):
         topology = self.topology(args)
-        compose.render(topology, load_catalog(), "")  # what the Docker backend adds: room for its addresses
+        compose.render(topology, topology.services, "")  # what the Docker backend adds: room for its addresses
         print(f"{topology.source}: valid: lab {topology.name!r}, {len(topology.networks)} networks, "
               f"{len(topology.nodes)} nodes")
         return 0
@@ -713,6 +713,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.handler.run(args)
     except (spec.TopologyError, PreflightError) as exc:
         print(f"hoplab: invalid topology:\n{exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except CatalogError as exc:  # a service folder the topology brings (service_dirs)
+        print(f"hoplab: invalid service folder:\n{exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except UsageError as exc:
         print(f"hoplab {args.verb}: {exc}", file=sys.stderr)

@@ -63,7 +63,7 @@ def render(topology: Topology, catalog: dict[str, Service], runtime_file: str) -
     for node in topology.nodes.values():
         service = catalog[node.service]
         entry: dict = {
-            "image": f"{IMAGE_PREFIX}{node.service}:latest",
+            "image": service.image,
             "container_name": container_name(topology, node.name),
             "hostname": node.name,
             "init": True,

@@ -6,8 +6,9 @@ Every error names the file, the field and the reason, and they are all reported 
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
@@ -16,7 +17,7 @@ import jsonschema
 import yaml
 
 from hoplab.paths import SCHEMA_FILE
-from hoplab.services import Service, load_catalog
+from hoplab.services import CatalogError, Service, load_catalog
 
 DHCP = "dhcp"  # the address value that means "ask the network's DHCP server"
 CONTROL_NODE = "control"  # the control service's node, added when the topology has `management`
@@ -132,6 +133,10 @@ class Topology:
     networks: dict[str, Network]
     nodes: dict[str, Node]  # expanded replicas, in file order
     management: Management | None = None
+    # The catalog the topology was checked against: its own service_dirs' services first, then
+    # the project's. Backends read services from here.
+    services: dict[str, Service] = field(default_factory=dict, compare=False)
+    service_dirs: tuple[Path, ...] = ()
 
     @property
     def dns_address(self) -> IPv4Address:
@@ -272,7 +277,7 @@ def load(path: Path | str, catalog: dict[str, Service] | None = None) -> Topolog
         mark = getattr(exc, "problem_mark", None)
         where = f"(yaml, line {mark.line + 1} column {mark.column + 1})" if mark else "(yaml)"
         raise TopologyError(path, [(where, getattr(exc, "problem", None) or str(exc))]) from None
-    return from_data(data, path, catalog if catalog is not None else load_catalog())
+    return from_data(data, path, catalog)
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -307,17 +312,40 @@ def _schema_problems(data) -> list[tuple[str, str]]:
     return problems
 
 
-def from_data(data, source: Path | str, catalog: dict[str, Service]) -> Topology:
+def service_dirs(data: dict, source: Path | str) -> tuple[Path, ...]:
+    """The topology's `service_dirs`, relative to the topology file; each must be a folder."""
+    base = Path(source).resolve().parent
+    folders, problems = [], []
+    for index, text in enumerate(data.get("service_dirs") or ()):
+        folder = (base / text).resolve()
+        if not folder.is_dir():
+            problems.append((f"service_dirs.{index}", f"{text!r} is not a folder ({folder})"))
+        elif not any(folder.glob("*/service.yaml")):
+            problems.append((f"service_dirs.{index}", f"{folder} holds no <name>/service.yaml"))
+        folders.append(folder)
+    if problems:
+        raise TopologyError(source, problems)
+    return tuple(folders)
+
+
+def from_data(data, source: Path | str, catalog: dict[str, Service] | None = None) -> Topology:
+    """`catalog`: the services to check against (default: the project's). A topology's
+    `service_dirs` come before it; a bad service.yaml there raises CatalogError."""
     if not isinstance(data, dict):
         raise TopologyError(source, [("(top level)", "expected a mapping of name, domain, networks, nodes")])
     problems = _schema_problems(data)
     if problems:
         raise TopologyError(source, problems)
+    folders = service_dirs(data, source)
+    if folders:
+        catalog = {**(catalog if catalog is not None else load_catalog()), **load_catalog(extra=folders)}
+    elif catalog is None:
+        catalog = load_catalog()
     checker = _Checker(data, catalog)
     topology = checker.build(source)
     if checker.problems:
         raise TopologyError(source, checker.problems)
-    return topology
+    return dataclasses.replace(topology, services=catalog, service_dirs=folders)
 
 
 class _Checker:

@@ -61,6 +61,12 @@ def route_clashes(topology: Topology, own_links: set[str],
 
 class Backend(ABC):
     name: str
+    catalog: dict = {}  # the project's services, when a topology carries none (built in code)
+
+    def services(self, topology: Topology) -> dict:
+        """The services a topology's nodes run: the catalog it was checked against (its own
+        service_dirs' first, then the project's)."""
+        return topology.services or self.catalog
 
     @abstractmethod
     def up(self, topology: Topology, progress: Progress) -> list[NodeStatus]:

@@ -96,7 +96,7 @@ class NetnsBackend(Backend):
 
     def up(self, topology: Topology, progress: Progress) -> list[NodeStatus]:
         lab = topology.name
-        self.require_host()
+        self.require_host(topology)
         layout = plan(topology)
         # Only the management bridge has a host address (and so a route): the data bridges of
         # two netns labs may share subnets, being apart.
@@ -152,7 +152,7 @@ class NetnsBackend(Backend):
 
     def _prepare_node(self, topology: Topology, node: str, anchor: int) -> None:
         """The node's private filesystem view, and its service's sysctls (per namespace)."""
-        service = self.catalog[topology.nodes[node].service]
+        service = self.services(topology)[topology.nodes[node].service]
         root = self.state_dir(topology.name) / "nodes" / node
         # IPv4 only, as in a Docker container on an IPv4 network (a server bound to 0.0.0.0
         # would otherwise take a dual-stack socket, and nodes would chatter in IPv6).
@@ -236,7 +236,7 @@ class NetnsBackend(Backend):
         waves = []
         while remaining:
             ready = [n for n in remaining
-                     if all(m in placed for dep in self.catalog[topology.nodes[n].service].after
+                     if all(m in placed for dep in self.services(topology)[topology.nodes[n].service].after
                             for m in by_service.get(dep, []))]
             if not ready:
                 raise BackendError(f"services wait for each other in a circle: {sorted(remaining)}")
@@ -275,7 +275,7 @@ class NetnsBackend(Backend):
         pid = entry.get("service")
         if not nodeproc.beside(pid, entry.get("anchor")):
             return None
-        signum = self.catalog[topology.nodes[node].service].stop_signal if node in topology.nodes else None
+        signum = self.services(topology)[topology.nodes[node].service].stop_signal if node in topology.nodes else None
         os.kill(pid, getattr(signal, signum or "SIGTERM"))
         return pid
 
@@ -349,7 +349,7 @@ class NetnsBackend(Backend):
                 if nodeproc.alive(entry.get("anchor"), lab)}
 
     def _healthy(self, topology: Topology, node: str) -> bool:
-        script = self.catalog[topology.nodes[node].service].health_script
+        script = self.services(topology)[topology.nodes[node].service].health_script
         try:
             return self.run(topology, node, ["sh", str(script)], timeout=HEALTH_TIMEOUT).returncode == 0
         except (subprocess.TimeoutExpired, BackendError):
@@ -397,7 +397,7 @@ class NetnsBackend(Backend):
         """A node's environment, the same for its service and for `exec`: the variables the
         Docker images set. Debian's python3 comes first, as in an image (the services' Debian
         modules); the venv's tools (Locust) after it. The node runtime runs on the venv's Python."""
-        service = self.catalog[topology.nodes[node].service]
+        service = self.services(topology)[topology.nodes[node].service]
         return {"PATH": f"{SYSTEM_PATH}:{Path(sys.executable).parent}", "HOME": "/root", "LANG": "C.UTF-8",
                 "HOPLAB_NODE": node, "HOPLAB_SERVICE": str(service.directory), "HOPLAB_RUN_DIR": RUN_DIR,
                 "HOPLAB_LAB_JSON": LAB_JSON, "PYTHONPATH": HOPLAB_SOURCES,
@@ -405,13 +405,31 @@ class NetnsBackend(Backend):
 
     # ------------------------------------------------------------ host checks
 
-    def require_host(self) -> None:
+    def require_host(self, topology: Topology | None = None) -> None:
         if os.geteuid() != 0:
             raise BackendError("the netns backend needs root (namespaces, bridges, mounts)")
         missing = missing_packages(debian_packages(self.catalog))
         if missing:
             raise BackendError(f"the netns backend runs the host's own daemons; missing Debian packages: "
                                f"{' '.join(missing)} (`scripts/setup-host netns` installs them)")
+        if topology is not None:
+            self.require_user_packages(topology)
+
+    def require_user_packages(self, topology: Topology) -> None:
+        """A user's service folder's `packages:` are never installed behind the user's back: a
+        missing one is an error naming it and the command that installs it."""
+        used = {n.service for n in topology.nodes.values()}
+        wanted = {s.name: list(s.packages) for s in self.services(topology).values() if s.user and s.name in used}
+        missing = {name: m for name, packages in wanted.items() if (m := missing_packages(packages))}
+        if missing:
+            packages = sorted({p for m in missing.values() for p in m})
+            where = "; ".join(f"{self.services(topology)[n].directory / 'service.yaml'}: {' '.join(m)}"
+                              for n, m in sorted(missing.items()))
+            folders = " ".join(f"--services {d}" for d in topology.service_dirs)
+            raise BackendError(f"the netns backend runs the host's own daemons; Debian packages your service "
+                               f"folders need are not installed ({where}). Install them with: "
+                               f"apt-get install --no-install-recommends {' '.join(packages)} "
+                               f"(or scripts/setup-host netns {folders})")
 
 
 
