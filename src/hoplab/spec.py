@@ -77,6 +77,21 @@ class Nat:
 
 
 DEFAULT_TLS_PROTOCOLS = ("TLSv1.2", "TLSv1.3")  # as a real site: clients negotiate TLS 1.3
+PROXIES = ("lb", "cache")  # the project's services that read `upstream` (a user's own may too)
+DEFAULT_HEALTH_PATH = "/health"
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """Where a proxy node sends requests: servers (node, address on a network it shares with
+    the proxy) and their port; `health` is the path a balancer checks."""
+
+    servers: tuple[tuple[str, IPv4Address], ...]
+    port: int
+    health: str = DEFAULT_HEALTH_PATH
+
+    def to_runtime(self) -> dict:
+        return {"servers": [[n, str(a)] for n, a in self.servers], "port": self.port, "health": self.health}
 
 
 @dataclass(frozen=True)
@@ -88,6 +103,8 @@ class Node:
     interfaces: tuple[Interface, ...]
     nat: Nat | None = None
     tls_protocols: tuple[str, ...] = DEFAULT_TLS_PROTOCOLS  # what a TLS server on it offers (the edge)
+    upstream: Upstream | None = None  # a proxy's backends or origin, when the topology chooses them
+    sites: tuple[tuple[str, Upstream], ...] = ()  # the edge's other names (NAME.<domain>) and where each goes
 
     def address_on(self, network: str) -> IPv4Address | None:
         for iface in self.interfaces:
@@ -202,6 +219,9 @@ class Topology:
         for name, address in self.domain.records.items():
             records.append((name, "A", str(address)))
             owners.setdefault(address, name)
+        for node in self.nodes.values():  # an edge's sites: NAME.<domain> is the edge
+            for name, _ in node.sites:
+                records.append((name, "A", str(node.static_addresses[0][1])))
         if self.domain.mx:
             records.append(("@", "MX", f"10 {self.domain.mx}.{self.domain.name}."))
         reverse: dict[str, list[tuple[str, str]]] = {}
@@ -237,6 +257,10 @@ class Topology:
                 ],
             }
             entry["tls"] = {"protocols": list(node.tls_protocols)}
+            if node.upstream:
+                entry["upstream"] = node.upstream.to_runtime()
+            if node.sites:
+                entry["sites"] = {f"{name}.{self.domain.name}": up.to_runtime() for name, up in node.sites}
             if node.nat:
                 entry["nat"] = {
                     "inside": [{"network": n, "subnet": str(self.networks[n].subnet)} for n in node.nat.inside],
@@ -355,6 +379,7 @@ class _Checker:
         self.data = data
         self.catalog = catalog
         self.problems: list[tuple[str, str]] = []
+        self.entries: dict[str, list[str]] = {}  # a node entry of the file -> its nodes (replicas)
 
     def fail(self, field: str, reason: str) -> None:
         self.problems.append((field, reason))
@@ -369,6 +394,7 @@ class _Checker:
     def build(self, source) -> Topology:
         networks = self._networks()
         nodes = self._nodes(networks)
+        self._upstreams(nodes)
         self._dhcp_scopes(networks, nodes)
         domain = self._domain(networks, nodes)
         management = self._management(networks, nodes)
@@ -436,6 +462,7 @@ class _Checker:
                           f"(known: {', '.join(sorted(self.catalog))})")
             replicas = spec.get("replicas", 1)
             names = [name] if replicas == 1 else [f"{name}{i}" for i in range(1, replicas + 1)]
+            self.entries[name] = names
             interfaces: list[list[Interface]] = [[] for _ in names]
             for net_name, value in spec["networks"].items():
                 nfield = f"{field}.networks.{net_name}"
@@ -475,6 +502,52 @@ class _Checker:
                 nodes[instance] = Node(instance, spec["service"], tuple(interfaces[i]), nat,
                                        tuple(spec.get("tls", {}).get("protocols", DEFAULT_TLS_PROTOCOLS)))
         return nodes
+
+    def _upstreams(self, nodes: dict[str, Node]) -> None:
+        """`upstream` and `sites`: each named node (a replicated entry: all its replicas) must
+        share a network with the proxy, where it has a static address."""
+        entries = self.entries
+        for name, spec in self.data["nodes"].items():
+            field = f"nodes.{name}"
+            if "upstream" in spec and spec["service"] not in PROXIES and not getattr(
+                    self.catalog.get(spec["service"]), "user", False):
+                self.fail(f"{field}.upstream", f"service {spec['service']!r} reads no upstream "
+                                               f"(only {', '.join(PROXIES)} or a service of your own)")
+            if "sites" in spec and spec["service"] != "cache":
+                self.fail(f"{field}.sites", f"only a cache (the edge) serves sites, not {spec['service']!r}")
+            for instance in [n for n in entries.get(name, []) if n in nodes]:
+                node = nodes[instance]
+                upstream = self._upstream(f"{field}.upstream", node, spec["upstream"], nodes, entries) \
+                    if "upstream" in spec else None
+                sites = tuple((label, up) for label, value in (spec.get("sites") or {}).items()
+                              if (up := self._upstream(f"{field}.sites.{label}", node, value, nodes, entries)))
+                if sites and not node.static_addresses:
+                    self.fail(f"{field}.sites", f"node {instance!r} has no static address for the sites' records")
+                for label, _ in sites:
+                    if label in nodes or label in (self.data["domain"].get("records") or {}):
+                        self.fail(f"{field}.sites.{label}", f"{label!r} is already a node or a record of the domain")
+                nodes[instance] = dataclasses.replace(node, upstream=upstream, sites=sites)
+
+    def _upstream(self, field: str, proxy: Node, spec: dict, nodes: dict[str, Node],
+                  entries: dict[str, list[str]]) -> Upstream | None:
+        servers = []
+        for name in spec["nodes"]:
+            targets = [n for n in entries.get(name) or [name] if n in nodes]
+            if not targets:
+                self.fail(f"{field}.nodes", f"unknown node {name!r}")
+            for target in targets:
+                if target == proxy.name:
+                    self.fail(f"{field}.nodes", f"{target!r} is the proxy itself")
+                    continue
+                on = {i.network for i in proxy.interfaces}
+                shared = [a for net, a in nodes[target].static_addresses if net in on]
+                if not shared:
+                    self.fail(f"{field}.nodes", f"node {target!r} has no static address on a network {proxy.name!r} is on")
+                    continue
+                servers.append((target, shared[0]))
+        if not servers:
+            return None
+        return Upstream(tuple(servers), spec["port"], spec.get("health", DEFAULT_HEALTH_PATH))
 
     def _nat(self, field: str, spec: dict, networks: dict[str, Network]) -> Nat | None:
         if "nat" not in spec:
