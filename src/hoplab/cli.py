@@ -78,6 +78,21 @@ def check_url(url: str) -> str:
     return url
 
 
+def check_lab_url(topology: spec.Topology, url: str, what: str = "URL") -> str:
+    """An http(s) URL whose host is a name of the lab's domain: load goes to the lab only."""
+    from urllib.parse import urlsplit
+
+    try:
+        check_url(url)
+    except UsageError as exc:
+        raise UsageError(str(exc).replace("URL:", f"{what}:", 1)) from None
+    host = urlsplit(url).hostname or ""
+    domain = topology.domain.name
+    if host != domain and not host.endswith("." + domain):
+        raise UsageError(f"{what}: {host!r} is not a name of the lab's domain {domain!r}")
+    return url
+
+
 def check_node(topology: spec.Topology, node: str, what: str = "NODE") -> str:
     if node not in topology.nodes:
         raise UsageError(f"{what}: unknown node {node!r} (nodes: {', '.join(topology.nodes)})")
@@ -400,6 +415,10 @@ class Load(Command):
         parser.add_argument("--from", dest="node", help="the client node that runs Locust (default: the first)")
         parser.add_argument("--slo", type=Path, help="SLO thresholds (default loadtests/slo.yaml)")
         parser.add_argument("--no-cache", action="store_true", help="bust the CDN cache (unique query strings)")
+        parser.add_argument("--locustfile", type=Path,
+                            help="your own locustfile (default: the topology's load.locustfile, else loadtests/)")
+        parser.add_argument("--host", help="Locust's --host, a URL in the lab's domain "
+                                           "(default: https://www.DOMAIN; with your own locustfile: its users' host)")
 
     def run(self, args):
         from hoplab.load import DEFAULT_SLO, SHAPE_NAMES, LoadOptions, run_load
@@ -415,13 +434,20 @@ class Load(Command):
                   (args.node is not None and args.node not in clients,
                    f"--from: {args.node!r} is not a client node (clients: {', '.join(clients)})"),
                   (not clients, "the topology has no client node to load from"),
-                  (args.slo is not None and not args.slo.is_file(), f"--slo: {args.slo} is not a file")]
+                  (args.slo is not None and not args.slo.is_file(), f"--slo: {args.slo} is not a file"),
+                  (args.locustfile is not None and not args.locustfile.is_file(),
+                   f"--locustfile: {args.locustfile} is not a file"),
+                  (args.locustfile is not None and args.locustfile.suffix != ".py",
+                   f"--locustfile: {args.locustfile} is not a Python file (.py)")]
         for failed, message in checks:
             if failed:
                 raise UsageError(message)
+        if args.host is not None:
+            check_lab_url(topology, args.host, "--host")
         options = LoadOptions(users=args.users, rate=args.rate, seconds=args.time, shape=args.shape,
                               workers=args.workers, node=args.node, slo=args.slo or DEFAULT_SLO,
-                              no_cache=args.no_cache)
+                              no_cache=args.no_cache, locustfile=args.locustfile or topology.locustfile,
+                              host=args.host.rstrip("/") if args.host else None)
         result = run_load(make_backend(args.backend), topology, options, Progress())
         total = result.summary["total"]
         print(f"{'ENDPOINT':<28}{'REQS':>8}{'FAILS':>7}{'REQ/S':>9}{'P50':>8}{'P95':>8}{'P99':>8}")

@@ -154,6 +154,7 @@ class Topology:
     # the project's. Backends read services from here.
     services: dict[str, Service] = field(default_factory=dict, compare=False)
     service_dirs: tuple[Path, ...] = ()
+    locustfile: Path | None = None  # `load: locustfile:`, resolved against the topology's folder
 
     @property
     def dns_address(self) -> IPv4Address:
@@ -369,7 +370,12 @@ def from_data(data, source: Path | str, catalog: dict[str, Service] | None = Non
     topology = checker.build(source)
     if checker.problems:
         raise TopologyError(source, checker.problems)
-    return dataclasses.replace(topology, services=catalog, service_dirs=folders)
+    locustfile = None
+    if (data.get("load") or {}).get("locustfile"):
+        locustfile = (Path(source).resolve().parent / data["load"]["locustfile"]).resolve()
+        if not locustfile.is_file():
+            raise TopologyError(source, [("load.locustfile", f"{data['load']['locustfile']!r} is not a file ({locustfile})")])
+    return dataclasses.replace(topology, services=catalog, service_dirs=folders, locustfile=locustfile)
 
 
 class _Checker:
