@@ -57,6 +57,7 @@ KEY_LOG = "tls-keys.log"  # SSLKEYLOGFILE of the users on the master node (NSS k
 REPORT_FILES = ("run_stats.csv", "run_failures.csv", "run_stats_history.csv", "report.html", KEY_LOG)
 SHAPE_NAMES = ("steady", "step", "spike")  # loadtests/shapes.py's SHAPES (a unit test keeps them equal)
 HEALTHY_WAIT_S = 120
+SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"  # in a client node: trusts the lab CA
 GRACE_S = 90  # past the run's own time bound, before the run is given up
 
 
@@ -147,7 +148,10 @@ def run_load(backend: Backend, topology: Topology, options: LoadOptions, progres
            f"HOPLAB_USERS={options.users}", f"HOPLAB_RATE={options.rate}", f"HOPLAB_TIME={options.seconds}",
            f"HOPLAB_SHAPE={options.shape or ''}", f"HOPLAB_CACHE_BUST={'1' if options.no_cache else ''}",
            # the TLS session keys of the run, as browsers log them: a capture of it can be read
-           f"SSLKEYLOGFILE={REMOTE}/out/{KEY_LOG}"]
+           f"SSLKEYLOGFILE={REMOTE}/out/{KEY_LOG}",
+           # the system's bundle, which trusts the lab CA (Locust's requests would use certifi's):
+           # a user's locustfile reaches the lab's HTTPS sites with no set-up of its own
+           f"REQUESTS_CA_BUNDLE={SYSTEM_CA}"]
     # A user's locustfile names its own host (its User classes' `host`, HOPLAB_DOMAIN in the
     # environment), which --host would override: only when asked.
     host = options.host or (None if options.locustfile else f"https://www.{topology.domain.name}")
