@@ -96,10 +96,7 @@ def render(topology: Topology, catalog: dict[str, Service], runtime_file: str) -
             entry["cap_add"] = list(service.capabilities)
         if service.sysctls:
             entry["sysctls"] = dict(service.sysctls)
-        depends = {
-            other.name: {"condition": "service_healthy"}
-            for dep in service.after for other in topology.nodes_of(dep)
-        }
+        depends = {other: {"condition": "service_healthy"} for other in topology.waits_for(node.name, catalog)}
         if depends:
             entry["depends_on"] = depends
         services[node.name] = entry

@@ -173,6 +173,18 @@ class Topology:
     def nodes_of(self, service: str) -> list[Node]:
         return [n for n in self.nodes.values() if n.service == service]
 
+    def waits_for(self, node: str, services: dict[str, Service] | None = None) -> list[str]:
+        """The nodes that must be healthy before `node` starts: those of the services its own
+        declares `after`, and the servers of its upstream and sites (a balancer whose backends
+        are not up yet is not healthy)."""
+        this = self.nodes[node]
+        catalog = services or self.services
+        names = [other.name for dep in (catalog[this.service].after if this.service in catalog else ())
+                 for other in self.nodes_of(dep)]
+        for upstream in ([this.upstream] if this.upstream else []) + [u for _, u in this.sites]:
+            names += [server for server, _ in upstream.servers]
+        return list(dict.fromkeys(n for n in names if n != node))
+
     def free_addresses(self, network: str) -> list[IPv4Address]:
         """A data network's addresses that no node holds and no DHCP pool hands out, highest
         first."""

@@ -61,3 +61,21 @@ def test_a_bad_upstream_names_its_field(changes, field, reason):
     with pytest.raises(spec.TopologyError) as caught:
         spec.from_data(lab(**changes), "inline.yaml")
     assert any(f == field and reason in r for f, r in caught.value.problems), caught.value.problems
+
+
+def test_a_proxy_starts_after_its_upstream_on_both_backends():
+    from hoplab import compose
+    from hoplab.backends.netns import NetnsBackend
+
+    topology = spec.load(TOPOLOGY_DIR.parent / "examples" / "own-service" / "notes.yaml")
+    assert topology.waits_for("balancer") == ["notes1", "notes2"]  # lb's own `after: [web]` finds no web
+    assert topology.waits_for("edge") == ["balancer"]
+    assert topology.waits_for("notes2") == ["kv"]
+    rendered = yaml.safe_load(compose.render(topology, topology.services, "x.json"))
+    assert set(rendered["services"]["balancer"]["depends_on"]) == {"notes1", "notes2"}
+    assert set(rendered["services"]["edge"]["depends_on"]) == {"balancer"}
+    waves = NetnsBackend()._waves(topology)
+    at = {n: i for i, wave in enumerate(waves) for n in wave}
+    assert at["kv"] < at["notes1"] < at["balancer"] < at["edge"] < at["client"]
+    default = spec.load(TOPOLOGY_DIR / "lab.yaml")
+    assert default.waits_for("lb") == ["web1", "web2"] and default.waits_for("cache") == []

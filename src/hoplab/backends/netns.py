@@ -228,16 +228,12 @@ class NetnsBackend(Backend):
                     time.sleep(0.3)
 
     def _waves(self, topology: Topology) -> list[list[str]]:
-        by_service: dict[str, list[str]] = {}
-        for node in topology.nodes.values():
-            by_service.setdefault(node.service, []).append(node.name)
+        waits = {n: topology.waits_for(n, self.services(topology)) for n in topology.nodes}
         remaining = list(topology.nodes)
         placed: set[str] = set()
         waves = []
         while remaining:
-            ready = [n for n in remaining
-                     if all(m in placed for dep in self.services(topology)[topology.nodes[n].service].after
-                            for m in by_service.get(dep, []))]
+            ready = [n for n in remaining if all(m in placed for m in waits[n])]
             if not ready:
                 raise BackendError(f"services wait for each other in a circle: {sorted(remaining)}")
             waves.append(ready)
