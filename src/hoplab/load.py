@@ -40,14 +40,29 @@ def new_report_dir(lab: str) -> Path:
 DEFAULT_SLO = LOADTESTS / "slo.yaml"
 REMOTE = "/run/hoplab/load"
 FILES = ("locustfile.py", "shapes.py")
+SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"  # in a client node: trusts the lab CA
 USER_MODULE = "user_locustfile"  # a user's locustfile, as the entry locustfile imports it
 # The entry Locust runs for a user's locustfile: the user's classes, and the shape --shape names
 # (shapes.py), so a user's run has everything the project's has.
 USER_ENTRY = f"""# Written by hoplab load: your locustfile ({USER_MODULE}.py) plus the shape --shape names.
 import os
 
-from shapes import SHAPES
-from {USER_MODULE} import *  # noqa: F401,F403  (your User classes)
+from locust.clients import HttpSession
+
+# HttpUser's sessions trust the system's bundle, which holds the lab CA (Locust's default is
+# certifi's); a user's own `self.client.verify = ...` still wins.
+_session_init = HttpSession.__init__
+
+
+def _trusting_the_lab(self, *args, **kwargs):
+    _session_init(self, *args, **kwargs)
+    self.verify = "{SYSTEM_CA}"
+
+
+HttpSession.__init__ = _trusting_the_lab
+
+from shapes import SHAPES  # noqa: E402
+from {USER_MODULE} import *  # noqa: E402,F401,F403  (your User classes)
 
 _shape = SHAPES.get(os.environ.get("HOPLAB_SHAPE", ""))
 if _shape is not None:
@@ -57,7 +72,6 @@ KEY_LOG = "tls-keys.log"  # SSLKEYLOGFILE of the users on the master node (NSS k
 REPORT_FILES = ("run_stats.csv", "run_failures.csv", "run_stats_history.csv", "report.html", KEY_LOG)
 SHAPE_NAMES = ("steady", "step", "spike")  # loadtests/shapes.py's SHAPES (a unit test keeps them equal)
 HEALTHY_WAIT_S = 120
-SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"  # in a client node: trusts the lab CA
 GRACE_S = 90  # past the run's own time bound, before the run is given up
 
 
