@@ -8,19 +8,20 @@ TOPOLOGY ?= topology/lab.yaml
 BACKEND ?=
 T := --topology $(TOPOLOGY) $(if $(BACKEND),--backend $(BACKEND))
 
-.PHONY: help setup host host-all up down status clean test test-unit test-e2e render graph bench-up bench-path bench-trace bench-load bench-exec bench-ui proto load ui
+.PHONY: help setup host host-all up down status clean test test-unit test-e2e test-example render graph bench-up bench-path bench-trace bench-load bench-exec bench-ui proto load ui
 
 help:
-	@echo "make up | down | status | clean | ui | test | test-unit | test-e2e | render | graph | bench-up | bench-path | bench-trace | bench-load | bench-exec | bench-ui | load"
+	@echo "make up | down | status | clean | ui | test | test-unit | test-e2e | test-example | render | graph | bench-up | bench-path | bench-trace | bench-load | bench-exec | bench-ui | load"
 
 setup: host $(VENV)/.installed
 
 host:
 	@scripts/setup-host $(or $(BACKEND),docker)
 
-# The end-to-end suite runs on both backends.
+# The end-to-end suite runs on both backends (and the example's own services on netns).
+EXAMPLE := examples/own-service
 host-all:
-	@scripts/setup-host docker netns
+	@scripts/setup-host docker netns --services $(EXAMPLE)/services
 
 $(VENV)/.installed: pyproject.toml scripts/setup-venv $(wildcard services/*/service.yaml)
 	scripts/setup-venv $(VENV)
@@ -47,9 +48,18 @@ clean: $(VENV)/.installed
 # each; the netns worker runs twins of the topologies, see tests/e2e/helpers.py).
 E2E := $(PY) -m pytest -q -ra --durations=12 -p xdist -n 2 --dist loadgroup tests/e2e
 
+# The worked example (examples/own-service): a team's scenarios through hoplab's pytest plugin
+# (entry point pytest11), one backend after the other (the two labs share a name and subnets).
+EXAMPLE_TEST = $(PY) -m pytest -q -ra -p no:cacheprovider -p hoplab.pytest_plugin $(EXAMPLE)/tests --hoplab-topology $(EXAMPLE)/notes.yaml
+
 test: host-all $(VENV)/.installed
-	@start=$$(date +%s); $(PY) -m pytest -q -ra -p xdist -n 2 tests/unit && $(E2E); status=$$?; \
+	@start=$$(date +%s); $(PY) -m pytest -q -ra -p xdist -n 2 tests/unit && $(E2E) \
+	  && $(EXAMPLE_TEST) --hoplab-backend docker && $(EXAMPLE_TEST) --hoplab-backend netns; status=$$?; \
 	echo "make test: $$(( $$(date +%s) - start )) s wall time (exit $$status)"; exit $$status
+
+test-example: host-all $(VENV)/.installed
+	@start=$$(date +%s); $(EXAMPLE_TEST) --hoplab-backend docker && $(EXAMPLE_TEST) --hoplab-backend netns; \
+	status=$$?; echo "make test-example: $$(( $$(date +%s) - start )) s wall time (exit $$status)"; exit $$status
 
 test-unit: $(VENV)/.installed
 	$(PY) -m pytest -q -ra -p xdist -n 2 tests/unit

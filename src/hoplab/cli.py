@@ -16,7 +16,7 @@ from hoplab import compose, graph, spec
 from hoplab.backends.base import Backend, BackendError, NodeStatus, PreflightError
 from hoplab.paths import CHAOS_JOURNAL, COMPOSE_DIR, DEFAULT_TOPOLOGY, RUN_STATE_DIR
 from hoplab.progress import Progress
-from hoplab.services import load_catalog
+from hoplab.services import CatalogError
 
 EXIT_BAD_INPUT = 2
 
@@ -48,7 +48,7 @@ def choose_backend(args: argparse.Namespace) -> tuple[str, str]:
 
     try:
         lab = spec.load(args.topology).name if args.verb != "clean" or not args.all else None
-    except spec.TopologyError:
+    except (spec.TopologyError, CatalogError):
         lab = None  # the verb itself reports the bad file
     if lab and NetnsBackend().running(lab):
         return "netns", f"lab {lab!r} is running on it"
@@ -75,6 +75,21 @@ def check_url(url: str) -> str:
         raise UsageError(f"URL: longer than {MAX_URL_CHARS} characters")
     if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
         raise UsageError(f"URL: {url!r} contains whitespace or control characters")
+    return url
+
+
+def check_lab_url(topology: spec.Topology, url: str, what: str = "URL") -> str:
+    """An http(s) URL whose host is a name of the lab's domain: load goes to the lab only."""
+    from urllib.parse import urlsplit
+
+    try:
+        check_url(url)
+    except UsageError as exc:
+        raise UsageError(str(exc).replace("URL:", f"{what}:", 1)) from None
+    host = urlsplit(url).hostname or ""
+    domain = topology.domain.name
+    if host != domain and not host.endswith("." + domain):
+        raise UsageError(f"{what}: {host!r} is not a name of the lab's domain {domain!r}")
     return url
 
 
@@ -118,7 +133,8 @@ def parse_params(items: list[str]) -> dict[str, str]:
 
 
 def check_load(topology: spec.Topology, *, users: int, rate: float, seconds: int, shape: str | None = None,
-               workers: int = 0, node: str | None = None, slo: Path | None = None) -> None:
+               workers: int = 0, node: str | None = None, slo: Path | None = None,
+               locustfile: Path | None = None) -> None:
     """`hoplab load`'s bounds: the first one a value breaks, as `--OPTION: ...`."""
     from hoplab.load import SHAPE_NAMES
 
@@ -132,7 +148,10 @@ def check_load(topology: spec.Topology, *, users: int, rate: float, seconds: int
               (node is not None and node not in clients,
                f"--from: {node!r} is not a client node (clients: {', '.join(clients)})"),
               (not clients, "the topology has no client node to load from"),
-              (slo is not None and not slo.is_file(), f"--slo: {slo} is not a file")]
+              (slo is not None and not slo.is_file(), f"--slo: {slo} is not a file"),
+              (locustfile is not None and not locustfile.is_file(), f"--locustfile: {locustfile} is not a file"),
+              (locustfile is not None and locustfile.suffix != ".py",
+               f"--locustfile: {locustfile} is not a Python file (.py)")]
     for failed, message in checks:
         if failed:
             raise UsageError(message)
@@ -299,7 +318,7 @@ class Render(Command):
         topology = self.topology(args)
         runtime_name = f"{topology.name}{compose.RUNTIME_FILE_SUFFIX}"
         files = {
-            args.output_dir / f"{topology.name}.yml": compose.render(topology, load_catalog(), runtime_name),
+            args.output_dir / f"{topology.name}.yml": compose.render(topology, topology.services, runtime_name),
             args.output_dir / runtime_name: topology.runtime_json(),
         }
         stale = [p for p, text in files.items() if not p.exists() or p.read_text() != text]
@@ -442,16 +461,23 @@ class Load(Command):
         parser.add_argument("--from", dest="node", help="the client node that runs Locust (default: the first)")
         parser.add_argument("--slo", type=Path, help="SLO thresholds (default loadtests/slo.yaml)")
         parser.add_argument("--no-cache", action="store_true", help="bust the CDN cache (unique query strings)")
+        parser.add_argument("--locustfile", type=Path,
+                            help="your own locustfile (default: the topology's load.locustfile, else loadtests/)")
+        parser.add_argument("--host", help="Locust's --host, a URL in the lab's domain "
+                                           "(default: https://www.DOMAIN; with your own locustfile: its users' host)")
 
     def run(self, args):
         from hoplab.load import DEFAULT_SLO, LoadOptions, run_load
 
         topology = self.topology(args)
         check_load(topology, users=args.users, rate=args.rate, seconds=args.time, shape=args.shape,
-                   workers=args.workers, node=args.node, slo=args.slo)
+                   workers=args.workers, node=args.node, slo=args.slo, locustfile=args.locustfile)
+        if args.host is not None:
+            check_lab_url(topology, args.host, "--host")
         options = LoadOptions(users=args.users, rate=args.rate, seconds=args.time, shape=args.shape,
                               workers=args.workers, node=args.node, slo=args.slo or DEFAULT_SLO,
-                              no_cache=args.no_cache)
+                              no_cache=args.no_cache, locustfile=args.locustfile or topology.locustfile,
+                              host=args.host.rstrip("/") if args.host else None)
         result = run_load(make_backend(args.backend), topology, options, Progress())
         total = result.summary["total"]
         print(f"{'ENDPOINT':<28}{'REQS':>8}{'FAILS':>7}{'REQ/S':>9}{'P50':>8}{'P95':>8}{'P99':>8}")
@@ -702,7 +728,7 @@ class Validate(Command):
 
     def run(self, args):
         topology = self.topology(args)
-        compose.render(topology, load_catalog(), "")  # what the Docker backend adds: room for its addresses
+        compose.render(topology, topology.services, "")  # what the Docker backend adds: room for its addresses
         print(f"{topology.source}: valid: lab {topology.name!r}, {len(topology.networks)} networks, "
               f"{len(topology.nodes)} nodes")
         return 0
@@ -771,6 +797,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.handler.run(args)
     except (spec.TopologyError, PreflightError) as exc:
         print(f"hoplab: invalid topology:\n{exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except CatalogError as exc:  # a service folder the topology brings (service_dirs)
+        print(f"hoplab: invalid service folder:\n{exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except UsageError as exc:
         print(f"hoplab {args.verb}: {exc}", file=sys.stderr)

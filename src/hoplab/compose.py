@@ -64,7 +64,7 @@ def render(topology: Topology, catalog: dict[str, Service], runtime_file: str) -
     for node in topology.nodes.values():
         service = catalog[node.service]
         entry: dict = {
-            "image": f"{IMAGE_PREFIX}{node.service}:latest",
+            "image": service.image,
             "container_name": container_name(topology, node.name),
             "hostname": node.name,
             "init": True,
@@ -98,10 +98,7 @@ def render(topology: Topology, catalog: dict[str, Service], runtime_file: str) -
             entry["cap_add"] = list(service.capabilities)
         if service.sysctls:
             entry["sysctls"] = dict(service.sysctls)
-        depends = {
-            other.name: {"condition": "service_healthy"}
-            for dep in service.after for other in topology.nodes_of(dep)
-        }
+        depends = {other: {"condition": "service_healthy"} for other in topology.waits_for(node.name, catalog)}
         if depends:
             entry["depends_on"] = depends
         services[node.name] = entry

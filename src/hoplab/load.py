@@ -40,6 +40,34 @@ def new_report_dir(lab: str) -> Path:
 DEFAULT_SLO = LOADTESTS / "slo.yaml"
 REMOTE = "/run/hoplab/load"
 FILES = ("locustfile.py", "shapes.py")
+SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"  # in a client node: trusts the lab CA
+USER_MODULE = "user_locustfile"  # a user's locustfile, as the entry locustfile imports it
+# The entry Locust runs for a user's locustfile: the user's classes, and the shape --shape names
+# (shapes.py), so a user's run has everything the project's has.
+USER_ENTRY = f"""# Written by hoplab load: your locustfile ({USER_MODULE}.py) plus the shape --shape names.
+import os
+
+from locust.clients import HttpSession
+
+# HttpUser's sessions trust the system's bundle, which holds the lab CA (Locust's default is
+# certifi's); a user's own `self.client.verify = ...` still wins.
+_session_init = HttpSession.__init__
+
+
+def _trusting_the_lab(self, *args, **kwargs):
+    _session_init(self, *args, **kwargs)
+    self.verify = "{SYSTEM_CA}"
+
+
+HttpSession.__init__ = _trusting_the_lab
+
+from shapes import SHAPES  # noqa: E402
+from {USER_MODULE} import *  # noqa: E402,F401,F403  (your User classes)
+
+_shape = SHAPES.get(os.environ.get("HOPLAB_SHAPE", ""))
+if _shape is not None:
+    Shape = _shape
+"""
 KEY_LOG = "tls-keys.log"  # SSLKEYLOGFILE of the users on the master node (NSS key log format)
 REPORT_FILES = ("run_stats.csv", "run_failures.csv", "run_stats_history.csv", "report.html", KEY_LOG)
 SHAPE_NAMES = ("steady", "step", "spike")  # loadtests/shapes.py's SHAPES (a unit test keeps them equal)
@@ -57,6 +85,8 @@ class LoadOptions:
     node: str | None = None
     slo: Path = DEFAULT_SLO
     no_cache: bool = False  # bust the edge's cache on every cacheable request
+    locustfile: Path | None = None  # a user's locustfile (its User classes set `host`) instead of loadtests/
+    host: str | None = None  # --host for Locust (default for the project's locustfile: https://www.<domain>)
 
 
 @dataclass
@@ -110,10 +140,13 @@ def check_slo(summary: dict, slo_file: Path) -> list[str]:
     return breaches
 
 
-def _put(backend: Backend, topology: Topology, node: str) -> None:
-    for name in FILES:
+def _put(backend: Backend, topology: Topology, node: str, locustfile: Path | None = None) -> None:
+    files = {name: (LOADTESTS / name).read_text() for name in FILES}
+    if locustfile is not None:
+        files.update({f"{USER_MODULE}.py": locustfile.read_text(), "locustfile.py": USER_ENTRY})
+    for name, text in files.items():
         result = backend.run(topology, node, ["sh", "-c", f"mkdir -p {REMOTE}/out && cat > {REMOTE}/{name}"],
-                             input=(LOADTESTS / name).read_text())
+                             input=text)
         if result.returncode != 0:
             raise BackendError(f"{node}: could not copy {name}: {result.stderr.strip()}")
 
@@ -124,13 +157,19 @@ def run_load(backend: Backend, topology: Topology, options: LoadOptions, progres
     wait_healthy(backend, topology, progress)
     for node in {master, *clients[:max(options.workers, 0)]}:
         backend.run(topology, node, ["rm", "-rf", REMOTE])
-        _put(backend, topology, node)
+        _put(backend, topology, node, options.locustfile)
     env = ["env", f"HOPLAB_DOMAIN={topology.domain.name}",
            f"HOPLAB_USERS={options.users}", f"HOPLAB_RATE={options.rate}", f"HOPLAB_TIME={options.seconds}",
            f"HOPLAB_SHAPE={options.shape or ''}", f"HOPLAB_CACHE_BUST={'1' if options.no_cache else ''}",
            # the TLS session keys of the run, as browsers log them: a capture of it can be read
-           f"SSLKEYLOGFILE={REMOTE}/out/{KEY_LOG}"]
-    argv = [*env, "locust", "-f", f"{REMOTE}/locustfile.py", "--headless", "--host", f"https://www.{topology.domain.name}",
+           f"SSLKEYLOGFILE={REMOTE}/out/{KEY_LOG}",
+           # the system's bundle, which trusts the lab CA (Locust's requests would use certifi's):
+           # a user's locustfile reaches the lab's HTTPS sites with no set-up of its own
+           f"REQUESTS_CA_BUNDLE={SYSTEM_CA}"]
+    # A user's locustfile names its own host (its User classes' `host`, HOPLAB_DOMAIN in the
+    # environment), which --host would override: only when asked.
+    host = options.host or (None if options.locustfile else f"https://www.{topology.domain.name}")
+    argv = [*env, "locust", "-f", f"{REMOTE}/locustfile.py", "--headless", *(["--host", host] if host else []),
             "--csv", f"{REMOTE}/out/run", "--csv-full-history", "--html", f"{REMOTE}/out/report.html",
             "--only-summary", "--stop-timeout", "5", "--loglevel", "WARNING",
             "-u", str(options.users), "-r", str(options.rate), "-t", f"{options.seconds}s"]
@@ -165,7 +204,8 @@ def run_load(backend: Backend, topology: Topology, options: LoadOptions, progres
     summary = summarize(stats.read_text())
     summary["options"] = {"users": options.users, "rate": options.rate, "seconds": options.seconds,
                           "shape": options.shape, "workers": options.workers, "node": master,
-                          "no_cache": options.no_cache}
+                          "no_cache": options.no_cache,
+                          "locustfile": str(options.locustfile or LOADTESTS / "locustfile.py"), "host": host}
     breaches = check_slo(summary, options.slo)
     summary["slo"] = {"file": str(options.slo), "breaches": breaches, "met": not breaches}
     (report_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

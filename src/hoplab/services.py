@@ -1,21 +1,35 @@
 """The service catalog: each `services/<name>/service.yaml` declares what a node of that kind
 needs (Debian packages, capabilities, sysctls, which services must be healthy first). Its start
-and health scripts live beside it. Declared, not scripted: both backends read the same data."""
+and health scripts live beside it. Declared, not scripted: both backends read the same data.
+
+A topology may bring service folders of its own (`service_dirs:`); they are searched before the
+project's `services/`, follow the same contract (`services/service.schema.json`, a `start` and
+a `health` script) and their mistakes are reported as `FILE: FIELD: REASON`, all at once."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import jsonschema
 import yaml
 
 from hoplab.paths import SERVICES_DIR
 
-_KNOWN_KEYS = {"description", "packages", "capabilities", "sysctls", "after", "volumes", "shared", "stop_signal", "wheels"}
+SCHEMA_FILE = SERVICES_DIR / "service.schema.json"
+NAME = re.compile(r"^[a-z][a-z0-9]{0,9}$")  # as a topology's `service:` (topology/schema.json)
 
 
 class CatalogError(Exception):
-    pass
+    """Invalid service folders. `problems` is a list of (file, field, reason)."""
+
+    def __init__(self, problems: list[tuple[str, str, str]]):
+        self.problems = problems
+        super().__init__("\n".join(f"{f}: {k}: {r}" for f, k, r in problems))
 
 
 @dataclass(frozen=True)
@@ -31,6 +45,7 @@ class Service:
     shared: dict[str, str] = field(default_factory=dict)  # name -> path: one per lab, in every node naming it
     stop_signal: str | None = None  # what `stop` sends first, when SIGTERM is not the daemon's fast way out
     wheels: tuple[str, ...] = ()  # pinned PyPI requirements, installed from wheels built on the host
+    user: bool = False  # from a topology's service_dirs, not the project's services/
 
     @property
     def start_script(self) -> Path:
@@ -40,30 +55,95 @@ class Service:
     def health_script(self) -> Path:
         return self.directory / "health"
 
+    @property
+    def image(self) -> str:
+        """The Docker image of its nodes. A user's folder gets a name of its own (the folder's
+        path hashed in), so two projects' `api` services, or a user's `web` beside the
+        project's, never overwrite each other's image."""
+        if not self.user:
+            return f"hoplab/{self.name}:latest"
+        tag = hashlib.sha256(str(self.directory.resolve()).encode()).hexdigest()[:8]
+        return f"hoplab/{self.name}-{tag}:latest"
 
-def load_catalog(root: Path = SERVICES_DIR) -> dict[str, Service]:
-    catalog = {}
-    for path in sorted(root.glob("*/service.yaml")):
-        data = yaml.safe_load(path.read_text()) or {}
-        unknown = set(data) - _KNOWN_KEYS
-        if unknown:
-            raise CatalogError(f"{path}: unknown keys {sorted(unknown)}")
-        name = path.parent.name
-        catalog[name] = Service(
-            name=name,
-            description=data.get("description", ""),
-            directory=path.parent,
-            packages=tuple(data.get("packages", ())),
-            capabilities=tuple(data.get("capabilities", ())),
-            sysctls={k: str(v) for k, v in (data.get("sysctls") or {}).items()},
-            after=tuple(data.get("after", ())),
-            volumes={k: str(v) for k, v in (data.get("volumes") or {}).items()},
-            shared={k: str(v) for k, v in (data.get("shared") or {}).items()},
-            stop_signal=data.get("stop_signal"),
-            wheels=tuple(data.get("wheels", ())),
-        )
+
+def _schema_problems(path: Path, data) -> list[tuple[str, str, str]]:
+    validator = jsonschema.Draft202012Validator(json.loads(SCHEMA_FILE.read_text()))
+    problems = []
+    for err in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
+        where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+        if err.validator == "pattern":
+            reason = f"{err.instance!r} does not match {err.validator_value}"
+        elif err.validator == "additionalProperties" and err.validator_value is False:
+            extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
+            reason = f"unknown field(s) {', '.join(extra)} (fields: {', '.join(sorted(err.schema['properties']))})"
+        else:
+            reason = err.message
+        problems.append((str(path), where, reason))
+    return problems
+
+
+def read_service(path: Path, user: bool = False) -> tuple[Service | None, list[tuple[str, str, str]]]:
+    """One `service.yaml`, checked against the schema; with a user's folder, its scripts too."""
+    folder = path.parent
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"(yaml, line {mark.line + 1} column {mark.column + 1})" if mark else "(yaml)"
+        return None, [(str(path), where, getattr(exc, "problem", None) or str(exc))]
+    data = {} if data is None else data
+    problems = []
+    if not NAME.match(folder.name):
+        problems.append((str(path), "(folder name)", f"{folder.name!r} does not match {NAME.pattern} "
+                                                     "(the folder's name is the service's name)"))
+    if not isinstance(data, dict):
+        return None, problems + [(str(path), "(top level)", "expected a mapping of fields")]
+    problems += _schema_problems(path, data)
+    if user:
+        for script, what in (("start", "an executable Python script that execs the daemon"),
+                             ("health", "an executable POSIX sh script, exit 0 when the service works")):
+            target = folder / script
+            if not target.is_file():
+                problems.append((str(folder), script, f"missing ({what})"))
+            elif not os.access(target, os.X_OK):
+                problems.append((str(target), "(mode)", f"not executable (chmod +x {target})"))
+    if problems:
+        return None, problems
+    return Service(
+        name=folder.name,
+        description=data.get("description", ""),
+        directory=folder,
+        packages=tuple(data.get("packages", ())),
+        capabilities=tuple(data.get("capabilities", ())),
+        sysctls={k: str(v) for k, v in (data.get("sysctls") or {}).items()},
+        after=tuple(data.get("after", ())),
+        volumes=dict(data.get("volumes") or {}),
+        shared=dict(data.get("shared") or {}),
+        stop_signal=data.get("stop_signal"),
+        wheels=tuple(data.get("wheels", ())),
+        user=user,
+    ), []
+
+
+def load_catalog(root: Path = SERVICES_DIR, extra: tuple[Path, ...] | list[Path] = ()) -> dict[str, Service]:
+    """The project's services, and before them those of the folders in `extra` (a topology's
+    `service_dirs`, in order: the first folder holding a name wins). Every problem is collected
+    and raised at once as a CatalogError."""
+    catalog: dict[str, Service] = {}
+    problems: list[tuple[str, str, str]] = []
+    for folder, user in [*((Path(d), True) for d in extra), (root, False)]:
+        for path in sorted(folder.glob("*/service.yaml")):
+            if path.parent.name in catalog:
+                continue  # an earlier folder's service of that name takes its place
+            service, found = read_service(path, user)
+            problems += found
+            if service is not None:
+                catalog[service.name] = service
     for service in catalog.values():
         for dep in service.after:
             if dep not in catalog:
-                raise CatalogError(f"{service.directory / 'service.yaml'}: after: unknown service {dep!r}")
+                problems.append((str(service.directory / "service.yaml"), "after",
+                                 f"unknown service {dep!r} (known: {', '.join(sorted(catalog))})"))
+    if problems:
+        raise CatalogError(problems)
     return catalog

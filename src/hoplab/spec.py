@@ -6,8 +6,9 @@ Every error names the file, the field and the reason, and they are all reported 
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
@@ -16,7 +17,7 @@ import jsonschema
 import yaml
 
 from hoplab.paths import SCHEMA_FILE
-from hoplab.services import Service, load_catalog
+from hoplab.services import CatalogError, Service, load_catalog
 
 DHCP = "dhcp"  # the address value that means "ask the network's DHCP server"
 CONTROL_NODE = "control"  # the control service's node, added when the topology has `management`
@@ -76,6 +77,21 @@ class Nat:
 
 
 DEFAULT_TLS_PROTOCOLS = ("TLSv1.2", "TLSv1.3")  # as a real site: clients negotiate TLS 1.3
+PROXIES = ("lb", "cache")  # the project's services that read `upstream` (a user's own may too)
+DEFAULT_HEALTH_PATH = "/health"
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """Where a proxy node sends requests: servers (node, address on a network it shares with
+    the proxy) and their port; `health` is the path a balancer checks."""
+
+    servers: tuple[tuple[str, IPv4Address], ...]
+    port: int
+    health: str = DEFAULT_HEALTH_PATH
+
+    def to_runtime(self) -> dict:
+        return {"servers": [[n, str(a)] for n, a in self.servers], "port": self.port, "health": self.health}
 
 
 @dataclass(frozen=True)
@@ -87,6 +103,8 @@ class Node:
     interfaces: tuple[Interface, ...]
     nat: Nat | None = None
     tls_protocols: tuple[str, ...] = DEFAULT_TLS_PROTOCOLS  # what a TLS server on it offers (the edge)
+    upstream: Upstream | None = None  # a proxy's backends or origin, when the topology chooses them
+    sites: tuple[tuple[str, Upstream], ...] = ()  # the edge's other names (NAME.<domain>) and where each goes
 
     def address_on(self, network: str) -> IPv4Address | None:
         for iface in self.interfaces:
@@ -138,6 +156,11 @@ class Topology:
     networks: dict[str, Network]
     nodes: dict[str, Node]  # expanded replicas, in file order
     management: Management | None = None
+    # The catalog the topology was checked against: its own service_dirs' services first, then
+    # the project's. Backends read services from here.
+    services: dict[str, Service] = field(default_factory=dict, compare=False)
+    service_dirs: tuple[Path, ...] = ()
+    locustfile: Path | None = None  # `load: locustfile:`, resolved against the topology's folder
 
     @property
     def dns_address(self) -> IPv4Address:
@@ -155,6 +178,18 @@ class Topology:
 
     def nodes_of(self, service: str) -> list[Node]:
         return [n for n in self.nodes.values() if n.service == service]
+
+    def waits_for(self, node: str, services: dict[str, Service] | None = None) -> list[str]:
+        """The nodes that must be healthy before `node` starts: those of the services its own
+        declares `after`, and the servers of its upstream and sites (a balancer whose backends
+        are not up yet is not healthy)."""
+        this = self.nodes[node]
+        catalog = services or self.services
+        names = [other.name for dep in (catalog[this.service].after if this.service in catalog else ())
+                 for other in self.nodes_of(dep)]
+        for upstream in ([this.upstream] if this.upstream else []) + [u for _, u in this.sites]:
+            names += [server for server, _ in upstream.servers]
+        return list(dict.fromkeys(n for n in names if n != node))
 
     def free_addresses(self, network: str) -> list[IPv4Address]:
         """A data network's addresses that no node holds and no DHCP pool hands out, highest
@@ -203,6 +238,9 @@ class Topology:
         for name, address in self.domain.records.items():
             records.append((name, "A", str(address)))
             owners.setdefault(address, name)
+        for node in self.nodes.values():  # an edge's sites: NAME.<domain> is the edge
+            for name, _ in node.sites:
+                records.append((name, "A", str(node.static_addresses[0][1])))
         if self.domain.mx:
             records.append(("@", "MX", f"10 {self.domain.mx}.{self.domain.name}."))
         reverse: dict[str, list[tuple[str, str]]] = {}
@@ -238,6 +276,10 @@ class Topology:
                 ],
             }
             entry["tls"] = {"protocols": list(node.tls_protocols)}
+            if node.upstream:
+                entry["upstream"] = node.upstream.to_runtime()
+            if node.sites:
+                entry["sites"] = {f"{name}.{self.domain.name}": up.to_runtime() for name, up in node.sites}
             if node.nat:
                 entry["nat"] = {
                     "inside": [{"network": n, "subnet": str(self.networks[n].subnet)} for n in node.nat.inside],
@@ -279,7 +321,7 @@ def load(path: Path | str, catalog: dict[str, Service] | None = None) -> Topolog
         mark = getattr(exc, "problem_mark", None)
         where = f"(yaml, line {mark.line + 1} column {mark.column + 1})" if mark else "(yaml)"
         raise TopologyError(path, [(where, getattr(exc, "problem", None) or str(exc))]) from None
-    return from_data(data, path, catalog if catalog is not None else load_catalog())
+    return from_data(data, path, catalog)
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -314,17 +356,45 @@ def _schema_problems(data) -> list[tuple[str, str]]:
     return problems
 
 
-def from_data(data, source: Path | str, catalog: dict[str, Service]) -> Topology:
+def service_dirs(data: dict, source: Path | str) -> tuple[Path, ...]:
+    """The topology's `service_dirs`, relative to the topology file; each must be a folder."""
+    base = Path(source).resolve().parent
+    folders, problems = [], []
+    for index, text in enumerate(data.get("service_dirs") or ()):
+        folder = (base / text).resolve()
+        if not folder.is_dir():
+            problems.append((f"service_dirs.{index}", f"{text!r} is not a folder ({folder})"))
+        elif not any(folder.glob("*/service.yaml")):
+            problems.append((f"service_dirs.{index}", f"{folder} holds no <name>/service.yaml"))
+        folders.append(folder)
+    if problems:
+        raise TopologyError(source, problems)
+    return tuple(folders)
+
+
+def from_data(data, source: Path | str, catalog: dict[str, Service] | None = None) -> Topology:
+    """`catalog`: the services to check against (default: the project's). A topology's
+    `service_dirs` come before it; a bad service.yaml there raises CatalogError."""
     if not isinstance(data, dict):
         raise TopologyError(source, [("(top level)", "expected a mapping of name, domain, networks, nodes")])
     problems = _schema_problems(data)
     if problems:
         raise TopologyError(source, problems)
+    folders = service_dirs(data, source)
+    if folders:
+        catalog = {**(catalog if catalog is not None else load_catalog()), **load_catalog(extra=folders)}
+    elif catalog is None:
+        catalog = load_catalog()
     checker = _Checker(data, catalog)
     topology = checker.build(source)
     if checker.problems:
         raise TopologyError(source, checker.problems)
-    return topology
+    locustfile = None
+    if (data.get("load") or {}).get("locustfile"):
+        locustfile = (Path(source).resolve().parent / data["load"]["locustfile"]).resolve()
+        if not locustfile.is_file():
+            raise TopologyError(source, [("load.locustfile", f"{data['load']['locustfile']!r} is not a file ({locustfile})")])
+    return dataclasses.replace(topology, services=catalog, service_dirs=folders, locustfile=locustfile)
 
 
 class _Checker:
@@ -334,6 +404,7 @@ class _Checker:
         self.data = data
         self.catalog = catalog
         self.problems: list[tuple[str, str]] = []
+        self.entries: dict[str, list[str]] = {}  # a node entry of the file -> its nodes (replicas)
 
     def fail(self, field: str, reason: str) -> None:
         self.problems.append((field, reason))
@@ -348,6 +419,7 @@ class _Checker:
     def build(self, source) -> Topology:
         networks = self._networks()
         nodes = self._nodes(networks)
+        self._upstreams(nodes)
         self._dhcp_scopes(networks, nodes)
         domain = self._domain(networks, nodes)
         management = self._management(networks, nodes)
@@ -419,6 +491,7 @@ class _Checker:
                           f"(known: {', '.join(sorted(self.catalog))})")
             replicas = spec.get("replicas", 1)
             names = [name] if replicas == 1 else [f"{name}{i}" for i in range(1, replicas + 1)]
+            self.entries[name] = names
             interfaces: list[list[Interface]] = [[] for _ in names]
             for net_name, value in spec["networks"].items():
                 nfield = f"{field}.networks.{net_name}"
@@ -458,6 +531,52 @@ class _Checker:
                 nodes[instance] = Node(instance, spec["service"], tuple(interfaces[i]), nat,
                                        tuple(spec.get("tls", {}).get("protocols", DEFAULT_TLS_PROTOCOLS)))
         return nodes
+
+    def _upstreams(self, nodes: dict[str, Node]) -> None:
+        """`upstream` and `sites`: each named node (a replicated entry: all its replicas) must
+        share a network with the proxy, where it has a static address."""
+        entries = self.entries
+        for name, spec in self.data["nodes"].items():
+            field = f"nodes.{name}"
+            if "upstream" in spec and spec["service"] not in PROXIES and not getattr(
+                    self.catalog.get(spec["service"]), "user", False):
+                self.fail(f"{field}.upstream", f"service {spec['service']!r} reads no upstream "
+                                               f"(only {', '.join(PROXIES)} or a service of your own)")
+            if "sites" in spec and spec["service"] != "cache":
+                self.fail(f"{field}.sites", f"only a cache (the edge) serves sites, not {spec['service']!r}")
+            for instance in [n for n in entries.get(name, []) if n in nodes]:
+                node = nodes[instance]
+                upstream = self._upstream(f"{field}.upstream", node, spec["upstream"], nodes, entries) \
+                    if "upstream" in spec else None
+                sites = tuple((label, up) for label, value in (spec.get("sites") or {}).items()
+                              if (up := self._upstream(f"{field}.sites.{label}", node, value, nodes, entries)))
+                if sites and not node.static_addresses:
+                    self.fail(f"{field}.sites", f"node {instance!r} has no static address for the sites' records")
+                for label, _ in sites:
+                    if label in nodes or label in (self.data["domain"].get("records") or {}):
+                        self.fail(f"{field}.sites.{label}", f"{label!r} is already a node or a record of the domain")
+                nodes[instance] = dataclasses.replace(node, upstream=upstream, sites=sites)
+
+    def _upstream(self, field: str, proxy: Node, spec: dict, nodes: dict[str, Node],
+                  entries: dict[str, list[str]]) -> Upstream | None:
+        servers = []
+        for name in spec["nodes"]:
+            targets = [n for n in entries.get(name) or [name] if n in nodes]
+            if not targets:
+                self.fail(f"{field}.nodes", f"unknown node {name!r}")
+            for target in targets:
+                if target == proxy.name:
+                    self.fail(f"{field}.nodes", f"{target!r} is the proxy itself")
+                    continue
+                on = {i.network for i in proxy.interfaces}
+                shared = [a for net, a in nodes[target].static_addresses if net in on]
+                if not shared:
+                    self.fail(f"{field}.nodes", f"node {target!r} has no static address on a network {proxy.name!r} is on")
+                    continue
+                servers.append((target, shared[0]))
+        if not servers:
+            return None
+        return Upstream(tuple(servers), spec["port"], spec.get("health", DEFAULT_HEALTH_PATH))
 
     def _nat(self, field: str, spec: dict, networks: dict[str, Network]) -> Nat | None:
         if "nat" not in spec:

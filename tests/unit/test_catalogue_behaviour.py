@@ -393,6 +393,11 @@ def _dns_without_an_address(data):
 
 
 # Rules that no file under tests/data/invalid names on its `# expect:` line, exercised here.
+def _edge_by_dhcp_with_a_site(data):
+    data["nodes"]["cache"]["networks"] = {"home": "dhcp"}
+    data["nodes"]["cache"]["sites"] = {"api": {"nodes": ["router"], "port": 80}}
+
+
 INLINE = {
     "management network name": (_set("networks.mgmt", {"subnet": "10.9.0.0/24"}),
                                 "networks.mgmt", "the name is the management network's"),
@@ -410,6 +415,20 @@ INLINE = {
                                    "nodes.router.nat", "network 'origin' is not one of this node's networks"),
     "dns server without an address": (_dns_without_an_address,
                                       "domain.server", "node 'dns' has no static address"),
+    "upstream of a service that reads none": (_set("nodes.db.upstream", {"nodes": ["web"], "port": 80}),
+                                              "nodes.db.upstream", "service 'db' reads no upstream"),
+    "sites on a node that is no edge": (_set("nodes.lb.sites", {"api": {"nodes": ["web"], "port": 80}}),
+                                        "nodes.lb.sites", "only a cache (the edge) serves sites"),
+    "site whose name is taken": (_set("nodes.cache.sites", {"dns": {"nodes": ["lb"], "port": 80}}),
+                                 "nodes.cache.sites.dns", "'dns' is already a node or a record of the domain"),
+    "site on an edge without a static address": (_edge_by_dhcp_with_a_site,
+                                                  "nodes.cache.sites", "node 'cache' has no static address"),
+    "upstream node unknown": (_set("nodes.lb.upstream", {"nodes": ["nosuch"], "port": 80}),
+                              "nodes.lb.upstream.nodes", "unknown node 'nosuch'"),
+    "upstream is the proxy": (_set("nodes.lb.upstream", {"nodes": ["lb"], "port": 80}),
+                              "nodes.lb.upstream.nodes", "'lb' is the proxy itself"),
+    "upstream off the proxy's networks": (_set("nodes.lb.upstream", {"nodes": ["dns"], "port": 80}),
+                                          "nodes.lb.upstream.nodes", "node 'dns' has no static address on a network"),
 }
 
 

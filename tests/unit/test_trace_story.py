@@ -311,3 +311,19 @@ def test_a_drop_on_the_way_out_was_never_captured_but_joins_the_trace_by_time():
                          reason="NETFILTER_DROP", words="dropped by a firewall rule (netfilter)")
     trace = assemble(TRACE, "", "c1", records, {"client"}, drops=[drop, late])
     assert [h.record.ts_ns for h in trace.hops if h.record.direction == "drop"] == [721]  # not after it served
+
+
+def test_a_connection_tied_by_timing_alone_is_named_on_its_stage():
+    # A service that does not forward traceparent (here the edge, whose upstream SYN carries
+    # none): the trace still ties the connection, and says how it knows.
+    records = [r for r in page_load() if r.iface != "origin"]
+    syn = eth(ipv4("172.31.50.80", "172.31.50.10", 6, tcp(5001, 80, seq=4242, flags="SYN"), ident=8), src=MAC["cache"],
+              dst=bytes.fromhex("020000000010"))
+    records.append(record("cache", "origin", "out", 720, syn))
+    trace = assemble(TRACE, "", "c1", records, {"client"})
+    noted = [s for s in trace.stages if "tied by timing" in s.note]
+    assert len(noted) == 1 and "cache 172.31.50.80:5001 -> 172.31.50.10:80" in noted[0].note
+    assert noted[0].name == "request"  # no stage spans it (an edge hop is no server work): the one before
+    assert "tied by timing, no traceparent" in render.to_table(trace)
+    plain = assemble(TRACE, "", "c1", [r for r in page_load() if r.iface != "origin"], {"client"})
+    assert not any("tied by timing" in s.note for s in plain.stages)

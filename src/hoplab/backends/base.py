@@ -92,6 +92,13 @@ class Backend(ABC):
     name: str
     state_root: Path  # per lab, a folder of this backend's state on the host
 
+    catalog: dict = {}  # the project's services, when a topology carries none (built in code)
+
+    def services(self, topology: Topology) -> dict:
+        """The services a topology's nodes run: the catalog it was checked against (its own
+        service_dirs' first, then the project's)."""
+        return topology.services or self.catalog
+
     @abstractmethod
     def up(self, topology: Topology, progress: Progress) -> list[NodeStatus]:
         """Build what is missing, start every node, wait until all are healthy."""

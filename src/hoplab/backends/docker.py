@@ -67,7 +67,7 @@ class DockerBackend(Backend):
         self.require_engine()
         self.preflight(topology)
         services = sorted({n.service for n in topology.nodes.values()})
-        ImageBuilder(self.engine, progress).ensure([self.catalog[s] for s in services])
+        ImageBuilder(self.engine, progress).ensure([self.services(topology)[s] for s in services])
         compose_file = self.write_state(topology)
         bridges = list(compose.bridge_names(topology).values())
         self.firewall.guard(topology.name, bridges, [str(subnet) for _, subnet in subnets(topology)])
@@ -242,7 +242,7 @@ class DockerBackend(Backend):
         if topology.management:  # bind-mounted into the control node only (compose.render)
             ensure_control_token(self.control_token_file(topology.name))
         compose_file = state / "compose.yml"
-        compose_file.write_text(compose.render(topology, self.catalog, runtime))
+        compose_file.write_text(compose.render(topology, self.services(topology), runtime))
         return compose_file
 
     def _wait_healthy(self, topology: Topology, progress: Progress, proc: subprocess.Popen) -> None:

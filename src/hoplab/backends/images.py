@@ -113,7 +113,7 @@ class ImageBuilder:
             context = {"wheels": wheel.parent, "service": service.directory,
                        "pywheels": self.ensure_service_wheels(service.wheels)}
             inputs = self._inputs(SERVICES_DIR / "Dockerfile", {**args, "BASE_IMAGE": base_id}, context)
-            jobs.append((f"hoplab/{service.name}:latest", SERVICES_DIR / "Dockerfile", args, context, inputs))
+            jobs.append((service.image, SERVICES_DIR / "Dockerfile", args, context, inputs))
         with ThreadPoolExecutor(PARALLEL_BUILDS) as pool:
             for future in [pool.submit(self._build, *job) for job in jobs]:
                 future.result()

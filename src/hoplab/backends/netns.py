@@ -39,13 +39,15 @@ HOPLAB_SOURCES = str(Path(__file__).resolve().parents[2])
 CODE_FILE = "code.sha256"  # in a lab's state folder: what its nodes' processes were started from
 
 
-def code_digest() -> str:
-    """What a netns lab's processes run from the host's files: hoplab's sources and the service
-    folders. A running lab made from other files is made again by `up` (a container lab gets
-    new images the same way)."""
+def code_digest(services: dict) -> str:
+    """What a netns lab's processes run from the host's files: hoplab's sources and the folders
+    of the services its nodes run (the project's or the topology's own). A running lab made
+    from other files is made again by `up` (a container lab gets new images the same way)."""
     digest = hashlib.sha256()
     hash_tree(digest, Path(HOPLAB_SOURCES) / "hoplab")
-    hash_tree(digest, SERVICES_DIR)
+    for name in sorted(services):
+        digest.update(f"[{name}]".encode())
+        hash_tree(digest, services[name].directory)
     return digest.hexdigest()
 
 
@@ -115,14 +117,14 @@ class NetnsBackend(Backend):
 
     def up(self, topology: Topology, progress: Progress) -> list[NodeStatus]:
         lab = topology.name
-        self.require_host()
+        self.require_host(topology)
         layout = plan(topology)
         # Only the management bridge has a host address (and so a route): the data bridges of
         # two netns labs may share subnets, being apart.
         route_clashes(topology, set(layout.bridges.values()))
         state = self.state_dir(lab)
         current = ((state / "lab.json").read_text(), _read(state / CODE_FILE)) if self.running(lab) else None
-        if current != (topology.runtime_json(), code_digest()):
+        if current != (topology.runtime_json(), code_digest(self.services(topology))):
             if current is not None:
                 what = "topology" if current[0] != topology.runtime_json() else "code its nodes run"
                 progress.say(f"the {what} of lab {lab!r} changed: making it again")
@@ -141,7 +143,7 @@ class NetnsBackend(Backend):
         state_dir = self.state_dir(lab)
         state_dir.mkdir(parents=True, exist_ok=True)
         (state_dir / "lab.json").write_text(topology.runtime_json())
-        (state_dir / CODE_FILE).write_text(code_digest())
+        (state_dir / CODE_FILE).write_text(code_digest(self.services(topology)))
         # Journal first: a killed `up` leaves nothing `clean` cannot name.
         self._save(lab, {"lab": lab, **layout.to_json(), "nodes": {}})
         bridges = sorted(layout.bridges.values())
@@ -174,7 +176,7 @@ class NetnsBackend(Backend):
 
     def _prepare_node(self, topology: Topology, node: str, anchor: int) -> None:
         """The node's private filesystem view, and its service's sysctls (per namespace)."""
-        service = self.catalog[topology.nodes[node].service]
+        service = self.services(topology)[topology.nodes[node].service]
         root = self.state_dir(topology.name) / "nodes" / node
         # IPv4 only, as in a Docker container on an IPv4 network (a server bound to 0.0.0.0
         # would otherwise take a dual-stack socket, and nodes would chatter in IPv6).
@@ -256,16 +258,12 @@ class NetnsBackend(Backend):
                     time.sleep(0.3)
 
     def _waves(self, topology: Topology) -> list[list[str]]:
-        by_service: dict[str, list[str]] = {}
-        for node in topology.nodes.values():
-            by_service.setdefault(node.service, []).append(node.name)
+        waits = {n: topology.waits_for(n, self.services(topology)) for n in topology.nodes}
         remaining = list(topology.nodes)
         placed: set[str] = set()
         waves = []
         while remaining:
-            ready = [n for n in remaining
-                     if all(m in placed for dep in self.catalog[topology.nodes[n].service].after
-                            for m in by_service.get(dep, []))]
+            ready = [n for n in remaining if all(m in placed for m in waits[n])]
             if not ready:
                 raise BackendError(f"services wait for each other in a circle: {sorted(remaining)}")
             waves.append(ready)
@@ -303,7 +301,7 @@ class NetnsBackend(Backend):
         pid = entry.get("service")
         if not nodeproc.beside(pid, entry.get("anchor")):
             return None
-        signum = self.catalog[topology.nodes[node].service].stop_signal if node in topology.nodes else None
+        signum = self.services(topology)[topology.nodes[node].service].stop_signal if node in topology.nodes else None
         os.kill(pid, getattr(signal, signum or "SIGTERM"))
         return pid
 
@@ -377,7 +375,7 @@ class NetnsBackend(Backend):
                 if nodeproc.alive(entry.get("anchor"), lab)}
 
     def _healthy(self, topology: Topology, node: str) -> bool:
-        script = self.catalog[topology.nodes[node].service].health_script
+        script = self.services(topology)[topology.nodes[node].service].health_script
         try:
             return self.run(topology, node, ["sh", str(script)], timeout=HEALTH_TIMEOUT).returncode == 0
         except (subprocess.TimeoutExpired, BackendError):
@@ -425,7 +423,7 @@ class NetnsBackend(Backend):
         """A node's environment, the same for its service and for `exec`: the variables the
         Docker images set. Debian's python3 comes first, as in an image (the services' Debian
         modules); the venv's tools (Locust) after it. The node runtime runs on the venv's Python."""
-        service = self.catalog[topology.nodes[node].service]
+        service = self.services(topology)[topology.nodes[node].service]
         return {"PATH": f"{SYSTEM_PATH}:{Path(sys.executable).parent}", "HOME": "/root", "LANG": "C.UTF-8",
                 "HOPLAB_NODE": node, "HOPLAB_SERVICE": str(service.directory), "HOPLAB_RUN_DIR": RUN_DIR,
                 "HOPLAB_LAB_JSON": LAB_JSON, "PYTHONPATH": HOPLAB_SOURCES,
@@ -433,13 +431,31 @@ class NetnsBackend(Backend):
 
     # ------------------------------------------------------------ host checks
 
-    def require_host(self) -> None:
+    def require_host(self, topology: Topology | None = None) -> None:
         if os.geteuid() != 0:
             raise BackendError("the netns backend needs root (namespaces, bridges, mounts)")
         missing = missing_packages(debian_packages(self.catalog))
         if missing:
             raise BackendError(f"the netns backend runs the host's own daemons; missing Debian packages: "
                                f"{' '.join(missing)} (`scripts/setup-host netns` installs them)")
+        if topology is not None:
+            self.require_user_packages(topology)
+
+    def require_user_packages(self, topology: Topology) -> None:
+        """A user's service folder's `packages:` are never installed behind the user's back: a
+        missing one is an error naming it and the command that installs it."""
+        used = {n.service for n in topology.nodes.values()}
+        wanted = {s.name: list(s.packages) for s in self.services(topology).values() if s.user and s.name in used}
+        missing = {name: m for name, packages in wanted.items() if (m := missing_packages(packages))}
+        if missing:
+            packages = sorted({p for m in missing.values() for p in m})
+            where = "; ".join(f"{self.services(topology)[n].directory / 'service.yaml'}: {' '.join(m)}"
+                              for n, m in sorted(missing.items()))
+            folders = " ".join(f"--services {d}" for d in topology.service_dirs)
+            raise BackendError(f"the netns backend runs the host's own daemons; Debian packages your service "
+                               f"folders need are not installed ({where}). Install them with: "
+                               f"apt-get install --no-install-recommends {' '.join(packages)} "
+                               f"(or scripts/setup-host netns {folders})")
 
 
 

@@ -88,8 +88,24 @@ def assemble(trace_id: str, url: str, capture_id: str, records, client_nodes: se
     gaps = _decrypt(hops, key_log) if key_log else []
     status = next((int(keys["http_status"]) for h in reversed(hops)
                    for keys in (h.record.keys, h.decrypted.keys) if keys.get("http_status", "").isdigit()), 0)
+    story = stages(hops, client_nodes)
+    _note_timed(story, [flows[key][0] for key in opened])
     return pb.Trace(trace_id=trace_id, url=url, status=status, hops=hops, capture_id=capture_id,
-                    stages=stages(hops, client_nodes), gaps=gaps, tls_keylog=key_log.text if key_log else "")
+                    stages=story, gaps=gaps, tls_keylog=key_log.text if key_log else "")
+
+
+def _note_timed(story: list, firsts: list) -> None:
+    """Connections tied by timing alone (their node did not forward `traceparent`: a proxy whose
+    upstream was down, a service that talks to its own database or cache without it) are named
+    on the stage they fall in (server work first), so the trace says how it knows."""
+    for first in sorted(firsts, key=lambda r: r.ts_ns):
+        said = f"tied by timing, no traceparent: {first.node} {first.src} -> {first.dst}"
+        inside = [s for s in story if s.start_ns <= first.ts_ns <= s.end_ns]
+        before = [s for s in story if s.start_ns <= first.ts_ns]
+        stage = next((s for s in inside if s.name == "server work"), None) or next(iter(inside), None) \
+            or (before[-1] if before else None)
+        if stage is not None and said not in stage.note:
+            stage.note = f"{stage.note}; {said}" if stage.note else said
 
 
 def _decrypt(hops: list, key_log: KeyLog) -> list[pb.Gap]:
