@@ -4,6 +4,7 @@ before any lab is touched; a user's locustfile reaches the node with the project
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -68,27 +69,20 @@ def test_a_users_locustfile_goes_with_the_shapes_and_an_entry(tmp_path):
     assert project.written["locustfile.py"] == (load.LOADTESTS / "locustfile.py").read_text()
 
 
-def test_the_entry_makes_a_users_sessions_trust_the_lab_ca(tmp_path, monkeypatch):
+def test_the_entry_makes_a_users_sessions_trust_the_lab_ca(tmp_path):
     """Run the entry as Locust would import it: the user's classes are there and an HttpUser's
-    session verifies with the system bundle (which holds the lab CA), not certifi's."""
-    import importlib
-    import sys
-
-    from locust.clients import HttpSession
-
+    session verifies with the system bundle (which holds the lab CA), not certifi's. In a
+    Python of its own: importing Locust monkey-patches the process (gevent), which a test
+    runner's threads do not survive."""
     (tmp_path / "shapes.py").write_text((load.LOADTESTS / "shapes.py").read_text())
     (tmp_path / "user_locustfile.py").write_text(
         "from locust import HttpUser, task\n\nclass Mine(HttpUser):\n    host = 'https://api.notes.test'\n\n"
         "    @task\n    def t(self):\n        pass\n")
     (tmp_path / "hoplab_entry.py").write_text(load.USER_ENTRY)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    original = HttpSession.__init__
-    try:
-        entry = importlib.import_module("hoplab_entry")
-        assert entry.Mine.host == "https://api.notes.test" and not hasattr(entry, "Shape")
-        session = HttpSession("https://api.notes.test", request_event=None, user=None)
-        assert session.verify == load.SYSTEM_CA
-    finally:
-        HttpSession.__init__ = original
-        for name in ("hoplab_entry", "user_locustfile", "shapes"):
-            sys.modules.pop(name, None)
+    check = ("import hoplab_entry as entry\n"
+             "from locust.clients import HttpSession\n"
+             "assert entry.Mine.host == 'https://api.notes.test' and not hasattr(entry, 'Shape')\n"
+             "print(HttpSession('https://api.notes.test', request_event=None, user=None).verify)\n")
+    result = subprocess.run([sys.executable, "-c", check], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == load.SYSTEM_CA
