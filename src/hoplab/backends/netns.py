@@ -124,26 +124,27 @@ class NetnsBackend(Backend):
         route_clashes(topology, set(layout.bridges.values()))
         state = self.state_dir(lab)
         current = ((state / "lab.json").read_text(), _read(state / CODE_FILE)) if self.running(lab) else None
-        if current != (topology.runtime_json(), code_digest(self.services(topology))):
+        code = code_digest(self.services(topology))
+        if current != (topology.runtime_json(), code):
             if current is not None:
                 what = "topology" if current[0] != topology.runtime_json() else "code its nodes run"
                 progress.say(f"the {what} of lab {lab!r} changed: making it again")
             if self._state(lab) or nodeproc.lab_processes(lab) or self._links(lab):
                 progress.say(f"removing what is left of lab {lab!r}")
                 self.clean(lab, progress)
-            self._create(topology, layout, progress)
+            self._create(topology, layout, code, progress)
         self._start_services(topology, progress)
         progress.say("all nodes healthy")
         return self.status(topology)
 
-    def _create(self, topology: Topology, layout: NetnsPlan, progress: Progress) -> None:
+    def _create(self, topology: Topology, layout: NetnsPlan, code: str, progress: Progress) -> None:
         from hoplab.backends.mininet_build import Build  # Mininet only when a lab is built
 
         lab = topology.name
         state_dir = self.state_dir(lab)
         state_dir.mkdir(parents=True, exist_ok=True)
         (state_dir / "lab.json").write_text(topology.runtime_json())
-        (state_dir / CODE_FILE).write_text(code_digest(self.services(topology)))
+        (state_dir / CODE_FILE).write_text(code)
         # Journal first: a killed `up` leaves nothing `clean` cannot name.
         self._save(lab, {"lab": lab, **layout.to_json(), "nodes": {}})
         bridges = sorted(layout.bridges.values())

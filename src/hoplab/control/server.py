@@ -433,11 +433,11 @@ def _guarded(handler, refusal):
         check(context)
         yield from handler.stream_stream(requests, context)
 
-    kinds = {(False, False): (grpc.unary_unary_rpc_method_handler, unary_unary, handler.unary_unary),
-             (False, True): (grpc.unary_stream_rpc_method_handler, unary_stream, handler.unary_stream),
-             (True, False): (grpc.stream_unary_rpc_method_handler, stream_unary, handler.stream_unary),
-             (True, True): (grpc.stream_stream_rpc_method_handler, stream_stream, handler.stream_stream)}
-    make, behaviour, _ = kinds[(handler.request_streaming, handler.response_streaming)]
+    kinds = {(False, False): (grpc.unary_unary_rpc_method_handler, unary_unary),
+             (False, True): (grpc.unary_stream_rpc_method_handler, unary_stream),
+             (True, False): (grpc.stream_unary_rpc_method_handler, stream_unary),
+             (True, True): (grpc.stream_stream_rpc_method_handler, stream_stream)}
+    make, behaviour = kinds[(handler.request_streaming, handler.response_streaming)]
     return make(behaviour, request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer)
 
