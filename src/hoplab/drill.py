@@ -314,7 +314,7 @@ class Drills:
         if state and state.state == "active" and self._fault_active(state):
             raise DrillError(f"drill {state.drill!r} is still running: `hoplab drill check` or `give-up` first")
         try:
-            entry = self.chaos.inject(drill.fault, target, duration, params)
+            entry = self.chaos.inject(drill.fault, target, duration, params, owner="drill")
         except FaultError as exc:
             raise DrillError(str(exc)) from None
         self.chaos.start_reaper()

@@ -194,7 +194,16 @@ def test_restart_loses_no_order_and_no_mail(lab, node):
     # "healthy" from before the restart for a moment): still exactly one mail
     assert eventually(lambda: readable_mails(lab, subject, "alice") is not None)
     assert mails(lab, subject, user="alice") == 1
-    assert eventually(lambda: curl(lab, f"{lab.www}/order")[0] == 200)
+    assert eventually(lambda: curl(lab, f"{lab.www}/order")[0] == 200), after_restart(lab, node)
+
+
+def after_restart(lab, node):
+    """What a failed recovery looks like from the balancer, the replicas and the restarted node."""
+    said = {"lb": {s: lb_state(lab, s) for s in ("web1", "web2")}}
+    for web in ("web1", "web2"):
+        said[web] = lab.sh(web, "curl -sS -m 3 http://127.0.0.1:8080/health; ip neigh; ss -tn", check=False).stdout
+    said[node] = lab.sh(node, "ip -br addr; ip route; ss -ltn", check=False).stdout
+    return said
 
 
 def readable_mails(lab, subject, user):

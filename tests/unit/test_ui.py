@@ -522,6 +522,16 @@ def test_a_drill_started_hinted_and_given_up(drill_client, ctx):
     assert drills.chaos.active() == []
 
 
+def test_a_drills_fault_is_hidden_before_the_drill_state_is_saved(drill_client, ctx, monkeypatch):
+    client, drills = drill_client
+    seen = []
+    monkeypatch.setattr(drills, "save", lambda state: seen.append(ctx.watch.faults()))  # the watcher polls here
+    assert client.post("/api/drills/start", json={"drill": "https-refused", "duration": 60}).status_code == 200
+    assert seen == [[]] and drills.chaos.active()[0].owner == "drill"
+    other = drills.chaos.inject("port-block", "web1", 60, {"port": "8000"})
+    assert [f["id"] for f in ctx.watch.faults()] == [other.id]  # a fault of the user's stays listed
+
+
 @pytest.mark.parametrize("path, body, argv", [
     ("start", {"drill": "nope"}, ["start", "nope"]),
     ("start", {"drill": "https-refused", "from": "db"}, ["start", "https-refused", "--from", "db"]),

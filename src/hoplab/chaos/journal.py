@@ -37,6 +37,7 @@ class Entry:
     undo: list[dict]
     state: str = "active"  # active, reverted, failed
     notes: list[str] = field(default_factory=list)
+    owner: str = ""  # "drill": a drill's hidden fault, journaled so from its first instant
 
 
 class Chaos:
@@ -80,14 +81,14 @@ class Chaos:
         result = self.backend.run(self.topology, step.node, list(step.argv), timeout=30)
         return result.returncode == 0, (result.stderr or result.stdout).strip()
 
-    def inject(self, fault_name: str, target: str, duration: float, params: dict) -> Entry:
+    def inject(self, fault_name: str, target: str, duration: float, params: dict, owner: str = "") -> Entry:
         """Check every argument and plan (`faults.prepare`: nothing has run if it refuses), record
         the undo, then act."""
         request = prepare(self.topology, fault_name, target, duration, params)
         node, iface, values, plan, fault = request.node, request.iface, request.values, request.plan, request.fault
         now = time.time()
         entry = Entry(secrets.token_hex(4), fault_name, node, iface, values, plan.symptom, now,
-                      now + duration, [s.to_json() for s in plan.undo])
+                      now + duration, [s.to_json() for s in plan.undo], owner=owner)
         with self._locked() as entries:  # the undo is on disk before anything acts
             clash = next((e for e in entries if e.state == "active" and e.node == node
                           and CATALOGUE[e.fault].claims == fault.claims), None)

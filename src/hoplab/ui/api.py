@@ -243,4 +243,4 @@ def active_faults(chaos) -> list[dict]:
         chaos.revert_expired()
         active = chaos.active()
     return [{"id": e.id, "fault": e.fault, "node": e.node, "iface": e.iface, "params": e.params,
-             "symptom": e.symptom, "started": e.started, "deadline": e.deadline} for e in active]
+             "symptom": e.symptom, "started": e.started, "deadline": e.deadline, "owner": e.owner} for e in active]
