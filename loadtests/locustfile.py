@@ -11,7 +11,7 @@ import random
 import locust.stats
 from locust import HttpUser, between, task
 
-from shapes import SHAPES
+from shapes import SHAPES, open_model
 
 BUYERS = ("buyer", "alice", "bob")  # the lab's mailboxes
 PRODUCTS = range(1, 11)
@@ -65,3 +65,4 @@ class Shopper(LabUser):
 shape = SHAPES.get(os.environ.get("HOPLAB_SHAPE", ""))
 if shape is not None:
     Shape = shape  # the one LoadTestShape Locust finds in this module
+open_model(globals())

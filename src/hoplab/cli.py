@@ -134,14 +134,17 @@ def parse_params(items: list[str]) -> dict[str, str]:
 
 def check_load(topology: spec.Topology, *, users: int, rate: float, seconds: int, shape: str | None = None,
                workers: int = 0, node: str | None = None, slo: Path | None = None,
-               locustfile: Path | None = None) -> None:
+               locustfile: Path | None = None, arrival_rate: float = 0) -> None:
     """`hoplab load`'s bounds: the first one a value breaks, as `--OPTION: ...`."""
-    from hoplab.load import SHAPE_NAMES
+    from hoplab.load import OPEN_SHAPE, SHAPE_NAMES
 
     clients = [n.name for n in topology.nodes_of("client")]
     checks = [(users < 1 or users > 5000, f"--users: {users} is outside 1..5000"),
-              (rate <= 0 or rate > 1000, f"--rate: {rate} is outside (0, 1000]"),
-              (seconds < 1 or seconds > 3600, f"--time: {seconds} is outside 1..3600 seconds"),
+              (rate <= 0 or rate > 1000, f"--spawn-rate: {rate} is outside (0, 1000]"),
+              (seconds < 1 or seconds > 3600, f"--run-time: {seconds} s is outside 1 s..1h"),
+              (shape == OPEN_SHAPE and not 0 < arrival_rate <= 10000,
+               f"--arrival-rate: the open shape needs a rate in (0, 10000] tasks/s (given {arrival_rate:g})"),
+              (shape != OPEN_SHAPE and arrival_rate != 0, "--arrival-rate: only the open shape (--shape open) takes it"),
               (workers < 0 or workers > 16, f"--workers: {workers} is outside 0..16"),
               (shape is not None and shape not in SHAPE_NAMES,
                f"--shape: unknown shape {shape!r} (shapes: {', '.join(SHAPE_NAMES)})"),
@@ -449,14 +452,32 @@ class Trace(Command):
         return 0
 
 
+def timespan(text: str) -> int:
+    """argparse type for Locust's run-time syntax (its error names the option)."""
+    from hoplab.load import parse_timespan
+
+    try:
+        return parse_timespan(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 class Load(Command):
     name, help = "load", "run Locust headless from lab clients; reports in reports/<timestamp>/, exit 1 on an SLO breach"
 
     def add_arguments(self, parser):
-        parser.add_argument("--users", type=int, default=10, help="concurrent users (default 10)")
-        parser.add_argument("--rate", type=float, default=5, help="users started per second (default 5)")
-        parser.add_argument("--time", type=int, default=30, help="seconds, the run's bound (default 30)")
-        parser.add_argument("--shape", help="a load shape from loadtests/shapes.py: steady, step, spike")
+        # Locust's option names (-u, -r, --run-time; -t stays every verb's --topology), with
+        # hoplab's first names kept as aliases
+        parser.add_argument("-u", "--users", type=int, default=10, help="concurrent users (default 10)")
+        parser.add_argument("-r", "--spawn-rate", "--rate", dest="rate", type=float, default=5,
+                            help="users started per second (default 5)")
+        parser.add_argument("--run-time", "--time", dest="time", type=timespan, default=30,
+                            help="the run's bound in Locust's units: 90, 30s, 5m, 1h30m (default 30s)")
+        parser.add_argument("--shape", help="a load shape from loadtests/shapes.py: steady, step, spike (closed "
+                                            "models), open (a constant arrival rate: --arrival-rate)")
+        parser.add_argument("--arrival-rate", type=float, default=0,
+                            help="tasks started per second across the users, whatever the answers' pace "
+                                 "(--shape open only)")
         parser.add_argument("--workers", type=int, default=0, help="Locust workers on client nodes (distributed)")
         parser.add_argument("--from", dest="node", help="the client node that runs Locust (default: the first)")
         parser.add_argument("--slo", type=Path, help="SLO thresholds (default loadtests/slo.yaml)")
@@ -471,15 +492,17 @@ class Load(Command):
 
         topology = self.topology(args)
         check_load(topology, users=args.users, rate=args.rate, seconds=args.time, shape=args.shape,
-                   workers=args.workers, node=args.node, slo=args.slo, locustfile=args.locustfile)
+                   workers=args.workers, node=args.node, slo=args.slo, locustfile=args.locustfile,
+                   arrival_rate=args.arrival_rate)
         if args.host is not None:
             check_lab_url(topology, args.host, "--host")
         options = LoadOptions(users=args.users, rate=args.rate, seconds=args.time, shape=args.shape,
                               workers=args.workers, node=args.node, slo=args.slo or DEFAULT_SLO,
                               no_cache=args.no_cache, locustfile=args.locustfile or topology.locustfile,
-                              host=args.host.rstrip("/") if args.host else None)
+                              host=args.host.rstrip("/") if args.host else None, arrival_rate=args.arrival_rate)
         result = run_load(make_backend(args.backend), topology, options, Progress())
         total = result.summary["total"]
+        print(f"model: {result.summary['model']['said']}")
         print(f"{'ENDPOINT':<28}{'REQS':>8}{'FAILS':>7}{'REQ/S':>9}{'P50':>8}{'P95':>8}{'P99':>8}")
         for row in [*result.summary["endpoints"], total]:
             print(f"{row['name'] if row is not total else 'all':<28}{row['requests']:>8}"

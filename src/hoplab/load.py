@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -61,18 +62,43 @@ def _trusting_the_lab(self, *args, **kwargs):
 
 HttpSession.__init__ = _trusting_the_lab
 
-from shapes import SHAPES  # noqa: E402
+from shapes import SHAPES, open_model  # noqa: E402
 from {USER_MODULE} import *  # noqa: E402,F401,F403  (your User classes)
 
 _shape = SHAPES.get(os.environ.get("HOPLAB_SHAPE", ""))
 if _shape is not None:
     Shape = _shape
+open_model(globals())
 """
 KEY_LOG = "tls-keys.log"  # SSLKEYLOGFILE of the users on the master node (NSS key log format)
 REPORT_FILES = ("run_stats.csv", "run_failures.csv", "run_stats_history.csv", "report.html", KEY_LOG)
-SHAPE_NAMES = ("steady", "step", "spike")  # loadtests/shapes.py's SHAPES (a unit test keeps them equal)
+SHAPE_NAMES = ("steady", "step", "spike", "open")  # loadtests/shapes.py's SHAPES (a unit test keeps them equal)
+OPEN_SHAPE = "open"
+TIMESPAN = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 HEALTHY_WAIT_S = 120
 GRACE_S = 90  # past the run's own time bound, before the run is given up
+
+
+def parse_timespan(text: str) -> int:
+    """Seconds from Locust's run-time syntax: 90, 30s, 5m, 1h30m, 1h2m3s. ValueError otherwise."""
+    text = text.strip()
+    if text.isascii() and text.isdigit():
+        return int(text)
+    match = TIMESPAN.fullmatch(text) if text.isascii() else None
+    if not text or match is None or not any(match.groups()):
+        raise ValueError(f"{text!r} is not a time span (90, 30s, 5m, 1h30m)")
+    hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def load_model(options: "LoadOptions") -> dict:
+    """Which load model ran, as the report says it: closed (each user waits for its answer
+    before asking again) or open (arrivals at a constant rate, whatever the answers' pace)."""
+    if options.shape == OPEN_SHAPE:
+        return {"model": "open", "arrival_rate": options.arrival_rate, "users": options.users,
+                "said": f"open: {options.arrival_rate:g} tasks/s arriving from a pool of {options.users} users"}
+    return {"model": "closed", "users": options.users,
+            "said": f"closed: {options.users} users, each waiting for its answer before the next request"}
 
 
 @dataclass
@@ -87,6 +113,7 @@ class LoadOptions:
     no_cache: bool = False  # bust the edge's cache on every cacheable request
     locustfile: Path | None = None  # a user's locustfile (its User classes set `host`) instead of loadtests/
     host: str | None = None  # --host for Locust (default for the project's locustfile: https://www.<domain>)
+    arrival_rate: float = 0  # tasks/s under the open shape
 
 
 @dataclass
@@ -160,7 +187,8 @@ def run_load(backend: Backend, topology: Topology, options: LoadOptions, progres
         _put(backend, topology, node, options.locustfile)
     env = ["env", f"HOPLAB_DOMAIN={topology.domain.name}",
            f"HOPLAB_USERS={options.users}", f"HOPLAB_RATE={options.rate}", f"HOPLAB_TIME={options.seconds}",
-           f"HOPLAB_SHAPE={options.shape or ''}", f"HOPLAB_CACHE_BUST={'1' if options.no_cache else ''}",
+           f"HOPLAB_SHAPE={options.shape or ''}", f"HOPLAB_ARRIVAL_RATE={options.arrival_rate:g}",
+           f"HOPLAB_CACHE_BUST={'1' if options.no_cache else ''}",
            # the TLS session keys of the run, as browsers log them: a capture of it can be read
            f"SSLKEYLOGFILE={REMOTE}/out/{KEY_LOG}",
            # the system's bundle, which trusts the lab CA (Locust's requests would use certifi's):
@@ -186,7 +214,8 @@ def run_load(backend: Backend, topology: Topology, options: LoadOptions, progres
                                       daemon=True)
             thread.start()
             workers.append(thread)
-    progress.say(f"locust on {master}: {options.users} users, {options.rate}/s, {options.seconds} s"
+    progress.say(f"locust on {master}: {load_model(options)['said']}, {options.rate:g} users/s spawned, "
+                 f"{options.seconds} s"
                  + (f", shape {options.shape}" if options.shape else "")
                  + (f", {options.workers} workers" if options.workers else ""))
     result = backend.run(topology, master, argv, timeout=options.seconds + GRACE_S)
@@ -205,7 +234,9 @@ def run_load(backend: Backend, topology: Topology, options: LoadOptions, progres
     summary["options"] = {"users": options.users, "rate": options.rate, "seconds": options.seconds,
                           "shape": options.shape, "workers": options.workers, "node": master,
                           "no_cache": options.no_cache,
-                          "locustfile": str(options.locustfile or LOADTESTS / "locustfile.py"), "host": host}
+                          "locustfile": str(options.locustfile or LOADTESTS / "locustfile.py"), "host": host,
+                          "arrival_rate": options.arrival_rate}
+    summary["model"] = load_model(options)
     breaches = check_slo(summary, options.slo)
     summary["slo"] = {"file": str(options.slo), "breaches": breaches, "met": not breaches}
     (report_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

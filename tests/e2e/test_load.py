@@ -1,5 +1,6 @@
 """Short, bounded Locust runs from inside the lab."""
 
+import csv
 import json
 from pathlib import Path
 
@@ -27,8 +28,11 @@ def report_dir(result) -> Path:
 
 def test_a_short_run_reports_and_every_order_lands(lab):
     before = order_count(lab)
-    result = load(lab, "--users", "6", "--rate", "6", "--time", "10")
+    result = load(lab, "-u", "6", "--spawn-rate", "6", "--run-time", "10s")  # Locust's names and units
     reports = report_dir(result)
+    history = list(csv.DictReader((reports / "run_stats_history.csv").open()))
+    seconds = int(history[-1]["Timestamp"]) - int(history[0]["Timestamp"])
+    assert 8 <= seconds <= 16, seconds  # 10s: ten seconds, plus at most the 5 s users get to stop
     for name in ("run_stats.csv", "run_failures.csv", "run_stats_history.csv", "report.html", "summary.json"):
         assert (reports / name).stat().st_size > 0, name
     summary = json.loads((reports / "summary.json").read_text())
@@ -47,9 +51,12 @@ def test_a_short_run_reports_and_every_order_lands(lab):
 def test_an_impossible_slo_fails_the_run(lab, tmp_path):
     slo = tmp_path / "slo.yaml"
     slo.write_text("max_p95_ms: 0.001\n")
-    result = load(lab, "--users", "2", "--rate", "2", "--time", "4", "--slo", str(slo), check=False)
+    result = load(lab, "--users", "2", "--rate", "2", "--time", "4", "--shape", "open", "--arrival-rate", "4",
+                  "--slo", str(slo), check=False)
     assert result.returncode == 1
     assert "SLO breached: p95" in result.stderr
+    assert "model: open: 4 tasks/s arriving from a pool of 2 users" in result.stdout
+    assert json.loads((report_dir(result) / "summary.json").read_text())["model"]["model"] == "open"
 
 
 def test_a_shape_with_distributed_workers(lab):

@@ -86,3 +86,63 @@ def test_the_entry_makes_a_users_sessions_trust_the_lab_ca(tmp_path):
     result = subprocess.run([sys.executable, "-c", check], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == load.SYSTEM_CA
+
+
+@pytest.mark.parametrize("text, seconds", [("90", 90), ("30s", 30), ("5m", 300), ("1h30m", 5400), ("1h2m3s", 3723),
+                                           ("2h", 7200), (" 10s ", 10)])
+def test_run_time_takes_locusts_units(text, seconds):
+    assert load.parse_timespan(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "s", "10x", "1.5m", "-10s", "10s5m", "1h 30m", "١٠", "10 s", "m5", "0x10"])
+def test_a_run_time_locust_would_not_take_is_refused(text):
+    with pytest.raises(ValueError, match="is not a time span"):
+        load.parse_timespan(text)
+
+
+@pytest.mark.parametrize("args, said", [
+    (["--time", "10x"], "argument --run-time/--time: '10x' is not a time span"),
+    (["--run-time", "2h"], "--run-time: 7200 s is outside 1 s..1h"),
+    (["--spawn-rate", "0"], "--spawn-rate: 0.0 is outside (0, 1000]"),
+    (["--rate", "0"], "--spawn-rate: 0.0 is outside (0, 1000]"),
+    (["--shape", "open"], "--arrival-rate: the open shape needs a rate in (0, 10000] tasks/s (given 0)"),
+    (["--arrival-rate", "5"], "--arrival-rate: only the open shape (--shape open) takes it"),
+])
+def test_locust_option_names_and_their_errors(capsys, args, said):
+    try:
+        status = cli.main(["load", "--backend", "docker", *args])
+    except SystemExit as exc:  # argparse's own refusal of a value its type rejects
+        status = exc.code
+    assert status == 2
+    assert said in capsys.readouterr().err
+
+
+def test_the_open_shape_paces_every_user_class_to_the_arrival_rate(tmp_path):
+    """The open model as Locust imports it (a Python of its own: gevent): all users at once,
+    each starting a task every USERS / ARRIVAL_RATE seconds; closed shapes keep the classes'
+    own waits."""
+    (tmp_path / "shapes.py").write_text((load.LOADTESTS / "shapes.py").read_text())
+    (tmp_path / "user_locustfile.py").write_text(
+        "from locust import HttpUser, between, task\n\nclass Mine(HttpUser):\n    wait_time = between(1, 2)\n"
+        "    @task\n    def t(self):\n        pass\n")
+    (tmp_path / "hoplab_entry.py").write_text(load.USER_ENTRY)
+    check = ("import hoplab_entry as entry\n"  # constant_pacing(s) and between(a, b) keep their figures in a closure (b, a)
+             "wait = entry.Mine.wait_time\n"
+             "print(wait.__qualname__.split('.')[0], *[c.cell_contents for c in wait.__closure__ or ()\n"
+             "      if isinstance(c.cell_contents, (int, float))], getattr(entry, 'Shape', type).__name__)\n")
+
+    def run(**env):
+        import os
+        result = subprocess.run([sys.executable, "-c", check], cwd=tmp_path, capture_output=True, text=True,
+                                timeout=120, env={**os.environ, **env})
+        assert result.returncode == 0, result.stderr
+        return result.stdout.split()
+
+    assert run(HOPLAB_SHAPE="open", HOPLAB_USERS="8", HOPLAB_ARRIVAL_RATE="4") == ["constant_pacing", "2.0", "Open"]
+    assert run(HOPLAB_SHAPE="steady", HOPLAB_USERS="8", HOPLAB_ARRIVAL_RATE="0") == ["between", "2", "1", "Steady"]
+
+
+def test_the_report_says_which_model_ran():
+    assert load.load_model(load.LoadOptions(shape="open", users=20, arrival_rate=10))["model"] == "open"
+    closed = load.load_model(load.LoadOptions(shape="spike", users=20))
+    assert closed["model"] == "closed" and "waiting for its answer" in closed["said"]

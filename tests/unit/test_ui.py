@@ -429,7 +429,9 @@ def test_a_load_run_is_watched_live_then_gives_its_verdict_and_report(load_clien
     ({"users": 0}, ["--users", "0"]), ({"users": 6000}, ["--users", "6000"]), ({"rate": 0}, ["--rate", "0"]),
     ({"rate": 1001.5}, ["--rate", "1001.5"]), ({"time": 0}, ["--time", "0"]), ({"time": 99999}, ["--time", "99999"]),
     ({"workers": 17}, ["--workers", "17"]), ({"shape": "tsunami"}, ["--shape", "tsunami"]),
-    ({"from": "db"}, ["--from", "db"]),
+    ({"from": "db"}, ["--from", "db"]), ({"shape": "open"}, ["--shape", "open"]),
+    ({"arrival_rate": 5}, ["--arrival-rate", "5"]), ({"shape": "open", "arrival_rate": 20000},
+                                                     ["--shape", "open", "--arrival-rate", "20000"]),
 ])
 def test_a_bad_load_parameter_gets_the_clis_sentence(load_client, body, argv, capsys):
     client, runner = load_client

@@ -127,7 +127,7 @@ class LoadRunner:
                             "deadline": now + options.seconds,
                             "options": {"users": options.users, "rate": options.rate, "seconds": options.seconds,
                                         "shape": options.shape, "workers": options.workers,
-                                        "no_cache": options.no_cache},
+                                        "no_cache": options.no_cache, "arrival_rate": options.arrival_rate},
                             "live": None, "series": [], "said": [], "summary": None, "slo": None,
                             "report": None, "error": ""}
             self.version += 1
@@ -215,15 +215,18 @@ def routes_for(ctx):
     @handled("load")
     async def start(request: Request) -> Response:
         body = await json_body(request, {"users": int, "rate": (int, float), "time": int, "shape": str,
-                                         "workers": int, "from": str, "no_cache": bool})
+                                         "workers": int, "from": str, "no_cache": bool,
+                                         "arrival_rate": (int, float)})
         users = defaults.users if body["users"] is None else body["users"]
         rate = float(defaults.rate if body["rate"] is None else body["rate"])  # as argparse's type=float
         seconds = defaults.seconds if body["time"] is None else body["time"]
         workers = body["workers"] or 0
+        arrival_rate = float(body["arrival_rate"] or 0)
         cli.check_load(ctx.topology, users=users, rate=rate, seconds=seconds, shape=body["shape"], workers=workers,
-                       node=body["from"])
+                       node=body["from"], arrival_rate=arrival_rate)
         options = LoadOptions(users=users, rate=rate, seconds=seconds, shape=body["shape"], workers=workers,
-                              node=body["from"], slo=DEFAULT_SLO, no_cache=bool(body["no_cache"]))
+                              node=body["from"], slo=DEFAULT_SLO, no_cache=bool(body["no_cache"]),
+                              arrival_rate=arrival_rate)
         view = ctx.load.start(options, body["from"] or clients[0])
         if view is None:
             raise Refused(409, REFUSED_WHILE_RUNNING)

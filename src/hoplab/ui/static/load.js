@@ -46,7 +46,7 @@ export class LoadPage {
     const body = { users: this.value("#load-users"), rate: this.value("#load-rate"),
       time: this.value("#load-time"), shape: $("#load-shape").value || null,
       workers: this.value("#load-workers"), from: $("#load-from").value || null,
-      no_cache: $("#load-no-cache").checked };
+      no_cache: $("#load-no-cache").checked, arrival_rate: this.value("#load-arrival-rate") };
     $("#load-start").disabled = true;
     try {
       this.show({ run: await api("/api/load/start", { json: body }) });
@@ -66,7 +66,7 @@ export class LoadPage {
     const active = ["starting", "running"].includes(run.state);
     $("#load-start").disabled = active;
     const o = run.options;
-    const what = `${o.users} users, ${o.rate}/s, ${o.seconds} s${o.shape ? ", shape " + o.shape : ""}${o.workers ? `, ${o.workers} workers` : ""} from ${run.node}`;
+    const what = `${o.users} users, ${o.rate}/s, ${o.seconds} s${o.shape ? ", shape " + o.shape : ""}${o.arrival_rate ? `, ${o.arrival_rate} arrivals/s` : ""}${o.workers ? `, ${o.workers} workers` : ""} from ${run.node}`;
     const state = $("#load-state");
     state.dataset.state = run.state;
     state.className = run.state === "failed" ? "error" : "muted";
