@@ -151,6 +151,9 @@ def main() -> None:
     png = folder / "up-scaling.png"
     plot(scaling, png, f"bring-up of {topology.name!r} by web replicas (median of {args.runs})")
     quiet([*HOPLAB, "up", "-q", *t])  # leave the lab running, as `make up` would
+    status = json.loads(subprocess.run([*HOPLAB, "status", "--json", *t], capture_output=True, text=True,
+                                       check=True).stdout)
+    memory = {n["node"]: n["memory_bytes"] for n in status["nodes"]}
 
     results.update(warm_hoplab=warm, warm_compose=plain, backends=per_backend,
                    scaling={b: {str(c): v for c, v in p.items()} for b, p in scaling_raw.items()})
@@ -163,6 +166,7 @@ def main() -> None:
         "warm_median_s_by_backend": {b: statistics.median(v) for b, v in per_backend.items()},
         "scaling_median_s": {b: {str(c): v for c, v in p.items()} for b, p in scaling.items()},
         "scaling_png": str(png),
+        "memory_total_bytes": status["memory_bytes"], "memory_bytes_by_node": memory,
         "raw": results,
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -174,6 +178,8 @@ def main() -> None:
     print(f"  warm hoplab up                      {summary['warm_hoplab_median_s']:8.2f} s")
     print(f"  warm docker compose up --wait       {summary['warm_compose_median_s']:8.2f} s")
     print(f"  ratio hoplab / compose              {summary['ratio_hoplab_over_compose']:8.2f}")
+    print(f"  memory of the running lab (Pss)     {status['memory_bytes'] / 2**20:8.0f} MiB (goal <= 1024): "
+          + ", ".join(f"{node} {size / 2**20:.0f}" for node, size in sorted(memory.items(), key=lambda kv: -kv[1])))
     medians = summary["warm_median_s_by_backend"]
     for backend in backends:
         print(f"  warm hoplab up --backend {backend:<10} {medians[backend]:8.2f} s"

@@ -185,15 +185,22 @@ class Command:
         return args.loaded_topology
 
 
-def print_table(statuses: list[NodeStatus], stream=None) -> None:
+def print_table(statuses: list[NodeStatus], stream=None, memory: dict[str, int] | None = None) -> None:
+    """The nodes as a table; with `memory` (bytes per node), a MEMORY column and the lab's total."""
+    from hoplab.memory import mib
+
     stream = stream or sys.stdout
-    rows = [("NODE", "SERVICE", "STATE", "HEALTH", "ADDRESSES")]
+    rows = [("NODE", "SERVICE", "STATE", "HEALTH", *(("MEMORY",) if memory is not None else ()), "ADDRESSES")]
     for s in statuses:
         addresses = ", ".join(f"{iface} {addr}" for iface, addr in sorted(s.addresses.items())) or "-"
-        rows.append((s.node, s.service, s.state, s.health, addresses))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        used = ((mib(memory[s.node]) if s.node in memory else "-",) if memory is not None else ())
+        rows.append((s.node, s.service, s.state, s.health, *used, addresses))
+    columns = len(rows[0]) - 1
+    widths = [max(len(r[i]) for r in rows) for i in range(columns)]
     for row in rows:
-        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4], file=stream)
+        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:columns])) + "  " + row[-1], file=stream)
+    if memory is not None:
+        print(f"lab total: {mib(sum(memory.values()))} (Pss of every process in the lab's nodes)", file=stream)
 
 
 class Up(Command):
@@ -226,13 +233,18 @@ class Status(Command):
         parser.add_argument("--json", action="store_true", help="print JSON")
 
     def run(self, args):
+        from hoplab.memory import node_memory
+
         topology = self.topology(args)
-        statuses = make_backend(args.backend).status(topology)
+        backend = make_backend(args.backend)
+        statuses = backend.status(topology)
+        memory = node_memory(backend.node_pids(topology))
         if args.json:
             print(json.dumps({"lab": topology.name, "backend": args.backend,
-                              "nodes": [s.to_json() for s in statuses]}, indent=2))
+                              "nodes": [{**s.to_json(), "memory_bytes": memory.get(s.node)} for s in statuses],
+                              "memory_bytes": sum(memory.values())}, indent=2))
         else:
-            print_table(statuses)
+            print_table(statuses, memory=memory)
         return 0
 
 

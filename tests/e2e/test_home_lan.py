@@ -129,6 +129,13 @@ def test_status_json_is_machine_readable(lab):
     data = json.loads(lab.hoplab("status", "--json").stdout)
     assert data["lab"] == lab.name and data["backend"] == lab.backend
     assert {"node", "service", "state", "health", "addresses", "id"} <= set(data["nodes"][0])
+    # each node's memory, the processes in its namespace: a database holds more than nothing,
+    # and the nodes add up to the lab's total
+    memory = {n["node"]: n["memory_bytes"] for n in data["nodes"]}
+    assert memory["db"] > 2**20 and all(m > 0 for m in memory.values()), memory
+    assert data["memory_bytes"] == sum(memory.values())
+    text = lab.hoplab("status").stdout
+    assert "MEMORY" in text.splitlines()[0] and "lab total: " in text
 
 
 def test_the_backend_in_use_is_named_without_asking(lab):
