@@ -614,3 +614,18 @@ def test_a_hops_links_are_the_way_from_its_checker_to_it(topology):
 
     assert hop_links(topology, "client", "cache") == ["client|home", "router|home", "router|internet", "cache|internet"]
     assert hop_links(topology, "client", "client") == [] and hop_links(topology, "client", "nope") == []
+
+
+def test_a_finished_runs_chart_holds_every_second_of_its_history(tmp_path):
+    from hoplab.ui.load import whole_history
+
+    header = ("Timestamp,User Count,Type,Name,Requests/s,Failures/s,50%,66%,75%,80%,90%,95%,98%,99%,99.9%,99.99%,"
+              "100%,Total Request Count,Total Failure Count\n")
+    rows = "".join(f"{100 + i},2,GET,GET /,1.0,0.0,5,5,5,5,5,5,5,5,5,5,5,{i},0\n"
+                   f"{100 + i},2,,Aggregated,{i}.5,0.0,{i},6,7,8,9,{10 + i},11,12,13,14,15,{2 * i},0\n"
+                   for i in range(5))
+    history = tmp_path / "run_stats_history.csv"
+    history.write_text(header + rows)
+    sampled = [{"t": 102, "rps": 2.5}]  # the live watcher caught one second of five
+    assert [row["t"] for row in whole_history(history, sampled)] == [100, 101, 102, 103, 104]
+    assert whole_history(tmp_path / "none.csv", sampled) == sampled
