@@ -67,6 +67,6 @@ def test_a_shape_with_distributed_workers(lab):
 
 def test_bad_arguments_are_refused_before_any_load(lab):
     for args, word in ((["--shape", "tsunami"], "--shape"), (["--users", "0"], "--users"),
-                       (["--from", "db"], "--from"), (["--time", "99999"], "--time")):
+                       (["--from", "db"], "--from"), (["--time", "99999"], "--run-time")):
         result = load(lab, *args, check=False)
         assert result.returncode == 2 and word in result.stderr
