@@ -372,6 +372,11 @@ class Graph(Command):
         return 0
 
 
+def timeout(args) -> dict:
+    """--max-time for visit(), when given (else its own default)."""
+    return {} if args.max_time is None else {"max_time": args.max_time}
+
+
 class Visit(Command):
     name, help = "visit", "load a URL from a lab client and report each phase, the replica and the cache"
 
@@ -381,10 +386,14 @@ class Visit(Command):
         parser.add_argument("--json", action="store_true", help="print JSON")
         parser.add_argument("--trace", action="store_true", help="capture on every node and print the hop table")
         parser.add_argument("--renew", action="store_true", help="renew the client's DHCP lease first (implies --trace)")
+        parser.add_argument("--max-time", type=float, metavar="SECONDS",
+                            help="curl's bound on the whole page load, 1..120 (default: hoplab.visit.TIMEOUT_S, 15)")
 
     def check(self, args):
         visit_client(self.topology(args), args.node)
         check_url(args.url)
+        if args.max_time is not None and not 1 <= args.max_time <= 120:
+            raise UsageError(f"--max-time: {args.max_time:g} is outside 1..120 seconds")
 
     def run(self, args):
         from hoplab.visit import traced_visit, visit
@@ -395,7 +404,7 @@ class Visit(Command):
         if args.trace or args.renew:
             from hoplab.trace import render
 
-            result, trace = traced_visit(backend, topology, args.url, node, renew=args.renew)
+            result, trace = traced_visit(backend, topology, args.url, node, renew=args.renew, **timeout(args))
             if args.json:
                 print(json.dumps({"visit": result.to_json(), "trace": render.to_json(trace)}, indent=2))
             else:
@@ -403,7 +412,7 @@ class Visit(Command):
             for line in render.gaps_text(trace):  # a trace that misses packets is no success
                 print(f"hoplab visit: {line}", file=sys.stderr)
             return 0 if result.ok and not trace.gaps else 1
-        result = visit(backend, topology, args.url, node)
+        result = visit(backend, topology, args.url, node, **timeout(args))
         print(json.dumps(result.to_json(), indent=2) if args.json else result.render())
         return 0 if result.ok else 1
 

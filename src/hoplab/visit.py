@@ -109,7 +109,8 @@ def new_trace_id() -> str:
 
 
 def visit(backend: Backend, topology: Topology, url: str, node: str, trace_id: str | None = None,
-          key_log: str | None = None, curl_args: tuple[str, ...] = (), body_path: str | None = None) -> Visit:
+          key_log: str | None = None, curl_args: tuple[str, ...] = (), body_path: str | None = None,
+          max_time: float = TIMEOUT_S) -> Visit:
     """One page load; with `key_log` (a path in the node), curl logs its TLS session keys there
     (SSLKEYLOGFILE, as browsers do). `curl_args` go before the URL (a method, headers, a body:
     the pytest plugin's visits of an API); with `body_path` the answer's body is kept there."""
@@ -118,9 +119,9 @@ def visit(backend: Backend, topology: Topology, url: str, node: str, trace_id: s
     # -v: curl says why a connect failed only there ("* connect to ADDR port N failed: Connection
     # refused", the socket's own strerror); its exit code and message do not tell refused from unreachable
     argv = [*(["env", f"SSLKEYLOGFILE={key_log}"] if key_log else []), "curl", "-sS", "-v", "-o", body_path or "/dev/null",
-            "--max-time", str(TIMEOUT_S), "-H", f"traceparent: {traceparent}",
+            "--max-time", f"{max_time:g}", "-H", f"traceparent: {traceparent}",
             "-w", f"%{{json}}\n{_SEPARATOR}\n%{{header_json}}", *curl_args, url]
-    result = backend.run(topology, node, argv, timeout=TIMEOUT_S + 10)
+    result = backend.run(topology, node, argv, timeout=max_time + 10)
     finished_at = time.time()
     metrics_text, _, headers_text = result.stdout.partition(f"\n{_SEPARATOR}\n")
     try:
@@ -195,7 +196,7 @@ def collect_key_log(backend: Backend, topology: Topology, node: str, path: str) 
 
 
 def traced_visit(backend: Backend, topology: Topology, url: str, node: str, renew: bool = False,
-                 curl_args: tuple[str, ...] = (), body_path: str | None = None):
+                 curl_args: tuple[str, ...] = (), body_path: str | None = None, max_time: float = TIMEOUT_S):
     """A visit with every node capturing and the host's kernel watching for drops; returns the
     visit and its assembled trace."""
     from hoplab.control.client import ControlClient
@@ -212,7 +213,7 @@ def traced_visit(backend: Backend, topology: Topology, url: str, node: str, rene
                 forget_neighbours(backend, topology, node)
                 renew_lease(backend, topology, node)
             result = visit(backend, topology, url, node, trace_id, key_log=key_log_path(trace_id),
-                           curl_args=curl_args, body_path=body_path)
+                           curl_args=curl_args, body_path=body_path, max_time=max_time)
             status = result.status
             time.sleep(SETTLE_S)
     finally:

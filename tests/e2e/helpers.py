@@ -35,7 +35,10 @@ OTHER = {"docker": "netns", "netns": "docker"}  # each backend's counterpart
 # runs the shipped topologies; the netns suite their twins (`twin`): the same networks, nodes
 # and data subnets under another lab name and management subnet, since the host holds an
 # address on every management bridge and on no data bridge.
-TWINS = {LAB_TOPOLOGY: ("nlab", "172.31.253.0/24"), DUO_TOPOLOGY: ("nduo", "172.30.253.0/26")}
+EXAMPLE = TOPOLOGY_DIR.parent / "examples" / "own-service"
+EXAMPLE_TOPOLOGY = EXAMPLE / "notes.yaml"
+TWINS = {LAB_TOPOLOGY: ("nlab", "172.31.253.0/24"), DUO_TOPOLOGY: ("nduo", "172.30.253.0/26"),
+         EXAMPLE_TOPOLOGY: ("nnotes", "172.29.253.0/26")}
 TWIN_DIR = BUILD_DIR / "test-topologies"
 
 
@@ -71,6 +74,11 @@ def twin(path: Path, name: str, management: str) -> Path:
     old, new = ipaddress.IPv4Network(data["management"]["subnet"]), ipaddress.IPv4Network(management)
     offset = int(ipaddress.IPv4Address(data["management"]["control"])) - int(old.network_address)
     data["name"] = name
+    # paths in the topology are relative to its file: the twin lives elsewhere
+    if "service_dirs" in data:
+        data["service_dirs"] = [str((path.parent / d).resolve()) for d in data["service_dirs"]]
+    if "locustfile" in data.get("load", {}):
+        data["load"]["locustfile"] = str((path.parent / data["load"]["locustfile"]).resolve())
     data["management"]["subnet"] = str(new)
     data["management"]["control"] = str(new.network_address + offset)
     TWIN_DIR.mkdir(parents=True, exist_ok=True)
@@ -99,7 +107,7 @@ def all_lab_subnets() -> list[str]:
 
 def suite_labs(backend: str) -> set[str]:
     """The lab names a backend's suite makes."""
-    return {"lab", "duo"} if backend == "docker" else {name for name, _ in TWINS.values()}
+    return {"lab", "duo", "notes"} if backend == "docker" else {name for name, _ in TWINS.values()}
 
 
 def concurrent_labs(backend: str) -> set[str]:

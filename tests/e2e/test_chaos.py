@@ -264,7 +264,8 @@ def test_killed_cli_then_status_reverts(lab):
 def test_a_partition_shows_the_kernels_drops_in_the_trace_and_diagnose_cites_them(lab):
     # cache <-> lb cut by a firewall rule: the kernel says which rule dropped what, and where.
     inject(lab, "partition-two-way", "cache", "peer=lb")
-    result = hoplab("visit", f"{lab.www}/order", "--trace", "--json", "--topology", lab.path, check=False)
+    result = hoplab("visit", f"{lab.www}/order", "--trace", "--json", "--max-time", "6", "--topology", lab.path,
+                    check=False)
     visit, trace = json.loads(result.stdout)["visit"], json.loads(result.stdout)["trace"]
     # The client got the edge's 504 (nginx gave up connecting), and the visit names the packet
     # that carried it; or, when the edge sent the request on a connection it already held to the

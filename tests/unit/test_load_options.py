@@ -146,3 +146,9 @@ def test_the_report_says_which_model_ran():
     assert load.load_model(load.LoadOptions(shape="open", users=20, arrival_rate=10))["model"] == "open"
     closed = load.load_model(load.LoadOptions(shape="spike", users=20))
     assert closed["model"] == "closed" and "waiting for its answer" in closed["said"]
+
+
+@pytest.mark.parametrize("value", ["0", "0.5", "121", "nan"])
+def test_a_visits_max_time_out_of_bounds_is_refused(capsys, value):
+    assert cli.main(["visit", "--backend", "docker", "https://www.example.test/", "--max-time", value]) == 2
+    assert f"--max-time: {float(value):g} is outside 1..120 seconds" in capsys.readouterr().err

@@ -57,6 +57,7 @@ def _read(path: Path) -> str | None:
     except OSError:
         return None
 HEALTH_TIMEOUT = 10.0
+POLL_S = 0.1  # between health rounds while nodes start
 RUN_DIR = "/run/hoplab"  # inside each node: its own tmpfs
 # Copy-on-write per node. /tmp too (not a fresh tmpfs): the checkout, with the venv the nodes
 # run, may live there.
@@ -221,42 +222,60 @@ class NetnsBackend(Backend):
         return f"mkdir -p {target} && mount --bind {source} {target}"
 
     def _start_services(self, topology: Topology, progress: Progress, only: str | None = None) -> None:
-        """In waves: a service starts once the services it comes `after` are healthy."""
+        """Each service starts as soon as the nodes it waits for are healthy -- not wave by
+        wave, so a slow one holds back only what needs it -- and every starting node's health
+        is checked at once, a poll every POLL_S."""
         lab = topology.name
         state = self._state(lab)
         deadline = time.monotonic() + UP_TIMEOUT
-        for wave in [[only]] if only else self._waves(topology):
-            started = []
-            for node in wave:
-                entry = state["nodes"][node]
-                if nodeproc.beside(entry.get("service"), entry["anchor"]):
-                    continue
-                log = self.state_dir(lab) / "logs" / f"{node}.log"
-                log.parent.mkdir(parents=True, exist_ok=True)
-                self._refuse_host(entry["anchor"], node)
-                with open(log, "ab") as out:
-                    proc = subprocess.Popen(["mnexec", "-a", str(entry["anchor"]), sys.executable, "-m",
-                                             "hoplab.node", "start"], env=self._env(topology, node),
-                                            start_new_session=True, stdin=subprocess.DEVNULL, stdout=out,
-                                            stderr=subprocess.STDOUT, cwd="/")
-                entry["service"] = proc.pid
-                started.append(node)
-                progress.say(f"{node}: start")
-            self._save(lab, state)
-            waiting = set(wave)
-            while waiting:
-                for node in sorted(waiting):
-                    if self._healthy(topology, node):
+        if only:
+            waits = {only: []}  # `start NODE`: what it needs is running already
+        else:
+            self._waves(topology)  # refuses services that wait for each other in a circle
+            services = self.services(topology)
+            waits = {n: topology.waits_for(n, services) for n in topology.nodes}
+        pending, waiting, healthy, started = list(waits), set(), set(), set()
+        with ThreadPoolExecutor(8) as pool:
+            while pending or waiting:
+                ready = [n for n in pending if all(d in healthy for d in waits[n])]
+                for node in ready:
+                    pending.remove(node)
+                    waiting.add(node)
+                    if self._start_service(topology, node, state["nodes"][node]):
+                        started.add(node)
+                        progress.say(f"{node}: start")
+                if ready:
+                    self._save(lab, state)
+                checked = sorted(waiting)
+                for node, ok in zip(checked, pool.map(lambda n: self._healthy(topology, n), checked)):
+                    if ok:
                         waiting.discard(node)
+                        healthy.add(node)
                         if node in started:
                             progress.say(f"{node}: healthy")
                     elif not nodeproc.beside(state["nodes"][node]["service"], state["nodes"][node]["anchor"]):
                         raise BackendError(f"node {node}: its service exited" + self._explain(lab, node))
-                if waiting and time.monotonic() > deadline:
-                    raise BackendError(f"nodes not healthy after {UP_TIMEOUT:.0f} s: {', '.join(sorted(waiting))}"
+                if (pending or waiting) and time.monotonic() > deadline:
+                    late = sorted(waiting | set(pending))
+                    raise BackendError(f"nodes not healthy after {UP_TIMEOUT:.0f} s: {', '.join(late)}"
                                        + "".join(self._explain(lab, n) for n in sorted(waiting)))
-                if waiting:
-                    time.sleep(0.3)
+                if waiting and not any(all(d in healthy for d in waits[n]) for n in pending):
+                    time.sleep(POLL_S)
+
+    def _start_service(self, topology: Topology, node: str, entry: dict) -> bool:
+        """Start `node`'s service in its namespaces (False: it runs already)."""
+        if nodeproc.beside(entry.get("service"), entry["anchor"]):
+            return False
+        log = self.state_dir(topology.name) / "logs" / f"{node}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        self._refuse_host(entry["anchor"], node)
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(["mnexec", "-a", str(entry["anchor"]), sys.executable, "-m",
+                                     "hoplab.node", "start"], env=self._env(topology, node),
+                                    start_new_session=True, stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT, cwd="/")
+        entry["service"] = proc.pid
+        return True
 
     def _waves(self, topology: Topology) -> list[list[str]]:
         waits = {n: topology.waits_for(n, self.services(topology)) for n in topology.nodes}
