@@ -408,6 +408,9 @@ class Trace(Command):
                                "not each wire packet once")
         show.add_argument("--keylog", type=Path, metavar="FILE",
                           help="more TLS session keys to decrypt with (SSLKEYLOGFILE, NSS key log format)")
+        show.add_argument("--raw", action="store_true",
+                          help="frames as captured, credentials (SMTP AUTH, IMAP LOGIN, SQL passwords) in clear; "
+                               "by default they are masked with '*'")
 
     def run(self, args):
         from hoplab.control.client import ControlClient
@@ -430,7 +433,9 @@ class Trace(Command):
             except KeyLogError as exc:
                 raise UsageError(str(exc)) from None
         control = ControlClient.of(make_backend(args.backend), self.topology(args))  # every argument checked first
-        trace = control.trace(trace_id, tls_keylog=keys)
+        trace = control.trace(trace_id, tls_keylog=keys, raw=args.raw)
+        if args.format in ("json", "pcapng"):  # the outputs that carry frames or say what they hold
+            print(f"hoplab trace: {render.credentials_note(trace)}", file=sys.stderr)
         if args.format == "table":
             text = render.to_table(trace) + "\n"
         elif args.format == "json":
