@@ -119,6 +119,15 @@ def test_the_ca_key_stays_on_the_edge(lab):
     assert lab.sh(edges[0], f"cmp /var/lib/hoplab/ca/ca.crt /etc/hoplab/pki/ca-{edges[0]}.crt").returncode == 0
 
 
+def test_the_app_password_has_one_source(lab):
+    """services/db/shop_app.password, published by the db node for the web nodes only."""
+    source = (SERVICES_DIR / "db" / "shop_app.password").read_text().strip()
+    assert not (SERVICES_DIR / "web" / "db.password").exists()
+    web = lab.topology.nodes_of("web")[0].name
+    assert lab.sh(web, "cat /etc/hoplab/db-app/shop_app.password").stdout.strip() == source
+    assert lab.sh("client", "ls /etc/hoplab/db-app", check=False).returncode != 0
+
+
 def test_cacheable_page_is_a_hit_on_repeat(lab):
     url = f"{lab.www}/?probe={uuid.uuid4().hex}"  # a key nobody fetched yet
     assert curl(lab, url)[1]["x-cache"] == "MISS"
