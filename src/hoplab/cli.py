@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from hoplab import compose, graph, spec
+from hoplab import compose, graph, spec, userfile
 from hoplab.backends.base import Backend, BackendError, NodeStatus, PreflightError
 from hoplab.paths import CHAOS_JOURNAL, COMPOSE_DIR, DEFAULT_TOPOLOGY, RUN_STATE_DIR
 from hoplab.progress import Progress
@@ -135,8 +135,9 @@ def parse_params(items: list[str]) -> dict[str, str]:
 def check_load(topology: spec.Topology, *, users: int, rate: float, seconds: int, shape: str | None = None,
                workers: int = 0, node: str | None = None, slo: Path | None = None,
                locustfile: Path | None = None) -> None:
-    """`hoplab load`'s bounds: the first one a value breaks, as `--OPTION: ...`."""
-    from hoplab.load import SHAPE_NAMES
+    """`hoplab load`'s bounds: the first one a value breaks, as `--OPTION: ...`; then the SLO
+    file against its schema."""
+    from hoplab.load import DEFAULT_SLO, SHAPE_NAMES, SloError, read_slo
 
     clients = [n.name for n in topology.nodes_of("client")]
     checks = [(users < 1 or users > 5000, f"--users: {users} is outside 1..5000"),
@@ -155,6 +156,10 @@ def check_load(topology: spec.Topology, *, users: int, rate: float, seconds: int
     for failed, message in checks:
         if failed:
             raise UsageError(message)
+    try:
+        read_slo(slo or DEFAULT_SLO)
+    except SloError as exc:  # FILE: FIELD: REASON, one line each
+        raise UsageError(f"invalid SLO file:\n{exc}") from None
 
 
 class Command:
@@ -471,14 +476,17 @@ class Load(Command):
         parser.add_argument("--host", help="Locust's --host, a URL in the lab's domain "
                                            "(default: https://www.DOMAIN; with your own locustfile: its users' host)")
 
-    def run(self, args):
-        from hoplab.load import DEFAULT_SLO, LoadOptions, run_load
-
+    def check(self, args):
         topology = self.topology(args)
         check_load(topology, users=args.users, rate=args.rate, seconds=args.time, shape=args.shape,
                    workers=args.workers, node=args.node, slo=args.slo, locustfile=args.locustfile)
         if args.host is not None:
             check_lab_url(topology, args.host, "--host")
+
+    def run(self, args):
+        from hoplab.load import DEFAULT_SLO, LoadOptions, run_load
+
+        topology = self.topology(args)
         options = LoadOptions(users=args.users, rate=args.rate, seconds=args.time, shape=args.shape,
                               workers=args.workers, node=args.node, slo=args.slo or DEFAULT_SLO,
                               no_cache=args.no_cache, locustfile=args.locustfile or topology.locustfile,
@@ -529,8 +537,8 @@ class ChaosCommand(Command):
         elif args.action == "run":
             try:
                 experiment.load(args.file, self.topology(args))
-            except experiment.ExperimentError as exc:
-                raise UsageError(str(exc)) from None
+            except experiment.ExperimentError as exc:  # FILE: FIELD: REASON, one line each
+                raise UsageError(f"invalid experiment:\n{exc}") from None
             client_node(self.topology(args), args.node)
 
     def run(self, args):
@@ -805,6 +813,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except CatalogError as exc:  # a service folder the topology brings (service_dirs)
         print(f"hoplab: invalid service folder:\n{exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except userfile.FileError as exc:  # an experiment, SLO file... (FILE: FIELD: REASON)
+        print(f"hoplab {args.verb}: invalid {exc.kind}:\n{exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except UsageError as exc:
         print(f"hoplab {args.verb}: {exc}", file=sys.stderr)
