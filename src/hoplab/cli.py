@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from hoplab import compose, graph, spec
+from hoplab import compose, graph, spec, userfile
 from hoplab.backends.base import Backend, BackendError, NodeStatus, PreflightError
 from hoplab.paths import CHAOS_JOURNAL, COMPOSE_DIR, DEFAULT_TOPOLOGY, RUN_STATE_DIR
 from hoplab.progress import Progress
@@ -135,8 +135,9 @@ def parse_params(items: list[str]) -> dict[str, str]:
 def check_load(topology: spec.Topology, *, users: int, rate: float, seconds: int, shape: str | None = None,
                workers: int = 0, node: str | None = None, slo: Path | None = None,
                locustfile: Path | None = None, arrival_rate: float = 0) -> None:
-    """`hoplab load`'s bounds: the first one a value breaks, as `--OPTION: ...`."""
-    from hoplab.load import OPEN_SHAPE, SHAPE_NAMES
+    """`hoplab load`'s bounds: the first one a value breaks, as `--OPTION: ...`; then the SLO
+    file against its schema."""
+    from hoplab.load import DEFAULT_SLO, OPEN_SHAPE, SHAPE_NAMES, SloError, read_slo
 
     clients = [n.name for n in topology.nodes_of("client")]
     checks = [(users < 1 or users > 5000, f"--users: {users} is outside 1..5000"),
@@ -158,6 +159,10 @@ def check_load(topology: spec.Topology, *, users: int, rate: float, seconds: int
     for failed, message in checks:
         if failed:
             raise UsageError(message)
+    try:
+        read_slo(slo or DEFAULT_SLO)
+    except SloError as exc:  # FILE: FIELD: REASON, one line each
+        raise UsageError(f"invalid SLO file:\n{exc}") from None
 
 
 class Command:
@@ -432,6 +437,9 @@ class Trace(Command):
                                "not each wire packet once")
         show.add_argument("--keylog", type=Path, metavar="FILE",
                           help="more TLS session keys to decrypt with (SSLKEYLOGFILE, NSS key log format)")
+        show.add_argument("--raw", action="store_true",
+                          help="frames as captured, credentials (SMTP AUTH, IMAP LOGIN, SQL passwords) in clear; "
+                               "by default they are masked with '*'")
 
     def run(self, args):
         from hoplab.control.client import ControlClient
@@ -454,7 +462,9 @@ class Trace(Command):
             except KeyLogError as exc:
                 raise UsageError(str(exc)) from None
         control = ControlClient.of(make_backend(args.backend), self.topology(args))  # every argument checked first
-        trace = control.trace(trace_id, tls_keylog=keys)
+        trace = control.trace(trace_id, tls_keylog=keys, raw=args.raw)
+        if args.format in ("json", "pcapng"):  # the outputs that carry frames or say what they hold
+            print(f"hoplab trace: {render.credentials_note(trace)}", file=sys.stderr)
         if args.format == "table":
             text = render.to_table(trace) + "\n"
         elif args.format == "json":
@@ -508,15 +518,18 @@ class Load(Command):
         parser.add_argument("--host", help="Locust's --host, a URL in the lab's domain "
                                            "(default: https://www.DOMAIN; with your own locustfile: its users' host)")
 
-    def run(self, args):
-        from hoplab.load import DEFAULT_SLO, LoadOptions, run_load
-
+    def check(self, args):
         topology = self.topology(args)
         check_load(topology, users=args.users, rate=args.rate, seconds=args.time, shape=args.shape,
                    workers=args.workers, node=args.node, slo=args.slo, locustfile=args.locustfile,
                    arrival_rate=args.arrival_rate)
         if args.host is not None:
             check_lab_url(topology, args.host, "--host")
+
+    def run(self, args):
+        from hoplab.load import DEFAULT_SLO, LoadOptions, run_load
+
+        topology = self.topology(args)
         options = LoadOptions(users=args.users, rate=args.rate, seconds=args.time, shape=args.shape,
                               workers=args.workers, node=args.node, slo=args.slo or DEFAULT_SLO,
                               no_cache=args.no_cache, locustfile=args.locustfile or topology.locustfile,
@@ -568,8 +581,8 @@ class ChaosCommand(Command):
         elif args.action == "run":
             try:
                 experiment.load(args.file, self.topology(args))
-            except experiment.ExperimentError as exc:
-                raise UsageError(str(exc)) from None
+            except experiment.ExperimentError as exc:  # FILE: FIELD: REASON, one line each
+                raise UsageError(f"invalid experiment:\n{exc}") from None
             client_node(self.topology(args), args.node)
 
     def run(self, args):
@@ -844,6 +857,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except CatalogError as exc:  # a service folder the topology brings (service_dirs)
         print(f"hoplab: invalid service folder:\n{exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except userfile.FileError as exc:  # an experiment, SLO file... (FILE: FIELD: REASON)
+        print(f"hoplab {args.verb}: invalid {exc.kind}:\n{exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except UsageError as exc:
         print(f"hoplab {args.verb}: {exc}", file=sys.stderr)

@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-import yaml
-
+from hoplab import userfile
 from hoplab.backends.base import Backend, BackendError
 from hoplab.paths import PROJECT_ROOT
 from hoplab.progress import Progress
@@ -39,6 +38,7 @@ def new_report_dir(lab: str) -> Path:
             continue
     raise RuntimeError(f"no free report folder for {stem}")
 DEFAULT_SLO = LOADTESTS / "slo.yaml"
+SLO_SCHEMA = LOADTESTS / "slo.schema.json"
 REMOTE = "/run/hoplab/load"
 FILES = ("locustfile.py", "shapes.py")
 SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"  # in a client node: trusts the lab CA
@@ -154,8 +154,17 @@ def summarize(stats_csv: str) -> dict:
     return {"total": total, "endpoints": [e for e in endpoints if e["name"] != "Aggregated"]}
 
 
+class SloError(userfile.FileError):
+    kind = "SLO file"
+
+
+def read_slo(slo_file: Path) -> dict:
+    """The thresholds, checked against loadtests/slo.schema.json (a misspelt key is an error)."""
+    return userfile.load(slo_file, SLO_SCHEMA, SloError)
+
+
 def check_slo(summary: dict, slo_file: Path) -> list[str]:
-    slo = yaml.safe_load(slo_file.read_text()) or {}
+    slo = read_slo(slo_file)
     total = summary["total"]
     if total is None or total["requests"] == 0:
         return ["no request was made"]
@@ -179,6 +188,7 @@ def _put(backend: Backend, topology: Topology, node: str, locustfile: Path | Non
 
 
 def run_load(backend: Backend, topology: Topology, options: LoadOptions, progress: Progress) -> LoadResult:
+    read_slo(options.slo)  # a bad SLO file is refused before any load, not found after it
     clients = [n.name for n in topology.nodes_of("client")]
     master = options.node or clients[0]
     wait_healthy(backend, topology, progress)

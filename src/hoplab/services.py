@@ -9,15 +9,12 @@ a `health` script) and their mistakes are reported as `FILE: FIELD: REASON`, all
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import jsonschema
-import yaml
-
+from hoplab import userfile
 from hoplab.paths import SERVICES_DIR
 
 SCHEMA_FILE = SERVICES_DIR / "service.schema.json"
@@ -66,31 +63,13 @@ class Service:
         return f"hoplab/{self.name}-{tag}:latest"
 
 
-def _schema_problems(path: Path, data) -> list[tuple[str, str, str]]:
-    validator = jsonschema.Draft202012Validator(json.loads(SCHEMA_FILE.read_text()))
-    problems = []
-    for err in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
-        where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
-        if err.validator == "pattern":
-            reason = f"{err.instance!r} does not match {err.validator_value}"
-        elif err.validator == "additionalProperties" and err.validator_value is False:
-            extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
-            reason = f"unknown field(s) {', '.join(extra)} (fields: {', '.join(sorted(err.schema['properties']))})"
-        else:
-            reason = err.message
-        problems.append((str(path), where, reason))
-    return problems
-
-
 def read_service(path: Path, user: bool = False) -> tuple[Service | None, list[tuple[str, str, str]]]:
     """One `service.yaml`, checked against the schema; with a user's folder, its scripts too."""
     folder = path.parent
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"(yaml, line {mark.line + 1} column {mark.column + 1})" if mark else "(yaml)"
-        return None, [(str(path), where, getattr(exc, "problem", None) or str(exc))]
+        data = userfile.read_yaml(path)
+    except userfile.FileError as exc:
+        return None, [(exc.source, f, r) for f, r in exc.problems]
     data = {} if data is None else data
     problems = []
     if not NAME.match(folder.name):
@@ -98,7 +77,7 @@ def read_service(path: Path, user: bool = False) -> tuple[Service | None, list[t
                                                      "(the folder's name is the service's name)"))
     if not isinstance(data, dict):
         return None, problems + [(str(path), "(top level)", "expected a mapping of fields")]
-    problems += _schema_problems(path, data)
+    problems += [(str(path), f, r) for f, r in userfile.schema_problems(SCHEMA_FILE, data)]
     if user:
         for script, what in (("start", "an executable Python script that execs the daemon"),
                              ("health", "an executable POSIX sh script, exit 0 when the service works")):

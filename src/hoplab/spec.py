@@ -13,9 +13,7 @@ from functools import cached_property
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
-import jsonschema
-import yaml
-
+from hoplab import userfile
 from hoplab.paths import SCHEMA_FILE
 from hoplab.services import CatalogError, Service, load_catalog
 
@@ -36,13 +34,10 @@ RESERVED_RANGES = {
 }
 
 
-class TopologyError(Exception):
+class TopologyError(userfile.FileError):
     """Invalid topology. `problems` is a list of (field, reason)."""
 
-    def __init__(self, source: Path | str, problems: list[tuple[str, str]]):
-        self.source = str(source)
-        self.problems = problems
-        super().__init__("\n".join(f"{self.source}: {f}: {r}" for f, r in problems))
+    kind = "topology"
 
 
 @dataclass(frozen=True)
@@ -310,50 +305,7 @@ class Topology:
 
 
 def load(path: Path | str, catalog: dict[str, Service] | None = None) -> Topology:
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise TopologyError(path, [("(file)", exc.strerror or str(exc))]) from None
-    try:
-        data = yaml.load(text, Loader=_StrictLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"(yaml, line {mark.line + 1} column {mark.column + 1})" if mark else "(yaml)"
-        raise TopologyError(path, [(where, getattr(exc, "problem", None) or str(exc))]) from None
-    return from_data(data, path, catalog)
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """A safe loader that refuses a key given twice (PyYAML silently keeps the last one, which
-    would make a second `router:` quietly replace the first)."""
-
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep)
-
-
-def _schema_problems(data) -> list[tuple[str, str]]:
-    schema = json.loads(SCHEMA_FILE.read_text())
-    validator = jsonschema.Draft202012Validator(schema)
-    problems = []
-    for err in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
-        field = ".".join(str(p) for p in err.absolute_path) or "(top level)"
-        if err.validator == "pattern":
-            reason = f"{err.instance!r} does not match {err.validator_value}"
-        elif err.validator == "additionalProperties" and err.validator_value is False:
-            extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
-            reason = f"unknown field(s) {', '.join(extra)}"
-        else:
-            reason = err.message
-        problems.append((field, reason))
-    return problems
+    return from_data(userfile.read_yaml(path, TopologyError), Path(path), catalog)
 
 
 def service_dirs(data: dict, source: Path | str) -> tuple[Path, ...]:
@@ -377,7 +329,7 @@ def from_data(data, source: Path | str, catalog: dict[str, Service] | None = Non
     `service_dirs` come before it; a bad service.yaml there raises CatalogError."""
     if not isinstance(data, dict):
         raise TopologyError(source, [("(top level)", "expected a mapping of name, domain, networks, nodes")])
-    problems = _schema_problems(data)
+    problems = userfile.schema_problems(SCHEMA_FILE, data)
     if problems:
         raise TopologyError(source, problems)
     folders = service_dirs(data, source)

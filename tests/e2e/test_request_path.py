@@ -10,6 +10,8 @@ from collections import Counter
 
 import pytest
 
+from hoplab.paths import SERVICES_DIR
+
 
 IMAP_COUNT = """
 import imaplib, sys
@@ -98,6 +100,32 @@ def test_certificate_is_issued_by_the_lab_ca(lab):
                            "-verify_return_error 2>&1 || true").stdout
     assert "Verify return code: 0 (ok)" in out
     assert f"hoplab {lab.name} lab CA" in out
+
+
+def test_the_ca_key_stays_on_the_edge(lab):
+    """Clients mount the lab's pki volume: it holds the CA's certificate and nothing secret. The
+    keys live on the edge's own volume, readable by root alone."""
+    shared = lab.sh("client", "ls -A /etc/hoplab/pki").stdout.split()
+    edges = [n.name for n in lab.topology.nodes_of("cache")]
+    assert sorted(shared) == sorted(f"ca-{edge}.crt" for edge in edges), shared
+    assert lab.sh("client", "grep -rl 'PRIVATE KEY' /etc/hoplab /usr/local/share/ca-certificates",
+                  check=False).stdout == ""
+    keys = lab.sh(edges[0], "stat -c '%n %a %U' /var/lib/hoplab/ca /var/lib/hoplab/ca/ca.key "
+                            "/var/lib/hoplab/ca/www.key && head -1 /var/lib/hoplab/ca/ca.key").stdout.splitlines()
+    assert keys[:3] == ["/var/lib/hoplab/ca 700 root", "/var/lib/hoplab/ca/ca.key 600 root",
+                        "/var/lib/hoplab/ca/www.key 600 root"], keys
+    assert keys[3] == "-----BEGIN PRIVATE KEY-----"
+    # the certificate clients trust is the edge's own CA's
+    assert lab.sh(edges[0], f"cmp /var/lib/hoplab/ca/ca.crt /etc/hoplab/pki/ca-{edges[0]}.crt").returncode == 0
+
+
+def test_the_app_password_has_one_source(lab):
+    """services/db/shop_app.password, published by the db node for the web nodes only."""
+    source = (SERVICES_DIR / "db" / "shop_app.password").read_text().strip()
+    assert not (SERVICES_DIR / "web" / "db.password").exists()
+    web = lab.topology.nodes_of("web")[0].name
+    assert lab.sh(web, "cat /etc/hoplab/db-app/shop_app.password").stdout.strip() == source
+    assert lab.sh("client", "ls /etc/hoplab/db-app", check=False).returncode != 0
 
 
 def test_cacheable_page_is_a_hit_on_repeat(lab):

@@ -175,6 +175,8 @@ def test_pcapng_opens_cleanly_and_keeps_the_per_node_views(lab, miss, tmp_path):
     assert len(tshark(every, "-T", "fields", "-e", "frame.number")) == len(captured)
     interfaces = set(tshark(every, "-T", "fields", "-e", "frame.interface_name"))
     assert {"router:internet", "client:home", "cache:internet"} <= interfaces
+    # the file says what it holds (its section header's comment)
+    assert b"credentials masked with '*'" in wire.read_bytes()
 
 
 def test_html_has_a_lane_per_node_stages_and_the_hop_table(lab, miss, tmp_path):
@@ -287,6 +289,36 @@ def test_unknown_or_malformed_traces_are_refused(control):
     assert error.value.code() == grpc.StatusCode.NOT_FOUND
     # and the service is still there
     assert control.ListNodes(pb.ListNodesRequest(), timeout=10).nodes
+
+
+IMAP_LOGIN = """
+import imaplib, sys
+box = imaplib.IMAP4(sys.argv[1], 143)
+box.login("buyer", "hoplab")
+box.logout()
+"""
+
+
+def test_an_imap_password_is_masked_in_streamed_records_unless_raw(lab, control):
+    """The client logs in to its mailbox while the control service captures on it: the stream
+    hands the LOGIN frame out with the password blanked (and the record marked), or as captured
+    when the caller asks for raw frames."""
+    mail = f"mail.{lab.topology.domain.name}"
+    capture = control.StartCapture(pb.StartCaptureRequest(nodes=["client"], filter="tcp port 143", max_seconds=30,
+                                                          max_packets=200), timeout=20)
+    lab.exec("client", "python3", "-c", IMAP_LOGIN, mail)
+    time.sleep(0.5)
+    control.StopCapture(pb.StopCaptureRequest(id=capture.id), timeout=20)
+
+    def login_frames(raw: bool) -> list[pb.Record]:
+        records = control.StreamRecords(pb.StreamRecordsRequest(capture_id=capture.id, raw=raw), timeout=20)
+        return [r for r in records if b" LOGIN buyer " in r.frame]
+
+    [masked] = login_frames(raw=False)
+    assert masked.masked and b'"hoplab"' not in masked.frame and b"LOGIN buyer ********" in masked.frame
+    assert masked.summary.endswith("LOGIN buyer ***")
+    [raw] = login_frames(raw=True)
+    assert not raw.masked and b'LOGIN buyer "hoplab"' in raw.frame and len(raw.frame) == len(masked.frame)
 
 
 def test_health_and_reflection_answer(lab):

@@ -151,7 +151,7 @@ def test_a_hostile_parameter_in_an_experiment_file_is_refused_naming_the_field(h
                                 "method": [{"fault": fault, "target": TARGETS[fault], "params": {key: value}}]}))
     result = hoplab("chaos", "run", str(path))
     assert result.returncode == 2, result
-    assert f"{path}: method[0].params.{key}: " in result.stderr, result.stderr
+    assert f"{path}: method.0.params.{key}: " in result.stderr, result.stderr
 
 
 @pytest.mark.parametrize("value", [True, [1], {"a": 1}, None, 1e30, -80])
@@ -160,7 +160,7 @@ def test_an_experiment_value_of_the_wrong_type_is_refused(hoplab, tmp_path, valu
     path.write_text(json.dumps({"title": "t", "steady-state": [{"probe": "page"}],
                                 "method": [{"fault": "port-block", "target": "cache", "params": {"port": value}}]}))
     result = hoplab("chaos", "run", str(path))
-    assert result.returncode == 2 and "method[0].params.port: " in result.stderr, result.stderr
+    assert result.returncode == 2 and "method.0.params.port: " in result.stderr, result.stderr
 
 
 @pytest.mark.parametrize("args, named", [

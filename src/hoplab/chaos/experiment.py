@@ -27,26 +27,23 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
+from hoplab import userfile
 from hoplab.backends.base import Backend
 from hoplab.chaos.faults import CATALOGUE, FaultError, prepare
 from hoplab.chaos.journal import Chaos
-from hoplab.chaos.model import MAX_DURATION_S
 from hoplab.diagnose import run_check
-from hoplab.paths import RUN_STATE_DIR
+from hoplab.paths import PROJECT_ROOT, RUN_STATE_DIR
 from hoplab.spec import Topology
+from hoplab.userfile import FileError
 
 PROBE_NAMES = ("page", "order-page", "page-fast", "fresh-order-page", "every-replica", "order-mail", "renewed-lease")
-MAX_SAMPLES = 50
-MAX_PAUSE_S = 300
+SCHEMA_FILE = PROJECT_ROOT / "experiments" / "experiment.schema.json"
 
 
-class ExperimentError(Exception):
-    """A bad experiment file: names the file and the field (exit 2)."""
+class ExperimentError(FileError):
+    """A bad experiment file: `FILE: FIELD: REASON` per problem (exit 2)."""
 
-    def __init__(self, source: Path, field_path: str, reason: str):
-        super().__init__(f"{source}: {field_path}: {reason}")
+    kind = "experiment"
 
 
 @dataclass(frozen=True)
@@ -89,37 +86,6 @@ class Experiment:
 # ------------------------------------------------------------ loading and validation
 
 
-class _Reader:
-    def __init__(self, source: Path):
-        self.source = source
-
-    def fail(self, field_path: str, reason: str):
-        raise ExperimentError(self.source, field_path, reason)
-
-    def mapping(self, value, field_path: str, required: set[str], optional: set[str] = frozenset()) -> dict:
-        if not isinstance(value, dict):
-            self.fail(field_path, "expected a mapping")
-        for key in value:
-            if key not in required | optional:
-                self.fail(f"{field_path}.{key}" if field_path else key,
-                          f"unknown field (expected one of {', '.join(sorted(required | optional))})")
-        for key in sorted(required - set(value)):
-            self.fail(f"{field_path}.{key}" if field_path else key, "missing")
-        return value
-
-    def number(self, value, field_path: str, low: float, high: float, integer: bool = False) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
-            self.fail(field_path, f"expected {'an integer' if integer else 'a number'}, got {value!r}")
-        if not low <= value <= high:
-            self.fail(field_path, f"{value} is outside {low}..{high}")
-        return value
-
-    def text(self, value, field_path: str) -> str:
-        if not isinstance(value, str) or not value.strip():
-            self.fail(field_path, "expected a non-empty string")
-        return value
-
-
 def _field(where: str, argument: str) -> str:
     """A refused injection's argument (`--param rate`, `--target`) as the file's field."""
     if argument.startswith("--param "):
@@ -129,73 +95,54 @@ def _field(where: str, argument: str) -> str:
 
 
 def load(path: Path | str, topology: Topology) -> Experiment:
+    """The file checked against `experiments/experiment.schema.json`, then against the lab:
+    probe, fault and node names, and each fault's parameters typed as `hoplab chaos inject`
+    types them. Every problem is reported at once."""
     source = Path(path)
-    r = _Reader(source)
-    if not source.is_file():
-        raise ExperimentError(source, "FILE", "no such file")
-    try:
-        data = yaml.safe_load(source.read_text())
-    except yaml.YAMLError as exc:
-        raise ExperimentError(source, "FILE", f"not YAML: {exc}") from None
-    data = r.mapping(data, "", {"title", "steady-state", "method"}, {"description", "rollbacks"})
-    title = r.text(data["title"], "title")
+    data = userfile.load(source, SCHEMA_FILE, ExperimentError)
+    problems: list[tuple[str, str]] = []
     steady = []
-    if not isinstance(data["steady-state"], list) or not data["steady-state"]:
-        r.fail("steady-state", "expected a non-empty list of probes")
     for i, item in enumerate(data["steady-state"]):
-        where = f"steady-state[{i}]"
-        item = r.mapping(item, where, {"probe"}, {"samples", "tolerance"})
         if item["probe"] not in PROBE_NAMES:
-            r.fail(f"{where}.probe", f"unknown probe {item['probe']!r} (probes: {', '.join(PROBE_NAMES)})")
-        tolerance = r.mapping(item.get("tolerance", {}), f"{where}.tolerance", set(), {"success", "max_seconds"})
-        steady.append(SteadyProbe(
-            item["probe"], int(r.number(item.get("samples", 3), f"{where}.samples", 1, MAX_SAMPLES, integer=True)),
-            float(r.number(tolerance.get("success", 1.0), f"{where}.tolerance.success", 0.01, 1.0)),
-            float(r.number(tolerance["max_seconds"], f"{where}.tolerance.max_seconds", 0.01, 60))
-            if "max_seconds" in tolerance else None))
+            problems.append((f"steady-state.{i}.probe",
+                             f"unknown probe {item['probe']!r} (probes: {', '.join(PROBE_NAMES)})"))
+        tolerance = item.get("tolerance", {})
+        steady.append(SteadyProbe(item["probe"], item.get("samples", 3), float(tolerance.get("success", 1.0)),
+                                  float(tolerance["max_seconds"]) if "max_seconds" in tolerance else None))
     method: list[FaultStep | Pause] = []
-    if not isinstance(data["method"], list) or not data["method"]:
-        r.fail("method", "expected a non-empty list of faults and pauses")
     for i, item in enumerate(data["method"]):
-        where = f"method[{i}]"
-        if isinstance(item, dict) and "pause" in item:
-            item = r.mapping(item, where, {"pause"})
-            method.append(Pause(float(r.number(item["pause"], f"{where}.pause", 0, MAX_PAUSE_S))))
+        where = f"method.{i}"
+        if "pause" in item:
+            method.append(Pause(float(item["pause"])))
             continue
-        item = r.mapping(item, where, {"fault", "target"}, {"duration", "params"})
         if item["fault"] not in CATALOGUE:
-            r.fail(f"{where}.fault", f"unknown fault {item['fault']!r} (`hoplab chaos list`)")
-        node = r.text(item["target"], f"{where}.target").partition(":")[0]
-        if node not in topology.nodes:
-            r.fail(f"{where}.target", f"unknown node {node!r} in lab {topology.name!r}")
-        params = r.mapping(item.get("params", {}), f"{where}.params", set(), set(CATALOGUE[item["fault"]].params))
-        duration = float(r.number(item.get("duration", 60), f"{where}.duration", 1, MAX_DURATION_S))
+            problems.append((f"{where}.fault", f"unknown fault {item['fault']!r} (`hoplab chaos list`)"))
+            continue
+        allowed = CATALOGUE[item["fault"]].params
+        unknown = sorted(set(item.get("params", {})) - set(allowed))
+        if unknown:
+            problems += [(f"{where}.params.{key}", f"unknown parameter of {item['fault']} (parameters: "
+                                                   f"{', '.join(allowed) or 'none'})") for key in unknown]
+            continue
+        duration = float(item.get("duration", 60))
         try:  # the same checks as `hoplab chaos inject`: every parameter typed, the target fitting
-            request = prepare(topology, item["fault"], item["target"], duration, params)
+            request = prepare(topology, item["fault"], item["target"], duration, item.get("params", {}))
         except FaultError as exc:
-            r.fail(_field(where, exc.argument), str(exc).split(": ", 1)[-1])
+            problems.append((_field(where, exc.argument), str(exc).split(": ", 1)[-1]))
+            continue
         method.append(FaultStep(item["fault"], item["target"], duration, request.values))
     rollbacks = []
-    items = data.get("rollbacks", [{"revert": "faults"}])
-    if not isinstance(items, list):
-        r.fail("rollbacks", "expected a list")
-    for i, item in enumerate(items):
-        where = f"rollbacks[{i}]"
-        if isinstance(item, dict) and "revert" in item:
-            item = r.mapping(item, where, {"revert"})
-            if item["revert"] != "faults":
-                r.fail(f"{where}.revert", "expected 'faults' (every fault this experiment injected)")
+    for i, item in enumerate(data.get("rollbacks", [{"revert": "faults"}])):
+        if "revert" in item:
             rollbacks.append(Rollback(revert=True))
             continue
-        item = r.mapping(item, where, {"exec"})
-        spec = r.mapping(item["exec"], f"{where}.exec", {"node", "command"})
-        if spec["node"] not in topology.nodes:
-            r.fail(f"{where}.exec.node", f"unknown node {spec['node']!r} in lab {topology.name!r}")
-        command = spec["command"]
-        if not isinstance(command, list) or not command or not all(isinstance(a, str) for a in command):
-            r.fail(f"{where}.exec.command", "expected a non-empty list of strings (argv)")
-        rollbacks.append(Rollback(node=spec["node"], command=tuple(command)))
-    return Experiment(source, title, steady, method, rollbacks)
+        node = item["exec"]["node"]
+        if node not in topology.nodes:
+            problems.append((f"rollbacks.{i}.exec.node", f"unknown node {node!r} in lab {topology.name!r}"))
+        rollbacks.append(Rollback(node=node, command=tuple(item["exec"]["command"])))
+    if problems:
+        raise ExperimentError(source, problems)
+    return Experiment(source, data["title"], steady, method, rollbacks)
 
 
 # ------------------------------------------------------------ running

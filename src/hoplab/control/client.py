@@ -51,9 +51,10 @@ class ControlClient:
                                                                kernel_view=kernel_view, accepts=accepts,
                                                                tls_keylog=tls_keylog))
 
-    def trace(self, trace_id: str, tls_keylog: str = "") -> pb.Trace:
-        """The assembled trace; `tls_keylog` adds session keys to decrypt with (NSS key log text)."""
-        return self._call("GetTrace", pb.GetTraceRequest(trace_id=trace_id, tls_keylog=tls_keylog))
+    def trace(self, trace_id: str, tls_keylog: str = "", raw: bool = False) -> pb.Trace:
+        """The assembled trace; `tls_keylog` adds session keys to decrypt with (NSS key log text);
+        `raw`: frames as captured, credentials included (else masked by the service)."""
+        return self._call("GetTrace", pb.GetTraceRequest(trace_id=trace_id, tls_keylog=tls_keylog, raw=raw))
 
     def traces(self) -> list[pb.TraceSummary]:
         return list(self._call("ListTraces", pb.ListTracesRequest()).traces)

@@ -27,6 +27,7 @@ from grpc_reflection.v1alpha import reflection
 
 from hoplab.control.capture import MAX_PACKETS, MAX_SECONDS
 from hoplab.trace.assemble import assemble
+from hoplab.trace.credentials import Masker
 from hoplab.trace.tls import KeyLog, KeyLogError
 from hoplab.v1 import control_pb2 as pb
 from hoplab.v1 import control_pb2_grpc as rpc
@@ -318,7 +319,10 @@ class ControlService(rpc.ControlServicer):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
 
     def StreamRecords(self, request, context):
+        """Records as they arrive; their frames' credentials masked (and the record marked so)
+        unless the caller asks for `raw`."""
         capture = self._capture(request.capture_id, context)
+        masker = None if request.raw else Masker()
         sent = 0
         while context.is_active():
             with self.hub.lock:
@@ -328,6 +332,12 @@ class ControlService(rpc.ControlServicer):
                     self.hub.lock.wait(0.5)
                     continue
             for record in batch:
+                if masker is not None:
+                    original = record.frame
+                    frame = masker.frame(original, (record.node, record.iface))
+                    if frame != original:  # a copy: the capture keeps what was captured
+                        record = _copy(record)
+                        record.frame, record.masked = frame, True
                 yield record
             sent += len(batch)
             if done and sent >= len(capture.records):
@@ -356,6 +366,16 @@ class ControlService(rpc.ControlServicer):
         trace.kernel_view = capture.kernel_view
         trace.status = capture.status or trace.status
         trace.gaps.extend(gaps)
+        if request.raw:
+            trace.raw = True
+        else:  # in time order: a challenge comes before its answer
+            masker = Masker()
+            for hop in trace.hops:
+                original = hop.record.frame
+                frame = masker.frame(original, (hop.record.node, hop.record.iface))
+                if frame != original:
+                    hop.record.frame, hop.record.masked = frame, True
+            trace.masked_frames = masker.masked
         return trace
 
     def ListTraces(self, request, context):
@@ -369,6 +389,12 @@ class ControlService(rpc.ControlServicer):
 # ------------------------------------------------------------ two doors
 
 OPEN_METHODS = ("/grpc.health.v1.Health/",)  # answered to anyone on either door
+
+
+def _copy(record: pb.Record) -> pb.Record:
+    copy = pb.Record()
+    copy.CopyFrom(record)
+    return copy
 
 
 class HostOnly(grpc.ServerInterceptor):

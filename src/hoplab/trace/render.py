@@ -46,6 +46,8 @@ def hop_json(hop: pb.Hop) -> dict:
     keys = dict(hop.record.keys)
     if keys:
         out["keys"] = keys
+    if hop.record.masked:
+        out["credentials_masked"] = True
     return out
 
 
@@ -59,6 +61,7 @@ def to_json(trace: pb.Trace) -> dict:
     return {"trace_id": trace.trace_id, "url": trace.url, "status": trace.status,
             "capture_id": trace.capture_id, "complete": not trace.gaps, "kernel_view": trace.kernel_view or "on",
             "gaps": [{"node": g.node, "reason": g.reason} for g in trace.gaps],
+            "credentials": {"raw": trace.raw, "masked_frames": trace.masked_frames, "note": credentials_note(trace)},
             "stages": [stage_json(s) for s in trace.stages], "hops": [hop_json(h) for h in trace.hops]}
 
 
@@ -156,6 +159,15 @@ def to_table(trace: pb.Trace) -> str:
 
 # ------------------------------------------------------------ pcapng
 
+def credentials_note(trace: pb.Trace) -> str:
+    """What the trace's frames say about credentials: every output with frames carries it."""
+    if trace.raw:
+        return ("RAW: frames as captured, credentials (SMTP AUTH, IMAP LOGIN, SQL passwords) in clear; "
+                "handle this file as a secret")
+    return (f"credentials masked with '*' in {trace.masked_frames} frame(s) (SMTP AUTH, IMAP LOGIN, SQL passwords); "
+            "--raw for the frames as captured")
+
+
 def _block(kind: int, body: bytes) -> bytes:
     body += b"\0" * (-len(body) % 4)
     length = len(body) + 12
@@ -190,7 +202,8 @@ def to_pcapng(trace: pb.Trace, every_hop: bool = False) -> bytes:
     packets in time order, each with its direction and the hop's summary as a comment. Each wire
     packet once (`wire_packets`), or with `every_hop` every sighting (per-node views: filter on
     frame.interface_name)."""
-    out = _block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1) + _option(0, b""))
+    shb_comment = _option(1, f"hoplab trace {trace.trace_id}: {credentials_note(trace)}".encode())
+    out = _block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1) + shb_comment + _option(0, b""))
     if trace.tls_keylog:  # a Decryption Secrets Block, as `editcap --inject-secrets tls,FILE` writes it
         secrets = trace.tls_keylog.encode()
         out += _block(0x0000000A, struct.pack("<II", DSB_TLS_KEY_LOG, len(secrets)) + secrets)
@@ -206,7 +219,8 @@ def to_pcapng(trace: pb.Trace, every_hop: bool = False) -> bytes:
             options = _option(2, f"{r.node}:{r.iface}".encode()) + _option(9, b"\x09") + _option(0, b"")
             out += _block(1, struct.pack("<HHI", 1, 0, 0) + options)  # LINKTYPE_ETHERNET, no snap limit
         flags = 1 if r.direction == "in" else 2
-        comment = (said(hop) + notes(hop)).encode()[:1000]
+        masked = " [credentials masked]" if r.masked else ""
+        comment = (said(hop) + notes(hop)).encode()[:1000 - len(masked)] + masked.encode()
         options = _option(2, struct.pack("<I", flags)) + _option(1, comment) + _option(0, b"")
         packets += _block(6, struct.pack("<IIIII", interfaces[key], r.ts_ns >> 32, r.ts_ns & 0xFFFFFFFF, len(r.frame),
                                          max(r.length, len(r.frame))) + r.frame + b"\0" * (-len(r.frame) % 4)

@@ -137,13 +137,15 @@ class KernelAccept(_message.Message):
     def __init__(self, ts_ns: _Optional[int] = ..., node: _Optional[str] = ..., pid: _Optional[int] = ..., host_pid: _Optional[int] = ..., tid: _Optional[int] = ..., process: _Optional[str] = ..., local: _Optional[str] = ..., remote: _Optional[str] = ..., listener: _Optional[str] = ..., backlog: _Optional[int] = ..., accept_queue: _Optional[int] = ...) -> None: ...
 
 class StreamRecordsRequest(_message.Message):
-    __slots__ = ("capture_id",)
+    __slots__ = ("capture_id", "raw")
     CAPTURE_ID_FIELD_NUMBER: _ClassVar[int]
+    RAW_FIELD_NUMBER: _ClassVar[int]
     capture_id: str
-    def __init__(self, capture_id: _Optional[str] = ...) -> None: ...
+    raw: bool
+    def __init__(self, capture_id: _Optional[str] = ..., raw: _Optional[bool] = ...) -> None: ...
 
 class Record(_message.Message):
-    __slots__ = ("capture_id", "node", "iface", "direction", "ts_ns", "proto", "src", "dst", "summary", "tcp_flags", "tcp_seq", "ip_id", "payload_hash", "keys", "frame", "length")
+    __slots__ = ("capture_id", "node", "iface", "direction", "ts_ns", "proto", "src", "dst", "summary", "tcp_flags", "tcp_seq", "ip_id", "payload_hash", "keys", "frame", "length", "masked")
     class KeysEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -167,6 +169,7 @@ class Record(_message.Message):
     KEYS_FIELD_NUMBER: _ClassVar[int]
     FRAME_FIELD_NUMBER: _ClassVar[int]
     LENGTH_FIELD_NUMBER: _ClassVar[int]
+    MASKED_FIELD_NUMBER: _ClassVar[int]
     capture_id: str
     node: str
     iface: str
@@ -183,7 +186,8 @@ class Record(_message.Message):
     keys: _containers.ScalarMap[str, str]
     frame: bytes
     length: int
-    def __init__(self, capture_id: _Optional[str] = ..., node: _Optional[str] = ..., iface: _Optional[str] = ..., direction: _Optional[str] = ..., ts_ns: _Optional[int] = ..., proto: _Optional[str] = ..., src: _Optional[str] = ..., dst: _Optional[str] = ..., summary: _Optional[str] = ..., tcp_flags: _Optional[str] = ..., tcp_seq: _Optional[int] = ..., ip_id: _Optional[int] = ..., payload_hash: _Optional[str] = ..., keys: _Optional[_Mapping[str, str]] = ..., frame: _Optional[bytes] = ..., length: _Optional[int] = ...) -> None: ...
+    masked: bool
+    def __init__(self, capture_id: _Optional[str] = ..., node: _Optional[str] = ..., iface: _Optional[str] = ..., direction: _Optional[str] = ..., ts_ns: _Optional[int] = ..., proto: _Optional[str] = ..., src: _Optional[str] = ..., dst: _Optional[str] = ..., summary: _Optional[str] = ..., tcp_flags: _Optional[str] = ..., tcp_seq: _Optional[int] = ..., ip_id: _Optional[int] = ..., payload_hash: _Optional[str] = ..., keys: _Optional[_Mapping[str, str]] = ..., frame: _Optional[bytes] = ..., length: _Optional[int] = ..., masked: _Optional[bool] = ...) -> None: ...
 
 class Tuple(_message.Message):
     __slots__ = ("src", "dst", "proto")
@@ -317,7 +321,7 @@ class Gap(_message.Message):
     def __init__(self, node: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class Trace(_message.Message):
-    __slots__ = ("trace_id", "url", "status", "hops", "capture_id", "stages", "gaps", "kernel_view", "tls_keylog")
+    __slots__ = ("trace_id", "url", "status", "hops", "capture_id", "stages", "gaps", "kernel_view", "tls_keylog", "raw", "masked_frames")
     TRACE_ID_FIELD_NUMBER: _ClassVar[int]
     URL_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -327,6 +331,8 @@ class Trace(_message.Message):
     GAPS_FIELD_NUMBER: _ClassVar[int]
     KERNEL_VIEW_FIELD_NUMBER: _ClassVar[int]
     TLS_KEYLOG_FIELD_NUMBER: _ClassVar[int]
+    RAW_FIELD_NUMBER: _ClassVar[int]
+    MASKED_FRAMES_FIELD_NUMBER: _ClassVar[int]
     trace_id: str
     url: str
     status: int
@@ -336,15 +342,19 @@ class Trace(_message.Message):
     gaps: _containers.RepeatedCompositeFieldContainer[Gap]
     kernel_view: str
     tls_keylog: str
-    def __init__(self, trace_id: _Optional[str] = ..., url: _Optional[str] = ..., status: _Optional[int] = ..., hops: _Optional[_Iterable[_Union[Hop, _Mapping]]] = ..., capture_id: _Optional[str] = ..., stages: _Optional[_Iterable[_Union[Stage, _Mapping]]] = ..., gaps: _Optional[_Iterable[_Union[Gap, _Mapping]]] = ..., kernel_view: _Optional[str] = ..., tls_keylog: _Optional[str] = ...) -> None: ...
+    raw: bool
+    masked_frames: int
+    def __init__(self, trace_id: _Optional[str] = ..., url: _Optional[str] = ..., status: _Optional[int] = ..., hops: _Optional[_Iterable[_Union[Hop, _Mapping]]] = ..., capture_id: _Optional[str] = ..., stages: _Optional[_Iterable[_Union[Stage, _Mapping]]] = ..., gaps: _Optional[_Iterable[_Union[Gap, _Mapping]]] = ..., kernel_view: _Optional[str] = ..., tls_keylog: _Optional[str] = ..., raw: _Optional[bool] = ..., masked_frames: _Optional[int] = ...) -> None: ...
 
 class GetTraceRequest(_message.Message):
-    __slots__ = ("trace_id", "tls_keylog")
+    __slots__ = ("trace_id", "tls_keylog", "raw")
     TRACE_ID_FIELD_NUMBER: _ClassVar[int]
     TLS_KEYLOG_FIELD_NUMBER: _ClassVar[int]
+    RAW_FIELD_NUMBER: _ClassVar[int]
     trace_id: str
     tls_keylog: str
-    def __init__(self, trace_id: _Optional[str] = ..., tls_keylog: _Optional[str] = ...) -> None: ...
+    raw: bool
+    def __init__(self, trace_id: _Optional[str] = ..., tls_keylog: _Optional[str] = ..., raw: _Optional[bool] = ...) -> None: ...
 
 class TraceSummary(_message.Message):
     __slots__ = ("trace_id", "url", "status", "started_ns", "hops")
