@@ -20,7 +20,7 @@ import signal
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from hoplab.backends import nodeproc
@@ -223,8 +223,8 @@ class NetnsBackend(Backend):
 
     def _start_services(self, topology: Topology, progress: Progress, only: str | None = None) -> None:
         """Each service starts as soon as the nodes it waits for are healthy -- not wave by
-        wave, so a slow one holds back only what needs it -- and every starting node's health
-        is checked at once, a poll every POLL_S."""
+        wave, so a slow one holds back only what needs it -- and each starting node's health is
+        checked on its own, every POLL_S, a slow check holding back no other node."""
         lab = topology.name
         state = self._state(lab)
         deadline = time.monotonic() + UP_TIMEOUT
@@ -234,33 +234,42 @@ class NetnsBackend(Backend):
             self._waves(topology)  # refuses services that wait for each other in a circle
             services = self.services(topology)
             waits = {n: topology.waits_for(n, services) for n in topology.nodes}
-        pending, waiting, healthy, started = list(waits), set(), set(), set()
+        pending, healthy, started = list(waits), set(), set()
+        checks: dict = {}  # node -> its health check in flight
+        last: dict[str, float] = {}  # node -> when its last check ended
         with ThreadPoolExecutor(8) as pool:
-            while pending or waiting:
+            while pending or checks or len(healthy) < len(waits):
                 ready = [n for n in pending if all(d in healthy for d in waits[n])]
                 for node in ready:
                     pending.remove(node)
-                    waiting.add(node)
                     if self._start_service(topology, node, state["nodes"][node]):
                         started.add(node)
                         progress.say(f"{node}: start")
                 if ready:
                     self._save(lab, state)
-                checked = sorted(waiting)
-                for node, ok in zip(checked, pool.map(lambda n: self._healthy(topology, n), checked)):
+                # each node's check on its own: a slow one (a lease, a page) holds back no other
+                now = time.monotonic()
+                for node in waits:
+                    if (node not in pending and node not in healthy and node not in checks
+                            and now - last.get(node, 0.0) >= POLL_S):
+                        checks[node] = pool.submit(self._healthy, topology, node)
+                if not checks:  # every check is resting between polls
+                    time.sleep(POLL_S / 2)
+                    continue
+                done, _ = wait(checks.values(), timeout=POLL_S, return_when=FIRST_COMPLETED)
+                for node in [n for n, f in checks.items() if f in done]:
+                    ok = checks.pop(node).result()
+                    last[node] = time.monotonic()
                     if ok:
-                        waiting.discard(node)
                         healthy.add(node)
                         if node in started:
                             progress.say(f"{node}: healthy")
                     elif not nodeproc.beside(state["nodes"][node]["service"], state["nodes"][node]["anchor"]):
                         raise BackendError(f"node {node}: its service exited" + self._explain(lab, node))
-                if (pending or waiting) and time.monotonic() > deadline:
-                    late = sorted(waiting | set(pending))
+                if len(healthy) < len(waits) and time.monotonic() > deadline:
+                    late = sorted(set(waits) - healthy)
                     raise BackendError(f"nodes not healthy after {UP_TIMEOUT:.0f} s: {', '.join(late)}"
-                                       + "".join(self._explain(lab, n) for n in sorted(waiting)))
-                if waiting and not any(all(d in healthy for d in waits[n]) for n in pending):
-                    time.sleep(POLL_S)
+                                       + "".join(self._explain(lab, n) for n in late if n not in pending))
 
     def _start_service(self, topology: Topology, node: str, entry: dict) -> bool:
         """Start `node`'s service in its namespaces (False: it runs already)."""
@@ -275,6 +284,7 @@ class NetnsBackend(Backend):
                                     start_new_session=True, stdin=subprocess.DEVNULL, stdout=out,
                                     stderr=subprocess.STDOUT, cwd="/")
         entry["service"] = proc.pid
+        nodeproc.wait_beside(proc.pid, entry["anchor"])  # else it looks exited for a moment
         return True
 
     def _waves(self, topology: Topology) -> list[list[str]]:

@@ -69,6 +69,17 @@ def alive(pid: int | None, lab: str) -> bool:
     return bool(pid) and marked(pid, lab) is not None and _running(pid)
 
 
+def wait_beside(pid: int, anchor: int, timeout: float = 10.0) -> bool:
+    """Wait until a just-started service (`mnexec -a ANCHOR ...`) runs in its anchor's network
+    namespace: Popen returns before mnexec has called setns, and till then it looks gone."""
+    deadline = time.monotonic() + timeout
+    while not beside(pid, anchor):
+        if not _running(pid) or time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
 def beside(pid: int | None, anchor: int) -> bool:
     """A recorded service pid still runs in the anchor's network namespace."""
     return bool(pid) and _running(pid) and _netns(pid) == _netns(anchor) is not None
