@@ -32,7 +32,9 @@ def test_a_short_run_reports_and_every_order_lands(lab):
     reports = report_dir(result)
     history = list(csv.DictReader((reports / "run_stats_history.csv").open()))
     seconds = int(history[-1]["Timestamp"]) - int(history[0]["Timestamp"])
-    assert 8 <= seconds <= 16, seconds  # 10s: ten seconds, plus at most the 5 s users get to stop
+    # 10s: the history runs from the first flush after the users spawned to the end, plus at
+    # most the 5 s users get to stop
+    assert 6 <= seconds <= 16, seconds
     for name in ("run_stats.csv", "run_failures.csv", "run_stats_history.csv", "report.html", "summary.json"):
         assert (reports / name).stat().st_size > 0, name
     summary = json.loads((reports / "summary.json").read_text())

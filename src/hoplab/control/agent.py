@@ -8,7 +8,6 @@ decoded records in batches. While nothing is traced it only holds an idle stream
 from __future__ import annotations
 
 import json
-import os
 import queue
 import subprocess
 import threading
@@ -157,7 +156,6 @@ class Agent:
 
 
 def main() -> None:
-    os.setpriority(os.PRIO_PROCESS, 0, 0)  # loaded: back from the niceness it started with
     Agent(NodeContext.from_environment()).run_forever()
 
 

@@ -7,8 +7,6 @@ import sys
 
 from hoplab.node import NodeContext
 
-AGENT_START_NICE = 15
-
 
 def main(argv: list[str]) -> None:
     if argv[:1] != ["start"]:
@@ -18,11 +16,7 @@ def main(argv: list[str]) -> None:
     if node.lab.get("management") and not node.is_control:
         # The agent lives beside the service for the node's whole life; it only captures when
         # the control service asks.
-        # Niced while it imports (gRPC, the decoder): at `up`, every node starts at once and
-        # the services' start-up is what health waits for; the agent takes its priority back
-        # once loaded (hoplab.control.agent.main).
-        agent = subprocess.Popen([sys.executable, "-m", "hoplab.control.agent"], stdin=subprocess.DEVNULL,
-                                 preexec_fn=lambda: os.nice(AGENT_START_NICE))
+        agent = subprocess.Popen([sys.executable, "-m", "hoplab.control.agent"], stdin=subprocess.DEVNULL)
         (node.run_dir / "agent.pid").write_text(f"{agent.pid}\n")
     # Chaos's process faults find the service here, in any backend: exec keeps this pid, so it
     # is the start script's and then the daemon's it execs.
