@@ -23,6 +23,8 @@ DHCP = "dhcp"  # the address value that means "ask the network's DHCP server"
 CONTROL_NODE = "control"  # the control service's node, added when the topology has `management`
 MANAGEMENT_NETWORK = "mgmt"
 CONTROL_PORT = 50051
+# An image node's own service: hoplab's sidecar beside the user's container (services/sidecar).
+SIDECAR = "sidecar"
 
 # Ranges no lab may use: TEST-NET-1 is reserved for isolation probes (docs/architecture.md), the
 # rest cannot work as a lab subnet or belong to the host and Docker.
@@ -95,6 +97,20 @@ class Upstream:
 
 
 @dataclass(frozen=True)
+class Image:
+    """A node that runs a local image of the user's own (Docker only). Its node's service is
+    hoplab's sidecar, which holds the node's addresses, DNS and routes and runs its agent; the
+    image's container shares the sidecar's network and process namespaces."""
+
+    ref: str
+    entry: str  # the file's node entry (replicas share it), for messages: nodes.<entry>.image
+    command: tuple[str, ...] = ()  # () = the image's own
+    health: tuple[str, ...] = ()  # () = the image's own HEALTHCHECK, if any
+    ports: tuple[int, ...] = ()  # what it listens on: an upstream's default port; never published
+    env: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class Node:
     """One running node; a replicated entry of the file gives several (web1, web2, ...)."""
 
@@ -105,6 +121,7 @@ class Node:
     tls_protocols: tuple[str, ...] = DEFAULT_TLS_PROTOCOLS  # what a TLS server on it offers (the edge)
     upstream: Upstream | None = None  # a proxy's backends or origin, when the topology chooses them
     sites: tuple[tuple[str, Upstream], ...] = ()  # the edge's other names (NAME.<domain>) and where each goes
+    image: Image | None = None  # the user's image, beside the sidecar (service SIDECAR)
 
     def address_on(self, network: str) -> IPv4Address | None:
         for iface in self.interfaces:
@@ -276,6 +293,8 @@ class Topology:
                 ],
             }
             entry["tls"] = {"protocols": list(node.tls_protocols)}
+            if node.image:
+                entry["image"] = {"ref": node.image.ref, "ports": list(node.image.ports)}
             if node.upstream:
                 entry["upstream"] = node.upstream.to_runtime()
             if node.sites:
@@ -345,11 +364,22 @@ def _schema_problems(data) -> list[tuple[str, str]]:
     problems = []
     for err in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
         field = ".".join(str(p) for p in err.absolute_path) or "(top level)"
-        if err.validator == "pattern":
+        if err.validator == "pattern" and list(err.absolute_path)[-1:] == ["image"]:
+            reason = f"{err.instance!r} is not an image reference (NAME[:TAG] or NAME@sha256:DIGEST)"
+        elif err.validator == "pattern" and "HOPLAB_" in err.validator_value:
+            reason = f"{err.instance!r}: names starting HOPLAB_ are hoplab's; others must match [A-Za-z_][A-Za-z0-9_]*"
+        elif err.validator == "pattern":
             reason = f"{err.instance!r} does not match {err.validator_value}"
         elif err.validator == "additionalProperties" and err.validator_value is False:
             extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
             reason = f"unknown field(s) {', '.join(extra)}"
+        elif err.validator == "oneOf" and field.startswith("nodes."):  # service or image
+            reason = ("give either service (a service folder) or image (a local Docker image), not both"
+                      if {"service", "image"} <= set(err.instance) else
+                      "needs service (a service folder) or image (a local Docker image)")
+        elif err.validator == "dependentRequired":
+            needing = sorted(k for k, v in err.validator_value.items() if k in err.instance and v[0] not in err.instance)
+            reason = f"{', '.join(needing)}: only for a node that runs an image (give image, or drop them)"
         else:
             reason = err.message
         problems.append((field, reason))
@@ -486,8 +516,10 @@ class _Checker:
         used: dict[IPv4Address, str] = {}
         for name, spec in self.data["nodes"].items():
             field = f"nodes.{name}"
-            if spec["service"] not in self.catalog:
-                self.fail(f"{field}.service", f"unknown service {spec['service']!r} "
+            image = self._image(field, name, spec)
+            service = SIDECAR if image else spec["service"]
+            if not image and service not in self.catalog:
+                self.fail(f"{field}.service", f"unknown service {service!r} "
                           f"(known: {', '.join(sorted(self.catalog))})")
             replicas = spec.get("replicas", 1)
             names = [name] if replicas == 1 else [f"{name}{i}" for i in range(1, replicas + 1)]
@@ -528,9 +560,20 @@ class _Checker:
                 if instance in nodes:
                     self.fail(field, f"node name {instance!r} is already taken")
                     continue
-                nodes[instance] = Node(instance, spec["service"], tuple(interfaces[i]), nat,
-                                       tuple(spec.get("tls", {}).get("protocols", DEFAULT_TLS_PROTOCOLS)))
+                nodes[instance] = Node(instance, service, tuple(interfaces[i]), nat,
+                                       tuple(spec.get("tls", {}).get("protocols", DEFAULT_TLS_PROTOCOLS)),
+                                       image=image)
         return nodes
+
+    def _image(self, field: str, name: str, spec: dict) -> Image | None:
+        if "image" not in spec:
+            return None
+        sidecar = self.catalog.get(SIDECAR)
+        if sidecar is None or sidecar.user:
+            self.fail(f"{field}.image", f"an image node needs hoplab's own {SIDECAR!r} service, "
+                                        f"which {'a service folder of yours hides' if sidecar else 'is missing'}")
+        return Image(spec["image"], name, tuple(spec.get("command", ())), tuple(spec.get("health", ())),
+                     tuple(spec.get("ports", ())), tuple((k, str(v)) for k, v in (spec.get("env") or {}).items()))
 
     def _upstreams(self, nodes: dict[str, Node]) -> None:
         """`upstream` and `sites`: each named node (a replicated entry: all its replicas) must
@@ -538,12 +581,13 @@ class _Checker:
         entries = self.entries
         for name, spec in self.data["nodes"].items():
             field = f"nodes.{name}"
-            if "upstream" in spec and spec["service"] not in PROXIES and not getattr(
-                    self.catalog.get(spec["service"]), "user", False):
-                self.fail(f"{field}.upstream", f"service {spec['service']!r} reads no upstream "
+            what = spec.get("service") or f"image {spec.get('image')!r}"
+            if "upstream" in spec and spec.get("service") not in PROXIES and not getattr(
+                    self.catalog.get(spec.get("service")), "user", False):
+                self.fail(f"{field}.upstream", f"{what} reads no upstream "
                                                f"(only {', '.join(PROXIES)} or a service of your own)")
-            if "sites" in spec and spec["service"] != "cache":
-                self.fail(f"{field}.sites", f"only a cache (the edge) serves sites, not {spec['service']!r}")
+            if "sites" in spec and spec.get("service") != "cache":
+                self.fail(f"{field}.sites", f"only a cache (the edge) serves sites, not {what}")
             for instance in [n for n in entries.get(name, []) if n in nodes]:
                 node = nodes[instance]
                 upstream = self._upstream(f"{field}.upstream", node, spec["upstream"], nodes, entries) \
@@ -576,12 +620,24 @@ class _Checker:
                 servers.append((target, shared[0]))
         if not servers:
             return None
-        return Upstream(tuple(servers), spec["port"], spec.get("health", DEFAULT_HEALTH_PATH))
+        port = spec.get("port") or self._declared_port(field, [n for n, _ in servers], nodes)
+        if port is None:
+            return None
+        return Upstream(tuple(servers), port, spec.get("health", DEFAULT_HEALTH_PATH))
+
+    def _declared_port(self, field: str, servers: list[str], nodes: dict[str, Node]) -> int | None:
+        """An upstream without `port`: the one its servers declare (an image node's first `ports`)."""
+        declared = {nodes[n].image.ports[0] if nodes[n].image and nodes[n].image.ports else None for n in servers}
+        if len(declared) == 1 and None not in declared:
+            return declared.pop()
+        self.fail(f"{field}.port", "required unless every node named declares the same first port "
+                                   f"(an image node's ports); found {', '.join(sorted(map(str, declared)))}")
+        return None
 
     def _nat(self, field: str, spec: dict, networks: dict[str, Network]) -> Nat | None:
         if "nat" not in spec:
             return None
-        if spec["service"] != "router":
+        if spec.get("service") != "router":
             self.fail(f"{field}.nat", "only a router node does NAT")
         nat = Nat(tuple(spec["nat"]["inside"]), spec["nat"]["outside"])
         for net_name in (*nat.inside, nat.outside):
