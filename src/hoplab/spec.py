@@ -581,7 +581,7 @@ class _Checker:
         entries = self.entries
         for name, spec in self.data["nodes"].items():
             field = f"nodes.{name}"
-            what = spec.get("service") or f"image {spec.get('image')!r}"
+            what = f"service {spec['service']!r}" if "service" in spec else f"image {spec['image']!r}"
             if "upstream" in spec and spec.get("service") not in PROXIES and not getattr(
                     self.catalog.get(spec.get("service")), "user", False):
                 self.fail(f"{field}.upstream", f"{what} reads no upstream "
@@ -627,11 +627,11 @@ class _Checker:
 
     def _declared_port(self, field: str, servers: list[str], nodes: dict[str, Node]) -> int | None:
         """An upstream without `port`: the one its servers declare (an image node's first `ports`)."""
-        declared = {nodes[n].image.ports[0] if nodes[n].image and nodes[n].image.ports else None for n in servers}
-        if len(declared) == 1 and None not in declared:
-            return declared.pop()
+        declared = {n: nodes[n].image.ports[0] if nodes[n].image and nodes[n].image.ports else None for n in servers}
+        if len(set(declared.values())) == 1 and None not in declared.values():
+            return declared[servers[0]]
         self.fail(f"{field}.port", "required unless every node named declares the same first port "
-                                   f"(an image node's ports); found {', '.join(sorted(map(str, declared)))}")
+                                   "(an image node's ports); " + ", ".join(f"{n}: {p or 'none'}" for n, p in declared.items()))
         return None
 
     def _nat(self, field: str, spec: dict, networks: dict[str, Network]) -> Nat | None:
