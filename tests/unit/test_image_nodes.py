@@ -183,3 +183,46 @@ def test_netns_refuses_image_nodes_naming_the_node_and_the_alternative(tmp_path,
     assert cli.main(["up", "--backend", "netns", "--topology", str(EXAMPLE)]) == 2
     assert "nodes.notes.image" in capsys.readouterr().err
     assert not NetnsBackend().running("notesimg")
+
+
+# ---------------------------------------------------------------- how the Docker backend sees one
+
+
+class Containers:
+    """The engine's answers about the lab's containers (state and health as `docker inspect`)."""
+
+    def __init__(self, states: dict[str, tuple[str, str | None]]):
+        self.info = {}
+        for key, (status, health) in states.items():
+            node, _, app = key.partition("-")
+            labels = {"io.hoplab.lab": "notesimg", "io.hoplab.node": node, **({"io.hoplab.role": "app"} if app else {})}
+            state = {"Status": status, "Pid": 100 + len(self.info), **({"Health": {"Status": health}} if health else {})}
+            self.info[f"id-{key}"] = {"Id": f"id-{key}", "State": state, "Config": {"Labels": labels}}
+
+    def containers(self, label: str) -> list[dict]:
+        return [{"Id": i} for i in self.info]
+
+    def inspect(self, container: str) -> dict:
+        return self.info[container]
+
+
+@pytest.mark.parametrize("sidecar, app, seen", [
+    (("running", "healthy"), ("running", "starting"), ("running", "starting")),  # the image's health
+    (("running", "healthy"), ("running", None), ("running", "healthy")),  # no health check: the sidecar's
+    (("running", "healthy"), ("exited", "unhealthy"), ("exited", "unhealthy")),
+    (("running", "healthy"), None, ("missing", "none")),
+])
+def test_an_image_nodes_state_is_both_containers(sidecar, app, seen):
+    topology = spec.load(EXAMPLE)
+    states = {"notes1": sidecar, **({"notes1-app": app} if app else {})}
+    backend = DockerBackend(engine=Containers(states))
+    status = {s.node: s for s in backend.status(topology, addresses=False)}["notes1"]
+    assert (status.state, status.health) == seen
+    assert list(backend.node_pids(topology)) == ["notes1"]  # the sidecar's process stands for the node
+
+
+def test_exec_and_logs_go_to_the_image_hoplabs_tools_to_the_sidecar():
+    topology = spec.load(EXAMPLE)
+    assert DockerBackend._container(topology, "notes2", app=True) == "hoplab-notesimg-notes2-app"
+    assert DockerBackend._container(topology, "notes2") == "hoplab-notesimg-notes2"
+    assert DockerBackend._container(topology, "kv", app=True) == "hoplab-notesimg-kv"
