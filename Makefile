@@ -8,10 +8,10 @@ TOPOLOGY ?= topology/lab.yaml
 BACKEND ?=
 T := --topology $(TOPOLOGY) $(if $(BACKEND),--backend $(BACKEND))
 
-.PHONY: help setup host host-all up down status clean test test-unit test-e2e test-example render graph bench-up bench-path bench-trace bench-load bench-exec bench-ui proto load ui
+.PHONY: help setup host host-all up down status clean test test-unit test-e2e test-example example-image render graph bench-up bench-path bench-trace bench-load bench-exec bench-ui proto load ui
 
 help:
-	@echo "make up | down | status | clean | ui | test | test-unit | test-e2e | test-example | render | graph | bench-up | bench-path | bench-trace | bench-load | bench-exec | bench-ui | load"
+	@echo "make up | down | status | clean | ui | test | test-unit | test-e2e | test-example | example-image | render | graph | bench-up | bench-path | bench-trace | bench-load | bench-exec | bench-ui | load"
 
 setup: host $(VENV)/.installed
 
@@ -53,13 +53,29 @@ E2E := $(PY) -m pytest -q -ra --durations=12 -p xdist -n 2 --dist loadgroup test
 # `make test` runs them inside the end-to-end suite (tests/e2e/test_example.py), each backend's
 # in its worker, the netns run on a twin of the topology.
 EXAMPLE_TEST = $(PY) -m pytest -q -ra -p no:cacheprovider -p hoplab.pytest_plugin $(EXAMPLE)/tests --hoplab-topology $(EXAMPLE)/notes.yaml
+# Its image variant (notes-image.yaml: the API as the team's own image, Docker only): the
+# scenarios that cross the image node (trace into it, both replicas behind the balancer); the
+# load and the Redis fault are the same on both variants and run above.
+EXAMPLE_IMAGE := own-service/notes:1
+EXAMPLE_IMAGE_TEST = $(PY) -m pytest -q -ra -p no:cacheprovider -p hoplab.pytest_plugin $(EXAMPLE)/tests \
+	--hoplab-topology $(EXAMPLE)/notes-image.yaml --hoplab-backend docker -k "resolves or round_trips or spreads"
+
+# The image variant's image, from the example's own Dockerfile, on the Debian image that any
+# `hoplab up` on Docker makes from the host's mirror (no registry is asked; Docker caches the layers).
+EXAMPLE_IMAGE_BUILD = { docker image inspect hoplab/debian:bookworm >/dev/null 2>&1 \
+	  || { echo "example-image: no hoplab/debian:bookworm yet: any hoplab up on Docker makes it (make up)"; false; }; } \
+	&& mkdir -p build/logs && { docker build -t $(EXAMPLE_IMAGE) -f $(EXAMPLE)/image/Dockerfile $(EXAMPLE) \
+	  >build/logs/example-image.log 2>&1 || { tail -25 build/logs/example-image.log; false; }; }
+example-image:
+	@$(EXAMPLE_IMAGE_BUILD)
 
 test: host-all $(VENV)/.installed
 	@start=$$(date +%s); $(PY) -m pytest -q -ra -p xdist -n 2 tests/unit && $(E2E); status=$$?; \
 	echo "make test: $$(( $$(date +%s) - start )) s wall time (exit $$status)"; exit $$status
 
 test-example: host-all $(VENV)/.installed
-	@start=$$(date +%s); $(EXAMPLE_TEST) --hoplab-backend docker && $(EXAMPLE_TEST) --hoplab-backend netns; \
+	@start=$$(date +%s); $(EXAMPLE_TEST) --hoplab-backend docker && $(EXAMPLE_IMAGE_BUILD) && $(EXAMPLE_IMAGE_TEST) \
+	  && $(EXAMPLE_TEST) --hoplab-backend netns; \
 	status=$$?; echo "make test-example: $$(( $$(date +%s) - start )) s wall time (exit $$status)"; exit $$status
 
 test-unit: $(VENV)/.installed

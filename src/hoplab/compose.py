@@ -12,6 +12,10 @@ from hoplab.spec import CONTROL_NODE, MANAGEMENT_NETWORK, Topology, TopologyErro
 
 LABEL_LAB = "io.hoplab.lab"
 LABEL_NODE = "io.hoplab.node"
+# An image node is two containers: its sidecar (the node) and the image's, labelled with this.
+LABEL_ROLE = "io.hoplab.role"
+APP_ROLE = "app"
+APP_SUFFIX = "-app"  # the image's Compose service: "<node>-app" (node names hold no "-")
 IMAGE_PREFIX = "hoplab/"
 RUNTIME_FILE_SUFFIX = ".runtime.json"
 # Health checks every 2 s: each is an exec (about 75 ms of the engine's CPU), so a check a second
@@ -28,6 +32,44 @@ def project_name(topology: Topology) -> str:
 
 def container_name(topology: Topology, node: str) -> str:
     return f"hoplab-{topology.name}-{node}"
+
+
+def app_name(node: str) -> str:
+    """An image node's second Compose service, the image's own container."""
+    return f"{node}{APP_SUFFIX}"
+
+
+def _ready(topology: Topology, node: str) -> tuple[str, dict]:
+    """What a node waiting for `node` depends on: an image node is ready when the image's
+    container is healthy (or merely started, when the topology gives it no health command)."""
+    image = topology.nodes[node].image
+    if image is None:
+        return node, {"condition": "service_healthy"}
+    return app_name(node), {"condition": "service_healthy" if image.health else "service_started"}
+
+
+def _app(topology: Topology, node, labels: dict) -> dict:
+    """The image's container: in the sidecar's network and process namespaces (so it has the
+    node's addresses, DNS and routes, and the agent sees which of its processes holds a socket),
+    started once the sidecar has prepared the node. Never pulled, never published on the host;
+    no capability beyond Docker's defaults."""
+    image = node.image
+    entry: dict = {
+        "image": image.ref,
+        "pull_policy": "never",
+        "container_name": container_name(topology, app_name(node.name)),
+        "network_mode": f"service:{node.name}",
+        "pid": f"service:{node.name}",
+        "environment": {**dict(image.env), "HOPLAB_NODE": node.name},
+    }
+    if image.command:
+        entry["command"] = list(image.command)
+    if image.health:  # an argument list, run by the engine without a shell
+        entry["healthcheck"] = {"test": ["CMD", *image.health], **HEALTH}
+    entry["stop_grace_period"] = "3s"
+    entry["labels"] = {**labels, LABEL_NODE: node.name, LABEL_ROLE: APP_ROLE}
+    entry["depends_on"] = {node.name: {"condition": "service_healthy"}}
+    return entry
 
 
 def bridge_names(topology: Topology) -> dict[str, str]:
@@ -98,10 +140,12 @@ def render(topology: Topology, catalog: dict[str, Service], runtime_file: str) -
             entry["cap_add"] = list(service.capabilities)
         if service.sysctls:
             entry["sysctls"] = dict(service.sysctls)
-        depends = {other: {"condition": "service_healthy"} for other in topology.waits_for(node.name, catalog)}
+        depends = dict(_ready(topology, other) for other in topology.waits_for(node.name, catalog))
         if depends:
             entry["depends_on"] = depends
         services[node.name] = entry
+        if node.image:
+            services[app_name(node.name)] = _app(topology, node, labels)
     def network(name: str, ipam: dict, host_holds_address: bool) -> dict:
         options = {"com.docker.network.bridge.name": bridges[name]}
         if not host_holds_address:  # the gateway stays reserved, but off the bridge

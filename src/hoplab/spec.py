@@ -21,6 +21,8 @@ DHCP = "dhcp"  # the address value that means "ask the network's DHCP server"
 CONTROL_NODE = "control"  # the control service's node, added when the topology has `management`
 MANAGEMENT_NETWORK = "mgmt"
 CONTROL_PORT = 50051
+# An image node's own service: hoplab's sidecar beside the user's container (services/sidecar).
+SIDECAR = "sidecar"
 
 # Ranges no lab may use: TEST-NET-1 is reserved for isolation probes (docs/architecture.md), the
 # rest cannot work as a lab subnet or belong to the host and Docker.
@@ -90,6 +92,20 @@ class Upstream:
 
 
 @dataclass(frozen=True)
+class Image:
+    """A node that runs a local image of the user's own (Docker only). Its node's service is
+    hoplab's sidecar, which holds the node's addresses, DNS and routes and runs its agent; the
+    image's container shares the sidecar's network and process namespaces."""
+
+    ref: str
+    entry: str  # the file's node entry (replicas share it), for messages: nodes.<entry>.image
+    command: tuple[str, ...] = ()  # () = the image's own
+    health: tuple[str, ...] = ()  # () = the image's own HEALTHCHECK, if any
+    ports: tuple[int, ...] = ()  # what it listens on: an upstream's default port; never published
+    env: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class Node:
     """One running node; a replicated entry of the file gives several (web1, web2, ...)."""
 
@@ -100,6 +116,7 @@ class Node:
     tls_protocols: tuple[str, ...] = DEFAULT_TLS_PROTOCOLS  # what a TLS server on it offers (the edge)
     upstream: Upstream | None = None  # a proxy's backends or origin, when the topology chooses them
     sites: tuple[tuple[str, Upstream], ...] = ()  # the edge's other names (NAME.<domain>) and where each goes
+    image: Image | None = None  # the user's image, beside the sidecar (service SIDECAR)
 
     def address_on(self, network: str) -> IPv4Address | None:
         for iface in self.interfaces:
@@ -271,6 +288,8 @@ class Topology:
                 ],
             }
             entry["tls"] = {"protocols": list(node.tls_protocols)}
+            if node.image:
+                entry["image"] = {"ref": node.image.ref, "ports": list(node.image.ports)}
             if node.upstream:
                 entry["upstream"] = node.upstream.to_runtime()
             if node.sites:
@@ -308,6 +327,23 @@ def load(path: Path | str, catalog: dict[str, Service] | None = None) -> Topolog
     return from_data(userfile.read_yaml(path, TopologyError), Path(path), catalog)
 
 
+def _image_node_reason(err, field: str) -> str | None:
+    """The topology's own words for what the schema says about image nodes (None: the
+    generic reason)."""
+    if err.validator == "pattern" and list(err.absolute_path)[-1:] == ["image"]:
+        return f"{err.instance!r} is not an image reference (NAME[:TAG] or NAME@sha256:DIGEST)"
+    if err.validator == "pattern" and "HOPLAB_" in err.validator_value:
+        return f"{err.instance!r}: names starting HOPLAB_ are hoplab's; others must match [A-Za-z_][A-Za-z0-9_]*"
+    if err.validator == "oneOf" and field.startswith("nodes."):  # service or image
+        return ("give either service (a service folder) or image (a local Docker image), not both"
+                if {"service", "image"} <= set(err.instance) else
+                "needs service (a service folder) or image (a local Docker image)")
+    if err.validator == "dependentRequired":
+        needing = sorted(k for k, v in err.validator_value.items() if k in err.instance and v[0] not in err.instance)
+        return f"{', '.join(needing)}: only for a node that runs an image (give image, or drop them)"
+    return None
+
+
 def service_dirs(data: dict, source: Path | str) -> tuple[Path, ...]:
     """The topology's `service_dirs`, relative to the topology file; each must be a folder."""
     base = Path(source).resolve().parent
@@ -329,7 +365,7 @@ def from_data(data, source: Path | str, catalog: dict[str, Service] | None = Non
     `service_dirs` come before it; a bad service.yaml there raises CatalogError."""
     if not isinstance(data, dict):
         raise TopologyError(source, [("(top level)", "expected a mapping of name, domain, networks, nodes")])
-    problems = userfile.schema_problems(SCHEMA_FILE, data)
+    problems = userfile.schema_problems(SCHEMA_FILE, data, _image_node_reason)
     if problems:
         raise TopologyError(source, problems)
     folders = service_dirs(data, source)
@@ -438,8 +474,10 @@ class _Checker:
         used: dict[IPv4Address, str] = {}
         for name, spec in self.data["nodes"].items():
             field = f"nodes.{name}"
-            if spec["service"] not in self.catalog:
-                self.fail(f"{field}.service", f"unknown service {spec['service']!r} "
+            image = self._image(field, name, spec)
+            service = SIDECAR if image else spec["service"]
+            if not image and service not in self.catalog:
+                self.fail(f"{field}.service", f"unknown service {service!r} "
                           f"(known: {', '.join(sorted(self.catalog))})")
             replicas = spec.get("replicas", 1)
             names = [name] if replicas == 1 else [f"{name}{i}" for i in range(1, replicas + 1)]
@@ -480,9 +518,20 @@ class _Checker:
                 if instance in nodes:
                     self.fail(field, f"node name {instance!r} is already taken")
                     continue
-                nodes[instance] = Node(instance, spec["service"], tuple(interfaces[i]), nat,
-                                       tuple(spec.get("tls", {}).get("protocols", DEFAULT_TLS_PROTOCOLS)))
+                nodes[instance] = Node(instance, service, tuple(interfaces[i]), nat,
+                                       tuple(spec.get("tls", {}).get("protocols", DEFAULT_TLS_PROTOCOLS)),
+                                       image=image)
         return nodes
+
+    def _image(self, field: str, name: str, spec: dict) -> Image | None:
+        if "image" not in spec:
+            return None
+        sidecar = self.catalog.get(SIDECAR)
+        if sidecar is None or sidecar.user:
+            self.fail(f"{field}.image", f"an image node needs hoplab's own {SIDECAR!r} service, "
+                                        f"which {'a service folder of yours hides' if sidecar else 'is missing'}")
+        return Image(spec["image"], name, tuple(spec.get("command", ())), tuple(spec.get("health", ())),
+                     tuple(spec.get("ports", ())), tuple((k, str(v)) for k, v in (spec.get("env") or {}).items()))
 
     def _upstreams(self, nodes: dict[str, Node]) -> None:
         """`upstream` and `sites`: each named node (a replicated entry: all its replicas) must
@@ -490,12 +539,13 @@ class _Checker:
         entries = self.entries
         for name, spec in self.data["nodes"].items():
             field = f"nodes.{name}"
-            if "upstream" in spec and spec["service"] not in PROXIES and not getattr(
-                    self.catalog.get(spec["service"]), "user", False):
-                self.fail(f"{field}.upstream", f"service {spec['service']!r} reads no upstream "
+            what = f"service {spec['service']!r}" if "service" in spec else f"image {spec['image']!r}"
+            if "upstream" in spec and spec.get("service") not in PROXIES and not getattr(
+                    self.catalog.get(spec.get("service")), "user", False):
+                self.fail(f"{field}.upstream", f"{what} reads no upstream "
                                                f"(only {', '.join(PROXIES)} or a service of your own)")
-            if "sites" in spec and spec["service"] != "cache":
-                self.fail(f"{field}.sites", f"only a cache (the edge) serves sites, not {spec['service']!r}")
+            if "sites" in spec and spec.get("service") != "cache":
+                self.fail(f"{field}.sites", f"only a cache (the edge) serves sites, not {what}")
             for instance in [n for n in entries.get(name, []) if n in nodes]:
                 node = nodes[instance]
                 upstream = self._upstream(f"{field}.upstream", node, spec["upstream"], nodes, entries) \
@@ -528,12 +578,24 @@ class _Checker:
                 servers.append((target, shared[0]))
         if not servers:
             return None
-        return Upstream(tuple(servers), spec["port"], spec.get("health", DEFAULT_HEALTH_PATH))
+        port = spec.get("port") or self._declared_port(field, [n for n, _ in servers], nodes)
+        if port is None:
+            return None
+        return Upstream(tuple(servers), port, spec.get("health", DEFAULT_HEALTH_PATH))
+
+    def _declared_port(self, field: str, servers: list[str], nodes: dict[str, Node]) -> int | None:
+        """An upstream without `port`: the one its servers declare (an image node's first `ports`)."""
+        declared = {n: nodes[n].image.ports[0] if nodes[n].image and nodes[n].image.ports else None for n in servers}
+        if len(set(declared.values())) == 1 and None not in declared.values():
+            return declared[servers[0]]
+        self.fail(f"{field}.port", "required unless every node named declares the same first port "
+                                   "(an image node's ports); " + ", ".join(f"{n}: {p or 'none'}" for n, p in declared.items()))
+        return None
 
     def _nat(self, field: str, spec: dict, networks: dict[str, Network]) -> Nat | None:
         if "nat" not in spec:
             return None
-        if spec["service"] != "router":
+        if spec.get("service") != "router":
             self.fail(f"{field}.nat", "only a router node does NAT")
         nat = Nat(tuple(spec["nat"]["inside"]), spec["nat"]["outside"])
         for net_name in (*nat.inside, nat.outside):

@@ -69,12 +69,16 @@ def _validator(schema_file: Path) -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(schema)
 
 
-def schema_problems(schema_file: Path, data) -> list[tuple[str, str]]:
-    """Every way `data` breaks the schema, as (field, reason), in document order."""
+def schema_problems(schema_file: Path, data, explain=None) -> list[tuple[str, str]]:
+    """Every way `data` breaks the schema, as (field, reason), in document order. `explain(err,
+    field)` may give a kind of file's own words for an error (None: the generic ones)."""
     problems = []
     for err in sorted(_validator(schema_file).iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
         field = ".".join(str(p) for p in err.absolute_path) or "(top level)"
-        if err.validator == "pattern":
+        own = explain(err, field) if explain else None
+        if own is not None:
+            reason = own
+        elif err.validator == "pattern":
             reason = f"{err.instance!r} does not match {err.validator_value}"
         elif err.validator == "additionalProperties" and err.validator_value is False:
             extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))

@@ -37,6 +37,7 @@ OTHER = {"docker": "netns", "netns": "docker"}  # each backend's counterpart
 # address on every management bridge and on no data bridge.
 EXAMPLE = TOPOLOGY_DIR.parent / "examples" / "own-service"
 EXAMPLE_TOPOLOGY = EXAMPLE / "notes.yaml"
+EXAMPLE_IMAGE_TOPOLOGY = EXAMPLE / "notes-image.yaml"  # Docker only, its own name and subnets
 TWINS = {LAB_TOPOLOGY: ("nlab", "172.31.253.0/24"), DUO_TOPOLOGY: ("nduo", "172.30.253.0/26"),
          EXAMPLE_TOPOLOGY: ("nnotes", "172.29.253.0/26")}
 TWIN_DIR = BUILD_DIR / "test-topologies"
@@ -101,13 +102,14 @@ def all_lab_subnets() -> list[str]:
     """Every subnet any lab of either suite uses (what must never show on the host's uplink)."""
     from hoplab.backends.base import subnets
 
-    paths = [*TWINS, *(twin(path, *names) for path, names in TWINS.items())]
+    paths = [*TWINS, *(twin(path, *names) for path, names in TWINS.items()), EXAMPLE_IMAGE_TOPOLOGY]
     return sorted({str(subnet) for path in paths for _, subnet in subnets(spec.load(path))})
 
 
 def suite_labs(backend: str) -> set[str]:
     """The lab names a backend's suite makes."""
-    return {"lab", "duo", "notes"} if backend == "docker" else {name for name, _ in TWINS.values()}
+    # notesimg: the example's image variant, a Docker lab the netns worker brings up
+    return ({"lab", "duo", "notes"} if backend == "docker" else {name for name, _ in TWINS.values()}) | {"notesimg"}
 
 
 def concurrent_labs(backend: str) -> set[str]:

@@ -398,6 +398,11 @@ def _edge_by_dhcp_with_a_site(data):
     data["nodes"]["cache"]["sites"] = {"api": {"nodes": ["router"], "port": 80}}
 
 
+def _image_node_with_a_sidecar_of_ones_own(data):
+    data["service_dirs"] = [str(Path(__file__).resolve().parents[1] / "data" / "own-sidecar")]
+    data["nodes"]["mail"] = {"image": "mine:1", "networks": {"origin": "172.31.50.25"}}
+
+
 INLINE = {
     "management network name": (_set("networks.mgmt", {"subnet": "10.9.0.0/24"}),
                                 "networks.mgmt", "the name is the management network's"),
@@ -429,6 +434,10 @@ INLINE = {
                               "nodes.lb.upstream.nodes", "'lb' is the proxy itself"),
     "upstream off the proxy's networks": (_set("nodes.lb.upstream", {"nodes": ["dns"], "port": 80}),
                                           "nodes.lb.upstream.nodes", "node 'dns' has no static address on a network"),
+    "upstream without a port, of nodes that declare none": (_set("nodes.lb.upstream", {"nodes": ["web"]}),
+                                                            "nodes.lb.upstream.port", "required unless every node"),
+    "image node with a sidecar of the user's": (_image_node_with_a_sidecar_of_ones_own, "nodes.mail.image",
+                                                "needs hoplab's own 'sidecar' service, which a service folder of yours hides"),
 }
 
 

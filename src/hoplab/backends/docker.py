@@ -17,7 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from hoplab import compose
-from hoplab.backends.base import Backend, BackendError, NodeStatus, ensure_control_token, route_clashes, subnets
+from hoplab.backends.base import (Backend, BackendError, NodeStatus, PreflightError, ensure_control_token,
+                                  route_clashes, subnets)
 from hoplab.backends.engine import Compose, Engine, EngineError, NotFound, NotRunning
 from hoplab.backends.hostfw import HostFirewall
 from hoplab.backends.images import ImageBuilder
@@ -35,6 +36,12 @@ POLL_INTERVAL = 0.5  # between clean passes
 def _healthy(container: dict) -> bool:
     state = container["State"]
     return state["Status"] == "running" and (state.get("Health") or {}).get("Status", "healthy") == "healthy"
+
+
+def _parts(topology: Topology, node: str) -> list[str]:
+    """A node's containers by Compose service: the node's own, and an image node's image's
+    (started after it, stopped before it)."""
+    return [node, compose.app_name(node)] if topology.nodes[node].image else [node]
 
 
 class DockerBackend(Backend):
@@ -127,13 +134,16 @@ class DockerBackend(Backend):
         containers = self._containers(topology)
         statuses = []
         for node in topology.nodes.values():
-            info = containers.get(node.name)
-            if info is None:
+            parts = [containers.get(part) for part in _parts(topology, node.name)]
+            if None in parts:
                 statuses.append(NodeStatus(node.name, node.service, "missing", "none"))
                 continue
-            state = info["State"]
-            health = (state.get("Health") or {}).get("Status", "none")
-            statuses.append(NodeStatus(node.name, node.service, state["Status"], health, id=info["Id"][:12]))
+            # An image node is as running as the less running of its two containers, and as
+            # healthy as the image's (its sidecar's when the image has no health check).
+            state = next((p["State"] for p in parts if p["State"]["Status"] != "running"), parts[-1]["State"])
+            checked = [p["State"]["Health"] for p in reversed(parts) if p["State"].get("Health")]
+            health = checked[0].get("Status", "none") if checked else "none"
+            statuses.append(NodeStatus(node.name, node.service, state["Status"], health, id=parts[0]["Id"][:12]))
         running = [s for s in statuses if s.state == "running" and addresses]
         with ThreadPoolExecutor(8) as pool:
             for status, addresses in zip(running, pool.map(lambda s: self._addresses(topology, s.node), running)):
@@ -153,7 +163,8 @@ class DockerBackend(Backend):
                 for a in link.get("addr_info", [])}
 
     def _containers(self, topology: Topology) -> dict[str, dict]:
-        """The lab's containers by node, inspected (state, health, health log)."""
+        """The lab's containers by Compose service (a node's name; `<node>-app` for an image
+        node's image), inspected (state, health, health log)."""
         listed = self.engine.containers(f"{compose.LABEL_LAB}={topology.name}")
         found = {}
         for summary in listed:
@@ -161,33 +172,42 @@ class DockerBackend(Backend):
                 info = self.engine.inspect(summary["Id"])
             except NotFound:
                 continue  # removed between listing and inspection
-            found[info["Config"]["Labels"].get(compose.LABEL_NODE)] = info
+            labels = info["Config"]["Labels"]
+            node = labels.get(compose.LABEL_NODE)
+            found[compose.app_name(node) if labels.get(compose.LABEL_ROLE) == compose.APP_ROLE else node] = info
         return found
 
     def node_pids(self, topology: Topology) -> dict[str, int]:
+        # The sidecar's process stands for an image node: both share its namespaces.
         return {node: info["State"]["Pid"] for node, info in self._containers(topology).items()
-                if info["State"].get("Pid")}
+                if node in topology.nodes and info["State"].get("Pid")}
 
     def stop_node(self, topology: Topology, node: str, timeout: float) -> None:
         with self._node_errors(topology, node):
-            self.engine.stop(self._container(topology, node), timeout)
+            for part in reversed(_parts(topology, node)):
+                self.engine.stop(compose.container_name(topology, part), timeout)
 
     def start_node(self, topology: Topology, node: str, progress: Progress) -> None:
-        container = self._containers(topology).get(node)
-        if container is None:
-            raise BackendError(f"node {node!r} of lab {topology.name!r} does not exist (hoplab up makes it)")
-        self.engine.start(container["Id"])
-        deadline = time.monotonic() + UP_TIMEOUT
-        while not _healthy(self._containers(topology)[node]):
-            if time.monotonic() > deadline:
-                raise BackendError(f"node {node} not healthy after {UP_TIMEOUT:.0f} s"
-                                   + self._explain(topology, self._containers(topology)))
-            time.sleep(POLL_INTERVAL)
+        self._container(topology, node)  # a node of the lab
+        containers = self._containers(topology)
+        # The sidecar first: the image's container joins its namespaces when it starts.
+        for part in _parts(topology, node):
+            if part not in containers:
+                raise BackendError(f"node {node!r} of lab {topology.name!r} does not exist (hoplab up makes it)")
+            self.engine.start(containers[part]["Id"])
+            deadline = time.monotonic() + UP_TIMEOUT
+            while not _healthy(self._containers(topology)[part]):
+                if time.monotonic() > deadline:
+                    raise BackendError(f"node {node} not healthy after {UP_TIMEOUT:.0f} s"
+                                       + self._explain(topology, self._containers(topology)))
+                time.sleep(POLL_INTERVAL)
         progress.say(f"{node}: healthy")
 
     def exec(self, topology: Topology, node: str, argv: list[str], interactive: bool) -> int:
+        """A user's command: in an image node's own container (its image's tools); `run`, for
+        hoplab's own tools, runs in its sidecar, which shares its network and processes."""
         with self._node_errors(topology, node):
-            return self.engine.attach(self._container(topology, node), argv, interactive)
+            return self.engine.attach(self._container(topology, node, app=True), argv, interactive)
 
     def run(self, topology: Topology, node: str, argv: list[str], timeout: float = 60,
             input: str | None = None) -> subprocess.CompletedProcess:
@@ -195,14 +215,16 @@ class DockerBackend(Backend):
             return self.engine.run(self._container(topology, node), argv, timeout, input)
 
     def logs(self, topology: Topology, node: str, lines: int = 20) -> list[str]:
+        """What the node's service wrote: an image node's, its image's container's."""
         with self._node_errors(topology, node):
-            return self.engine.logs(self._container(topology, node), tail=lines).splitlines()[-lines:]
+            return self.engine.logs(self._container(topology, node, app=True), tail=lines).splitlines()[-lines:]
 
     @staticmethod
-    def _container(topology: Topology, node: str) -> str:
+    def _container(topology: Topology, node: str, app: bool = False) -> str:
+        """The container of `node`; with `app`, an image node's image's container."""
         if node not in topology.nodes:
             raise BackendError(f"lab {topology.name!r} has no node {node!r}")
-        return compose.container_name(topology, node)
+        return compose.container_name(topology, _parts(topology, node)[-1 if app else 0])
 
     @contextmanager
     def _node_errors(self, topology: Topology, node: str):
@@ -223,8 +245,9 @@ class DockerBackend(Backend):
                            "(or start dockerd yourself)")
 
     def preflight(self, topology: Topology) -> None:
-        """Refuse, before creating anything, subnets that clash with the host's routes or with
-        Docker networks that are not this lab's."""
+        """Refuse, before creating anything, an image node whose image is not here, and subnets
+        that clash with the host's routes or with Docker networks that are not this lab's."""
+        self.require_images(topology)
         others = []
         for net in self.engine.networks():
             if (net.get("Labels") or {}).get(compose.LABEL_LAB) == topology.name:
@@ -233,6 +256,18 @@ class DockerBackend(Backend):
                 if "." in config.get("Subnet", ""):
                     others.append((ipaddress.IPv4Network(config["Subnet"]), f"Docker network {net['Name']}"))
         route_clashes(topology, set(compose.bridge_names(topology).values()), others)
+
+    def require_images(self, topology: Topology) -> None:
+        """Every image node's image is present locally: hoplab never pulls (the lab's engine
+        may reach no registry, and a lab must not fetch from outside)."""
+        problems = {}
+        for node in topology.nodes.values():
+            if node.image and node.image.entry not in problems and self.engine.image_id(node.image.ref) is None:
+                problems[node.image.entry] = (f"{topology.source}: nodes.{node.image.entry}.image: image "
+                                              f"{node.image.ref!r} is not present locally (hoplab never pulls; "
+                                              f"docker build or docker load it first)")
+        if problems:
+            raise PreflightError("\n".join(problems.values()))
 
     def write_state(self, topology: Topology) -> Path:
         state = self.state_root / topology.name
@@ -253,7 +288,10 @@ class DockerBackend(Backend):
         def report() -> None:
             for event in events:
                 action = event.get("Action") or event.get("status") or ""
-                node = (event.get("Actor") or {}).get("Attributes", {}).get(compose.LABEL_NODE)
+                attributes = (event.get("Actor") or {}).get("Attributes", {})
+                node = attributes.get(compose.LABEL_NODE)
+                if node and attributes.get(compose.LABEL_ROLE) == compose.APP_ROLE:
+                    node = f"{node} (image)"
                 shown = action.replace("health_status: ", "")
                 if node and shown in ("create", "start", "healthy", "unhealthy", "die", "kill"):
                     progress.say(f"{node}: {shown}")
@@ -278,7 +316,8 @@ class DockerBackend(Backend):
         container that exited on its own pass, and some refusals (a feature the engine lacks)
         leave nodes uncreated with Compose still exiting 0: its last lines go with the error."""
         containers = self._containers(topology)
-        broken = [n for n in topology.nodes if n not in containers or not _healthy(containers[n])]
+        broken = [n for n in topology.nodes
+                  if any(p not in containers or not _healthy(containers[p]) for p in _parts(topology, n))]
         if broken:
             said = "\n".join(compose_output.strip().splitlines()[-5:])
             raise BackendError(f"nodes not healthy: {', '.join(broken)}" + (f"\ndocker compose said:\n{said}" if said else "")

@@ -24,7 +24,8 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from hoplab.backends import nodeproc
-from hoplab.backends.base import Backend, BackendError, NodeStatus, ensure_control_token, route_clashes, subnets
+from hoplab.backends.base import (Backend, BackendError, NodeStatus, PreflightError, ensure_control_token,
+                                  route_clashes, subnets)
 from hoplab.backends.hostfw import HostFirewall
 from hoplab.backends.netns_plan import BRIDGE_PREFIX, NetnsPlan, lab_prefixes, plan
 from hoplab.paths import CONTROL_TOKEN_IN_NODE, SERVICES_DIR, hash_tree
@@ -118,6 +119,7 @@ class NetnsBackend(Backend):
 
     def up(self, topology: Topology, progress: Progress) -> list[NodeStatus]:
         lab = topology.name
+        refuse_images(topology)
         self.require_host(topology)
         layout = plan(topology)
         # Only the management bridge has a host address (and so a route): the data bridges of
@@ -487,6 +489,18 @@ class NetnsBackend(Backend):
                                f"apt-get install --no-install-recommends {' '.join(packages)} "
                                f"(or scripts/setup-host netns {folders})")
 
+
+
+def refuse_images(topology: Topology) -> None:
+    """A namespace node runs the host's own daemons from a service folder: there is no image to
+    run, so an image node is refused, naming the node and what to give it instead."""
+    entries = {n.image.entry: n.image.ref for n in topology.nodes.values() if n.image}
+    if entries:
+        raise PreflightError("\n".join(
+            f"{topology.source}: nodes.{entry}.image: node {entry!r} runs image {ref!r}, which the netns "
+            f"backend cannot run (it has no container engine); give it a service folder instead "
+            f"(service: NAME, with NAME/service.yaml, start and health in a folder of service_dirs:), "
+            f"or use --backend docker" for entry, ref in entries.items()))
 
 
 def _is_lab_link(name: str) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -110,8 +111,10 @@ class Api(BaseHTTPRequestHandler):
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--redis", default="127.0.0.1:6379")
-    parser.add_argument("--name", default=socket.gethostname())
+    # From the environment too, for the image variant (image/Dockerfile, notes-image.yaml's env;
+    # hoplab sets HOPLAB_NODE in an image node's container).
+    parser.add_argument("--redis", default=os.environ.get("NOTES_REDIS", "127.0.0.1:6379"))
+    parser.add_argument("--name", default=os.environ.get("HOPLAB_NODE") or socket.gethostname())
     args = parser.parse_args()
     host, port = args.redis.rsplit(":", 1)
     Api.kv, Api.name = (host, int(port)), args.name
