@@ -108,8 +108,8 @@ def all_lab_subnets() -> list[str]:
 
 def suite_labs(backend: str) -> set[str]:
     """The lab names a backend's suite makes."""
-    # notesimg: the example's image variant, a Docker lab the netns worker brings up
-    return ({"lab", "duo", "notes"} if backend == "docker" else {name for name, _ in TWINS.values()}) | {"notesimg"}
+    # notes, notesimg: the example's Docker labs, which the netns worker brings up (test_example.py)
+    return ({"lab", "duo"} if backend == "docker" else {name for name, _ in TWINS.values()}) | {"notes", "notesimg"}
 
 
 def concurrent_labs(backend: str) -> set[str]:

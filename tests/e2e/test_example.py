@@ -1,7 +1,7 @@
 """The worked example (examples/own-service) as a team runs it: its own pytest scenarios through
-hoplab's pytest plugin, in a pytest of their own, on each backend. Here, inside the suite, each
-backend's run goes to that backend's worker, beside its lab (the netns run on a twin of the
-example's topology, so the two runs may overlap)."""
+hoplab's pytest plugin, in a pytest of their own, on each backend, and its image variant on
+Docker. Inside the suite they run beside the suite's labs (the netns run on a twin of the
+example's topology, so it may overlap the Docker one of `make test-example`)."""
 
 import os
 import subprocess
@@ -15,11 +15,23 @@ SCENARIOS = 5  # examples/own-service/tests/test_notes.py
 TIMEOUT_S = 600
 
 
-def test_the_examples_scenarios_pass_through_the_plugin(backend):
-    topology = suite_topology(EXAMPLE_TOPOLOGY, backend)
+def needs(backend: str) -> None:
+    reason = missing_prerequisite(backend)
+    if reason:
+        (pytest.fail if os.environ.get("CI") else pytest.skip)(f"{backend} backend: {reason}")
+
+
+# Every run goes from the netns worker (a test id's first word picks the worker:
+# tests/e2e/conftest.py), which finishes its own tests well before the Docker worker; the Docker
+# runs' labs are the example's own, beside the suite's.
+@pytest.mark.parametrize("lab_backend", [pytest.param("netns", id="netns"),
+                                         pytest.param("docker", id="netns-docker-lab")])
+def test_the_examples_scenarios_pass_through_the_plugin(lab_backend):
+    needs(lab_backend)
+    topology = suite_topology(EXAMPLE_TOPOLOGY, lab_backend)
     argv = [sys.executable, "-m", "pytest", "-q", "-ra", "-p", "no:cacheprovider", "-p", "no:xdist",
             "-p", "hoplab.pytest_plugin", str(EXAMPLE / "tests"),
-            "--hoplab-topology", str(topology), "--hoplab-backend", backend]
+            "--hoplab-topology", str(topology), "--hoplab-backend", lab_backend]
     result = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT_S, cwd=EXAMPLE)
     said = result.stdout[-4000:] + result.stderr[-2000:]
     assert result.returncode == 0, said
@@ -30,13 +42,9 @@ EXAMPLE_IMAGE = "own-service/notes:1"
 IMAGE_SCENARIOS = "resolves or round_trips or spreads"  # the ones that cross the image node
 
 
-# The image variant is Docker's, but run from the netns worker (the id's first word picks the
-# worker: tests/e2e/conftest.py), which finishes its own tests well before the Docker worker.
-@pytest.mark.parametrize("from_worker", ["netns"], ids=["netns-docker-lab"])
-def test_the_image_variant_crosses_the_image_node(from_worker):
-    reason = missing_prerequisite("docker")
-    if reason:
-        (pytest.fail if os.environ.get("CI") else pytest.skip)(f"docker backend: {reason}")
+@pytest.mark.parametrize("lab_backend", [pytest.param("docker", id="netns-docker-lab")])
+def test_the_image_variant_crosses_the_image_node(lab_backend):
+    needs(lab_backend)
     # the team's image, from the example's Dockerfile on hoplab's own Debian image (never a registry)
     build = subprocess.run(["docker", "build", "-q", "-t", EXAMPLE_IMAGE, "-f", str(EXAMPLE / "image" / "Dockerfile"),
                             str(EXAMPLE)], capture_output=True, text=True, timeout=TIMEOUT_S)
