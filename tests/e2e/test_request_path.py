@@ -226,12 +226,20 @@ def test_restart_loses_no_order_and_no_mail(lab, node):
 
 
 def after_restart(lab, node):
-    """What a failed recovery looks like from the balancer, the replicas and the restarted node."""
-    said = {"lb": {s: lb_state(lab, s) for s in ("web1", "web2")}}
+    """What a failed recovery looks like from the balancer, the replicas and the restarted node,
+    as one text (pytest shortens a long non-text message)."""
+    said = [f"lb: {({s: lb_state(lab, s) for s in ('web1', 'web2')})}"]
     for web in ("web1", "web2"):
-        said[web] = lab.sh(web, "curl -sS -m 3 http://127.0.0.1:8080/health; ip neigh; ss -tn", check=False).stdout
-    said[node] = lab.sh(node, "ip -br addr; ip route; ss -ltn", check=False).stdout
-    return said
+        said.append(f"--- {web}:\n" + lab.sh(web, "curl -sS -m 3 http://127.0.0.1:8080/health; ip neigh; ss -tn",
+                                              check=False).stdout)
+    said.append(f"--- {node}:\n" + lab.sh(node, "ip -br addr; ip route; ss -ltn", check=False).stdout)
+    said += lab.driver.logs(lab.topology, node, 25)
+    if node == "db":
+        said.append(lab.sh("db", "psql -X -U postgres -d postgres -Atc \"SELECT rolname, rolconnlimit FROM pg_roles "
+                                 "WHERE rolname='shop_app'\"; psql -X -U postgres -d postgres -Atc "
+                                 "\"SELECT count(*), usename FROM pg_stat_activity GROUP BY usename\"",
+                           check=False).stdout)
+    return "\n".join(said)
 
 
 def readable_mails(lab, subject, user):

@@ -5,7 +5,6 @@
 Every request goes from the lab's client (DHCP lease, NAT) through the lab DNS, the CDN edge
 (HTTPS) and the balancer to a notes replica and its Redis."""
 
-import time
 
 API = "https://api.notes.test"
 
@@ -41,12 +40,13 @@ def test_the_balancer_spreads_requests_over_both_replicas(visit):
 def test_redis_refusing_is_a_fast_json_503_and_the_notes_survive_it(visit, fault):
     before = visit(f"{API}/notes", method="POST", json_body={"text": "kept"}, trace=False).json()
     with fault("port-block", "kv", duration=60, port=6379):
-        started = time.monotonic()
         failed = visit(f"{API}/notes", method="POST", json_body={"text": "lost"})
-        took = time.monotonic() - started
         assert failed.status == 503, failed.body
         assert failed.json()["error"].startswith("kv unavailable")
-        assert took < 5, f"the client waited {took:.1f} s"
+        # an answer, not a hang: the API gives up on Redis itself, well inside the client's
+        # patience (curl's own measure of the wait; the traced visit around it takes longer)
+        waited = failed.timings_ms["total"] / 1000
+        assert waited < 5, f"the client waited {waited:.1f} s"
         assert "kv" in {h.record.node for h in failed.trace.hops}  # the refused connection, in the trace
     after = visit(f"{API}/notes/{before['id']}", trace=False)
     assert (after.status, after.json()["text"]) == (200, "kept")
