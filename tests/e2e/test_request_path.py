@@ -1,3 +1,4 @@
+import subprocess
 """One page load across every hop: client -> router (NAT) -> cache (CDN edge, TLS) -> lb ->
 web -> db, and an order that ends as a row in the database and a mail in the buyer's mailbox.
 Everything is observed the way a user would: curl and IMAP from the client, psql in the db."""
@@ -234,6 +235,13 @@ def after_restart(lab, node):
                                               check=False).stdout)
     said.append(f"--- {node}:\n" + lab.sh(node, "ip -br addr; ip route; ss -ltn", check=False).stdout)
     said += lab.driver.logs(lab.topology, node, 25)
+    # The host's side: which bridge ports carry the node's MACs (a second port would be an old
+    # life's interface still answering), and the network namespaces that exist.
+    macs = lab.sh(node, "cat /sys/class/net/*/address", check=False).stdout.split()
+    fdb = subprocess.run(["bridge", "fdb", "show"], capture_output=True, text=True).stdout.splitlines()
+    said += ["--- host bridge fdb:", *[line for line in fdb if any(mac in line for mac in macs)]]
+    said += ["--- host net namespaces:", subprocess.run(["lsns", "-t", "net", "-o", "NS,NPROCS,PID,COMMAND"],
+                                                        capture_output=True, text=True).stdout]
     if node == "db":
         said.append(lab.sh("db", "psql -X -U postgres -d postgres -Atc \"SELECT rolname, rolconnlimit FROM pg_roles "
                                  "WHERE rolname='shop_app'\"; psql -X -U postgres -d postgres -Atc "
