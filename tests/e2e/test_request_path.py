@@ -1,10 +1,10 @@
-import subprocess
 """One page load across every hop: client -> router (NAT) -> cache (CDN edge, TLS) -> lb ->
 web -> db, and an order that ends as a row in the database and a mail in the buyer's mailbox.
 Everything is observed the way a user would: curl and IMAP from the client, psql in the db."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 import uuid
 from collections import Counter
