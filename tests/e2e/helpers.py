@@ -9,6 +9,7 @@ import io
 import ipaddress
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -70,7 +71,8 @@ def _checked(result: subprocess.CompletedProcess, check: bool) -> subprocess.Com
 
 def twin(path: Path, name: str, management: str) -> Path:
     """`path`'s topology as lab `name` on management subnet `management` (every management
-    address at the same offset), written under build/test-topologies/."""
+    address at the same offset) and on data subnets of its own (`twin_subnet`, every address
+    at the same offset), written under build/test-topologies/."""
     data = yaml.safe_load(path.read_text())
     old, new = ipaddress.IPv4Network(data["management"]["subnet"]), ipaddress.IPv4Network(management)
     offset = int(ipaddress.IPv4Address(data["management"]["control"])) - int(old.network_address)
@@ -82,6 +84,12 @@ def twin(path: Path, name: str, management: str) -> Path:
         data["load"]["locustfile"] = str((path.parent / data["load"]["locustfile"]).resolve())
     data["management"]["subnet"] = str(new)
     data["management"]["control"] = str(new.network_address + offset)
+    # Data subnets of their own too: bridged packets of every lab meet in the host's one
+    # connection-tracking table (bridge netfilter), where two labs' identical address pairs
+    # would be one flow.
+    moves = {ipaddress.IPv4Network(n["subnet"]): twin_subnet(ipaddress.IPv4Network(n["subnet"]))
+             for n in data["networks"].values()}
+    data = _moved(data, moves)
     TWIN_DIR.mkdir(parents=True, exist_ok=True)
     out = TWIN_DIR / f"{name}.yaml"
     text = f"# The twin of {path.name} for the netns suite (tests/e2e/helpers.py); do not edit.\n"
@@ -91,6 +99,33 @@ def twin(path: Path, name: str, management: str) -> Path:
         tmp.write_text(text)
         tmp.rename(out)
     return out
+
+
+IPV4 = re.compile(r"\b\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\b")
+
+
+def twin_subnet(subnet: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
+    """A twin's data subnet: TEST-NET-2 becomes TEST-NET-3, a private one moves 100 up in its
+    third octet (192.168.50.0/24 -> 192.168.150.0/24)."""
+    if subnet.subnet_of(ipaddress.IPv4Network("198.51.100.0/24")):
+        return ipaddress.IPv4Network(f"203.0.113.{subnet.network_address.packed[3]}/{subnet.prefixlen}")
+    a, b, c, d = subnet.network_address.packed
+    return ipaddress.IPv4Network(f"{a}.{b}.{c + 100}.{d}/{subnet.prefixlen}")
+
+
+def _moved(value, moves: dict):
+    """`value` with every address in a moved subnet at the same offset in its new one."""
+    if isinstance(value, dict):
+        return {k: _moved(v, moves) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_moved(v, moves) for v in value]
+    if isinstance(value, str):
+        def move(match):
+            address = ipaddress.IPv4Address(match[0])
+            old = next((net for net in moves if address in net), None)
+            return str(moves[old].network_address + (int(address) - int(old.network_address))) if old else match[0]
+        return IPV4.sub(move, value)
+    return value
 
 
 def suite_topology(path: Path, backend: str) -> Path:
