@@ -221,7 +221,7 @@ def test_restart_loses_no_order_and_no_mail(lab, node):
     assert eventually(lambda: order_count(lab) == orders)
     # the mailbox once its IMAP server answers again (a restarted node's health can read
     # "healthy" from before the restart for a moment): still exactly one mail
-    assert eventually(lambda: readable_mails(lab, subject, "alice") is not None)
+    assert eventually(lambda: readable_mails(lab, subject, "alice") is not None), after_restart(lab, node) + imap_said(lab)
     assert mails(lab, subject, user="alice") == 1
     assert eventually(lambda: curl(lab, f"{lab.www}/order")[0] == 200), after_restart(lab, node)
 
@@ -248,6 +248,13 @@ def after_restart(lab, node):
                                  "\"SELECT count(*), usename FROM pg_stat_activity GROUP BY usename\"",
                            check=False).stdout)
     return "\n".join(said)
+
+
+def imap_said(lab):
+    """What the client's IMAP count says now, error and all."""
+    result = lab.exec("client", "python3", "-c", IMAP_COUNT, f"mail.{lab.topology.domain.name}", "alice", "x",
+                      check=False)
+    return f"\n--- IMAP from the client: exit {result.returncode}\n{result.stdout}{result.stderr[-1500:]}"
 
 
 def readable_mails(lab, subject, user):
