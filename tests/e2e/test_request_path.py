@@ -233,7 +233,8 @@ def after_restart(lab, node):
     for web in ("web1", "web2"):
         said.append(f"--- {web}:\n" + lab.sh(web, "curl -sS -m 3 http://127.0.0.1:8080/health; ip neigh; ss -tn",
                                               check=False).stdout)
-    said.append(f"--- {node}:\n" + lab.sh(node, "ip -br addr; ip route; ss -ltn", check=False).stdout)
+    said.append(f"--- {node}:\n" + lab.sh(node, "ip -br addr; ip route; ss -ltn; iptables -w -S; nft list ruleset",
+                                          check=False).stdout)
     said += lab.driver.logs(lab.topology, node, 25)
     # The host's side: which bridge ports carry the node's MACs (a second port would be an old
     # life's interface still answering), and the network namespaces that exist.
