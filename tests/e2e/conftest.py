@@ -12,14 +12,14 @@ set, a backend that cannot run here fails the suite instead of being skipped."""
 
 from __future__ import annotations
 
-import os
 import shlex
 import time
 from collections.abc import Callable
 
 import pytest
 
-from helpers import BACKENDS, LAB_TOPOLOGY, OTHER, Lab, all_lab_subnets, load_lab, missing_prerequisite, suite_topology
+from helpers import (BACKENDS, LAB_TOPOLOGY, OTHER, Lab, all_lab_subnets, load_lab, missing_prerequisite, require,
+                     suite_topology)
 from hoplab import compose
 from hoplab.backends.docker import COMPOSE_UP, DockerBackend
 from hoplab.backends.engine import Compose
@@ -62,12 +62,7 @@ def pytest_xdist_make_scheduler(config, log):
 
 @pytest.fixture(scope="session", params=BACKENDS)
 def backend(request):
-    reason = missing_prerequisite(request.param)
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(f"{request.param} backend cannot run: {reason} (CI is set: both backends must run)",
-                        pytrace=False)
-        pytest.skip(f"{request.param} backend: {reason}")
+    require(request.param)
     return request.param
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+import pytest
 import yaml
 
 from hoplab import cli, spec
@@ -241,6 +242,15 @@ def missing_prerequisite(backend: str) -> str | None:
     if missing:
         return f"Debian packages for netns nodes missing: {' '.join(missing)} (`scripts/setup-host netns`)"
     return None
+
+
+def require(backend: str) -> None:
+    """Skip a test whose backend cannot run here, naming why; with CI set, fail it instead."""
+    reason = missing_prerequisite(backend)
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"{backend} backend cannot run: {reason} (CI is set: both backends must run)", pytrace=False)
+        pytest.skip(f"{backend} backend: {reason}")
 
 
 # ------------------------------------------------------------ host state

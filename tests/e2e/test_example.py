@@ -3,22 +3,15 @@ hoplab's pytest plugin, in a pytest of their own, on each backend, and its image
 Docker. Inside the suite they run beside the suite's labs (the netns run on a twin of the
 example's topology, so it may overlap the Docker one of `make test-example`)."""
 
-import os
 import subprocess
 import sys
 
 import pytest
 
-from helpers import EXAMPLE, EXAMPLE_IMAGE_TOPOLOGY, EXAMPLE_TOPOLOGY, missing_prerequisite, suite_topology
+from helpers import EXAMPLE, EXAMPLE_IMAGE_TOPOLOGY, EXAMPLE_TOPOLOGY, require, suite_topology
 
 SCENARIOS = 5  # examples/own-service/tests/test_notes.py
 TIMEOUT_S = 600
-
-
-def needs(backend: str) -> None:
-    reason = missing_prerequisite(backend)
-    if reason:
-        (pytest.fail if os.environ.get("CI") else pytest.skip)(f"{backend} backend: {reason}")
 
 
 # Every run goes from the netns worker (a test id's first word picks the worker:
@@ -27,7 +20,7 @@ def needs(backend: str) -> None:
 @pytest.mark.parametrize("lab_backend", [pytest.param("netns", id="netns"),
                                          pytest.param("docker", id="netns-docker-lab")])
 def test_the_examples_scenarios_pass_through_the_plugin(lab_backend):
-    needs(lab_backend)
+    require(lab_backend)
     topology = suite_topology(EXAMPLE_TOPOLOGY, lab_backend)
     argv = [sys.executable, "-m", "pytest", "-q", "-ra", "-p", "no:cacheprovider", "-p", "no:xdist",
             "-p", "hoplab.pytest_plugin", str(EXAMPLE / "tests"),
@@ -44,7 +37,7 @@ IMAGE_SCENARIOS = "resolves or round_trips or spreads"  # the ones that cross th
 
 @pytest.mark.parametrize("lab_backend", [pytest.param("docker", id="netns-docker-lab")])
 def test_the_image_variant_crosses_the_image_node(lab_backend):
-    needs(lab_backend)
+    require(lab_backend)
     # the team's image, from the example's Dockerfile on hoplab's own Debian image (never a registry)
     build = subprocess.run(["docker", "build", "-q", "-t", EXAMPLE_IMAGE, "-f", str(EXAMPLE / "image" / "Dockerfile"),
                             str(EXAMPLE)], capture_output=True, text=True, timeout=TIMEOUT_S)

@@ -233,14 +233,13 @@ class NetnsBackend(Backend):
         if only:
             waits = {only: []}  # `start NODE`: what it needs is running already
         else:
-            self._waves(topology)  # refuses services that wait for each other in a circle
-            services = self.services(topology)
-            waits = {n: topology.waits_for(n, services) for n in topology.nodes}
+            waits = self._dependencies(topology)
+            in_waves(waits)  # refuses services that wait for each other in a circle
         pending, healthy, started = list(waits), set(), set()
         checks: dict = {}  # node -> its health check in flight
         last: dict[str, float] = {}  # node -> when its last check ended
         with ThreadPoolExecutor(8) as pool:
-            while pending or checks or len(healthy) < len(waits):
+            while len(healthy) < len(waits):
                 ready = [n for n in pending if all(d in healthy for d in waits[n])]
                 for node in ready:
                     pending.remove(node)
@@ -289,19 +288,13 @@ class NetnsBackend(Backend):
         nodeproc.wait_beside(proc.pid, entry["anchor"])  # else it looks exited for a moment
         return True
 
+    def _dependencies(self, topology: Topology) -> dict[str, list[str]]:
+        """Each node -> the nodes that must be healthy before it starts."""
+        services = self.services(topology)
+        return {n: topology.waits_for(n, services) for n in topology.nodes}
+
     def _waves(self, topology: Topology) -> list[list[str]]:
-        waits = {n: topology.waits_for(n, self.services(topology)) for n in topology.nodes}
-        remaining = list(topology.nodes)
-        placed: set[str] = set()
-        waves = []
-        while remaining:
-            ready = [n for n in remaining if all(m in placed for m in waits[n])]
-            if not ready:
-                raise BackendError(f"services wait for each other in a circle: {sorted(remaining)}")
-            waves.append(ready)
-            placed.update(ready)
-            remaining = [n for n in remaining if n not in placed]
-        return waves
+        return in_waves(self._dependencies(topology))
 
     def _explain(self, lab: str, node: str) -> str:
         log = self.state_dir(lab) / "logs" / f"{node}.log"
@@ -513,3 +506,18 @@ def _checked(argv: list[str]) -> None:
     result = subprocess.run(argv, capture_output=True, text=True)
     if result.returncode != 0:
         raise BackendError(f"{' '.join(argv)}: {result.stderr.strip()}")
+
+
+def in_waves(waits: dict[str, list[str]]) -> list[list[str]]:
+    """The nodes in start order, wave by wave (each after what it waits for)."""
+    remaining = list(waits)
+    placed: set[str] = set()
+    waves = []
+    while remaining:
+        ready = [n for n in remaining if all(m in placed for m in waits[n])]
+        if not ready:
+            raise BackendError(f"services wait for each other in a circle: {sorted(remaining)}")
+        waves.append(ready)
+        placed.update(ready)
+        remaining = [n for n in remaining if n not in placed]
+    return waves
