@@ -24,10 +24,13 @@ CONTROL_PORT = 50051
 # An image node's own service: hoplab's sidecar beside the user's container (services/sidecar).
 SIDECAR = "sidecar"
 
-# Ranges no lab may use: TEST-NET-1 is reserved for isolation probes (docs/architecture.md), the
-# rest cannot work as a lab subnet or belong to the host and Docker.
+# Ranges no lab may use: TEST-NET-1 is reserved for isolation probes (docs/architecture.md);
+# TEST-NET-3 is where these machines reach their package mirrors, which a lab bridge would
+# shadow (the host would route to the lab instead); the rest cannot work as a lab subnet or
+# belong to the host and Docker.
 RESERVED_RANGES = {
     IPv4Network("192.0.2.0/24"): "TEST-NET-1, kept for isolation probes",
+    IPv4Network("203.0.113.0/24"): "TEST-NET-3, where the host may reach its package mirrors",
     IPv4Network("0.0.0.0/8"): "'this' network",
     IPv4Network("127.0.0.0/8"): "loopback",
     IPv4Network("169.254.0.0/16"): "link-local",

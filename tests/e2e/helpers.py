@@ -106,10 +106,11 @@ IPV4 = re.compile(r"\b\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\b")
 
 
 def twin_subnet(subnet: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
-    """A twin's data subnet: TEST-NET-2 becomes TEST-NET-3, a private one moves 100 up in its
+    """A twin's data subnet: TEST-NET-2 moves to 198.18.100.0/24 (the benchmarking range; never
+    TEST-NET-3, where the host reaches its package mirrors), a private one moves 100 up in its
     third octet (192.168.50.0/24 -> 192.168.150.0/24)."""
     if subnet.subnet_of(ipaddress.IPv4Network("198.51.100.0/24")):
-        return ipaddress.IPv4Network(f"203.0.113.{subnet.network_address.packed[3]}/{subnet.prefixlen}")
+        return ipaddress.IPv4Network(f"198.18.100.{subnet.network_address.packed[3]}/{subnet.prefixlen}")
     a, b, c, d = subnet.network_address.packed
     return ipaddress.IPv4Network(f"{a}.{b}.{c + 100}.{d}/{subnet.prefixlen}")
 

@@ -50,10 +50,12 @@ def subnets(topology: Topology):
 def route_clashes(topology: Topology, own_links: set[str],
                   others: list[tuple[ipaddress.IPv4Network, str]] = ()) -> None:
     """Refuse, before anything is created, a subnet that overlaps a host route (another lab's
-    bridge, the host's uplink) that is not on one of the lab's own links, or one of `others`."""
+    bridge, the host's uplink) that is not on one of the lab's own links, a resolver the host
+    asks (its packets would go into the lab), or one of `others`."""
     routes = json.loads(subprocess.run(["ip", "-j", "-4", "route", "show"], capture_output=True,
                                        text=True).stdout or "[]")
-    taken = list(others)
+    taken = list(others) + [(ipaddress.IPv4Network(address), "the host's resolver in /etc/resolv.conf")
+                            for address in host_resolvers()]
     for route in routes:
         if route.get("dst", "default") != "default" and route.get("dev") not in own_links:
             taken.append((ipaddress.IPv4Network(route["dst"], strict=False), f"host route on {route.get('dev')}"))
@@ -63,6 +65,23 @@ def route_clashes(topology: Topology, own_links: set[str],
         raise PreflightError("\n".join(problems))
 
 
+
+
+def host_resolvers(path: Path = Path("/etc/resolv.conf")) -> list[str]:
+    """The IPv4 nameservers the host's resolver asks, read from its file (never queried)."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return []
+    found = []
+    for line in lines:
+        words = line.split()
+        if len(words) >= 2 and words[0] == "nameserver":
+            try:
+                found.append(str(ipaddress.IPv4Address(words[1])))
+            except ValueError:  # IPv6 or junk: no IPv4 lab subnet can hold it
+                pass
+    return found
 
 
 def ensure_control_token(path: Path) -> str:
