@@ -243,12 +243,40 @@ def after_restart(lab, node):
     said += ["--- host bridge fdb:", *[line for line in fdb if any(mac in line for mac in macs)]]
     said += ["--- host net namespaces:", subprocess.run(["lsns", "-t", "net", "-o", "NS,NPROCS,PID,COMMAND"],
                                                         capture_output=True, text=True).stdout]
+    if node == "db" and lab.backend == "docker":
+        said.append(packets_of_a_connect(lab, "web1", lab.address("db", "origin"), "5432"))
     if node == "db":
         said.append(lab.sh("db", "psql -X -U postgres -d postgres -Atc \"SELECT rolname, rolconnlimit FROM pg_roles "
                                  "WHERE rolname='shop_app'\"; psql -X -U postgres -d postgres -Atc "
                                  "\"SELECT count(*), usename FROM pg_stat_activity GROUP BY usename\"",
                            check=False).stdout)
     return "\n".join(said)
+
+
+def packets_of_a_connect(lab, client, address, port):
+    """One TCP connect from `client` as the host's wires and the peer's counters saw it: who
+    answers a refused SYN (the peer's kernel, or something on the way)."""
+    pid = subprocess.run(["docker", "inspect", "-f", "{{.State.Pid}}", f"hoplab-{lab.topology.name}-db"],
+                         capture_output=True, text=True).stdout.strip()
+    counters = ["nsenter", "-t", pid, "-n", "nstat", "-az", "TcpActiveOpens", "TcpPassiveOpens", "TcpOutRsts",
+                "TcpExtListenDrops", "TcpExtListenOverflows", "TcpExtTCPReqQFullDrop", "TcpAttemptFails"]
+    before = subprocess.run(counters, capture_output=True, text=True).stdout
+    dump = subprocess.Popen(["timeout", "6", "tcpdump", "-l", "-n", "-e", "-i", "any", "-c", "40",
+                             f"tcp port {port} and host {address}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(1)
+    tried = lab.exec(client, "nc", "-z", "-v", "-w", "2", address, port, check=False)
+    out, _ = dump.communicate()
+    after = subprocess.run(counters, capture_output=True, text=True).stdout
+    legacy = subprocess.run(["nsenter", "-t", pid, "-n", "iptables-legacy-save"], capture_output=True, text=True)
+    tracked = subprocess.run(["conntrack", "-L", "-p", "tcp", "--dport", port], capture_output=True, text=True)
+    host_rules = subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True).stdout
+    return "\n".join([f"--- connect {client} -> {address}:{port}: exit {tried.returncode} {tried.stdout}{tried.stderr}",
+                      "--- on the host's wires:", out, "--- db counters before:", before, "--- after:", after,
+                      "--- db iptables-legacy:", legacy.stdout + legacy.stderr,
+                      "--- host conntrack:", tracked.stdout + tracked.stderr,
+                      "--- host nft lines naming reject or the port:",
+                      *[line for line in host_rules.splitlines() if "reject" in line or port in line]])
 
 
 def imap_said(lab):

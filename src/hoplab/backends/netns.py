@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -50,6 +51,26 @@ def code_digest(services: dict) -> str:
         digest.update(f"[{name}]".encode())
         hash_tree(digest, services[name].directory)
     return digest.hexdigest()
+
+
+# Where other tools keep what a copied mount would pin: their containers' root filesystems and
+# namespace files (nsfs mounts are matched by type wherever they are).
+PINNING_ROOTS = ("/var/lib/docker/", "/run/docker/", "/var/run/docker/", "/run/containerd/", "/var/lib/containerd/")
+
+
+def pinning_mounts(mountinfo: str) -> list[str]:
+    """The mount points, deepest first, of a mountinfo table's mounts that hold something of
+    another owner alive: namespace files (nsfs), and Docker's and containerd's mounts."""
+    found = []
+    for line in mountinfo.splitlines():
+        fields, _, tail = line.partition(" - ")
+        parts = fields.split()
+        if len(parts) < 5 or not tail:
+            continue
+        target = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), parts[4])
+        if tail.split()[0] == "nsfs" or target.startswith(PINNING_ROOTS):
+            found.append(target)
+    return sorted(set(found), key=lambda t: (-t.count("/"), t))
 
 
 def _read(path: Path) -> str | None:
@@ -181,6 +202,16 @@ class NetnsBackend(Backend):
     def _prepare_node(self, topology: Topology, node: str, anchor: int) -> None:
         """The node's private filesystem view, and its service's sysctls (per namespace)."""
         service = self.services(topology)[topology.nodes[node].service]
+        # The node's mount namespace began as a private copy of the host's, with the mounts that
+        # hold other things alive: a Docker container's network namespace pinned there outlives
+        # the container, and its old veth keeps answering for the address on the bridge (a
+        # restarted container's peers get RSTs from its previous life).
+        pinning = pinning_mounts(_read(Path(f"/proc/{anchor}/mountinfo")) or "")
+        if pinning:
+            result = self._in_node(anchor, topology, node, ["umount", "-l", *pinning], timeout=30)
+            if result.returncode != 0:
+                raise BackendError(f"node {node}: letting go of the host's namespace mounts failed:\n"
+                                   f"{result.stderr.strip()}")
         root = self.state_dir(topology.name) / "nodes" / node
         # IPv4 only, as in a Docker container on an IPv4 network (a server bound to 0.0.0.0
         # would otherwise take a dual-stack socket, and nodes would chatter in IPv6).
