@@ -44,6 +44,21 @@ def test_without_backend_each_lab_is_found_where_it_runs(lab, other):
         assert all(n["health"] == "healthy" for n in data["nodes"])
 
 
+def test_the_netns_nodes_hold_no_mount_of_docker_or_of_a_namespace(lab, other):
+    """A netns node's mounts began as a copy of the host's: a Docker container's namespace file
+    kept there would outlive the container, and after a restart its old veth would go on
+    answering (with RSTs) for the container's address. (It runs before the removal test below,
+    which takes `other` down.)"""
+    netns_lab = lab if lab.backend == "netns" else other
+    docker_up = bool(subprocess.run(["docker", "ps", "-q"], capture_output=True, text=True,
+                                    timeout=30).stdout.strip())
+    for node in netns_lab.topology.nodes:
+        table = netns_lab.exec(node, "findmnt", "-rn", "-o", "TARGET,FSTYPE").stdout.splitlines()
+        kept = [line for line in table if line.endswith(" nsfs") or line.startswith(("/var/lib/docker/", "/run/docker/"))]
+        assert kept == [], (node, kept)
+    assert docker_up  # the Docker lab beside it was up, so there was something to leave out
+
+
 def test_removing_one_leaves_the_other_untouched(lab, other):
     others = {other.name} | concurrent_labs(lab.backend)
     before = host_state(exclude=others)
@@ -51,16 +66,3 @@ def test_removing_one_leaves_the_other_untouched(lab, other):
     assert not any(lab_leftovers(other.name).values())
     assert host_state(exclude=others) == before
     assert visit(lab, lab.clients()[0])["status"] == 200
-
-
-def test_the_netns_nodes_hold_no_mount_of_docker_or_of_a_namespace(lab, other):
-    """A netns node's mounts began as a copy of the host's: a Docker container's namespace file
-    kept there would outlive the container, and after a restart its old veth would go on
-    answering (with RSTs) for the container's address."""
-    netns_lab = lab if lab.backend == "netns" else other
-    docker_up = bool(subprocess.run(["docker", "ps", "-q"], capture_output=True, text=True).stdout.strip())
-    for node in netns_lab.topology.nodes:
-        table = netns_lab.exec(node, "findmnt", "-rn", "-o", "TARGET,FSTYPE").stdout.splitlines()
-        kept = [line for line in table if line.endswith(" nsfs") or line.startswith(("/var/lib/docker/", "/run/docker/"))]
-        assert kept == [], (node, kept)
-    assert docker_up  # the Docker lab beside it was up, so there was something to leave out
