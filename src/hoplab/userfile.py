@@ -36,6 +36,10 @@ class StrictLoader(yaml.SafeLoader):
         seen = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
+            try:
+                hash(key)
+            except TypeError:  # a list or mapping as a key: PyYAML's own check refuses it, with its line
+                continue
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key {key!r}", key_node.start_mark)
@@ -81,7 +85,8 @@ def schema_problems(schema_file: Path, data, explain=None) -> list[tuple[str, st
         elif err.validator == "pattern":
             reason = f"{err.instance!r} does not match {err.validator_value}"
         elif err.validator == "additionalProperties" and err.validator_value is False:
-            extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
+            # keys are not all text when YAML gives numbers, nulls or booleans as keys
+            extra = sorted(set(err.instance) - set(err.schema.get("properties", {})), key=str)
             known = ", ".join(sorted(err.schema.get("properties", {})))
             reason = f"unknown field(s) {', '.join(map(str, extra))}" + (f" (fields: {known})" if known else "")
         else:

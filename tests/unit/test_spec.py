@@ -69,6 +69,27 @@ def test_missing_file_is_a_topology_error(tmp_path):
     assert str(missing) in str(info.value)
 
 
+# Files the fuzzer (fuzz/fuzz_topology.py) made, which once raised something else than a
+# TopologyError: each is refused by field and reason now.
+FUZZED_FILES = [
+    # keys of two types beside each other: the unknown ones were sorted together (TypeError)
+    (b"0: x\nfoo: y\n", "(top level)", "unknown field(s) 0, foo"),
+    # a node entry that is a list of mappings: service-or-image looked for its keys in a set of them
+    (b"nodes:\n  router: [{}]\n", "nodes.router", "needs service (a service folder) or image"),
+    # a list as a key: the duplicate-key check hashed it before PyYAML could refuse it
+    (b"? [a, b]\n: 1\n", "(yaml, line 1 column 3)", "found unhashable key"),
+]
+
+
+@pytest.mark.parametrize("text, field, reason", FUZZED_FILES, ids=[f for _, f, _ in FUZZED_FILES])
+def test_a_fuzzed_file_is_refused_by_field_and_reason(tmp_path, text, field, reason):
+    path = tmp_path / "fuzzed.yaml"
+    path.write_bytes(text)
+    with pytest.raises(spec.TopologyError) as info:
+        spec.load(path)
+    assert any(f == field and reason in r for f, r in info.value.problems), info.value.problems
+
+
 # ---------------------------------------------------------------- all problems at once
 
 
