@@ -28,9 +28,27 @@ class FileError(Exception):
         super().__init__("\n".join(f"{self.source}: {f}: {r}" for f, r in problems))
 
 
+MAX_NESTING = 64  # levels of lists and mappings; a user file needs a handful
+
+
 class StrictLoader(yaml.SafeLoader):
     """A safe loader that refuses a key given twice (PyYAML silently keeps the last one, which
-    would make a second `router:` quietly replace the first)."""
+    would make a second `router:` quietly replace the first), and nesting deeper than
+    MAX_NESTING (PyYAML composes a level per Python call: a few hundred `[` were a RecursionError)."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self.nesting = 0
+
+    def compose_node(self, parent, index):
+        if self.nesting >= MAX_NESTING:
+            raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_NESTING} levels",
+                                              self.peek_event().start_mark)
+        self.nesting += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.nesting -= 1
 
     def construct_mapping(self, node, deep=False):
         seen = set()
@@ -66,11 +84,19 @@ def read_yaml(path: Path | str, error: type[FileError] = FileError):
         raise error(path, [yaml_problem(exc)]) from None
 
 
+# JSON Schema's "integer" takes 2.0; YAML tells 2 from 2.0, and a count or a port written as 2.0
+# would reach the model as a float (replicas: 2.0 was a TypeError, a port 50051.0 a broken config).
+_Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _checker, instance: isinstance(instance, int) and not isinstance(instance, bool)))
+
+
 @lru_cache(maxsize=None)
-def _validator(schema_file: Path) -> jsonschema.Draft202012Validator:
+def _validator(schema_file: Path) -> jsonschema.protocols.Validator:
     schema = json.loads(schema_file.read_text())
     jsonschema.Draft202012Validator.check_schema(schema)
-    return jsonschema.Draft202012Validator(schema)
+    return _Validator(schema)
 
 
 def schema_problems(schema_file: Path, data, explain=None) -> list[tuple[str, str]]:
