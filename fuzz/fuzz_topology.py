@@ -87,7 +87,7 @@ for _doc in _documents():
     _scalars_and_keys(_doc, _SEED_SCALARS, _SEED_KEYS)
 # Values from the seeds, and the edges of each type the schema and the checks meet.
 VALUES = sorted(_SEED_SCALARS, key=repr) + [
-    None, True, False, 0, 1, -1, 2, 65535, 65536, 2 ** 31, 2 ** 64, 1.5, float("inf"), "", " ", "x" * 300,
+    None, True, False, 0, 1, -1, 2, 2.0, 80.0, 65535, 65536, 2 ** 31, 2 ** 64, 1.5, float("inf"), "", " ", "x" * 300,
     "0.0.0.0", "255.255.255.255", "10.0.0.0/8", "10.0.0.0/30", "192.168.50.0/33", "192.168.50.7/24",
     "192.168.50.200-192.168.50.100", "a-b-c", "-", "::1", "dhcp", [], {}, ["home"], {"nodes": []}]
 KEYS = sorted(_SEED_KEYS, key=repr) + ["", "x", 0, None, "HOPLAB_X"]
