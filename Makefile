@@ -8,10 +8,10 @@ TOPOLOGY ?= topology/lab.yaml
 BACKEND ?=
 T := --topology $(TOPOLOGY) $(if $(BACKEND),--backend $(BACKEND))
 
-.PHONY: help setup host host-all up down status clean test test-unit test-e2e test-example example-image render graph bench-up bench-path bench-trace bench-load bench-exec bench-ui proto load ui
+.PHONY: help setup host host-all up down status clean test test-unit test-e2e test-example example-image render graph bench-up bench-path bench-trace bench-load bench-exec bench-ui proto load ui fuzz
 
 help:
-	@echo "make up | down | status | clean | ui | test | test-unit | test-e2e | test-example | example-image | render | graph | bench-up | bench-path | bench-trace | bench-load | bench-exec | bench-ui | load"
+	@echo "make up | down | status | clean | ui | test | test-unit | test-e2e | test-example | example-image | render | graph | bench-up | bench-path | bench-trace | bench-load | bench-exec | bench-ui | load | fuzz"
 
 setup: host $(VENV)/.installed
 
@@ -115,3 +115,9 @@ bench-load: setup
 # The web UI in headless Chromium: the lab page's first render, a visit's trace drawn (medians of 5).
 bench-ui: setup
 	$(PY) bench/bench_ui.py $(T)
+
+# Coverage-guided fuzzing (atheris): raw frames through the packet decoder and topology files
+# through the loader, a million inputs between them, from seeds of tests/data/captures and the
+# topology files; several minutes, so not part of `make test` (test_fuzz_seeds.py runs the seeds).
+fuzz: $(VENV)/.installed
+	$(PY) fuzz/run.py $(FUZZ_ARGS)

@@ -339,7 +339,7 @@ def _image_node_reason(err, field: str) -> str | None:
         return f"{err.instance!r}: names starting HOPLAB_ are hoplab's; others must match [A-Za-z_][A-Za-z0-9_]*"
     if err.validator == "oneOf" and field.startswith("nodes."):  # service or image
         return ("give either service (a service folder) or image (a local Docker image), not both"
-                if {"service", "image"} <= set(err.instance) else
+                if isinstance(err.instance, dict) and {"service", "image"} <= err.instance.keys() else
                 "needs service (a service folder) or image (a local Docker image)")
     if err.validator == "dependentRequired":
         needing = sorted(k for k, v in err.validator_value.items() if k in err.instance and v[0] not in err.instance)

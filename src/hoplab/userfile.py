@@ -28,14 +28,36 @@ class FileError(Exception):
         super().__init__("\n".join(f"{self.source}: {f}: {r}" for f, r in problems))
 
 
+MAX_NESTING = 64  # levels of lists and mappings; a user file needs a handful
+
+
 class StrictLoader(yaml.SafeLoader):
     """A safe loader that refuses a key given twice (PyYAML silently keeps the last one, which
-    would make a second `router:` quietly replace the first)."""
+    would make a second `router:` quietly replace the first), and nesting deeper than
+    MAX_NESTING (PyYAML composes a level per Python call: a few hundred `[` were a RecursionError)."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self.nesting = 0
+
+    def compose_node(self, parent, index):
+        if self.nesting >= MAX_NESTING:
+            raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_NESTING} levels",
+                                              self.peek_event().start_mark)
+        self.nesting += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.nesting -= 1
 
     def construct_mapping(self, node, deep=False):
         seen = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
+            try:
+                hash(key)
+            except TypeError:  # a list or mapping as a key: PyYAML's own check refuses it, with its line
+                continue
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key {key!r}", key_node.start_mark)
@@ -62,11 +84,19 @@ def read_yaml(path: Path | str, error: type[FileError] = FileError):
         raise error(path, [yaml_problem(exc)]) from None
 
 
+# JSON Schema's "integer" takes 2.0; YAML tells 2 from 2.0, and a count or a port written as 2.0
+# would reach the model as a float (replicas: 2.0 was a TypeError, a port 50051.0 a broken config).
+_Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _checker, instance: isinstance(instance, int) and not isinstance(instance, bool)))
+
+
 @lru_cache(maxsize=None)
-def _validator(schema_file: Path) -> jsonschema.Draft202012Validator:
+def _validator(schema_file: Path) -> jsonschema.protocols.Validator:
     schema = json.loads(schema_file.read_text())
     jsonschema.Draft202012Validator.check_schema(schema)
-    return jsonschema.Draft202012Validator(schema)
+    return _Validator(schema)
 
 
 def schema_problems(schema_file: Path, data, explain=None) -> list[tuple[str, str]]:
@@ -81,7 +111,8 @@ def schema_problems(schema_file: Path, data, explain=None) -> list[tuple[str, st
         elif err.validator == "pattern":
             reason = f"{err.instance!r} does not match {err.validator_value}"
         elif err.validator == "additionalProperties" and err.validator_value is False:
-            extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
+            # keys are not all text when YAML gives numbers, nulls or booleans as keys
+            extra = sorted(set(err.instance) - set(err.schema.get("properties", {})), key=str)
             known = ", ".join(sorted(err.schema.get("properties", {})))
             reason = f"unknown field(s) {', '.join(map(str, extra))}" + (f" (fields: {known})" if known else "")
         else:

@@ -69,6 +69,35 @@ def test_missing_file_is_a_topology_error(tmp_path):
     assert str(missing) in str(info.value)
 
 
+LAB_FILE = (TOPOLOGY_DIR / "lab.yaml").read_bytes()
+# Files that once raised something else than a TopologyError, each refused by field and reason
+# now: made by the fuzzer (fuzz/fuzz_topology.py), or written reading the loader beside it.
+ONCE_CRASHING_FILES = [
+    # keys of two types beside each other: the unknown ones were sorted together (TypeError)
+    (b"0: x\nfoo: y\n", "(top level)", "unknown field(s) 0, foo"),
+    # a node entry that is a list of mappings: service-or-image looked for its keys in a set of them
+    (b"nodes:\n  router: [{}]\n", "nodes.router", "needs service (a service folder) or image"),
+    # a list as a key: the duplicate-key check hashed it before PyYAML could refuse it
+    (b"? [a, b]\n: 1\n", "(yaml, line 1 column 3)", "found unhashable key"),
+    # nesting past Python's recursion limit in PyYAML's composer (RecursionError)
+    (b"[" * 2000, "(yaml, line 1 column 65)", "nested deeper than 64 levels"),
+    # JSON Schema's integer took 2.0, and range() did not (TypeError)
+    (LAB_FILE.replace(b"replicas: 2", b"replicas: 2.0"), "nodes.web.replicas", "2.0 is not of type 'integer'"),
+    # ...nor a port, which reached the model as a float (no exception: a control port 50051.0)
+    (LAB_FILE.replace(b"control: 172.31.254.2", b"control: 172.31.254.2\n  port: 50051.0"), "management.port",
+     "50051.0 is not of type 'integer'"),
+]
+
+
+@pytest.mark.parametrize("text, field, reason", ONCE_CRASHING_FILES, ids=[f for _, f, _ in ONCE_CRASHING_FILES])
+def test_a_once_crashing_file_is_refused_by_field_and_reason(tmp_path, text, field, reason):
+    path = tmp_path / "fuzzed.yaml"
+    path.write_bytes(text)
+    with pytest.raises(spec.TopologyError) as info:
+        spec.load(path)
+    assert any(f == field and reason in r for f, r in info.value.problems), info.value.problems
+
+
 # ---------------------------------------------------------------- all problems at once
 
 

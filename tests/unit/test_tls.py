@@ -166,6 +166,18 @@ def test_a_missing_segment_is_named_not_guessed(certificate, tmp_path):
     assert any("bytes missing from the capture" in why for _, why in readout.problems)
 
 
+def test_a_server_hello_cut_before_its_session_id_is_named_not_a_crash():
+    """A ServerHello record of 38 bytes (type, length, version, random; no session id) was an
+    IndexError that took the whole trace's decryption down."""
+    random = bytes(range(32))
+    client_hello = b"\x16\x03\x01\x00\x26" + b"\x01\x00\x00\x22\x03\x03" + random
+    server_hello = b"\x16\x03\x03\x00\x26" + b"\x02\x00\x00\x22\x03\x03" + bytes(32)
+    hops = hops_of([(CLIENT, client_hello), (SERVER, server_hello)])
+    readout = decrypt(hops, KeyLog.parse(f"CLIENT_RANDOM {random.hex()} {'00' * 48}\n"))
+    assert readout.problems == [("client", "home 192.168.50.190:43224 > 198.51.100.80:443: "
+                                           "the ServerHello was not captured")]
+
+
 def test_the_trace_carries_the_decryption_in_its_hops_and_the_keys(certificate, tmp_path):
     chunks, key_text = session(certificate, tmp_path, ssl.TLSVersion.TLSv1_3)
     hops = hops_of(chunks)

@@ -245,6 +245,8 @@ def _hello(records: list[_Record], kind: int) -> _Hello | None:
         hello = _Hello(body[6:38], version=struct.unpack("!H", body[4:6])[0])
         if kind == 2:
             off = 38
+            if off >= len(body):  # cut before its session id
+                return None
             off += 1 + body[off]  # session id
             if off + 3 > len(body):
                 return None
