@@ -3,6 +3,9 @@
   Browser (3 of 4 users) reads the products page (cacheable) and the order form (not).
   Shopper (1 of 4) opens the order form and places orders: a database row and a mail each.
 
+A 429 is the edge throttling this client (its rate limit), not a failure: it is counted in a
+row of its own, type THROTTLED, and leaves the endpoint's failures and latencies alone.
+
 `hoplab load` runs it; HOPLAB_SHAPE picks a shape from shapes.py (none: plain -u/-r/-t)."""
 
 import os
@@ -16,10 +19,21 @@ from shapes import SHAPES, open_model
 BUYERS = ("buyer", "alice", "bob")  # the lab's mailboxes
 PRODUCTS = range(1, 11)
 SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"  # trusts the lab CA; Locust's default bundle does not
+THROTTLED = "THROTTLED"  # the request type of a 429's row (hoplab.load reads it by this name)
 
 # The --csv-full-history file on disk every second, not every 5 s: `hoplab ui` reads it while the
 # run runs (its live requests/s, p50/p95, failures).
 locust.stats.CSV_STATS_FLUSH_INTERVAL_SEC = 1
+
+
+def counted_apart_if_throttled(response) -> bool:
+    """A 429 goes to its own row (same name, type THROTTLED), as a success: the edge answered
+    as it was told to. True when it was one."""
+    if response.status_code != 429:
+        return False
+    response.request_meta["request_type"] = THROTTLED
+    response.success()
+    return True
 
 
 class LabUser(HttpUser):
@@ -27,6 +41,10 @@ class LabUser(HttpUser):
 
     def on_start(self):
         self.client.verify = SYSTEM_CA
+
+    def get(self, path: str, name: str) -> None:
+        with self.client.get(path, name=name, catch_response=True) as response:
+            counted_apart_if_throttled(response)  # anything else: Locust's own verdict (4xx, 5xx fail)
 
 
 class Browser(LabUser):
@@ -37,11 +55,11 @@ class Browser(LabUser):
     def products(self):
         # HOPLAB_CACHE_BUST: a query string nobody asked for before, so the edge always misses
         path = f"/?bust={random.getrandbits(64):x}" if os.environ.get("HOPLAB_CACHE_BUST") else "/"
-        self.client.get(path, name="GET / (cacheable)")
+        self.get(path, "GET / (cacheable)")
 
     @task(1)
     def order_form(self):
-        self.client.get("/order", name="GET /order (no-store)")
+        self.get("/order", "GET /order (no-store)")
 
 
 class Shopper(LabUser):
@@ -54,11 +72,11 @@ class Shopper(LabUser):
 
     @task
     def place_order(self):
-        self.client.get("/order", name="GET /order (no-store)")
+        self.get("/order", "GET /order (no-store)")
         form = {"buyer_email": self.email, "product_id": str(random.choice(PRODUCTS)),
                 "quantity": str(random.randint(1, 5))}
         with self.client.post("/order", data=form, name="POST /order", catch_response=True) as response:
-            if response.status_code != 201:
+            if not counted_apart_if_throttled(response) and response.status_code != 201:
                 response.failure(f"order not placed: {response.status_code}")
 
 

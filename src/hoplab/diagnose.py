@@ -6,8 +6,9 @@ Each hop is tested from its neighbour in front of it, so that a check fails only
 it answers itself, a replica's 503 "database unavailable" counts as the replica being up, and
 the database is then asked directly from the replicas. The walk:
 
-  lease -> gateway -> nat -> dns -> path-mtu -> edge (TCP+TLS, a burst over its link) ->
-  cache -> lb -> db -> each web replica -> db from each replica -> mail -> page
+  lease -> gateway -> nat -> dns -> path-mtu -> edge (TCP+TLS, a burst over its link, quick
+  page loads not refused with 429) -> cache -> lb -> db -> each web replica -> db from each
+  replica -> mail -> page
 
 NAT comes before DNS because the client's lookup itself crosses the NAT. The database is asked
 (by its own node, over TCP, as the app) before the replicas: a replica whose workers all wait
@@ -31,6 +32,7 @@ from hoplab.spec import Topology
 RUN = "${HOPLAB_RUN_DIR:-/run/hoplab}"
 SLOW_DNS_MS = 300  # an authoritative server on the same segment answers in about 1 ms
 BURST_MAX_LOSS = 20  # percent of a 20-packet burst to the edge; a healthy lab link loses none
+QUICK_RELOADS = 10  # page loads in a row the edge answers without a 429 (fewer if its topology's limit allows fewer)
 EVIDENCE_LINES = 12
 
 Judge = Callable[[int, str], str | None]  # (exit status, output) -> None when fine, else why not
@@ -311,6 +313,15 @@ def _burst_judge(status: int, output: str) -> str | None:
     return None
 
 
+def _throttle_judge(status: int, output: str) -> str | None:
+    answers = re.findall(r"^(\d{3}) retry-after=(\S*)$", output, re.M)
+    refused = [after for code, after in answers if code == "429"]
+    if refused:
+        return (f"the edge answered {len(refused)} of {len(answers)} quick page loads with 429 Too Many Requests "
+                f"(Retry-After: {refused[0] or 'none'}): it throttles this client more than its topology says")
+    return None  # other failures are other checks' business
+
+
 def _ok_exit(failure: str) -> Judge:
     return lambda status, output: None if status == 0 else failure
 
@@ -355,6 +366,27 @@ def curl(path: PagePath, url_path: str, write_out: str, seconds: int = 4, resolv
             f"https://{path.site}{url_path}")
 
 
+def quick_reloads(topology: Topology, edge: str) -> int:
+    """How many page loads in a row from one client the edge must answer without a 429: ten,
+    or what the topology's own limit lets through at once (its burst and one), if that is less."""
+    limit = topology.nodes[edge].rate_limit
+    return QUICK_RELOADS if limit is None else min(QUICK_RELOADS, limit.burst + 1)
+
+
+def throttle_check(p: PagePath) -> Check:
+    """The edge's rate limit, as a user meets it: a few quick reloads of the page. The loop
+    stops at an answer that is neither 200 nor 429: a broken origin is a later hop's, and
+    should cost one time-out here, not ten."""
+    count = quick_reloads(p.topology, p.edge)
+    load = curl(p, "/", "%{http_code} retry-after=%header{retry-after}", 3)
+    return Check("edge", f"{count} quick page loads in a row are not refused with 429 (the edge's rate limit)",
+                 p.client, sh(f"for i in $(seq {count}); do answer=$({load}); echo \"$answer\"; "
+                              "case \"$answer\" in 200\\ *|429\\ *) ;; *) break;; esac; done; true"),
+                 _throttle_judge, subject=p.edge,
+                 explain=(p.edge, sh(f"nginx -T -c {RUN}/nginx.conf 2>/dev/null | "
+                                     "grep -e '^# configuration file' -e 'limit_req'")))
+
+
 def walk(topology: Topology, client: str) -> list[Check]:
     """The page-load chain from `client`, as checks in the order a packet needs them."""
     p = PagePath.of(topology, client)
@@ -393,6 +425,7 @@ def walk(topology: Topology, client: str) -> list[Check]:
         checks.append(Check("edge", "the link to the edge carries a burst of full-size packets", client,
                             ("ping", "-q", "-c", "20", "-i", "0.01", "-s", "1400", "-W", "1", p.www), _burst_judge,
                             subject=p.edge))
+        checks.append(throttle_check(p))
         checks.append(Check("cache", "the edge does not serve pages marked no-store from its cache", client,
                             sh("for i in 1 2; do " + curl(p, "/order", "%{http_code} x-cache=%header{x-cache} "
                                                                         "served-by=%header{x-served-by}\\n", 2)

@@ -20,7 +20,8 @@ from pathlib import Path
 from hoplab.backends.base import Backend
 from hoplab.chaos.faults import CATALOGUE, FaultError, prepare
 from hoplab.chaos.journal import Chaos
-from hoplab.diagnose import Check, Outcome, PagePath, curl, lease_judge, run_checks, sh, status_is, walk
+from hoplab.diagnose import (Check, Outcome, PagePath, curl, lease_judge, run_checks, sh, status_is, throttle_check,
+                             walk)
 from hoplab.paths import RUN_STATE_DIR
 from hoplab.spec import Topology
 
@@ -126,6 +127,22 @@ DRILLS = {d.name: d for d in [
           "nginx.",
           (("{cache}", f"rm -f {RUN}/edge.d/*.conf && kill -HUP $(cat {RUN}/service.pid) && sleep 1"),),
           ("fresh-order-page",)),
+    Drill("too-many-reloads", "medium", "edge-rate-limit", "{cache}",
+          "The shop loads, but when I reload a few times quickly it says '429 Too Many Requests', and my "
+          "flatmate's laptop gets it at the same moment.",
+          ("Who answers the 429: the edge, the balancer or a replica? `curl -si https://{site}/` a few times from "
+           "{client} and read the headers (X-Edge, X-Served-By, Retry-After).",
+           "The edge refuses by itself (nginx limit_req), per client address. Why would two computers share a "
+           "limit? Which address does {cache} see (its access log)? Which limits does it run? "
+           f"`nginx -T -c {RUN}/nginx.conf | grep -e limit_req -e 'configuration file'` on {{cache}}.",
+           f"Look at the drop-in files under {RUN}/edge.d and {RUN}/edge-http.d on {{cache}}; nginx reloads on "
+           "SIGHUP."),
+          "A drop-in limited every client address to 1 request per second with a burst of 2 (nginx limit_req): "
+          "quick reloads were answered 429. Behind the home router every computer has the router's address, so "
+          "the whole home shared that limit. Remove the drop-in (the limit and its zone) and reload nginx.",
+          (("{cache}", f"rm -f {RUN}/edge.d/*.conf {RUN}/edge-http.d/*.conf && kill -HUP $(cat {RUN}/service.pid) "
+                       "&& sleep 1"),),
+          ("quick-reloads", "page"), {"requests_per_second": 1, "burst": 2}),
     Drill("shop-unavailable", "medium", "db-connection-limit", "{db}",
           "The shop answers 503 Service Unavailable on the order page.",
           ("Where does the 503 come from: the edge, the balancer or a replica? Read the body and the headers.",
@@ -233,6 +250,7 @@ def probes(topology: Topology, client: str) -> dict[str, Check]:
                            sh(curl(path, "/?fresh=$(date +%s%N)", "%{http_code} %{time_total}", 5, resolve=False)),
                            _fast_judge),
         "fresh-order-page": by_hop.get("cache"),
+        "quick-reloads": throttle_check(path) if path.edge else None,
         "every-replica": Check("every-replica", f"requests through the edge reach every replica ({', '.join(webs)})",
                                client, sh(f"for i in $(seq {3 * len(webs)}); do "
                                           + curl(path, "/order", "served-by=%header{x-served-by}\\n", 3, False)

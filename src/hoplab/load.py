@@ -1,7 +1,9 @@
 """`hoplab load`: Locust, headless, inside the lab: on client nodes, through the lab DNS, the
 NAT and the CDN edge, like real users. The run is bounded by its time; its reports come back
 to `reports/<timestamp>-<lab>/` (Locust's CSV and HTML, and summary.json), and SLO thresholds
-decide the exit status."""
+decide the exit status. A 429 (the edge's rate limit) is throttling, counted apart from failures:
+the locustfile reports it in a row of type THROTTLED, and the summary gives each endpoint and the
+total its `throttled` count and share."""
 
 from __future__ import annotations
 
@@ -70,6 +72,7 @@ if _shape is not None:
     Shape = _shape
 open_model(globals())
 """
+THROTTLED = "THROTTLED"  # the locustfile's request type for a 429 (loadtests/locustfile.py)
 KEY_LOG = "tls-keys.log"  # SSLKEYLOGFILE of the users on the master node (NSS key log format)
 REPORT_FILES = ("run_stats.csv", "run_failures.csv", "run_stats_history.csv", "report.html", KEY_LOG)
 SHAPE_NAMES = ("steady", "step", "spike", "open")  # loadtests/shapes.py's SHAPES (a unit test keeps them equal)
@@ -136,22 +139,37 @@ def wait_healthy(backend: Backend, topology: Topology, progress: Progress) -> No
 
 
 def summarize(stats_csv: str) -> dict:
-    """Requests/s, p50/p95/p99 and failure ratio per endpoint, from Locust's stats CSV."""
-    endpoints = []
-    for row in csv.DictReader(io.StringIO(stats_csv)):
-        requests, failures = int(row["Request Count"]), int(row["Failure Count"])
+    """Per endpoint and in total, from Locust's stats CSV: requests (every one made, throttled
+    ones included), failures (never a throttled one), throttled (429s) and the share of each,
+    requests/s, and p50/p95/p99 -- an endpoint's of its answers that were not throttled, the
+    total's Locust's own over every answer."""
+    rows = list(csv.DictReader(io.StringIO(stats_csv)))
+    throttled = {row["Name"]: row for row in rows if row["Type"] == THROTTLED}
+    answered = {row["Name"]: row for row in rows if row["Type"] != THROTTLED}
 
-        def ms(column: str) -> float:
-            value = row.get(column, "N/A")
-            return float(value) if value not in ("", "N/A") else 0.0
+    def number(row: dict | None, column: str) -> float:
+        value = (row or {}).get(column, "N/A")
+        return float(value) if value not in ("", "N/A") else 0.0
 
-        endpoints.append({
-            "method": row["Type"], "name": row["Name"], "requests": requests, "failures": failures,
-            "failure_ratio": failures / requests if requests else 0.0, "rps": float(row["Requests/s"]),
-            "p50_ms": ms("50%"), "p95_ms": ms("95%"), "p99_ms": ms("99%"),
-        })
-    total = next((e for e in endpoints if e["name"] == "Aggregated"), None)
-    return {"total": total, "endpoints": [e for e in endpoints if e["name"] != "Aggregated"]}
+    def entry(name: str, row: dict | None, refused: int, rps: float) -> dict:
+        requests, failures = int(number(row, "Request Count")) + refused, int(number(row, "Failure Count"))
+        return {
+            "method": (row or {}).get("Type", ""), "name": name, "requests": requests, "failures": failures,
+            "failure_ratio": failures / requests if requests else 0.0, "throttled": refused,
+            "throttled_ratio": refused / requests if requests else 0.0, "rps": rps,
+            "p50_ms": number(row, "50%"), "p95_ms": number(row, "95%"), "p99_ms": number(row, "99%"),
+        }
+
+    endpoints = [entry(name, answered.get(name), int(number(throttled.get(name), "Request Count")),
+                       number(answered.get(name), "Requests/s") + number(throttled.get(name), "Requests/s"))
+                 for name in dict.fromkeys([*answered, *throttled]) if name != "Aggregated"]
+    total, aggregate = None, answered.get("Aggregated")
+    if aggregate is not None:
+        refused = sum(e["throttled"] for e in endpoints)
+        # Locust's aggregate counts the throttled rows too: its answers alone are the rest
+        answers = {**aggregate, "Request Count": str(int(number(aggregate, "Request Count")) - refused)}
+        total = entry("Aggregated", answers, refused, number(aggregate, "Requests/s"))
+    return {"total": total, "endpoints": endpoints}
 
 
 class SloError(userfile.FileError):
@@ -173,6 +191,9 @@ def check_slo(summary: dict, slo_file: Path) -> list[str]:
         breaches.append(f"failure ratio {total['failure_ratio']:.4f} > {slo['max_failure_ratio']} ({slo_file.name})")
     if "max_p95_ms" in slo and total["p95_ms"] > float(slo["max_p95_ms"]):
         breaches.append(f"p95 {total['p95_ms']:.0f} ms > {slo['max_p95_ms']} ms ({slo_file.name})")
+    if "max_throttled_ratio" in slo and total["throttled_ratio"] > float(slo["max_throttled_ratio"]):
+        breaches.append(f"throttled ratio {total['throttled_ratio']:.4f} > {slo['max_throttled_ratio']} "
+                        f"({slo_file.name})")
     return breaches
 
 

@@ -95,6 +95,18 @@ class Upstream:
 
 
 @dataclass(frozen=True)
+class RateLimit:
+    """The edge's limit per client address (nginx limit_req with nodelay): `requests_per_second`
+    sustained, and `burst` more answered at once before it refuses with 429."""
+
+    requests_per_second: int
+    burst: int = 0
+
+    def to_runtime(self) -> dict:
+        return {"requests_per_second": self.requests_per_second, "burst": self.burst}
+
+
+@dataclass(frozen=True)
 class Image:
     """A node that runs a local image of the user's own (Docker only). Its node's service is
     hoplab's sidecar, which holds the node's addresses, DNS and routes and runs its agent; the
@@ -120,6 +132,7 @@ class Node:
     upstream: Upstream | None = None  # a proxy's backends or origin, when the topology chooses them
     sites: tuple[tuple[str, Upstream], ...] = ()  # the edge's other names (NAME.<domain>) and where each goes
     image: Image | None = None  # the user's image, beside the sidecar (service SIDECAR)
+    rate_limit: RateLimit | None = None  # the edge's requests per client address; None: no limit
 
     def address_on(self, network: str) -> IPv4Address | None:
         for iface in self.interfaces:
@@ -295,6 +308,8 @@ class Topology:
                 entry["image"] = {"ref": node.image.ref, "ports": list(node.image.ports)}
             if node.upstream:
                 entry["upstream"] = node.upstream.to_runtime()
+            if node.rate_limit:
+                entry["rate_limit"] = node.rate_limit.to_runtime()
             if node.sites:
                 entry["sites"] = {f"{name}.{self.domain.name}": up.to_runtime() for name, up in node.sites}
             if node.nat:
@@ -347,6 +362,23 @@ def _image_node_reason(err, field: str) -> str | None:
     return None
 
 
+def _rate_limit_reason(err, field: str) -> str | None:
+    """The topology's own words for a bad `rate_limit` value (None: the generic reason)."""
+    if ".rate_limit." not in f".{field}." or isinstance(err.instance, dict):
+        return None
+    if err.validator == "type":
+        return f"{err.instance!r} is not a whole number"
+    if err.validator == "minimum" and field.endswith(".requests_per_second"):
+        return f"{err.instance} is not a rate: at least 1 request per second (for no limit, leave rate_limit out)"
+    if err.validator == "minimum" and field.endswith(".burst"):
+        return f"{err.instance} is not a burst: 0 or more requests"
+    return None
+
+
+def _own_reason(err, field: str) -> str | None:
+    return _image_node_reason(err, field) or _rate_limit_reason(err, field)
+
+
 def service_dirs(data: dict, source: Path | str) -> tuple[Path, ...]:
     """The topology's `service_dirs`, relative to the topology file; each must be a folder."""
     base = Path(source).resolve().parent
@@ -368,7 +400,7 @@ def from_data(data, source: Path | str, catalog: dict[str, Service] | None = Non
     `service_dirs` come before it; a bad service.yaml there raises CatalogError."""
     if not isinstance(data, dict):
         raise TopologyError(source, [("(top level)", "expected a mapping of name, domain, networks, nodes")])
-    problems = userfile.schema_problems(SCHEMA_FILE, data, _image_node_reason)
+    problems = userfile.schema_problems(SCHEMA_FILE, data, _own_reason)
     if problems:
         raise TopologyError(source, problems)
     folders = service_dirs(data, source)
@@ -517,14 +549,26 @@ class _Checker:
                         used[address] = names[i]
                         ifaces.append(Interface(net_name, address))
             nat = self._nat(field, spec, networks)
+            rate_limit = self._rate_limit(field, spec)
             for i, instance in enumerate(names):
                 if instance in nodes:
                     self.fail(field, f"node name {instance!r} is already taken")
                     continue
                 nodes[instance] = Node(instance, service, tuple(interfaces[i]), nat,
                                        tuple(spec.get("tls", {}).get("protocols", DEFAULT_TLS_PROTOCOLS)),
-                                       image=image)
+                                       image=image, rate_limit=rate_limit)
         return nodes
+
+    def _rate_limit(self, field: str, spec: dict) -> RateLimit | None:
+        if "rate_limit" not in spec:
+            return None
+        if spec.get("service") != "cache":
+            what = f"service {spec['service']!r}" if "service" in spec else f"image {spec['image']!r}"
+            self.fail(f"{field}.rate_limit", f"only a cache (the edge) limits requests, not {what}")
+            return None
+        limit = spec["rate_limit"]
+        # int(): the schema takes 10.0 as a whole number, nginx would not
+        return RateLimit(int(limit["requests_per_second"]), int(limit.get("burst", 0)))
 
     def _image(self, field: str, name: str, spec: dict) -> Image | None:
         if "image" not in spec:

@@ -364,3 +364,27 @@ def assert_dns(lab: Lab, client: str) -> None:
     router = lab.topology.nodes_of("router")[0]
     for _, address in router.static_addresses:
         assert lab.dig(client, "-x", str(address)) == [f"{router.name}.{domain.name}."]
+
+
+# Page loads from a client as a user (one after the other) or a script (all at once) makes them:
+# each answer's HTTP status and Retry-After ("" when none), in the order curl finished them.
+ANSWER = "%{http_code} %header{retry-after}\n"
+ONE_AFTER_ANOTHER = 'for i in $(seq "$1"); do curl -sS -o /dev/null --max-time 3 -w "$2" "$3"; done'
+
+
+def answers(output: str) -> list[tuple[str, str]]:
+    return [(line.split() + [""])[:2] for line in output.splitlines() if line.strip()]
+
+
+def quick_loads(lab: Lab, client: str, count: int, path: str = "/") -> list[tuple[str, str]]:
+    """`count` page loads in a row, one curl each, as quick reloads in a browser."""
+    return answers(lab.exec(client, "sh", "-c", ONE_AFTER_ANOTHER, "sh", str(count), ANSWER, f"{lab.www}{path}",
+                            check=False).stdout)
+
+
+def burst(lab: Lab, client: str, count: int, connections: int = 10, path: str = "/") -> list[tuple[str, str]]:
+    """`count` page loads at once over `connections` connections (curl --parallel)."""
+    argv = ["curl", "-sS", "--parallel", "--parallel-max", str(connections), "--max-time", "10", "-w", ANSWER]
+    for _ in range(count):
+        argv += ["-o", "/dev/null", f"{lab.www}{path}"]
+    return answers(lab.exec(client, *argv, check=False, timeout=30).stdout)

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from helpers import HOPLAB, hoplab, hoplab_process
+from helpers import HOPLAB, hoplab, hoplab_process, quick_loads
 from hoplab.chaos.journal import Chaos
 from hoplab.diagnose import diagnose as run_diagnose
 
@@ -138,6 +138,7 @@ CASES = {
     "lb-backend-down": ("lb", ("server=web1",),
                         lambda lab: {fetch(lab, "/order")[2] for _ in range(8)} == {"web2"}, "lb"),
     "stale-cache": ("cache", (), lambda lab: [fetch(lab, "/order")[3] for _ in range(2)][-1] == "HIT", "cache"),
+    "edge-rate-limit": ("cache", (), lambda lab: ["429", "1"] in quick_loads(lab, "client", 10), "edge"),
     "db-connection-limit": ("db", (), lambda lab: fetch(lab, "/order")[1] == "503", "db"),
     "smtp-refuse": ("mail", (), lambda lab: smtp_rcpt(lab) == "554", "mail"),
 }

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from helpers import (DUO_TOPOLOGY, HOPLAB, assert_dhcp_lease, assert_dns, concurrent_labs, host_state, lab_leftovers,
-                     load_lab, suite_topology)
+from helpers import (DUO_TOPOLOGY, HOPLAB, assert_dhcp_lease, assert_dns, burst, concurrent_labs, host_state,
+                     lab_leftovers, load_lab, quick_loads, suite_topology)
 
 EMPTY = {"containers": [], "networks": [], "volumes": [], "iptables": [], "bridges": [], "processes": [],
          "folders": []}
@@ -65,6 +65,25 @@ def test_an_edge_offering_only_tls_1_2_shows_its_certificate_and_is_still_read(d
     request = [h for h in trace["hops"] if h.get("decrypted", {}).get("summary") == "HTTP GET /"]
     assert request and all(h["decrypted"]["cipher"].startswith("TLS1.2 ") for h in request)
     assert request[0]["node"] == "pc1" and request[0]["decrypted"]["keys"]["http_host"] == f"www.{duo.topology.domain.name}"
+
+
+def test_a_burst_past_the_edges_own_limit_is_answered_429_with_retry_after_then_served_again(duo):
+    """duo.yaml's edge allows each client address 10 requests/s and a burst of 20: a script's
+    burst of 120 page loads meets 429s with Retry-After; after waiting that long, 200 again."""
+    limit = duo.topology.nodes["edge"].rate_limit
+    started = time.monotonic()
+    answers = burst(duo, "pc1", 120)
+    took = time.monotonic() - started
+    codes = [code for code, _ in answers]
+    assert len(answers) == 120 and set(codes) <= {"200", "429"}, answers
+    # nginx lets the burst and one through at once, and the rate after that
+    allowed = limit.burst + 1 + limit.requests_per_second * took
+    assert codes.count("200") >= limit.burst + 1 and codes.count("200") <= allowed, (codes.count("200"), took)
+    throttled = [after for code, after in answers if code == "429"]
+    assert len(throttled) >= 120 - allowed and set(throttled) == {"1"}, answers
+    assert all(after == "" for code, after in answers if code == "200")
+    time.sleep(int(throttled[0]))  # as Retry-After says
+    assert quick_loads(duo, "pc1", 1) == [["200", ""]]
 
 
 def test_default_lab_unaffected(duo, lab):

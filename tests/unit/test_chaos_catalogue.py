@@ -22,6 +22,7 @@ TARGETS = {
     "dns-nxdomain": "dns", "dns-servfail": "dns", "dns-wrong-a": "dns", "dns-slow": "dns",
     "dhcp-pool-exhausted": "dhcp", "dhcp-wrong-gateway": "dhcp", "dhcp-wrong-dns": "dhcp",
     "lb-backend-down": "lb", "stale-cache": "cache", "db-connection-limit": "db", "smtp-refuse": "mail",
+    "edge-rate-limit": "cache",
 }
 
 
@@ -124,6 +125,7 @@ MARKED = {
     "dns-slow": {"ms": "4321"}, "dhcp-wrong-gateway": {"address": "192.168.50.77"},
     "dhcp-wrong-dns": {"address": "192.168.50.77"}, "lb-backend-down": {"server": "web2"},
     "stale-cache": {"ttl": "4321"}, "db-connection-limit": {"role": "chaos_role"},
+    "edge-rate-limit": {"requests_per_second": "4321", "burst": "1234"},
 }
 
 

@@ -10,6 +10,7 @@ import json
 import subprocess
 
 import pytest
+import yaml
 
 from hoplab import diagnose, spec
 from hoplab.backends.base import Backend
@@ -109,6 +110,7 @@ HEALTHY = {
     "dns": (0, dig()),
     "edge": (0, "200 connect=0.000412 tls=0.004127"),
     "burst": (0, burst("0%")),
+    "reloads": (0, "200 retry-after=\n" * 10),
     "cache": (0, "200 x-cache=MISS served-by=web1\n200 x-cache=MISS served-by=web2"),
     "lb servers": (0, show_stat()),
     "web": (0, HEALTH_200),
@@ -119,6 +121,7 @@ HEALTHY = {
 GOOD = [*((name, *answer) for name, answer in HEALTHY.items()),
         ("nat", 0, "198.51.100.53 silent\n198.51.100.80 answers\n198.51.100.25 silent"),  # one answer is enough
         ("burst", 0, burst("20%")),  # at the limit
+        ("reloads", 28, "200 retry-after=\n000 retry-after=\n"),  # not throttled: a time-out is another check's
         ("web", 0, HEALTH_503),  # the replica is up; its database is the next hop's problem
         ("cache", 0, "200 x-cache=MISS served-by=web1\n200 x-cache=BYPASS served-by=web2")]
 
@@ -153,6 +156,9 @@ BAD = [
     ("edge", 28, "000 connect=0.000400 tls=0.004100curl: (28) Operation timed out", "health page with 000"),
     ("burst", 1, burst("35%"), "loses 35%"),
     ("burst", 1, "ping: sendmsg: Operation not permitted", "loses 100%"),
+    ("reloads", 0, "200 retry-after=\n" * 3 + "429 retry-after=1\n" * 2,
+     "answered 2 of 5 quick page loads with 429 Too Many Requests (Retry-After: 1)"),
+    ("reloads", 0, "429 retry-after=\n", "(Retry-After: none)"),
     ("cache", 0, "200 x-cache=MISS served-by=web1\n200 x-cache=HIT served-by=web1", "stale copies"),
     ("lb connect", 1, "", "cannot open a TCP connection to the balancer lb"),
     ("lb servers", 0, show_stat(web2="MAINT"), "web2 disabled (MAINT)"),
@@ -179,6 +185,7 @@ def judge(name: str):
         "dns": lambda: the_check("dns").judge,
         "edge": lambda: the_check("edge", "edge-health").judge,
         "burst": lambda: the_check("edge", "ping -q").judge,
+        "reloads": lambda: the_check("edge", "retry-after").judge,
         "cache": lambda: the_check("cache").judge,
         "lb connect": lambda: the_check("lb", "nc -z").judge,
         "lb servers": lambda: the_check("lb", "show stat").judge,
@@ -244,7 +251,7 @@ def test_each_hop_is_asked_from_the_hop_in_front_of_it():
     where = [(c.hop, c.node) for c in checks]
     assert where == [
         ("lease", "client"), ("gateway", "client"), ("nat", "client"), ("dns", "client"), ("path-mtu", "client"),
-        ("edge", "client"), ("edge", "client"), ("cache", "client"),
+        ("edge", "client"), ("edge", "client"), ("edge", "client"), ("cache", "client"),
         ("lb", "cache"), ("lb", "lb"),            # the edge connects to the balancer; the balancer's own view
         ("db", "db"),                             # the database first, over TCP as the app
         ("web1", "lb"), ("web2", "lb"),           # each replica, asked by the balancer
@@ -252,7 +259,7 @@ def test_each_hop_is_asked_from_the_hop_in_front_of_it():
         ("mail", "web1"), ("page", "client")]
     # where an engineer would look next, for the hops that have it
     assert {c.hop: c.explain[0] for c in checks if c.explain} == {"lease": "dhcp", "nat": "router",
-                                                                 "path-mtu": "router"}
+                                                                 "path-mtu": "router", "edge": "cache"}
 
 
 def test_checks_name_the_lab_addresses():
@@ -266,6 +273,17 @@ def test_checks_name_the_lab_addresses():
     assert "--resolve" not in commands["page"], "the page goes through the client's own resolver"
     assert "172.31.50.10 80" in the_check("lb", "nc -z").command
     assert "172.31.50.11 8080" in the_check("web1").command and "172.31.50.12 8080" in the_check("web2").command
+
+
+def test_quick_reloads_stay_within_what_the_topologys_own_limit_lets_through_at_once():
+    data = yaml.safe_load((TOPOLOGY_DIR / "duo.yaml").read_text())
+    data["nodes"]["edge"]["rate_limit"] = {"requests_per_second": 1, "burst": 3}
+    strict = spec.from_data(data, TOPOLOGY_DIR / "duo.yaml")
+    # no limit: ten; duo's own (10/s, burst 20): ten too; a strict one: its burst and one
+    for topology, client, count in ((LAB, "client", 10), (DUO, "pc1", 10), (strict, "pc1", 4)):
+        check = the_check("edge", "retry-after", topology, client)
+        assert f"$(seq {count});" in check.command and check.subject == PagePath.of(topology, client).edge
+        assert diagnose.quick_reloads(topology, check.subject) == count
 
 
 def test_page_path_of_the_default_lab():

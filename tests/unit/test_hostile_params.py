@@ -52,7 +52,7 @@ TARGETS = {
     "partition-one-way": "lb", "partition-two-way": "cache", "wrong-default-route": "client:home",
     "mtu-blackhole": "router:home", "dns-nxdomain": "dns", "dns-wrong-a": "dns", "dns-slow": "dns",
     "dhcp-wrong-gateway": "dhcp", "dhcp-wrong-dns": "dhcp", "lb-backend-down": "lb", "stale-cache": "cache",
-    "db-connection-limit": "db",
+    "db-connection-limit": "db", "edge-rate-limit": "cache",
 }
 # Values refused only in context: the target itself as its own peer, a DHCP client (no fixed
 # address), a node that is no web replica, a gateway off the route's link.
@@ -61,7 +61,7 @@ IN_CONTEXT = {("partition-one-way", "peer"): ["lb", "client"], ("partition-two-w
 
 
 def out_of_range(param) -> list[str]:
-    if param.kind in ("ms", "port", "mtu", "seconds"):  # whole numbers: just outside each bound, and far
+    if param.kind in ("ms", "port", "mtu", "seconds", "requests"):  # whole numbers: just outside each bound, and far
         return [*([str(int(param.low) - 1)] if param.low > 0 else []), str(int(param.high) + 1), "99999999999", "1.5"]
     return OUT_OF_RANGE[param.kind]
 

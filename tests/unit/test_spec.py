@@ -288,3 +288,33 @@ def test_the_edge_offers_tls_1_3_unless_the_topology_says_otherwise(lab, duo):
     assert lab.nodes["cache"].tls_protocols == ("TLSv1.2", "TLSv1.3")
     assert lab.to_runtime()["nodes"]["cache"]["tls"] == {"protocols": ["TLSv1.2", "TLSv1.3"]}
     assert duo.to_runtime()["nodes"]["edge"]["tls"] == {"protocols": ["TLSv1.2"]}
+
+
+def test_the_edge_limits_requests_only_when_the_topology_says_so(lab, duo):
+    # the default lab: no limit (its load runs and benchmarks come from one NAT address)
+    assert lab.nodes["cache"].rate_limit is None and "rate_limit" not in lab.to_runtime()["nodes"]["cache"]
+    assert duo.nodes["edge"].rate_limit == spec.RateLimit(10, 20)
+    assert duo.to_runtime()["nodes"]["edge"]["rate_limit"] == {"requests_per_second": 10, "burst": 20}
+
+
+def test_a_rate_limit_without_a_burst_has_none_and_whole_numbers_stay_whole():
+    data = lab_data()
+    data["nodes"]["cache"]["rate_limit"] = {"requests_per_second": 5.0}  # YAML's 5.0: the schema's integer
+    limit = spec.from_data(data, "inline.yaml", load_catalog()).nodes["cache"].rate_limit
+    assert limit == spec.RateLimit(5, 0) and isinstance(limit.requests_per_second, int)
+
+
+@pytest.mark.parametrize("limit, field, reason", [
+    ({"requests_per_second": 0}, "requests_per_second", "0 is not a rate: at least 1 request per second"),
+    ({"requests_per_second": True}, "requests_per_second", "True is not a whole number"),
+    ({"requests_per_second": "10r/s"}, "requests_per_second", "'10r/s' is not a whole number"),
+    ({"requests_per_second": 10, "burst": -3}, "burst", "-3 is not a burst: 0 or more requests"),
+    ({"requests_per_second": 100001}, "requests_per_second", "100001 is greater than the maximum of 100000"),
+    ({"burst": 5}, "", "'requests_per_second' is a required property"),
+    ({"requests_per_second": 10, "zone": "x"}, "", "unknown field(s) zone"),
+])
+def test_a_bad_rate_limit_names_its_field(limit, field, reason):
+    data = lab_data()
+    data["nodes"]["cache"]["rate_limit"] = limit
+    expected = "nodes.cache.rate_limit" + (f".{field}" if field else "")
+    assert any(f == expected and reason in r for f, r in problems_of(data)), problems_of(data)

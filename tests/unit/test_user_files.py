@@ -19,7 +19,7 @@ from test_experiment_file import GOOD
 from test_service_dirs import service, topology_with
 
 LAB = str(TOPOLOGY_DIR / "lab.yaml")
-PROBES = "page, order-page, page-fast, fresh-order-page, every-replica, order-mail, renewed-lease"
+PROBES = "page, order-page, page-fast, fresh-order-page, quick-reloads, every-replica, order-mail, renewed-lease"
 NODES = "router, dhcp, dns, client, cache, lb, web1, web2, db, mail, control"
 NAME = r"^[a-z0-9][a-z0-9-]*(:[a-z0-9][a-z0-9-]*)?$"
 
@@ -105,9 +105,10 @@ def test_every_problem_of_an_experiment_is_reported_at_once(tmp_path, capsys):
 # ------------------------------------------------------------ SLO thresholds
 
 SLO_FILES = [
-    ("max_p95: 3000\n", "(top level): unknown field(s) max_p95 (fields: max_failure_ratio, max_p95_ms)"),
+    ("max_p95: 3000\n",
+     "(top level): unknown field(s) max_p95 (fields: max_failure_ratio, max_p95_ms, max_throttled_ratio)"),
     ("max_failure_ratio: 0.01\nmax_p95_ms: 3000\nmin_rps: 5\n",
-     "(top level): unknown field(s) min_rps (fields: max_failure_ratio, max_p95_ms)"),
+     "(top level): unknown field(s) min_rps (fields: max_failure_ratio, max_p95_ms, max_throttled_ratio)"),
     ("max_failure_ratio: 2\n", "max_failure_ratio: 2 is greater than the maximum of 1"),
     ("max_failure_ratio: 1%\n", "max_failure_ratio: '1%' is not of type 'number'"),
     ("max_p95_ms: 0\n", "max_p95_ms: 0 is less than or equal to the minimum of 0"),

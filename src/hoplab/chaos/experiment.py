@@ -36,7 +36,8 @@ from hoplab.paths import PROJECT_ROOT, RUN_STATE_DIR
 from hoplab.spec import Topology
 from hoplab.userfile import FileError
 
-PROBE_NAMES = ("page", "order-page", "page-fast", "fresh-order-page", "every-replica", "order-mail", "renewed-lease")
+PROBE_NAMES = ("page", "order-page", "page-fast", "fresh-order-page", "quick-reloads", "every-replica", "order-mail",
+               "renewed-lease")
 SCHEMA_FILE = PROJECT_ROOT / "experiments" / "experiment.schema.json"
 
 

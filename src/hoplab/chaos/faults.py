@@ -69,6 +69,10 @@ CATALOGUE = {f.name: f for f in [
           svc.lb_backend_down, {"server": Param("node", "web1", check=svc.a_web_node)}, service="lb"),
     Fault("stale-cache", "services", "the edge caches every page, ignoring the origin's no-store", svc.stale_cache,
           {"ttl": Param("seconds", 3600, 1, 86400)}, service="cache"),
+    Fault("edge-rate-limit", "services", "the edge refuses a client address's requests past a low rate (nginx "
+          "limit_req, 429)", svc.edge_rate_limit,
+          {"requests_per_second": Param("requests", 1, 1, 10000), "burst": Param("requests", 2, 0, 10000)},
+          service="cache"),
     Fault("db-connection-limit", "services", "the app's database role may open no connection", svc.db_connection_limit,
           {"role": Param("role", "shop_app")}, service="db"),
     Fault("smtp-refuse", "services", "the mail server refuses every client (554)", svc.smtp_refuse, service="mail"),

@@ -158,6 +158,7 @@ KINDS: dict[str, tuple[str, Callable]] = {
     "port": ("a TCP port", _integer),
     "mtu": ("an MTU in bytes", _integer),
     "seconds": ("seconds", _integer),
+    "requests": ("a number of requests", _integer),
     "address": ("an IPv4 address in the lab", _address),
     "node": ("a node name", _node),
     "record": ("a name in the lab's zone", _pattern(_LABEL, "one DNS label (a-z, 0-9, '-')")),

@@ -230,6 +230,27 @@ def stale_cache(t: Target, p: dict) -> Plan:
                 f"{t.node} serves cached copies of every page for {ttl} s, whatever the origin says")
 
 
+_LIMIT_ZONE = "limit_req_zone $binary_remote_addr zone=chaos_clients:1m rate={rate}r/s;\n"
+_LIMIT = "limit_req zone=chaos_clients burst={burst} nodelay;\n"
+
+
+def edge_rate_limit(t: Target, p: dict) -> Plan:
+    # A limit per client address of its own, beside the topology's (nginx applies every
+    # limit_req of a location): its zone at the http level, the limit in www's location. The
+    # edge's config answers a refusal with 429 and Retry-After whoever set the limit. Checked
+    # before the reload: nginx keeps its old config on a bad one, and the fault would be silent.
+    rate, burst = p["requests_per_second"], p["burst"]
+    zone_dir, limit_dir = f"{RUN}/edge-http.d", f"{RUN}/edge.d"
+    zone, limit = f"{zone_dir}/chaos-rate-limit.conf", f"{limit_dir}/chaos-rate-limit.conf"
+    reload = f"kill -HUP {SERVICE_PID}; sleep 0.5"
+    return Plan([sh(t.node, f"mkdir -p {zone_dir} {limit_dir}", f'printf %s "$1" > {zone}', f'printf %s "$2" > {limit}',
+                    f"nginx -t -q -e stderr -c {RUN}/nginx.conf", reload,
+                    args=(_LIMIT_ZONE.format(rate=rate), _LIMIT.format(burst=burst)))],
+                [sh(t.node, f"rm -f {limit}", f"rm -f {zone}", f"rmdir {limit_dir} {zone_dir} 2>/dev/null || true",
+                    reload)],
+                f"{t.node} answers 429 Too Many Requests to a client address past {rate} requests/s (burst {burst})")
+
+
 def db_connection_limit(t: Target, p: dict) -> Plan:
     # The role reaches SQL as a psql variable, quoted by psql (:"role" an identifier, :'role' a
     # literal). Injecting also ends the role's sessions: an app that pools its connections

@@ -100,8 +100,9 @@ export class LoadPage {
       el("span", { class: "muted", text: ` \u00b7 reports/${run.report.folder} \u00b7 ` }), report);
     const rows = [...run.summary.endpoints, { ...run.summary.total, name: "all" }].filter((r) => r && r.name);
     table.replaceChildren(el("table", { class: "compact" },
-      el("tr", {}, ["endpoint", "requests", "failures", "req/s", "p50", "p95", "p99"].map((h) => el("th", { text: h }))),
+      el("tr", {}, ["endpoint", "requests", "failures", "throttled (429)", "req/s", "p50", "p95", "p99"].map((h) => el("th", { text: h }))),
       rows.map((r) => el("tr", {}, el("td", { text: r.name }), el("td", { text: r.requests }), el("td", { text: r.failures }),
+        el("td", { text: r.throttled ?? 0 }),
         el("td", { text: r.rps.toFixed(1) }), el("td", { text: r.p50_ms.toFixed(0) }), el("td", { text: r.p95_ms.toFixed(0) }),
         el("td", { text: r.p99_ms.toFixed(0) })))));
   }
