@@ -2,10 +2,15 @@
 
 Configuration comes from the JSON file the start script writes (HOPLAB_WEB_CONFIG): this node's
 name, the lab's domain, the db peer and the mail peer (or none). Every query is parameterized.
-Orders: the order row and its outbox row commit in one transaction; the mail is sent after the
-commit, and a background sender in every worker retries pending outbox rows. A row is claimed
-with FOR UPDATE SKIP LOCKED and marked sent in the same transaction as the delivery, so two
-workers (or two web nodes) never send the same confirmation twice.
+Database connections come from a bounded pool per worker (psycopg2's ThreadedConnectionPool):
+a page costs no TCP handshake, no SCRAM exchange and no forked backend. A pooled connection the
+server has closed (a restart, a terminated session) is seen before use (its socket is readable
+at EOF) and replaced; one that fails on first use is retried once on a fresh connection.
+Orders: the order row and its outbox row commit in one transaction and the page answers at once;
+the mail is the outbox sender's (a thread in every worker, woken by each new order and every
+RETRY_EVERY seconds). A row is claimed with FOR UPDATE SKIP LOCKED and marked sent in the same
+transaction as the delivery, so two workers (or two web nodes) never send the same confirmation
+twice, and an order committed before a crash is mailed after it.
 """
 
 from __future__ import annotations
@@ -14,14 +19,17 @@ import io
 import json
 import os
 import re
+import select
 import smtplib
 import threading
 import time
+from contextlib import contextmanager
 from email.message import EmailMessage
 
 import psycopg2
 import psycopg2.extensions
-from flask import Flask, Response, abort, has_request_context, render_template_string, request
+import psycopg2.pool
+from flask import Flask, Response, abort, has_request_context, request
 
 CONFIG = json.loads(open(os.environ.get("HOPLAB_WEB_CONFIG", "/run/hoplab/web.json")).read())
 NODE = CONFIG["node"]
@@ -30,6 +38,7 @@ MAIL = CONFIG.get("mail")
 SENDER = f"shop@{DOMAIN}"
 MAX_BODY = 16 * 1024
 RETRY_EVERY = 2.0  # seconds between the background sender's passes
+POOL_SIZE = int(os.environ.get("HOPLAB_WEB_POOL", "4"))  # per worker process: one per thread
 
 app = Flask(__name__)
 app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
@@ -78,30 +87,98 @@ class TracedCursor(psycopg2.extensions.cursor):
         return super().execute(query, vars)
 
 
-def connect():
-    """A fresh connection per unit of work: nothing idles in the pool across a db restart, and
-    the server's shutdown never waits on the app's sessions."""
-    db = CONFIG["db"]
-    try:
-        return psycopg2.connect(host=db["host"], port=db["port"], dbname=db["dbname"], user=db["user"],
-                                password=db["password"], connect_timeout=3,
-                                application_name=f"hoplab-web-{NODE}", cursor_factory=TracedCursor)
-    except psycopg2.OperationalError as exc:
-        raise DatabaseDown(str(exc)) from exc
-
-
 class DatabaseDown(psycopg2.OperationalError):
     """The database cannot be reached: the page answers 503, not 500."""
 
 
-def products():
-    conn = connect()
+def connect(purpose: str = "pages"):
+    """A new connection: for the pages' pool, the outbox sender, or a health check (named so
+    in pg_stat_activity: hoplab-web-NODE-PURPOSE)."""
+    db = CONFIG["db"]
     try:
-        with conn, conn.cursor() as cur:
-            cur.execute("SELECT id, name, description, price_cents FROM products ORDER BY id")
-            return cur.fetchall()
-    finally:
-        conn.close()
+        return psycopg2.connect(host=db["host"], port=db["port"], dbname=db["dbname"], user=db["user"],
+                                password=db["password"], connect_timeout=3,
+                                application_name=f"hoplab-web-{NODE}-{purpose}", cursor_factory=TracedCursor)
+    except psycopg2.OperationalError as exc:
+        raise DatabaseDown(str(exc)) from exc
+
+
+class Pool(psycopg2.pool.ThreadedConnectionPool):
+    """psycopg2's pool, opening connections with `connect` (bounded, lazily: none at start)."""
+
+    def _connect(self, key=None):
+        conn = connect()
+        if key is not None:
+            self._used[key] = conn
+            self._rused[id(conn)] = key
+        else:
+            self._pool.append(conn)
+        return conn
+
+
+POOL = Pool(0, POOL_SIZE)
+# psycopg2 opens `minconn` connections at once and keeps at most `minconn` idle: none up front
+# (the database may be down when a worker starts), every one kept once opened.
+POOL.minconn = POOL_SIZE
+
+
+def _closed_by_server(conn) -> bool:
+    """A pooled connection whose server went away: closed, or its socket readable while no
+    query is outstanding (EOF, or the server's goodbye). Costs no round trip."""
+    if conn.closed:
+        return True
+    readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    return bool(readable)
+
+
+def _take():
+    try:
+        conn = POOL.getconn()
+    except psycopg2.pool.PoolError as exc:
+        raise DatabaseDown(f"no database connection free: {exc}") from exc
+    if _closed_by_server(conn):
+        POOL.putconn(conn, close=True)
+        conn = POOL.getconn()
+    return conn
+
+
+@contextmanager
+def database():
+    """A pooled connection for one unit of work (a transaction), back to the pool after. A
+    connection that breaks is closed, not pooled; a connection error is DatabaseDown."""
+    conn = _take()
+    try:
+        yield conn
+    except DatabaseDown:
+        POOL.putconn(conn, close=True)
+        raise
+    except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+        POOL.putconn(conn, close=True)
+        raise DatabaseDown(str(exc)) from exc
+    except BaseException:
+        POOL.putconn(conn, close=conn.closed != 0)
+        raise
+    else:
+        POOL.putconn(conn, close=conn.closed != 0)
+
+
+def query(work):
+    """Run `work(cursor)` in one transaction and return its result. A pooled connection that
+    fails (the server restarted since it was opened; nothing was committed) is replaced once; a
+    new connection that fails is the answer."""
+    for attempt in (1, 2):
+        reused = bool(POOL._pool)  # an idle pooled connection is there to take
+        try:
+            with database() as conn, conn, conn.cursor() as cur:
+                return work(cur)
+        except DatabaseDown:
+            if attempt == 2 or not reused:
+                raise
+
+
+def products():
+    return query(lambda cur: (cur.execute("SELECT id, name, description, price_cents FROM products ORDER BY id"),
+                              cur.fetchall())[1])
 
 
 # ------------------------------------------------------------------ responses
@@ -157,22 +234,29 @@ A confirmation goes to {{ email }}.</p>
 """)
 
 
+# Compiled once per worker, not per request.
+TEMPLATES = {name: app.jinja_env.from_string(text)
+             for name, text in (("products", PRODUCTS), ("order", ORDER_FORM), ("done", ORDER_DONE))}
+
+
 @app.get("/")
 def index():
-    body = render_template_string(PRODUCTS, title="Products", rows=products(), node=NODE, domain=DOMAIN)
+    body = TEMPLATES["products"].render(title="Products", rows=products(), node=NODE, domain=DOMAIN)
     return Response(body, mimetype="text/html", headers={"Cache-Control": "public, max-age=30"})
 
 
 @app.get("/order")
 def order_form():
-    body = render_template_string(ORDER_FORM, title="Order", rows=products(), node=NODE, domain=DOMAIN)
+    body = TEMPLATES["order"].render(title="Order", rows=products(), node=NODE, domain=DOMAIN)
     return Response(body, mimetype="text/html", headers={"Cache-Control": "no-store"})
 
 
 @app.get("/health")
 def health():
+    # A connection of its own, as a new client would make one: the check is the database's
+    # answer to a login, and it leaves the pages' pool alone.
     try:
-        conn = connect()
+        conn = connect("health")
         try:
             with conn, conn.cursor() as cur:
                 cur.execute("SELECT 1")
@@ -233,30 +317,26 @@ def order_fields() -> tuple[str, int, int]:
 @app.post("/order")
 def place_order():
     email, product_id, quantity = order_fields()
-    conn = connect()
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute("SELECT name FROM products WHERE id = %s", (product_id,))
-            row = cur.fetchone()
-            if row is None:
-                bad(f"unknown product {product_id}")
-            product = row[0]
-            cur.execute("INSERT INTO orders (buyer_email, product_id, quantity) VALUES (%s, %s, %s) "
-                        "RETURNING id", (email, product_id, quantity))
-            order_id = cur.fetchone()[0]
-            subject, body = confirmation(order_id, product, quantity)
-            cur.execute("INSERT INTO mail_outbox (order_id, recipient, subject, body) "
-                        "VALUES (%s, %s, %s, %s) RETURNING id", (order_id, email, subject, body))
-            outbox_id = cur.fetchone()[0]
-        # Committed: the order and its mail are durable. Try the mail now; on failure the
-        # background sender retries it.
-        if MAIL:
-            deliver_pending(conn, only=outbox_id)
-    finally:
-        conn.close()
+
+    def take(cur):
+        cur.execute("SELECT name FROM products WHERE id = %s", (product_id,))
+        row = cur.fetchone()
+        if row is None:
+            bad(f"unknown product {product_id}")
+        cur.execute("INSERT INTO orders (buyer_email, product_id, quantity) VALUES (%s, %s, %s) "
+                    "RETURNING id", (email, product_id, quantity))
+        order_id = cur.fetchone()[0]
+        subject, body = confirmation(order_id, row[0], quantity)
+        cur.execute("INSERT INTO mail_outbox (order_id, recipient, subject, body) VALUES (%s, %s, %s, %s)",
+                    (order_id, email, subject, body))
+        return order_id, row[0]
+
+    order_id, product = query(take)
+    # Committed: the order and its mail are durable. The sender mails it now, off this request.
+    MAIL_WAITING.set()
     app.logger.info("order %s: %s x product %s for %s", order_id, quantity, product_id, email)
-    page = render_template_string(ORDER_DONE, title="Thank you", order_id=order_id, quantity=quantity,
-                                  product=product, email=email, node=NODE, domain=DOMAIN)
+    page = TEMPLATES["done"].render(title="Thank you", order_id=order_id, quantity=quantity,
+                                    product=product, email=email, node=NODE, domain=DOMAIN)
     return Response(page, status=201, mimetype="text/html",
                     headers={"Cache-Control": "no-store", "Location": f"/order/{order_id}"})
 
@@ -281,19 +361,15 @@ def send_mail(outbox_id: int, order_id: int, recipient: str, subject: str, body:
         smtp.send_message(message)
 
 
-def deliver_pending(conn, only: int | None = None, batch: int = 20) -> int:
+def deliver_pending(conn, batch: int = 20) -> int:
     """Claim pending outbox rows (skipping rows another worker holds), send each, and mark it
     sent or reschedule it, one transaction per row. Returns how many were sent."""
     sent = 0
-    for _ in range(1 if only is not None else batch):
+    for _ in range(batch):
         with conn, conn.cursor() as cur:
-            if only is not None:
-                cur.execute("SELECT id, order_id, recipient, subject, body, attempts FROM mail_outbox "
-                            "WHERE id = %s AND sent_at IS NULL FOR UPDATE SKIP LOCKED", (only,))
-            else:
-                cur.execute("SELECT id, order_id, recipient, subject, body, attempts FROM mail_outbox "
-                            "WHERE sent_at IS NULL AND next_attempt_at <= now() "
-                            "ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED")
+            cur.execute("SELECT id, order_id, recipient, subject, body, attempts FROM mail_outbox "
+                        "WHERE sent_at IS NULL AND next_attempt_at <= now() "
+                        "ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED")
             row = cur.fetchone()
             if row is None:
                 break
@@ -314,16 +390,24 @@ def deliver_pending(conn, only: int | None = None, batch: int = 20) -> int:
     return sent
 
 
+MAIL_WAITING = threading.Event()  # set by each new order: the sender's next pass starts now
+
+
 def sender_loop() -> None:
+    conn = None  # the sender's own connection, kept across passes and replaced when it breaks
     while True:
-        time.sleep(RETRY_EVERY)
+        MAIL_WAITING.wait(RETRY_EVERY)
+        MAIL_WAITING.clear()
         try:
-            conn = connect()
-            try:
-                deliver_pending(conn)
-            finally:
-                conn.close()
+            if conn is None or _closed_by_server(conn):
+                if conn is not None:
+                    conn.close()
+                conn = connect("outbox")
+            deliver_pending(conn)
         except psycopg2.Error as exc:
+            if conn is not None:
+                conn.close()
+            conn = None
             app.logger.debug("outbox pass skipped: %s", exc)
         except Exception:  # the sender must outlive any one bad pass
             app.logger.exception("outbox pass failed")

@@ -50,6 +50,11 @@ def miss(lab):
     while connections(lab, "cache", "lb") and time.monotonic() < deadline:
         time.sleep(0.5)
     assert connections(lab, "cache", "lb") == 0, "the edge still holds a connection to the balancer after 20 s"
+    # The replicas pool their pages' database connections: end those sessions (as a database
+    # restart would), so this page load opens a new one and the postmaster's accept is in it.
+    db = lab.topology.nodes_of("db")[0].name
+    lab.exec(db, "psql", "-X", "-q", "-U", "postgres", "-d", "postgres", "-c",
+             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name LIKE '%-pages'")
     url = f"{lab.www}/?trace={uuid.uuid4().hex}"  # nobody fetched it: a cache MISS
     visit, trace = traced(lab, url, "--renew")
     assert visit["ok"] and visit["cache"] == "MISS"
@@ -130,6 +135,22 @@ def test_a_malformed_key_log_is_refused_by_name(lab, miss, control, tmp_path):
     with pytest.raises(grpc.RpcError) as error:
         control.GetTrace(pb.GetTraceRequest(trace_id=visit["trace_id"], tls_keylog="x y z"), timeout=10)
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "tls_keylog: line 1" in error.value.details()
+
+
+def test_an_uncached_page_queries_on_a_pooled_database_connection(lab, miss):
+    """Once the replicas' pools hold connections, an uncached page's SQL reaches the database
+    on one of them: no new TCP handshake and no login in its trace."""
+    for _ in range(8):  # every worker of every replica gets a page, so each pool holds a connection
+        lab.exec("client", "curl", "-sS", "-o", "/dev/null", f"{lab.www}/order")
+    seen = []
+    for _ in range(4):  # the next page lands on one of those workers
+        _, trace = traced(lab, f"{lab.www}/order")
+        at_db = [h["summary"] for h in trace["hops"] if h["node"] == "db"]
+        seen.append(at_db)
+        if any(s.startswith("SQL SELECT") for s in at_db) and not any(
+                s.startswith("SQL startup") or " SYN " in s for s in at_db):
+            return
+    raise AssertionError(f"every uncached page opened a new database connection: {seen}")
 
 
 def test_a_repeat_is_a_hit_that_ends_at_the_edge(lab, miss):
