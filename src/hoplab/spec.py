@@ -567,8 +567,7 @@ class _Checker:
             self.fail(f"{field}.rate_limit", f"only a cache (the edge) limits requests, not {what}")
             return None
         limit = spec["rate_limit"]
-        # int(): the schema takes 10.0 as a whole number, nginx would not
-        return RateLimit(int(limit["requests_per_second"]), int(limit.get("burst", 0)))
+        return RateLimit(limit["requests_per_second"], limit.get("burst", 0))
 
     def _image(self, field: str, name: str, spec: dict) -> Image | None:
         if "image" not in spec:

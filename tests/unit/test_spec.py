@@ -297,16 +297,17 @@ def test_the_edge_limits_requests_only_when_the_topology_says_so(lab, duo):
     assert duo.to_runtime()["nodes"]["edge"]["rate_limit"] == {"requests_per_second": 10, "burst": 20}
 
 
-def test_a_rate_limit_without_a_burst_has_none_and_whole_numbers_stay_whole():
+def test_a_rate_limit_without_a_burst_has_none():
     data = lab_data()
-    data["nodes"]["cache"]["rate_limit"] = {"requests_per_second": 5.0}  # YAML's 5.0: the schema's integer
+    data["nodes"]["cache"]["rate_limit"] = {"requests_per_second": 5}
     limit = spec.from_data(data, "inline.yaml", load_catalog()).nodes["cache"].rate_limit
-    assert limit == spec.RateLimit(5, 0) and isinstance(limit.requests_per_second, int)
+    assert limit == spec.RateLimit(5, 0)
 
 
 @pytest.mark.parametrize("limit, field, reason", [
     ({"requests_per_second": 0}, "requests_per_second", "0 is not a rate: at least 1 request per second"),
     ({"requests_per_second": True}, "requests_per_second", "True is not a whole number"),
+    ({"requests_per_second": 5.0}, "requests_per_second", "5.0 is not a whole number"),  # as replicas: 2.0
     ({"requests_per_second": "10r/s"}, "requests_per_second", "'10r/s' is not a whole number"),
     ({"requests_per_second": 10, "burst": -3}, "burst", "-3 is not a burst: 0 or more requests"),
     ({"requests_per_second": 100001}, "requests_per_second", "100001 is greater than the maximum of 100000"),
