@@ -14,7 +14,7 @@ from pathlib import Path
 
 from hoplab import compose, graph, spec, userfile
 from hoplab.backends.base import Backend, BackendError, NodeStatus, PreflightError
-from hoplab.paths import CHAOS_JOURNAL, COMPOSE_DIR, DEFAULT_TOPOLOGY, RUN_STATE_DIR
+from hoplab.paths import CHAOS_JOURNAL, COMPOSE_DIR, DEFAULT_TOPOLOGY
 from hoplab.progress import Progress
 from hoplab.services import CatalogError
 
@@ -227,8 +227,20 @@ class Down(Command):
     name, help = "down", "stop the lab and remove its containers, networks, volumes and host rules"
 
     def run(self, args):
-        make_backend(args.backend).down(self.topology(args), Progress())
-        return 0
+        progress = Progress()
+        return report_cleaned("down", make_backend(args.backend).down(self.topology(args), progress), progress)
+
+
+def report_cleaned(verb: str, cleaned, progress: Progress) -> int:
+    """What `down` or `clean` removed (progress lines), what it could not (always, on stderr);
+    exit 1 when anything could not be removed."""
+    for item in cleaned.removed:
+        progress.say(f"removed {item}")
+    for failure in cleaned.failed:
+        print(f"hoplab {verb}: could not remove {failure}", file=sys.stderr)
+    progress.say(f"{verb}: {len(cleaned.removed)} item(s) removed"
+                 + (f", {len(cleaned.failed)} could not be removed" if cleaned.failed else ""))
+    return 1 if cleaned.failed else 0
 
 
 class Status(Command):
@@ -312,18 +324,28 @@ class Clean(Command):
 
     def add_arguments(self, parser):
         parser.add_argument("--all", action="store_true", help="every hoplab lab, not just this topology's")
+        parser.add_argument("--images", action="store_true",
+                            help="also every Docker image hoplab built (hoplab/*; never another's)")
+
+    def check(self, args):
+        if args.images and args.backend_explicit and args.backend != "docker":
+            raise UsageError(f"--images: images are the Docker backend's, not the {args.backend} backend's "
+                             "(drop --backend, or use --backend docker)")
 
     def run(self, args):
+        from hoplab.backends.base import Cleaned
+
         lab = None if args.all else self.topology(args).name
         progress = Progress()
         # Without --backend, every backend: after a crash nothing says where the lab ran, and
-        # each backend removes only what it made.
+        # each backend removes only what it made (found by its marks).
         backends = (args.backend,) if args.backend_explicit else BACKENDS
-        removed = [item for name in backends for item in make_backend(name).clean(lab, progress)]
-        for item in removed:
-            progress.say(f"removed {item}")
-        progress.say(f"clean: {len(removed)} item(s) removed")
-        return 0
+        cleaned = Cleaned()
+        for name in backends:
+            cleaned.extend(make_backend(name).clean(lab, progress))
+        if args.images:
+            cleaned.extend(make_backend("docker").clean_images(progress))
+        return report_cleaned("clean", cleaned, progress)
 
 
 class Render(Command):
@@ -831,11 +853,12 @@ def revert_expired_faults(args: argparse.Namespace) -> None:
     if args.verb not in LAB_VERBS or getattr(args, "action", None) == "reap":
         return
     topology = Command.topology(args)
-    if not (RUN_STATE_DIR / topology.name / CHAOS_JOURNAL).exists():
+    backend = make_backend(args.backend)
+    if not (backend.state_root / topology.name / CHAOS_JOURNAL).exists():
         return  # nothing was ever injected: the chaos code need not even load
     from hoplab.chaos.journal import Chaos
 
-    chaos = Chaos(make_backend(args.backend), topology)
+    chaos = Chaos(backend, topology)
     if chaos.path.exists():
         for entry in chaos.revert_expired():
             print(f"hoplab: reverted expired fault {entry.id} ({entry.fault} on {entry.node})", file=sys.stderr)

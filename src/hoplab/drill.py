@@ -4,7 +4,7 @@ user would report, gives hints on demand, and checks the repair with probes of w
 sees -- so any repair that makes the service work again passes, not only the documented one.
 
 Drills name nodes by role ({dns}, {router}, ...), filled from the topology, so they run on any
-lab that has the roles they need. State: build/run/<lab>/drill.json."""
+lab that has the roles they need. State: drill.json in the backend's state folder for the lab."""
 
 from __future__ import annotations
 
@@ -22,7 +22,6 @@ from hoplab.chaos.faults import CATALOGUE, FaultError, prepare
 from hoplab.chaos.journal import Chaos
 from hoplab.diagnose import (Check, Outcome, PagePath, curl, lease_judge, run_checks, sh, status_is, throttle_check,
                              walk)
-from hoplab.paths import RUN_STATE_DIR
 from hoplab.spec import Topology
 
 DEFAULT_DURATION_S = 900
@@ -302,11 +301,11 @@ def prepare_start(topology: Topology, name: str, client: str, duration: float) -
 
 
 class Drills:
-    def __init__(self, backend: Backend, topology: Topology, state_root: Path = RUN_STATE_DIR):
+    def __init__(self, backend: Backend, topology: Topology, state_root: Path | None = None):
         self.backend = backend
         self.topology = topology
         self.chaos = Chaos(backend, topology, state_root)
-        self.path = state_root / topology.name / "drill.json"
+        self.path = (backend.state_root if state_root is None else state_root) / topology.name / "drill.json"
 
     def load(self) -> DrillState | None:
         return DrillState(**json.loads(self.path.read_text())) if self.path.exists() else None

@@ -10,7 +10,11 @@ SCHEMA_FILE = TOPOLOGY_DIR / "schema.json"
 SERVICES_DIR = PROJECT_ROOT / "services"
 COMPOSE_DIR = PROJECT_ROOT / "compose"
 BUILD_DIR = PROJECT_ROOT / "build"
-RUN_STATE_DIR = BUILD_DIR / "run"  # per lab: chaos journal, drill state, experiment journals
+RUN_STATE_DIR = BUILD_DIR / "run"  # per lab: experiment journals (reports, kept by `clean`)
+# Per lab, the Docker backend's own state: compose file, runtime JSON, token, and the lab's chaos
+# and drill journals (a backend's journals live in its state folder: a fault dies with its lab,
+# and one backend's `clean` never reaches another's faults). The netns backend's is /run/hoplab-netns.
+DOCKER_STATE_DIR = BUILD_DIR / "docker"
 CHAOS_JOURNAL = "chaos.json"
 CONTROL_TOKEN_FILE = "control.token"  # the Control API's token, in a lab's state folder on the host (0600)
 CONTROL_TOKEN_IN_NODE = "/etc/hoplab/control.token"  # where the control node, and no other, reads it

@@ -175,6 +175,14 @@ def _wait(check, timeout: float, pause: float = 0.5) -> None:
         time.sleep(pause)
 
 
+def _removed(cleaned) -> None:
+    """A lab's removal that left something behind fails the session, naming what."""
+    from hoplab.backends.base import BackendError
+
+    if cleaned.failed:
+        raise BackendError("could not remove:\n" + "\n".join(f"  {f}" for f in cleaned.failed))
+
+
 @pytest.fixture(scope="session")
 def hoplab_lab(pytestconfig):
     """One lab per session, for the topology --hoplab-topology names."""
@@ -219,7 +227,7 @@ def hoplab_lab(pytestconfig):
                     yield lab
             finally:
                 if not keep:
-                    backend.clean(topology.name, quiet)
+                    _removed(backend.clean(topology.name, quiet))
         else:
             try:
                 backend.up(topology, quiet)
@@ -227,7 +235,7 @@ def hoplab_lab(pytestconfig):
                 yield lab
             finally:
                 if not keep:
-                    backend.down(topology, quiet)
+                    _removed(backend.down(topology, quiet))
     except BackendError as exc:
         pytest.fail(f"hoplab lab {topology.name!r} on {name}: {exc}", pytrace=False)
 

@@ -98,7 +98,7 @@ def lab_state(tmp_path, monkeypatch):
     monkeypatch.setattr(cli, "build_parser", lambda: parser)
     load = spec.load  # the lab's file once, not a thousand times
     monkeypatch.setattr(spec, "load", lambda path: LAB if Path(path) == LAB_FILE else load(path))
-    monkeypatch.setattr(cli, "RUN_STATE_DIR", tmp_path)
+    monkeypatch.setattr(RefusingBackend, "state_root", tmp_path, raising=False)
     monkeypatch.setattr(Chaos.__init__, "__defaults__", (tmp_path,))
     monkeypatch.setattr(Drills.__init__, "__defaults__", (tmp_path,))
     monkeypatch.setattr(Chaos, "start_reaper", lambda self: pytest.fail("a reaper was started"))

@@ -25,6 +25,54 @@ class PreflightError(BackendError):
     before anything is created, so the CLI treats it like bad input."""
 
 
+@dataclass(frozen=True)
+class Failure:
+    """Something a backend made that `down` or `clean` could not remove, and why."""
+
+    kind: str  # link, iptables rule, container, network, volume, image, folder, process...
+    name: str
+    error: str
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name}: {self.error}"
+
+
+@dataclass
+class Cleaned:
+    """What `down` or `clean` did: each thing removed ("KIND NAME") and each it failed to remove.
+    The CLI prints both and exits 1 when anything failed."""
+
+    removed: list[str] = field(default_factory=list)
+    failed: list[Failure] = field(default_factory=list)
+
+    def extend(self, other: "Cleaned") -> "Cleaned":
+        self.removed += other.removed
+        self.failed += other.failed
+        return self
+
+    def attempt(self, kind: str, name: str, remove) -> bool:
+        """Call `remove()`; record "KIND NAME" as removed, or its error as a failure."""
+        try:
+            remove()
+        except (OSError, subprocess.SubprocessError, BackendError) as exc:
+            self.failed.append(Failure(kind, name, _reason(exc)))
+            return False
+        self.removed.append(f"{kind} {name}")
+        return True
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, subprocess.CalledProcessError):
+        said = exc.stderr or exc.stdout or ""
+        said = (said.decode(errors="replace") if isinstance(said, bytes) else said).strip()
+        return said or f"exit status {exc.returncode}"
+    if isinstance(exc, subprocess.TimeoutExpired):
+        return f"no answer within {exc.timeout:g} s"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc)
+
+
 @dataclass
 class NodeStatus:
     node: str
@@ -123,8 +171,9 @@ class Backend(ABC):
         """Build what is missing, start every node, wait until all are healthy."""
 
     @abstractmethod
-    def down(self, topology: Topology, progress: Progress) -> None:
-        """Stop and remove the lab: nodes, networks, volumes, host rules."""
+    def down(self, topology: Topology, progress: Progress) -> Cleaned:
+        """Stop and remove the lab: nodes, networks, volumes, host rules. Returns what was
+        removed and what could not be."""
 
     @abstractmethod
     def status(self, topology: Topology, addresses: bool = True) -> list[NodeStatus]:
@@ -167,6 +216,7 @@ class Backend(ABC):
         return read_control_token(self.control_token_file(topology.name))
 
     @abstractmethod
-    def clean(self, lab: str | None, progress: Progress) -> list[str]:
+    def clean(self, lab: str | None, progress: Progress) -> Cleaned:
         """Remove everything this backend made for lab `lab` (every lab when None), whatever
-        state it was left in. Returns what was removed."""
+        state it was left in, found by hoplab's own marks (labels, link aliases, rule comments),
+        never by a name pattern. Returns what was removed and what could not be."""

@@ -1,8 +1,9 @@
 """The Docker backend: a lab is a Compose project rendered from the topology, plus the host
 firewall rules that let DHCP cross its bridges. Everything it makes carries the label
 `io.hoplab.lab=<lab>` (or, for firewall rules, the comment `hoplab:<lab>`), which is all that
-`down` and `clean` ever remove. Compose brings the project up; every other call goes to the
-engine through the Docker SDK (`engine.Engine`)."""
+`down` and `clean` ever remove, with the backend's own state folder (build/docker/<lab>/).
+Compose brings the project up; every other call goes to the engine through the Docker SDK
+(`engine.Engine`)."""
 
 from __future__ import annotations
 
@@ -17,12 +18,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from hoplab import compose
-from hoplab.backends.base import (Backend, BackendError, NodeStatus, PreflightError, ensure_control_token,
-                                  route_clashes, subnets)
+from hoplab.backends.base import (Backend, BackendError, Cleaned, Failure, NodeStatus, PreflightError,
+                                  ensure_control_token, route_clashes, subnets)
 from hoplab.backends.engine import Compose, Engine, EngineError, NotFound, NotRunning
 from hoplab.backends.hostfw import HostFirewall
 from hoplab.backends.images import ImageBuilder
-from hoplab.paths import RUN_STATE_DIR
+from hoplab.paths import DOCKER_STATE_DIR
 from hoplab.progress import Progress
 from hoplab.services import Service, load_catalog
 from hoplab.spec import Topology
@@ -31,6 +32,7 @@ UP_TIMEOUT = 240.0
 # How `up` runs Compose (after `prepare`): start what is missing, wait for every health check.
 COMPOSE_UP = ("up", "--detach", "--wait", "--wait-timeout", str(int(UP_TIMEOUT)), "--remove-orphans", "--no-build")
 POLL_INTERVAL = 0.5  # between clean passes
+STOP_TIMEOUT = 3  # seconds `down` gives each container after its stop signal, then SIGKILL
 
 
 def _healthy(container: dict) -> bool:
@@ -48,7 +50,7 @@ class DockerBackend(Backend):
     name = "docker"
 
     def __init__(self, engine: Engine | None = None, firewall: HostFirewall | None = None,
-                 catalog: dict[str, Service] | None = None, state_root: Path = RUN_STATE_DIR,
+                 catalog: dict[str, Service] | None = None, state_root: Path = DOCKER_STATE_DIR,
                  compose_cli: Compose | None = None):
         self.engine = engine or Engine()
         self.compose = compose_cli or Compose()
@@ -65,7 +67,22 @@ class DockerBackend(Backend):
         self._wait_healthy(topology, progress, proc)
         self.finish(topology)
         progress.say("all nodes healthy")
+        self.remove_superseded_images(progress)
         return self.status(topology)
+
+    def remove_superseded_images(self, progress: Progress) -> None:
+        """After a rebuild, its predecessors (hoplab's images left with no tag) go; one a
+        container still uses stays until the next time, and the lab works either way."""
+        superseded = ImageBuilder(self.engine, progress).remove_superseded()
+        for item in superseded.removed:
+            progress.say(f"removed superseded {item}")
+        for failure in superseded.failed:
+            progress.say(f"kept superseded {failure}")
+
+    def clean_images(self, progress: Progress) -> Cleaned:
+        """`hoplab clean --images`: every image hoplab built (never another's)."""
+        self.require_engine()
+        return ImageBuilder(self.engine, progress).remove_all()
 
     def prepare(self, topology: Topology, progress: Progress) -> Path:
         """Everything before `docker compose up` (COMPOSE_UP) on the file this returns: the host
@@ -86,23 +103,47 @@ class DockerBackend(Backend):
         meanwhile)."""
         self.firewall.harden(list(compose.bridge_names(topology).values()))
 
-    def down(self, topology: Topology, progress: Progress) -> None:
+    def down(self, topology: Topology, progress: Progress) -> Cleaned:
         if self.require_engine(soft=True):
             progress.say(f"stopping lab {topology.name!r}")
-            proc = self.compose.start(compose.project_name(topology), None,
-                                       "down", "--volumes", "--remove-orphans", "--timeout", "3")
-            proc.communicate()
-        for item in self.clean(topology.name, progress):
-            progress.say(f"removed {item}")
+            # Each container with its stop signal, as `docker compose stop` does; `clean` then
+            # removes containers, networks and volumes by label, and says which.
+            running = [c["Id"] for c in self.engine.containers(f"{compose.LABEL_LAB}={topology.name}")
+                       if c.get("State") == "running"]
+            with ThreadPoolExecutor(8) as pool:
+                for container, outcome in zip(running, pool.map(self._stop_quietly, running)):
+                    if outcome:
+                        progress.say(f"container {container[:12]}: {outcome} (removed by force below)")
+        return self.clean(topology.name, progress)
 
-    def clean(self, lab: str | None, progress: Progress) -> list[str]:
-        removed = self.firewall.remove(lab)
+    def _stop_quietly(self, container: str) -> str:
+        try:
+            self.engine.stop(container, STOP_TIMEOUT)
+        except NotFound:
+            pass
+        except EngineError as exc:
+            return str(exc)
+        return ""
+
+    def clean(self, lab: str | None, progress: Progress) -> Cleaned:
+        cleaned = self.firewall.remove(lab)
         if not self.require_engine(soft=True):
-            progress.say("no Docker engine reachable: only host firewall rules were cleaned")
-            return removed
-        label = f"{compose.LABEL_LAB}={lab}" if lab else compose.LABEL_LAB
-        failed: dict[str, str] = {}
-        # Several passes: a killed `up` may have had creations in flight.
+            engine_objects = Failure("containers, networks, volumes", f"labelled {compose.LABEL_LAB}"
+                                     + (f"={lab}" if lab else ""), "no Docker engine reachable: not looked for")
+            cleaned.failed.append(engine_objects)
+        else:
+            cleaned.extend(self._remove_labelled(f"{compose.LABEL_LAB}={lab}" if lab else compose.LABEL_LAB))
+        for state in ([self.state_root / lab] if lab else sorted(self.state_root.glob("*"))):
+            if state.exists():
+                cleaned.attempt("folder", str(state), lambda state=state: shutil.rmtree(state))
+        return cleaned
+
+    def _remove_labelled(self, label: str) -> Cleaned:
+        """Containers, then networks, then volumes carrying `label`. Several passes: a killed
+        `up` may have had creations in flight. What is gone meanwhile (Compose's `down`, a
+        container's anonymous volume) is neither removed nor failed; a failure counts only if
+        the object is still there after the last pass."""
+        cleaned, failed = Cleaned(), {}
         for _ in range(3):
             found = [("container", c["Id"], self.engine.remove_container) for c in self.engine.containers(label)]
             found += [("network", n["Id"], self.engine.remove_network) for n in self.engine.networks(label)]
@@ -110,23 +151,19 @@ class DockerBackend(Backend):
             if not found:
                 break
             for kind, name, remove in found:
-                shown = f"{kind} {name[:12] if kind != 'volume' else name}"
+                shown = name[:12] if kind != "volume" else name
                 try:
                     remove(name)
                 except NotFound:
-                    continue  # gone meanwhile (compose down, or a container's anonymous volume)
-                except EngineError as exc:
-                    failed[shown] = str(exc)
                     continue
-                failed.pop(shown, None)
-                removed.append(shown)
+                except EngineError as exc:
+                    failed[(kind, shown)] = str(exc)
+                    continue
+                failed.pop((kind, shown), None)
+                cleaned.removed.append(f"{kind} {shown}")
             time.sleep(POLL_INTERVAL)
-        for state in ([self.state_root / lab] if lab else list(self.state_root.glob("*"))):
-            shutil.rmtree(state, ignore_errors=True)
-        if failed:
-            raise BackendError("could not remove:\n" + "\n".join(f"  {what}: {why}" for what, why in failed.items())
-                               + ("\nremoved:\n" + "\n".join(f"  {r}" for r in removed) if removed else ""))
-        return removed
+        cleaned.failed += [Failure(kind, name, error) for (kind, name), error in failed.items()]
+        return cleaned
 
     # ------------------------------------------------------------ inspection
 

@@ -163,6 +163,22 @@ class Engine:
         found = self.image(name)
         return ((found.get("Config") or {}).get("Labels") or {}).get(label) if found else None
 
+    def images(self, label: str | None = None, reference: str | None = None, dangling: bool = False) -> list[dict]:
+        """The images carrying `label`, matching `reference` (a tag), or with no tag left
+        (`dangling`), as the engine lists them."""
+        filters = {**({"label": label} if label else {}), **({"reference": reference} if reference else {}),
+                   **({"dangling": True} if dangling else {})}
+        return self._call("list images", self.api.images, filters=filters) or []
+
+    def image_history(self, image: str) -> list[dict]:
+        """An image's build steps, newest first (`CreatedBy` says what each did)."""
+        return self._call(f"history of image {image}", self.api.history, image)
+
+    def remove_image(self, image: str) -> None:
+        """Remove an image (a tag: untag it, and remove it when it was the last). Never forced:
+        an image a container uses stays, and the engine says so."""
+        self._call(f"remove image {image}", self.api.remove_image, image)
+
     # ------------------------------------------------------------ events
 
     def events(self, label: str) -> "EventStream":

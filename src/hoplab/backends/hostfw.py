@@ -22,6 +22,8 @@ import shlex
 import subprocess
 from pathlib import Path
 
+from hoplab.backends.base import Cleaned
+
 CHAIN = "DOCKER-USER"
 TAG_PREFIX = "hoplab:"
 TABLE_PREFIX = "hoplab-"
@@ -145,12 +147,14 @@ table {table} {{
                 found.append(name)
         return found
 
-    def remove(self, lab: str | None = None) -> list[str]:
-        removed = []
+    def remove(self, lab: str | None = None) -> Cleaned:
+        """Every rule and table found above (by hoplab's comment), each removed or its failure
+        recorded: one that cannot go does not keep the rest."""
+        cleaned = Cleaned()
         for rule in self.rules(lab):
-            self._run("-D", self.chain, *rule)
-            removed.append(f"iptables rule {self.chain} {' '.join(rule)}")
+            cleaned.attempt("iptables rule", f"{self.chain} {' '.join(rule)}",
+                            lambda rule=rule: self._run("-D", self.chain, *rule))
         for table in self.tables(lab):
-            self._nft("delete", "table", "inet", table)
-            removed.append(f"nftables table inet {table}")
-        return removed
+            cleaned.attempt("nftables table", f"inet {table}",
+                            lambda table=table: self._nft("delete", "table", "inet", table))
+        return cleaned

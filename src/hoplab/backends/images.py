@@ -1,8 +1,12 @@
 """Builds the lab's images with no registry: an OS image (debootstrapped from the host's own apt
 mirror and imported; no registry is ever asked), `hoplab/base` on it,
 and one image per service. Each image carries a hash of its inputs as a label; an image whose
-inputs did not change is not rebuilt at all. Images are looked up through the engine's API;
-imports and builds are the docker CLI's, each with a time limit."""
+inputs did not change is not rebuilt at all. The hash is of content only (file names relative to
+their folder, and bytes: never a checkout's path or a file's mtime), so a second checkout of the
+same commit reuses the images. A rebuilt image's predecessor, left with no tag, is removed once no
+container uses it (`remove_superseded`); `hoplab clean --images` removes every image hoplab built
+(`built_images`), and no other. Images are looked up through the engine's API; imports and builds
+are the docker CLI's, each with a time limit."""
 
 from __future__ import annotations
 
@@ -14,11 +18,12 @@ import subprocess
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
-from hoplab.backends.base import BackendError
-from hoplab.backends.engine import Engine
+from hoplab.backends.base import BackendError, Cleaned, Failure
+from hoplab.backends.engine import Engine, EngineError, NotFound
 from hoplab.paths import BUILD_DIR, PROJECT_ROOT, SERVICES_DIR, hash_tree
 from hoplab.progress import Progress
 from hoplab.services import Service
@@ -26,6 +31,7 @@ from hoplab.services import Service
 OS_IMAGE = "hoplab/debian:bookworm"
 BASE_IMAGE = "hoplab/base:latest"
 INPUTS_LABEL = "io.hoplab.inputs"
+IMAGE_LABEL = "io.hoplab.image"  # set with INPUTS_LABEL by the last step of hoplab's Dockerfiles
 SUITE = "bookworm"
 PARALLEL_BUILDS = 3
 NODE_DEPENDENCIES = ("grpcio", "grpcio-health-checking", "grpcio-reflection", "protobuf")
@@ -68,6 +74,43 @@ def host_apt_mirror() -> str:
                        "(/etc/apt/sources.list.d/*.sources or /etc/apt/sources.list)")
 
 
+def own_build(history: list[dict]) -> bool:
+    """Whether an image's last step (history, newest first) is the LABEL that ends hoplab's own
+    Dockerfiles. An image someone built FROM one of hoplab's inherits its labels, not its last
+    step: it is not hoplab's to remove."""
+    return bool(history) and f"LABEL {INPUTS_LABEL}=" in (history[0].get("CreatedBy") or "")
+
+
+def built_images(engine: Engine, dangling: bool = False) -> list[dict]:
+    """Every image hoplab built here (the OS image it imported included); with `dangling`, only
+    those left with no tag: superseded by a rebuild."""
+    found = [image for image in engine.images(label=IMAGE_LABEL, dangling=dangling)
+             if own_build(engine.image_history(image["Id"]))]
+    if not dangling:
+        found += [i for i in engine.images(reference=OS_IMAGE) if i["Id"] not in {f["Id"] for f in found}]
+    return found
+
+
+def remove_images(engine: Engine, images: list[dict]) -> Cleaned:
+    """Remove each image by its tags (by id when it has none), newest first: a service's image
+    goes before the base it was built on. An image a container uses stays (never forced): that
+    is a failure, with the engine's reason."""
+    cleaned = Cleaned()
+    for image in sorted(images, key=lambda i: i.get("Created", 0), reverse=True):
+        tags = [t for t in image.get("RepoTags") or [] if t != "<none>:<none>"]
+        shown = ", ".join(tags) or image["Id"].removeprefix("sha256:")[:12]
+        try:
+            for reference in tags or [image["Id"]]:
+                engine.remove_image(reference)
+        except NotFound:
+            continue  # gone with another (a tag's last removal)
+        except EngineError as exc:
+            cleaned.failed.append(Failure("image", shown, str(exc)))
+            continue
+        cleaned.removed.append(f"image {shown}")
+    return cleaned
+
+
 def _with_requirements(names) -> set[str]:
     """The distributions and everything they require, as installed in this venv."""
     found, todo = set(), list(names)
@@ -92,11 +135,28 @@ class ImageBuilder:
     def ensure(self, services: list[Service]) -> None:
         """Every image these services need, built once even when several `hoplab up`s (two labs,
         two test workers) ask at the same time: they take turns on a lock file."""
+        with self._lock():
+            self._ensure(services)
+
+    def remove_superseded(self) -> Cleaned:
+        """The images hoplab built that a rebuild left with no tag, unless a container still
+        uses one (it goes at the next rebuild, or with `hoplab clean --images`)."""
+        with self._lock():
+            return remove_images(self.engine, built_images(self.engine, dangling=True))
+
+    def remove_all(self) -> Cleaned:
+        """`hoplab clean --images`: every image hoplab built, and no other."""
+        with self._lock():
+            return remove_images(self.engine, built_images(self.engine))
+
+    @contextmanager
+    def _lock(self):
+        """Builds, and removals, take turns across hoplab processes (two labs, two test workers)."""
         lock = self.build_dir / "images.lock"
         lock.parent.mkdir(parents=True, exist_ok=True)
         with open(lock, "w") as held:
             fcntl.flock(held, fcntl.LOCK_EX)
-            self._ensure(services)
+            yield
 
     def _ensure(self, services: list[Service]) -> None:
         self.ensure_os_image()

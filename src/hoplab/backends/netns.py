@@ -6,9 +6,11 @@ nodes' daemons, and the host's, from ever sharing state.
 
 A lab lives on after `up` returns, as a Docker lab does: each node's namespaces are held by an
 anchor process (`sleep infinity`) and every process the backend starts carries the marker
-`HOPLAB_NETNS=<lab>`. What it makes on the host: bridges `hn-<lab>-*`, veths `hv-<lab>-*`, one
-FORWARD rule per bridge (comment `hoplab:<lab>`), the host's address on the management bridge,
-and the folder /run/hoplab-netns/<lab>/. `down` and `clean` remove exactly these."""
+`HOPLAB_NETNS=<lab>`. What it makes on the host: bridges `hn-<lab>-*` and veths `hv-<lab>-*`,
+each with the alias `hoplab:<lab>` from its creation, one FORWARD rule per bridge (comment
+`hoplab:<lab>`), the host's address on the management bridge, and the folder
+/run/hoplab-netns/<lab>/. `down` and `clean` remove exactly these, found by those marks (a link
+that merely has a lab-like name is never touched)."""
 
 from __future__ import annotations
 
@@ -25,10 +27,10 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from hoplab.backends import nodeproc
-from hoplab.backends.base import (Backend, BackendError, NodeStatus, PreflightError, ensure_control_token,
-                                  route_clashes, subnets)
+from hoplab.backends.base import (Backend, BackendError, Cleaned, Failure, NodeStatus, PreflightError,
+                                  ensure_control_token, route_clashes, subnets)
 from hoplab.backends.hostfw import HostFirewall
-from hoplab.backends.netns_plan import BRIDGE_PREFIX, NetnsPlan, lab_prefixes, plan
+from hoplab.backends.netns_plan import BRIDGE_PREFIX, NetnsPlan, link_mark, marked_links, plan
 from hoplab.paths import CONTROL_TOKEN_IN_NODE, SERVICES_DIR, hash_tree
 from hoplab.progress import Progress
 from hoplab.services import Service, load_catalog
@@ -155,7 +157,10 @@ class NetnsBackend(Backend):
                 progress.say(f"the {what} of lab {lab!r} changed: making it again")
             if self._state(lab) or nodeproc.lab_processes(lab) or self._links(lab):
                 progress.say(f"removing what is left of lab {lab!r}")
-                self.clean(lab, progress)
+                left = self.clean(lab, progress)
+                if left.failed:
+                    raise BackendError(f"lab {lab!r}: what is left of it could not all be removed:\n"
+                                       + "\n".join(f"  {f}" for f in left.failed))
             self._create(topology, layout, code, progress)
         self._start_services(topology, progress)
         progress.say("all nodes healthy")
@@ -165,6 +170,14 @@ class NetnsBackend(Backend):
         from hoplab.backends.mininet_build import Build  # Mininet only when a lab is built
 
         lab = topology.name
+        # A link of the plan's name that is there already is not the lab's (clean removed every
+        # one it marked): refused, never deleted (Mininet would delete it by name).
+        names = set(layout.bridges.values()) | {p.veth for p in layout.ports}
+        taken = sorted(names & {link["ifname"] for link in _host_links()})
+        if taken:
+            raise BackendError(f"lab {lab!r}: link(s) {', '.join(taken)} exist on the host without the mark "
+                               f"{link_mark(lab)!r}: hoplab did not make them and will not delete them; "
+                               "remove or rename them (ip link del NAME), or give the lab another name")
         state_dir = self.state_dir(lab)
         state_dir.mkdir(parents=True, exist_ok=True)
         (state_dir / "lab.json").write_text(topology.runtime_json())
@@ -365,43 +378,35 @@ class NetnsBackend(Backend):
         self._anchor(topology, node)
         self._start_services(topology, progress, only=node)
 
-    def down(self, topology: Topology, progress: Progress) -> None:
+    def down(self, topology: Topology, progress: Progress) -> Cleaned:
         lab = topology.name
         progress.say(f"stopping lab {lab!r}")
         nodes = self._state(lab).get("nodes", {})
         services = [pid for node, entry in nodes.items() if (pid := self._signal_service(topology, node, entry))]
         nodeproc.terminate(services, grace=3.0, first=None)  # signalled above: wait, then kill
-        for item in self.clean(lab, progress):
-            progress.say(f"removed {item}")
+        return self.clean(lab, progress)
 
-    def clean(self, lab: str | None, progress: Progress) -> list[str]:
-        removed = []
+    def clean(self, lab: str | None, progress: Progress) -> Cleaned:
+        cleaned = Cleaned()
         processes = nodeproc.lab_processes(lab)
         if processes:
             nodeproc.terminate(sorted(processes))
-            removed += [f"{len(processes)} process(es) of lab(s) {', '.join(sorted(set(processes.values())))}"]
-        for link in self._links(lab):
-            if subprocess.run(["ip", "link", "del", link], capture_output=True).returncode == 0:
-                removed.append(f"link {link}")
-        removed += self.firewall.remove(lab)
+            left = [pid for pid in sorted(processes) if nodeproc.running(pid)]
+            cleaned.removed.append(f"processes {len(processes) - len(left)} of lab(s) "
+                                   f"{', '.join(sorted(set(processes.values())))}")
+            cleaned.failed += [Failure("process", str(pid), f"of lab {processes[pid]}: still running after SIGKILL")
+                               for pid in left]
+        cleaned.extend(remove_links(lab))
+        cleaned.extend(self.firewall.remove(lab))
         for state in ([self.state_dir(lab)] if lab else sorted(self.state_root.glob("*"))):
             if state.exists():
-                shutil.rmtree(state)
-                removed.append(f"folder {state}")
-        return removed
+                cleaned.attempt("folder", str(state), lambda state=state: shutil.rmtree(state))
+        return cleaned
 
     @staticmethod
     def _links(lab: str | None) -> list[str]:
-        """Bridges first (deleting one frees its ports), then veths whose node is gone."""
-        links = json.loads(subprocess.run(["ip", "-j", "link", "show"], capture_output=True,
-                                          text=True).stdout or "[]")
-        names = [link["ifname"] for link in links]
-        if lab:
-            prefixes = lab_prefixes(lab)
-            mine = [n for n in names if n.startswith(prefixes)]
-        else:
-            mine = [n for n in names if _is_lab_link(n)]
-        return sorted(mine, key=lambda n: (not n.startswith("hn-"), n))
+        """The host's links that carry the lab's mark (any lab's when None), bridges first."""
+        return marked_links(_host_links(), lab)
 
     # ------------------------------------------------------------ inspection
 
@@ -527,10 +532,25 @@ def refuse_images(topology: Topology) -> None:
             f"or use --backend docker" for entry, ref in entries.items()))
 
 
-def _is_lab_link(name: str) -> bool:
-    head, _, rest = name.partition("-")
-    lab, _, tail = rest.partition("-")
-    return head in ("hn", "hv") and lab.isalnum() and lab[:1].isalpha() and bool(tail)
+def _host_links() -> list[dict]:
+    """`ip -j -d link show` in the host's namespace: each link's name, kind and alias."""
+    result = subprocess.run(["ip", "-j", "-d", "link", "show"], capture_output=True, text=True, timeout=30)
+    if result.returncode != 0:
+        raise BackendError(f"ip -j -d link show: {result.stderr.strip()}")
+    return json.loads(result.stdout or "[]")
+
+
+def remove_links(lab: str | None) -> Cleaned:
+    """Delete every host link with the lab's mark (any lab's when None). A veth whose node's
+    namespace went with its processes is gone before its turn: neither removed nor failed."""
+    cleaned = Cleaned()
+    for link in marked_links(_host_links(), lab):
+        result = subprocess.run(["ip", "link", "del", "dev", link], capture_output=True, text=True, timeout=30)
+        if result.returncode == 0:
+            cleaned.removed.append(f"link {link}")
+        elif link in {found["ifname"] for found in _host_links()}:
+            cleaned.failed.append(Failure("link", link, result.stderr.strip() or f"exit status {result.returncode}"))
+    return cleaned
 
 
 def _checked(argv: list[str]) -> None:

@@ -13,12 +13,34 @@ from hoplab.spec import MANAGEMENT_NETWORK, Topology
 BRIDGE_PREFIX = "hn"  # Docker's bridges are "hl-…": both backends can run side by side
 VETH_PREFIX = "hv"
 MAX_IFNAME = 15  # Linux's limit
+MARK_PREFIX = "hoplab:"
 
 
 def lab_prefixes(lab: str) -> tuple[str, str]:
-    """The name prefixes of every link a lab makes in the host's namespace. Lab names have no
-    hyphen, so lab `a` never matches lab `ab`'s links."""
+    """The name prefixes of every link a lab makes in the host's namespace (lab names have no
+    hyphen, so lab `a`'s never begin lab `ab`'s). Names keep labs apart; only the mark below
+    says a link is hoplab's."""
     return f"{BRIDGE_PREFIX}-{lab}-", f"{VETH_PREFIX}-{lab}-"
+
+
+def link_mark(lab: str) -> str:
+    """The alias (ifalias) every link a lab makes in the host's namespace carries from its
+    creation: how `down` and `clean` find it again. A name is no mark: anyone can make a link
+    called `hv-lab-0`."""
+    return f"{MARK_PREFIX}{lab}"
+
+
+def marked_links(links: list[dict], lab: str | None) -> list[str]:
+    """The links of `ip -j -d link show` that carry lab `lab`'s mark (any lab's when None),
+    bridges first: deleting one frees its ports."""
+    def ours(link: dict) -> bool:
+        alias = link.get("ifalias") or ""
+        return alias == link_mark(lab) if lab else alias.startswith(MARK_PREFIX) and len(alias) > len(MARK_PREFIX)
+
+    def bridge_first(link: dict) -> tuple[bool, str]:
+        return (link.get("linkinfo") or {}).get("info_kind") != "bridge", link["ifname"]
+
+    return [link["ifname"] for link in sorted(filter(ours, links), key=bridge_first)]
 
 
 @dataclass(frozen=True)

@@ -126,6 +126,11 @@ def _signal(pid: int, signum: int) -> None:
         pass
 
 
+def running(pid: int) -> bool:
+    """Whether `pid` is there and not a zombie."""
+    return _running(pid)
+
+
 def _running(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]

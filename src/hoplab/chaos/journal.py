@@ -1,4 +1,5 @@
-"""Injecting and reverting faults, with a journal (build/run/<lab>/chaos.json) that records
+"""Injecting and reverting faults, with a journal (chaos.json in the backend's state folder for the
+lab: build/docker/<lab>/, /run/hoplab-netns/<lab>/) that records
 each fault's undo before the fault acts. Whatever happens to the CLI afterwards, the undo is
 there: `halt`, the fault's deadline (a detached reaper process), Ctrl-C, and the next hoplab
 command (which reverts every expired fault first) all run it."""
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from hoplab.backends.base import Backend
 from hoplab.chaos.faults import CATALOGUE, FaultError, Step, prepare
-from hoplab.paths import CHAOS_JOURNAL, RUN_STATE_DIR
+from hoplab.paths import CHAOS_JOURNAL
 from hoplab.progress import Progress
 from hoplab.spec import Topology
 
@@ -41,10 +42,10 @@ class Entry:
 
 
 class Chaos:
-    def __init__(self, backend: Backend, topology: Topology, state_root: Path = RUN_STATE_DIR):
+    def __init__(self, backend: Backend, topology: Topology, state_root: Path | None = None):
         self.backend = backend
         self.topology = topology
-        self.path = state_root / topology.name / CHAOS_JOURNAL
+        self.path = (backend.state_root if state_root is None else state_root) / topology.name / CHAOS_JOURNAL
 
     # ------------------------------------------------------------ the journal
 
@@ -56,6 +57,7 @@ class Chaos:
             entries = [Entry(**e) for e in json.loads(self.path.read_text())] if self.path.exists() else []
             yield entries
             tmp = self.path.with_suffix(".tmp")
+            self.path.parent.mkdir(parents=True, exist_ok=True)  # a restart undo may have made the lab anew
             with open(tmp, "w") as handle:
                 json.dump([asdict(e) for e in entries], handle, indent=1)
                 handle.flush()
