@@ -59,10 +59,28 @@ def test_the_netns_nodes_hold_no_mount_of_docker_or_of_a_namespace(lab, other):
     assert docker_up  # the Docker lab beside it was up, so there was something to leave out
 
 
+def lookalikes(lab) -> list[str]:
+    """A veth pair named as the lab's own links are (`hv-<lab>-N` on netns, `hl-<lab>-…` as
+    Docker's bridges), made by someone else: no hoplab mark."""
+    prefix = "hv" if lab.backend == "netns" else "hl"
+    names = [f"{prefix}-{lab.name}-98", f"{prefix}-{lab.name}-99"]
+    subprocess.run(["ip", "link", "add", "name", names[0], "type", "veth", "peer", "name", names[1]],
+                   check=True, timeout=30)
+    return names
+
+
 def test_removing_one_leaves_the_other_untouched(lab, other):
     others = {other.name} | concurrent_labs(lab.backend)
     before = host_state(exclude=others)
-    other.hoplab("down")
+    fakes = lookalikes(other)
+    try:
+        removed = other.hoplab("down")
+        survivors = [n for n in fakes if subprocess.run(["ip", "link", "show", "dev", n], capture_output=True,
+                                                        timeout=30).returncode == 0]
+    finally:
+        subprocess.run(["ip", "link", "del", "dev", fakes[0]], capture_output=True, timeout=30)
+    assert survivors == fakes, f"{other.name}'s removal deleted links it did not make:\n{removed.stderr}"
+    assert "removed " in removed.stderr and "could not remove" not in removed.stderr
     assert not any(lab_leftovers(other.name).values())
     assert host_state(exclude=others) == before
     assert visit(lab, lab.clients()[0])["status"] == 200

@@ -420,3 +420,19 @@ def test_built_leftovers_are_not_inputs(tmp_path):
         hash_tree(digest, folder)
         digests.append(digest.hexdigest())
     assert digests[0] == digests[1]
+
+
+def test_a_journaled_link_without_the_mark_is_reported_never_deleted(tmp_path, monkeypatch):
+    """A lab brought up before links were marked: its journal names links that carry no mark.
+    clean names each as a failure (exit 1) and leaves it."""
+    from hoplab.backends import netns
+
+    state = tmp_path / "lab"
+    state.mkdir()
+    (state / "state.json").write_text(json.dumps({"bridges": ["hn-lab-home"], "veths": ["hv-lab-0", "hv-lab-5"]}))
+    monkeypatch.setattr(netns, "_host_links", lambda: [link("hn-lab-home", "hoplab:lab", "bridge"), link("hv-lab-0")])
+    backend = netns.NetnsBackend(catalog={}, firewall=FakeFirewall(), state_root=tmp_path)
+    failed = backend._unmarked_journaled("lab")
+    assert [(f.kind, f.name) for f in failed] == [("link", "hv-lab-0")]
+    assert "without its mark 'hoplab:lab'" in failed[0].error
+    assert backend._unmarked_journaled(None) == failed

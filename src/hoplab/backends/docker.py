@@ -73,7 +73,11 @@ class DockerBackend(Backend):
     def remove_superseded_images(self, progress: Progress) -> None:
         """After a rebuild, its predecessors (hoplab's images left with no tag) go; one a
         container still uses stays until the next time, and the lab works either way."""
-        superseded = ImageBuilder(self.engine, progress).remove_superseded()
+        try:
+            superseded = ImageBuilder(self.engine, progress).remove_superseded()
+        except EngineError as exc:
+            progress.say(f"superseded images not looked for: {exc}")
+            return
         for item in superseded.removed:
             progress.say(f"removed superseded {item}")
         for failure in superseded.failed:
@@ -128,9 +132,7 @@ class DockerBackend(Backend):
     def clean(self, lab: str | None, progress: Progress) -> Cleaned:
         cleaned = self.firewall.remove(lab)
         if not self.require_engine(soft=True):
-            engine_objects = Failure("containers, networks, volumes", f"labelled {compose.LABEL_LAB}"
-                                     + (f"={lab}" if lab else ""), "no Docker engine reachable: not looked for")
-            cleaned.failed.append(engine_objects)
+            progress.say("no Docker engine reachable: its containers, networks and volumes were not looked for")
         else:
             cleaned.extend(self._remove_labelled(f"{compose.LABEL_LAB}={lab}" if lab else compose.LABEL_LAB))
         for state in ([self.state_root / lab] if lab else sorted(self.state_root.glob("*"))):

@@ -397,11 +397,26 @@ class NetnsBackend(Backend):
             cleaned.failed += [Failure("process", str(pid), f"of lab {processes[pid]}: still running after SIGKILL")
                                for pid in left]
         cleaned.extend(remove_links(lab))
+        cleaned.failed += self._unmarked_journaled(lab)
         cleaned.extend(self.firewall.remove(lab))
         for state in ([self.state_dir(lab)] if lab else sorted(self.state_root.glob("*"))):
             if state.exists():
                 cleaned.attempt("folder", str(state), lambda state=state: shutil.rmtree(state))
         return cleaned
+
+    def _unmarked_journaled(self, lab: str | None) -> list[Failure]:
+        """Links a lab's journal names that are there without its mark (made before links were
+        marked, or by someone else since): not deleted, and not passed over in silence."""
+        present = {link["ifname"]: link.get("ifalias") for link in _host_links()}
+        found = []
+        for state in ([self.state_dir(lab)] if lab else sorted(self.state_root.glob("*"))):
+            journal = self._state(state.name)
+            for name in [*journal.get("bridges", []), *journal.get("veths", [])]:
+                if name in present and present[name] != link_mark(state.name):
+                    found.append(Failure("link", name, f"named in lab {state.name!r}'s journal but without its mark "
+                                         f"{link_mark(state.name)!r}: not deleted (`ip link del {name}` if it is "
+                                         "the lab's, made before links were marked)"))
+        return found
 
     @staticmethod
     def _links(lab: str | None) -> list[str]:
