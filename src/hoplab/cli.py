@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from hoplab import compose, graph, spec, userfile
+from hoplab import bounded, compose, graph, spec, userfile
 from hoplab.backends.base import Backend, BackendError, NodeStatus, PreflightError
 from hoplab.paths import CHAOS_JOURNAL, COMPOSE_DIR, DEFAULT_TOPOLOGY, RUN_STATE_DIR
 from hoplab.progress import Progress
@@ -54,7 +54,7 @@ def choose_backend(args: argparse.Namespace) -> tuple[str, str]:
         return "netns", f"lab {lab!r} is running on it"
     if Engine().reachable():
         return "docker", "a Docker engine is reachable"
-    installable = subprocess.run(["apt-cache", "show", "docker.io"], capture_output=True).returncode == 0
+    installable = bounded.run(["apt-cache", "show", "docker.io"], capture_output=True, timeout=30).returncode == 0
     if installable:
         return "docker", "no engine is running, but docker.io can be installed (`make up` does)"
     return "netns", "no Docker engine is reachable or installable"
@@ -870,6 +870,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except (BackendError, graph.GraphError) as exc:
         print(f"hoplab {args.verb}: {exc}", file=sys.stderr)
+        return 1
+    except subprocess.TimeoutExpired as exc:  # a command past its time limit (hoplab.bounded)
+        print(f"hoplab {args.verb}: {bounded.explain(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"hoplab {args.verb}: interrupted", file=sys.stderr)

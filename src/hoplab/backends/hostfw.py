@@ -22,6 +22,8 @@ import shlex
 import subprocess
 from pathlib import Path
 
+from hoplab import bounded
+
 CHAIN = "DOCKER-USER"
 TAG_PREFIX = "hoplab:"
 TABLE_PREFIX = "hoplab-"
@@ -44,12 +46,12 @@ class HostFirewall:
         self.proc_sys = proc_sys
 
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run([self.iptables, "-w", LOCK_WAIT_S, *args], text=True, capture_output=True, check=check,
-                              timeout=COMMAND_TIMEOUT)
+        return bounded.run([self.iptables, "-w", LOCK_WAIT_S, *args], text=True, capture_output=True, check=check,
+                           timeout=COMMAND_TIMEOUT)
 
     def _nft(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run([self.nft, *args], text=True, capture_output=True, check=check, input=input,
-                              timeout=COMMAND_TIMEOUT)
+        return bounded.run([self.nft, *args], text=True, capture_output=True, check=check, input=input,
+                           timeout=COMMAND_TIMEOUT)
 
     @staticmethod
     def tag(lab: str) -> str:

@@ -24,8 +24,9 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 
+from hoplab import bounded
 from hoplab.backends import nodeproc
-from hoplab.backends.base import (Backend, BackendError, NodeStatus, PreflightError, ensure_control_token,
+from hoplab.backends.base import (IP_TIMEOUT_S, Backend, BackendError, NodeStatus, PreflightError, ensure_control_token,
                                   route_clashes, subnets)
 from hoplab.backends.hostfw import HostFirewall
 from hoplab.backends.netns_plan import BRIDGE_PREFIX, NetnsPlan, lab_prefixes, plan
@@ -100,8 +101,8 @@ def debian_packages(catalog: dict[str, Service]) -> list[str]:
 
 
 def missing_packages(packages: list[str]) -> list[str]:
-    result = subprocess.run(["dpkg-query", "-W", "-f", "${Package} ${Status}\n", *packages],
-                            capture_output=True, text=True)
+    result = bounded.run(["dpkg-query", "-W", "-f", "${Package} ${Status}\n", *packages],
+                         capture_output=True, text=True, timeout=30)
     installed = {line.split()[0] for line in result.stdout.splitlines() if line.endswith("install ok installed")}
     return [p for p in packages if p not in installed]
 
@@ -381,7 +382,7 @@ class NetnsBackend(Backend):
             nodeproc.terminate(sorted(processes))
             removed += [f"{len(processes)} process(es) of lab(s) {', '.join(sorted(set(processes.values())))}"]
         for link in self._links(lab):
-            if subprocess.run(["ip", "link", "del", link], capture_output=True).returncode == 0:
+            if bounded.run(["ip", "link", "del", link], capture_output=True, timeout=IP_TIMEOUT_S).returncode == 0:
                 removed.append(f"link {link}")
         removed += self.firewall.remove(lab)
         for state in ([self.state_dir(lab)] if lab else sorted(self.state_root.glob("*"))):
@@ -393,8 +394,8 @@ class NetnsBackend(Backend):
     @staticmethod
     def _links(lab: str | None) -> list[str]:
         """Bridges first (deleting one frees its ports), then veths whose node is gone."""
-        links = json.loads(subprocess.run(["ip", "-j", "link", "show"], capture_output=True,
-                                          text=True).stdout or "[]")
+        links = json.loads(bounded.run(["ip", "-j", "link", "show"], capture_output=True, text=True,
+                                       timeout=IP_TIMEOUT_S).stdout or "[]")
         names = [link["ifname"] for link in links]
         if lab:
             prefixes = lab_prefixes(lab)
@@ -446,7 +447,8 @@ class NetnsBackend(Backend):
                 for a in link.get("addr_info", [])}
 
     def exec(self, topology: Topology, node: str, argv: list[str], interactive: bool) -> int:
-        return subprocess.call(["mnexec", "-a", str(self._anchor(topology, node)), *argv],
+        # The user's own command (a shell, `tail -f`): no time limit, as with `docker exec`; Ctrl-C ends it.
+        return subprocess.call(["mnexec", "-a", str(self._anchor(topology, node)), *argv],  # unbounded: the user's command
                                env=self._env(topology, node), cwd="/")
 
     def run(self, topology: Topology, node: str, argv: list[str], timeout: float = 60,
@@ -456,9 +458,9 @@ class NetnsBackend(Backend):
     def _in_node(self, anchor: int, topology: Topology, node: str, argv: list[str], timeout: float = 60,
                  input: str | None = None) -> subprocess.CompletedProcess:
         self._refuse_host(anchor, node)
-        return subprocess.run(["mnexec", "-a", str(anchor), *argv], env=self._env(topology, node), cwd="/",
-                              capture_output=True, text=True, timeout=timeout, input=input,
-                              stdin=None if input is not None else subprocess.DEVNULL)
+        return bounded.run(["mnexec", "-a", str(anchor), *argv], env=self._env(topology, node), cwd="/",
+                           capture_output=True, text=True, timeout=timeout, input=input,
+                           stdin=None if input is not None else subprocess.DEVNULL)
 
     def _anchor(self, topology: Topology, node: str) -> int:
         anchor = self._state(topology.name).get("nodes", {}).get(node, {}).get("anchor")
@@ -534,7 +536,7 @@ def _is_lab_link(name: str) -> bool:
 
 
 def _checked(argv: list[str]) -> None:
-    result = subprocess.run(argv, capture_output=True, text=True)
+    result = bounded.run(argv, capture_output=True, text=True, timeout=IP_TIMEOUT_S)
     if result.returncode != 0:
         raise BackendError(f"{' '.join(argv)}: {result.stderr.strip()}")
 

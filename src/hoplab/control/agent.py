@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import queue
-import subprocess
 import threading
 import time
 
 import grpc
 
+from hoplab import bounded
 from hoplab.control import conntrack, sockets
 from hoplab.control.capture import CaptureError, CaptureStats, Frame, run_capture
 from hoplab.node import ACCESS_LOG, NodeContext
@@ -23,10 +23,12 @@ from hoplab.v1 import control_pb2 as pb
 from hoplab.v1 import control_pb2_grpc as rpc
 
 RETRY_S = 1.0
+COMMAND_TIMEOUT_S = 10  # `ip -j addr show`
 
 
 def interfaces(names: list[str]) -> list[pb.Interface]:
-    links = json.loads(subprocess.run(["ip", "-j", "addr", "show"], capture_output=True, text=True).stdout or "[]")
+    links = json.loads(bounded.run(["ip", "-j", "addr", "show"], capture_output=True, text=True,
+                                   timeout=COMMAND_TIMEOUT_S).stdout or "[]")
     found = []
     for link in links:
         if link["ifname"] in names:

@@ -14,7 +14,6 @@ import hmac
 import json
 import queue
 import re
-import subprocess
 import threading
 import time
 import uuid
@@ -25,7 +24,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from hoplab.control.capture import MAX_PACKETS, MAX_SECONDS
+from hoplab import bounded
+from hoplab.control.capture import COMPILE_TIMEOUT_S, MAX_PACKETS, MAX_SECONDS
 from hoplab.trace.assemble import assemble
 from hoplab.trace.credentials import Masker
 from hoplab.trace.tls import KeyLog, KeyLogError
@@ -92,7 +92,11 @@ class CaptureState:
 
 def check_filter(expression: str) -> str | None:
     """Compile the filter here first, so a bad one is refused before any agent sees it."""
-    result = subprocess.run(["tcpdump", "-i", "lo", "-ddd", expression], capture_output=True, text=True)
+    try:
+        result = bounded.run(["tcpdump", "-i", "lo", "-ddd", expression], capture_output=True, text=True,
+                             timeout=COMPILE_TIMEOUT_S)
+    except bounded.Timeout as exc:
+        return str(exc)
     return None if result.returncode == 0 else (result.stderr.strip().splitlines() or ["invalid"])[-1]
 
 
