@@ -175,9 +175,9 @@ class Command:
         pass
 
     def check(self, args: argparse.Namespace) -> None:
-        """Check the arguments before anything acts (expired faults are reaped only after):
-        raise UsageError. Most verbs check as they run; those that act on a lab in many steps
-        check here."""
+        """Check every argument before anything acts (expired faults are reaped only after):
+        raise UsageError. A verb that touches a lab (LAB_VERBS) checks all its arguments here;
+        tests/unit/test_check_before_reap.py holds each of them to it."""
 
     def run(self, args: argparse.Namespace) -> int:
         raise NotImplementedError
@@ -441,28 +441,33 @@ class Trace(Command):
                           help="frames as captured, credentials (SMTP AUTH, IMAP LOGIN, SQL passwords) in clear; "
                                "by default they are masked with '*'")
 
+    def check(self, args):
+        from hoplab.trace.tls import KeyLog, KeyLogError
+
+        if args.action != "show":
+            return
+        check_trace_id(args.trace_id)
+        if args.format in ("html", "pcapng") and args.output is None:
+            raise UsageError(f"--format {args.format} needs -o FILE")
+        args.keys = ""
+        if args.keylog:
+            try:
+                args.keys = KeyLog.parse(args.keylog.read_text(), source=f"--keylog {args.keylog}").text
+            except (OSError, UnicodeDecodeError) as exc:
+                raise UsageError(f"--keylog {args.keylog}: cannot read it: {exc}") from None
+            except KeyLogError as exc:
+                raise UsageError(str(exc)) from None
+
     def run(self, args):
         from hoplab.control.client import ControlClient
         from hoplab.trace import render
-        from hoplab.trace.tls import KeyLog, KeyLogError
 
         if args.action == "list":
             for summary in ControlClient.of(make_backend(args.backend), self.topology(args)).traces():
                 print(f"{summary.trace_id}  {summary.status or '-':>3}  {summary.hops:6d} records  {summary.url}")
             return 0
-        trace_id = check_trace_id(args.trace_id)
-        if args.format in ("html", "pcapng") and args.output is None:
-            raise UsageError(f"--format {args.format} needs -o FILE")
-        keys = ""
-        if args.keylog:
-            try:
-                keys = KeyLog.parse(args.keylog.read_text(), source=f"--keylog {args.keylog}").text
-            except (OSError, UnicodeDecodeError) as exc:
-                raise UsageError(f"--keylog {args.keylog}: cannot read it: {exc}") from None
-            except KeyLogError as exc:
-                raise UsageError(str(exc)) from None
         control = ControlClient.of(make_backend(args.backend), self.topology(args))  # every argument checked first
-        trace = control.trace(trace_id, tls_keylog=keys, raw=args.raw)
+        trace = control.trace(check_trace_id(args.trace_id), tls_keylog=args.keys, raw=args.raw)
         if args.format in ("json", "pcapng"):  # the outputs that carry frames or say what they hold
             print(f"hoplab trace: {render.credentials_note(trace)}", file=sys.stderr)
         if args.format == "table":
@@ -663,6 +668,9 @@ class Diagnose(Command):
         parser.add_argument("--from", dest="node", help="the client node (default: the first client)")
         parser.add_argument("--json", action="store_true", help="print JSON")
 
+    def check(self, args):
+        client_node(self.topology(args), args.node)
+
     def run(self, args):
         from hoplab.diagnose import diagnose
 
@@ -771,6 +779,9 @@ class Ui(Command):
         from hoplab.ui.app import DEFAULT_PORT
 
         parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port on 127.0.0.1 (default {DEFAULT_PORT})")
+
+    def check(self, args):
+        check_port(args.port)
 
     def run(self, args):
         from hoplab.ui.app import serve
