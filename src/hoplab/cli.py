@@ -244,13 +244,50 @@ class Status(Command):
         backend = make_backend(args.backend)
         statuses = backend.status(topology)
         memory = node_memory(backend.node_pids(topology))
+        agents = agent_report(backend, topology, statuses)
         if args.json:
             print(json.dumps({"lab": topology.name, "backend": args.backend,
                               "nodes": [{**s.to_json(), "memory_bytes": memory.get(s.node)} for s in statuses],
-                              "memory_bytes": sum(memory.values())}, indent=2))
+                              "memory_bytes": sum(memory.values()), "agents": agents}, indent=2))
         else:
             print_table(statuses, memory=memory)
+            for node, said in agents.items():
+                print(f"agent on {node}: {said}")
         return 0
+
+
+AGENT_ASK_S = 5  # how long `status` waits for the control service's list of agents
+
+
+def agent_report(backend: Backend, topology: spec.Topology, statuses: list[NodeStatus],
+                 now_ns: int | None = None) -> dict[str, str]:
+    """node -> what is wrong with its capture agent, as the control service knows it: not
+    attached, or its last failure (it started over). Only running nodes' agents, and only when
+    the control node runs; {} when all is well."""
+    from hoplab.control.client import ControlClient
+
+    running = {s.node for s in statuses if s.state == "running"}
+    if topology.management is None or spec.CONTROL_NODE not in running:
+        return {}
+    try:
+        client = ControlClient.of(backend, topology)
+        try:
+            attached = {n.name: n for n in client.nodes(timeout=AGENT_ASK_S)}
+        finally:
+            client.close()
+    except BackendError as exc:
+        return {spec.CONTROL_NODE: f"the control service did not list its agents: {exc}"}
+    now_ns = time.time_ns() if now_ns is None else now_ns
+    report = {}
+    for node in sorted(running - {spec.CONTROL_NODE}):
+        agent = attached.get(node)
+        if agent is None:
+            report[node] = "not attached to the control service (no trace sees this node)"
+        elif agent.last_error:
+            ago = max(now_ns - agent.last_error_ns, 0) / 1e9
+            report[node] = (f"started over {agent.restarts} time(s); last failure {ago:.0f} s ago: "
+                            f"{agent.last_error}")
+    return report
 
 
 class Exec(Command):

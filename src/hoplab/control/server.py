@@ -107,6 +107,17 @@ class Hub:
         self.lock = threading.Condition()
         self.agents: dict[str, AgentSession] = {}
         self.captures: dict[str, CaptureState] = {}
+        self.agent_errors: dict[str, pb.AgentError] = {}  # node -> its agent's last failure, kept across attachments
+
+    def agent_error(self, node: str, error: pb.AgentError) -> None:
+        """An agent failed, started over and says so: kept for ListNodes, and a gap in every
+        capture of that node that was running when it happened."""
+        with self.lock:
+            self.agent_errors[node] = error
+            for capture in self.captures.values():
+                if node in capture.nodes and capture.started_ns <= error.ts_ns <= (capture.stopped_ns or time.time_ns()):
+                    capture.gap(node, f"its agent failed during the capture and started over: {error.message}")
+            self.lock.notify_all()
 
     def attach(self, session: AgentSession) -> None:
         with self.lock:
@@ -206,6 +217,8 @@ class AgentHubService(rpc.AgentHubServicer):
                         self.hub.add_records(message.batch.records)
                     elif message.HasField("armed"):
                         self.hub.armed(session.node, message.armed.capture_id)
+                    elif message.HasField("error"):
+                        self.hub.agent_error(session.node, message.error)
                     elif message.HasField("ended"):
                         ended = message.ended
                         self.hub.ended(session.node, ended.capture_id, ended.translations, ended.logs, ended.error,
@@ -235,7 +248,11 @@ class ControlService(rpc.ControlServicer):
 
     def ListNodes(self, request, context):
         with self.hub.lock:
-            nodes = [pb.Node(name=a.node, service=a.service, interfaces=a.interfaces)
+            errors = self.hub.agent_errors
+            nodes = [pb.Node(name=a.node, service=a.service, interfaces=a.interfaces,
+                             last_error=errors[a.node].message if a.node in errors else "",
+                             last_error_ns=errors[a.node].ts_ns if a.node in errors else 0,
+                             restarts=errors[a.node].restarts if a.node in errors else 0)
                      for a in sorted(self.hub.agents.values(), key=lambda a: a.node)]
         return pb.ListNodesResponse(nodes=nodes)
 
