@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from hoplab import compose, graph, spec, userfile
+from hoplab import bounded, compose, graph, spec, userfile
 from hoplab.backends.base import Backend, BackendError, NodeStatus, PreflightError
 from hoplab.paths import CHAOS_JOURNAL, COMPOSE_DIR, DEFAULT_TOPOLOGY
 from hoplab.progress import Progress
@@ -54,7 +54,7 @@ def choose_backend(args: argparse.Namespace) -> tuple[str, str]:
         return "netns", f"lab {lab!r} is running on it"
     if Engine().reachable():
         return "docker", "a Docker engine is reachable"
-    installable = subprocess.run(["apt-cache", "show", "docker.io"], capture_output=True).returncode == 0
+    installable = bounded.run(["apt-cache", "show", "docker.io"], capture_output=True, timeout=30).returncode == 0
     if installable:
         return "docker", "no engine is running, but docker.io can be installed (`make up` does)"
     return "netns", "no Docker engine is reachable or installable"
@@ -175,9 +175,9 @@ class Command:
         pass
 
     def check(self, args: argparse.Namespace) -> None:
-        """Check the arguments before anything acts (expired faults are reaped only after):
-        raise UsageError. Most verbs check as they run; those that act on a lab in many steps
-        check here."""
+        """Check every argument before anything acts (expired faults are reaped only after):
+        raise UsageError. A verb that touches a lab (LAB_VERBS) checks all its arguments here;
+        tests/unit/test_check_before_reap.py holds each of them to it."""
 
     def run(self, args: argparse.Namespace) -> int:
         raise NotImplementedError
@@ -256,13 +256,50 @@ class Status(Command):
         backend = make_backend(args.backend)
         statuses = backend.status(topology)
         memory = node_memory(backend.node_pids(topology))
+        agents = agent_report(backend, topology, statuses)
         if args.json:
             print(json.dumps({"lab": topology.name, "backend": args.backend,
                               "nodes": [{**s.to_json(), "memory_bytes": memory.get(s.node)} for s in statuses],
-                              "memory_bytes": sum(memory.values())}, indent=2))
+                              "memory_bytes": sum(memory.values()), "agents": agents}, indent=2))
         else:
             print_table(statuses, memory=memory)
+            for node, said in agents.items():
+                print(f"agent on {node}: {said}")
         return 0
+
+
+AGENT_ASK_S = 5  # how long `status` waits for the control service's list of agents
+
+
+def agent_report(backend: Backend, topology: spec.Topology, statuses: list[NodeStatus],
+                 now_ns: int | None = None) -> dict[str, str]:
+    """node -> what is wrong with its capture agent, as the control service knows it: not
+    attached, or its last failure (it started over). Only running nodes' agents, and only when
+    the control node runs; {} when all is well."""
+    from hoplab.control.client import ControlClient
+
+    running = {s.node for s in statuses if s.state == "running"}
+    if topology.management is None or spec.CONTROL_NODE not in running:
+        return {}
+    try:
+        client = ControlClient.of(backend, topology)
+        try:
+            attached = {n.name: n for n in client.nodes(timeout=AGENT_ASK_S)}
+        finally:
+            client.close()
+    except BackendError as exc:
+        return {spec.CONTROL_NODE: f"the control service did not list its agents: {exc}"}
+    now_ns = time.time_ns() if now_ns is None else now_ns
+    report = {}
+    for node in sorted(running - {spec.CONTROL_NODE}):
+        agent = attached.get(node)
+        if agent is None:
+            report[node] = "not attached to the control service (no trace sees this node)"
+        elif agent.last_error:
+            ago = max(now_ns - agent.last_error_ns, 0) / 1e9
+            report[node] = (f"started over {agent.restarts} time(s); last failure {ago:.0f} s ago: "
+                            f"{agent.last_error}")
+    return report
 
 
 class Exec(Command):
@@ -463,28 +500,33 @@ class Trace(Command):
                           help="frames as captured, credentials (SMTP AUTH, IMAP LOGIN, SQL passwords) in clear; "
                                "by default they are masked with '*'")
 
+    def check(self, args):
+        from hoplab.trace.tls import KeyLog, KeyLogError
+
+        if args.action != "show":
+            return
+        check_trace_id(args.trace_id)
+        if args.format in ("html", "pcapng") and args.output is None:
+            raise UsageError(f"--format {args.format} needs -o FILE")
+        args.keys = ""
+        if args.keylog:
+            try:
+                args.keys = KeyLog.parse(args.keylog.read_text(), source=f"--keylog {args.keylog}").text
+            except (OSError, UnicodeDecodeError) as exc:
+                raise UsageError(f"--keylog {args.keylog}: cannot read it: {exc}") from None
+            except KeyLogError as exc:
+                raise UsageError(str(exc)) from None
+
     def run(self, args):
         from hoplab.control.client import ControlClient
         from hoplab.trace import render
-        from hoplab.trace.tls import KeyLog, KeyLogError
 
         if args.action == "list":
             for summary in ControlClient.of(make_backend(args.backend), self.topology(args)).traces():
                 print(f"{summary.trace_id}  {summary.status or '-':>3}  {summary.hops:6d} records  {summary.url}")
             return 0
-        trace_id = check_trace_id(args.trace_id)
-        if args.format in ("html", "pcapng") and args.output is None:
-            raise UsageError(f"--format {args.format} needs -o FILE")
-        keys = ""
-        if args.keylog:
-            try:
-                keys = KeyLog.parse(args.keylog.read_text(), source=f"--keylog {args.keylog}").text
-            except (OSError, UnicodeDecodeError) as exc:
-                raise UsageError(f"--keylog {args.keylog}: cannot read it: {exc}") from None
-            except KeyLogError as exc:
-                raise UsageError(str(exc)) from None
         control = ControlClient.of(make_backend(args.backend), self.topology(args))  # every argument checked first
-        trace = control.trace(trace_id, tls_keylog=keys, raw=args.raw)
+        trace = control.trace(check_trace_id(args.trace_id), tls_keylog=args.keys, raw=args.raw)
         if args.format in ("json", "pcapng"):  # the outputs that carry frames or say what they hold
             print(f"hoplab trace: {render.credentials_note(trace)}", file=sys.stderr)
         if args.format == "table":
@@ -685,6 +727,9 @@ class Diagnose(Command):
         parser.add_argument("--from", dest="node", help="the client node (default: the first client)")
         parser.add_argument("--json", action="store_true", help="print JSON")
 
+    def check(self, args):
+        client_node(self.topology(args), args.node)
+
     def run(self, args):
         from hoplab.diagnose import diagnose
 
@@ -794,6 +839,9 @@ class Ui(Command):
 
         parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port on 127.0.0.1 (default {DEFAULT_PORT})")
 
+    def check(self, args):
+        check_port(args.port)
+
     def run(self, args):
         from hoplab.ui.app import serve
 
@@ -893,6 +941,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except (BackendError, graph.GraphError) as exc:
         print(f"hoplab {args.verb}: {exc}", file=sys.stderr)
+        return 1
+    except subprocess.TimeoutExpired as exc:  # a command past its time limit (hoplab.bounded)
+        print(f"hoplab {args.verb}: {bounded.explain(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"hoplab {args.verb}: interrupted", file=sys.stderr)

@@ -407,7 +407,7 @@ def walk(topology: Topology, client: str) -> list[Check]:
                          for a in p.outside)
         checks.append(Check("nat", "nodes beyond the router answer (forwarding and masquerade work)", client,
                             sh(f"{pings} wait"), _nat_judge,
-                            explain=(p.router, sh("iptables -w -S FORWARD; iptables -w -t nat -S POSTROUTING")),
+                            explain=(p.router, sh("iptables -w 5 -S FORWARD; iptables -w 5 -t nat -S POSTROUTING")),
                             subject=p.router))
     checks.append(Check("dns", f"the lab DNS {p.dns} answers {p.site} with the edge {p.www}, promptly", client,
                         ("dig", "+time=1", "+tries=1", f"@{p.dns}", p.site, "A"), _dns_judge(p),

@@ -4,12 +4,13 @@ its address. DOT and Mermaid as text; SVG and PNG through Graphviz's `dot`."""
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
+from hoplab import bounded
 from hoplab.spec import Topology
 
 FORMATS = ("svg", "png", "dot", "mermaid")
+DOT_TIMEOUT_S = 60  # Graphviz laying out one lab
 _SUFFIXES = {".svg": "svg", ".png": "png", ".dot": "dot", ".gv": "dot", ".mmd": "mermaid", ".mermaid": "mermaid"}
 
 
@@ -69,5 +70,6 @@ def write(topology: Topology, output: Path, fmt: str | None = None) -> Path:
         if dot is None:
             raise GraphError("Graphviz's `dot` is not installed (`make up` installs it); "
                              "DOT and Mermaid text need nothing: use -o FILE.dot or FILE.mmd")
-        subprocess.run([dot, f"-T{fmt}", "-o", str(output)], input=to_dot(topology), text=True, check=True)
+        bounded.run([dot, f"-T{fmt}", "-o", str(output)], input=to_dot(topology), text=True, check=True,
+                    timeout=DOT_TIMEOUT_S)
     return output

@@ -16,6 +16,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from hoplab import bounded
+
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
 DRAIN_S = 1.0
@@ -23,8 +25,8 @@ DRAIN_S = 1.0
 
 def uplinks() -> list[str]:
     """The interfaces the host's default routes use."""
-    routes = json.loads(subprocess.run(["ip", "-j", "route", "show", "default"], capture_output=True, text=True,
-                                       timeout=10).stdout or "[]")
+    routes = json.loads(bounded.run(["ip", "-j", "route", "show", "default"], capture_output=True, text=True,
+                                    timeout=10).stdout or "[]")
     return sorted({r["dev"] for r in routes if r.get("dev")})
 
 
@@ -72,10 +74,10 @@ class UplinkWatch:
             _, said = self._proc.communicate(timeout=STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
             self._proc.kill()
-            _, said = self._proc.communicate()
-        read = subprocess.run(["tshark", "-n", "-r", str(self.capture), "-T", "fields", "-e", "frame.time_relative",
-                               "-e", "frame.interface_name", "-e", "ip.src", "-e", "ip.dst", "-e", "_ws.col.Info"],
-                              capture_output=True, text=True, timeout=60)
+            _, said = bounded.communicate(self._proc, timeout=STOP_TIMEOUT, what="dumpcap, killed")
+        read = bounded.run(["tshark", "-n", "-r", str(self.capture), "-T", "fields", "-e", "frame.time_relative",
+                            "-e", "frame.interface_name", "-e", "ip.src", "-e", "ip.dst", "-e", "_ws.col.Info"],
+                           capture_output=True, text=True, timeout=60)
         if read.returncode != 0:
             raise RuntimeError(f"tshark could not read {self.capture}: {read.stderr.strip()}")
         self.leaks = [line for line in read.stdout.splitlines() if line.strip()]

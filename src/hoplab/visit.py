@@ -166,16 +166,18 @@ def forget_neighbours(backend: Backend, topology: Topology, node: str) -> None:
             raise BackendError(f"{node}: could not flush its neighbours on {iface.network}: {result.stderr.strip()}")
 
 
+RENEW = ("python3", "-m", "hoplab.node", "renew")
+
+
 def renew_lease(backend: Backend, topology: Topology, node: str) -> None:
     """Ask the node's DHCP client to renew its lease now (udhcpc renews on SIGUSR1), and wait
-    until the new lease is applied. The node's own udhcpc, by the pid its runtime recorded: on
-    the netns backend `pidof` would see every lab's."""
-    script = ("before=$(cat /run/hoplab/lease-* 2>/dev/null | md5sum); "
-              "kill -USR1 $(cat /run/hoplab/service.pid) || exit 1; for i in $(seq 50); do sleep 0.1; "
-              "[ \"$(cat /run/hoplab/lease-* 2>/dev/null | md5sum)\" != \"$before\" ] && exit 0; done; exit 1")
-    result = backend.run(topology, node, ["sh", "-c", script], timeout=15)
+    until the new lease is applied. The node runtime signals the node's own udhcpc only (by the
+    pid it recorded, checked to be a udhcpc in the node's network namespace: on the netns
+    backend `pidof` would see every lab's); hoplab.node.dhcp."""
+    result = backend.run(topology, node, list(RENEW), timeout=15)
     if result.returncode != 0:
-        raise BackendError(f"{node}: the DHCP lease was not renewed within 5 s")
+        said = (result.stderr.strip() or result.stdout.strip()).removeprefix("renew: ")
+        raise BackendError(f"{node}: the DHCP lease was not renewed: {said or f'exit {result.returncode}'}")
 
 
 def key_log_path(trace_id: str) -> str:

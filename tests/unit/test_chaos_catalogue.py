@@ -43,11 +43,11 @@ def arguments(steps) -> list[str]:
 
 
 def rules_added(steps) -> list[tuple]:
-    return [(s.argv[3], s.argv[5:]) for s in steps if s.argv[:2] == ("iptables", "-w") and s.argv[4] == "-I"]
+    return [(s.argv[4], s.argv[6:]) for s in steps if s.argv[:3] == ("iptables", "-w", "5") and s.argv[5] == "-I"]
 
 
 def rules_removed(steps) -> list[tuple]:
-    return [(s.argv[4], s.argv[5:]) for s in steps if s.argv[:2] == ("sh", "-c") and "iptables -w -t \"$t\" -D" in s.argv[2]]
+    return [(s.argv[4], s.argv[5:]) for s in steps if s.argv[:2] == ("sh", "-c") and "iptables -w 5 -t \"$t\" -D" in s.argv[2]]
 
 
 def test_every_family_has_a_fault_and_every_fault_a_target():

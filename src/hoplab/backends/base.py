@@ -11,9 +11,13 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hoplab import bounded
 from hoplab.paths import CONTROL_TOKEN_FILE
 from hoplab.progress import Progress
 from hoplab.spec import Topology
+
+
+IP_TIMEOUT_S = 10  # an `ip` listing of the host's routes or links
 
 
 class BackendError(Exception):
@@ -100,8 +104,8 @@ def route_clashes(topology: Topology, own_links: set[str],
     """Refuse, before anything is created, a subnet that overlaps a host route (another lab's
     bridge, the host's uplink) that is not on one of the lab's own links, a resolver the host
     asks (its packets would go into the lab), or one of `others`."""
-    routes = json.loads(subprocess.run(["ip", "-j", "-4", "route", "show"], capture_output=True,
-                                       text=True).stdout or "[]")
+    routes = json.loads(bounded.run(["ip", "-j", "-4", "route", "show"], capture_output=True, text=True,
+                                    timeout=IP_TIMEOUT_S).stdout or "[]")
     taken = list(others) + [(ipaddress.IPv4Network(address), "the host's resolver in /etc/resolv.conf")
                             for address in host_resolvers()]
     for route in routes:

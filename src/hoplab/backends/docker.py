@@ -17,7 +17,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from hoplab import compose
+from hoplab import bounded, compose
 from hoplab.backends.base import (Backend, BackendError, Cleaned, Failure, NodeStatus, PreflightError,
                                   ensure_control_token, route_clashes, subnets)
 from hoplab.backends.engine import Compose, Engine, EngineError, NotFound, NotRunning
@@ -29,6 +29,7 @@ from hoplab.services import Service, load_catalog
 from hoplab.spec import Topology
 
 UP_TIMEOUT = 240.0
+DOWN_TIMEOUT = 120.0  # `docker compose down`: every container stopped (3 s each, at once) and removed
 # How `up` runs Compose (after `prepare`): start what is missing, wait for every health check.
 COMPOSE_UP = ("up", "--detach", "--wait", "--wait-timeout", str(int(UP_TIMEOUT)), "--remove-orphans", "--no-build")
 POLL_INTERVAL = 0.5  # between clean passes
@@ -338,10 +339,7 @@ class DockerBackend(Backend):
         reporter = threading.Thread(target=report, daemon=True)
         reporter.start()
         try:
-            output, _ = proc.communicate(timeout=UP_TIMEOUT + 30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            output, _ = proc.communicate()
+            output, _ = bounded.communicate(proc, timeout=UP_TIMEOUT + 30, what="docker compose up --wait")
         finally:
             events.close()
             reporter.join(timeout=2)

@@ -22,6 +22,7 @@ import shlex
 import subprocess
 from pathlib import Path
 
+from hoplab import bounded
 from hoplab.backends.base import Cleaned
 
 CHAIN = "DOCKER-USER"
@@ -46,12 +47,12 @@ class HostFirewall:
         self.proc_sys = proc_sys
 
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run([self.iptables, "-w", LOCK_WAIT_S, *args], text=True, capture_output=True, check=check,
-                              timeout=COMMAND_TIMEOUT)
+        return bounded.run([self.iptables, "-w", LOCK_WAIT_S, *args], text=True, capture_output=True, check=check,
+                           timeout=COMMAND_TIMEOUT)
 
     def _nft(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run([self.nft, *args], text=True, capture_output=True, check=check, input=input,
-                              timeout=COMMAND_TIMEOUT)
+        return bounded.run([self.nft, *args], text=True, capture_output=True, check=check, input=input,
+                           timeout=COMMAND_TIMEOUT)
 
     @staticmethod
     def tag(lab: str) -> str:

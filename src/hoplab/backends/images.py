@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
+from hoplab import bounded
 from hoplab.backends.base import BackendError, Cleaned, Failure
 from hoplab.backends.engine import Engine, EngineError, NotFound
 from hoplab.paths import BUILD_DIR, PROJECT_ROOT, SERVICES_DIR, hash_tree
@@ -40,14 +41,6 @@ DEBOOTSTRAP_TIMEOUT = 900
 IMPORT_TIMEOUT = 300
 BUILD_TIMEOUT = 1200
 PIP_TIMEOUT = 900
-
-
-def _timed_run(argv: list[str], timeout: float, what: str, **kwargs) -> subprocess.CompletedProcess:
-    """subprocess.run with a time limit whose expiry is a BackendError naming the step."""
-    try:
-        return subprocess.run(argv, timeout=timeout, **kwargs)
-    except subprocess.TimeoutExpired:
-        raise BackendError(f"{what} did not finish within {timeout} s") from None
 
 
 def host_apt_mirror() -> str:
@@ -195,8 +188,8 @@ class ImageBuilder:
             raise BackendError("debootstrap is not installed (`make up` installs it)")
         with tempfile.TemporaryDirectory(prefix="hoplab-rootfs-") as tmp:
             rootfs = Path(tmp) / "rootfs"
-            result = _timed_run(["debootstrap", "--variant=minbase", SUITE, str(rootfs), mirror],
-                                DEBOOTSTRAP_TIMEOUT, "debootstrap", capture_output=True, text=True)
+            result = bounded.run(["debootstrap", "--variant=minbase", SUITE, str(rootfs), mirror],
+                                 timeout=DEBOOTSTRAP_TIMEOUT, what="debootstrap", capture_output=True, text=True)
             if result.returncode != 0:
                 raise BackendError("debootstrap failed:\n" + result.stdout[-2000:] + result.stderr[-2000:])
             # The image uses the same apt sources as the host, security updates included.
@@ -209,11 +202,11 @@ class ImageBuilder:
             (rootfs / "var" / "cache" / "apt" / "archives" / "partial").mkdir(parents=True)
             tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
             try:
-                imported = _timed_run([self.docker, "import", "-", OS_IMAGE], IMPORT_TIMEOUT, "docker import",
-                                      stdin=tar.stdout, capture_output=True, text=True)
+                imported = bounded.run([self.docker, "import", "-", OS_IMAGE], timeout=IMPORT_TIMEOUT,
+                                       what="docker import", stdin=tar.stdout, capture_output=True, text=True)
             finally:
                 tar.kill()
-                tar.wait()
+                bounded.wait(tar, timeout=IMPORT_TIMEOUT, what="tar of the OS image")
             if imported.returncode != 0:
                 raise BackendError(f"docker import failed: {imported.stderr.strip()}")
         self.progress.say(f"OS image {OS_IMAGE}: imported")
@@ -231,9 +224,10 @@ class ImageBuilder:
         if pip_args:
             self.progress.say(what)
             try:
-                result = _timed_run([sys.executable, "-m", "pip", *pip_args, "-q", "-d" if pip_args[0] == "download"
-                                     else "-w", str(tmp)], PIP_TIMEOUT, what, capture_output=True, text=True)
-            except BackendError:
+                result = bounded.run([sys.executable, "-m", "pip", *pip_args, "-q", "-d" if pip_args[0] == "download"
+                                      else "-w", str(tmp)], timeout=PIP_TIMEOUT, what=what, capture_output=True,
+                                     text=True)
+            except bounded.Timeout:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
             if result.returncode != 0:
@@ -300,8 +294,8 @@ class ImageBuilder:
         with tempfile.TemporaryDirectory(prefix=f"hoplab-context-{short}-") as stage, open(log, "w") as out:
             for name, source in context.items():
                 shutil.copytree(source, Path(stage) / name, ignore=shutil.ignore_patterns("__pycache__"))
-            result = _timed_run([*argv, stage], BUILD_TIMEOUT, f"building {image}", stdout=out,
-                                stderr=subprocess.STDOUT)
+            result = bounded.run([*argv, stage], timeout=BUILD_TIMEOUT, what=f"building {image}", stdout=out,
+                                 stderr=subprocess.STDOUT)
         if result.returncode != 0:
             tail = "".join(log.read_text().splitlines(keepends=True)[-25:])
             raise BackendError(f"building {image} failed (full log: {log}):\n{tail}")

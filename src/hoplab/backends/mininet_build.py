@@ -9,11 +9,11 @@ module is found in Debian's python3 path, appended after the venv's own packages
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
-from hoplab.backends.base import BackendError
+from hoplab import bounded
+from hoplab.backends.base import IP_TIMEOUT_S, BackendError
 from hoplab.backends.netns_plan import NetnsPlan, link_mark
 
 DEBIAN_DIST_PACKAGES = "/usr/lib/python3/dist-packages"
@@ -36,7 +36,7 @@ Mininet.inited = True
 
 
 def _ip(*args: str) -> None:
-    result = subprocess.run(["ip", *args], capture_output=True, text=True)
+    result = bounded.run(["ip", *args], capture_output=True, text=True, timeout=IP_TIMEOUT_S)
     if result.returncode != 0:
         raise BackendError(f"ip {' '.join(args)}: {result.stderr.strip()}")
 
@@ -77,7 +77,7 @@ class LabBridge(LinuxBridge):
         _ip("link", "set", "dev", self.name, "up")
 
     def stop(self, deleteIntfs: bool = True) -> None:
-        subprocess.run(["ip", "link", "del", self.name], capture_output=True)
+        bounded.run(["ip", "link", "del", self.name], capture_output=True, timeout=IP_TIMEOUT_S)
         super(LinuxBridge, self).stop(deleteIntfs)
 
 

@@ -26,9 +26,10 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 
+from hoplab import bounded
 from hoplab.backends import nodeproc
-from hoplab.backends.base import (Backend, BackendError, Cleaned, Failure, NodeStatus, PreflightError,
-                                  ensure_control_token, route_clashes, subnets)
+from hoplab.backends.base import (IP_TIMEOUT_S, Backend, BackendError, Cleaned, Failure, NodeStatus,
+                                  PreflightError, ensure_control_token, route_clashes, subnets)
 from hoplab.backends.hostfw import HostFirewall
 from hoplab.backends.netns_plan import BRIDGE_PREFIX, NetnsPlan, link_mark, marked_links, plan
 from hoplab.paths import CONTROL_TOKEN_IN_NODE, SERVICES_DIR, hash_tree
@@ -102,8 +103,8 @@ def debian_packages(catalog: dict[str, Service]) -> list[str]:
 
 
 def missing_packages(packages: list[str]) -> list[str]:
-    result = subprocess.run(["dpkg-query", "-W", "-f", "${Package} ${Status}\n", *packages],
-                            capture_output=True, text=True)
+    result = bounded.run(["dpkg-query", "-W", "-f", "${Package} ${Status}\n", *packages],
+                         capture_output=True, text=True, timeout=30)
     installed = {line.split()[0] for line in result.stdout.splitlines() if line.endswith("install ok installed")}
     return [p for p in packages if p not in installed]
 
@@ -466,7 +467,8 @@ class NetnsBackend(Backend):
                 for a in link.get("addr_info", [])}
 
     def exec(self, topology: Topology, node: str, argv: list[str], interactive: bool) -> int:
-        return subprocess.call(["mnexec", "-a", str(self._anchor(topology, node)), *argv],
+        # The user's own command (a shell, `tail -f`): no time limit, as with `docker exec`; Ctrl-C ends it.
+        return subprocess.call(["mnexec", "-a", str(self._anchor(topology, node)), *argv],  # unbounded: the user's command
                                env=self._env(topology, node), cwd="/")
 
     def run(self, topology: Topology, node: str, argv: list[str], timeout: float = 60,
@@ -476,9 +478,9 @@ class NetnsBackend(Backend):
     def _in_node(self, anchor: int, topology: Topology, node: str, argv: list[str], timeout: float = 60,
                  input: str | None = None) -> subprocess.CompletedProcess:
         self._refuse_host(anchor, node)
-        return subprocess.run(["mnexec", "-a", str(anchor), *argv], env=self._env(topology, node), cwd="/",
-                              capture_output=True, text=True, timeout=timeout, input=input,
-                              stdin=None if input is not None else subprocess.DEVNULL)
+        return bounded.run(["mnexec", "-a", str(anchor), *argv], env=self._env(topology, node), cwd="/",
+                           capture_output=True, text=True, timeout=timeout, input=input,
+                           stdin=None if input is not None else subprocess.DEVNULL)
 
     def _anchor(self, topology: Topology, node: str) -> int:
         anchor = self._state(topology.name).get("nodes", {}).get(node, {}).get("anchor")
@@ -549,7 +551,7 @@ def refuse_images(topology: Topology) -> None:
 
 def _host_links() -> list[dict]:
     """`ip -j -d link show` in the host's namespace: each link's name, kind and alias."""
-    result = subprocess.run(["ip", "-j", "-d", "link", "show"], capture_output=True, text=True, timeout=30)
+    result = bounded.run(["ip", "-j", "-d", "link", "show"], capture_output=True, text=True, timeout=IP_TIMEOUT_S)
     if result.returncode != 0:
         raise BackendError(f"ip -j -d link show: {result.stderr.strip()}")
     return json.loads(result.stdout or "[]")
@@ -560,7 +562,7 @@ def remove_links(lab: str | None) -> Cleaned:
     namespace went with its processes is gone before its turn: neither removed nor failed."""
     cleaned = Cleaned()
     for link in marked_links(_host_links(), lab):
-        result = subprocess.run(["ip", "link", "del", "dev", link], capture_output=True, text=True, timeout=30)
+        result = bounded.run(["ip", "link", "del", "dev", link], capture_output=True, text=True, timeout=IP_TIMEOUT_S)
         if result.returncode == 0:
             cleaned.removed.append(f"link {link}")
         elif link in {found["ifname"] for found in _host_links()}:
@@ -569,7 +571,7 @@ def remove_links(lab: str | None) -> Cleaned:
 
 
 def _checked(argv: list[str]) -> None:
-    result = subprocess.run(argv, capture_output=True, text=True)
+    result = bounded.run(argv, capture_output=True, text=True, timeout=IP_TIMEOUT_S)
     if result.returncode != 0:
         raise BackendError(f"{' '.join(argv)}: {result.stderr.strip()}")
 

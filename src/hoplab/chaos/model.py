@@ -17,6 +17,7 @@ __all__ = ["FaultError", "Param", "Step", "Plan", "Target", "Fault", "run", "sh"
 RUN = "${HOPLAB_RUN_DIR:-/run/hoplab}"
 SERVICE_PID = f"$(cat {RUN}/service.pid)"
 COMMENT = ("-m", "comment", "--comment", "hoplab-chaos")  # every rule chaos adds says so
+XTABLES_WAIT = ("-w", "5")  # iptables waits at most 5 s for the xtables lock, not forever
 MAX_DURATION_S = 1800  # no fault outlives this; drills give people time to think
 
 
@@ -101,11 +102,11 @@ def sh(node: str, *lines: str, args: tuple = ()) -> Step:
 
 
 def ipt_add(node: str, chain: str, *match: str, table: str = "filter") -> Step:
-    return run(node, "iptables", "-w", "-t", table, "-I", chain, *match, *COMMENT)
+    return run(node, "iptables", *XTABLES_WAIT, "-t", table, "-I", chain, *match, *COMMENT)
 
 
 # Idempotent: a repair may already have deleted the rule (drills expect that).
-_IPT_REMOVE = 't=$1; shift; while iptables -w -t "$t" -C "$@" 2>/dev/null; do iptables -w -t "$t" -D "$@"; done'
+_IPT_REMOVE = 't=$1; shift; while iptables -w 5 -t "$t" -C "$@" 2>/dev/null; do iptables -w 5 -t "$t" -D "$@"; done'
 
 
 def ipt_remove(node: str, chain: str, *match: str, table: str = "filter") -> Step:

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import ipaddress
 
-from hoplab.chaos.model import (RUN, Context, Plan, Target, ipt_add, ipt_remove, run, sh, static_addresses,
-                                unused_address)
+from hoplab.chaos.model import (RUN, XTABLES_WAIT, Context, Plan, Target, ipt_add, ipt_remove, run, sh,
+                                static_addresses, unused_address)
 
 ICMP_FRAG_NEEDED = ("-p", "icmp", "--icmp-type", "fragmentation-needed", "-j", "DROP")
 
@@ -87,8 +87,8 @@ def masquerade_removed(t: Target, p: dict) -> Plan:
     nat = t.topology.nodes[t.node].nat
     rules = [("POSTROUTING", "-s", str(t.topology.networks[n].subnet), "-o", nat.outside, "-j", "MASQUERADE")
              for n in nat.inside]
-    restore = 'iptables -w -t nat -C "$@" 2>/dev/null || iptables -w -t nat -A "$@"'
-    return Plan([run(t.node, "iptables", "-w", "-t", "nat", "-D", *r) for r in rules],
+    restore = 'iptables -w 5 -t nat -C "$@" 2>/dev/null || iptables -w 5 -t nat -A "$@"'
+    return Plan([run(t.node, "iptables", *XTABLES_WAIT, "-t", "nat", "-D", *r) for r in rules],
                 [sh(t.node, restore, args=r) for r in rules],
                 f"{t.node} forwards without NAT: replies cannot find their way back")
 

@@ -2,6 +2,11 @@
 its node and data-plane interfaces, and runs the bounded captures it is told to, streaming
 decoded records in batches. While nothing is traced it only holds an idle stream open.
 
+It survives anything it raises: the failure is logged, it backs off (1 s, doubling up to
+MAX_BACKOFF_S while failures follow each other), attaches again and reports the failure to the
+hub (AgentError), which keeps the node's last error for ListNodes, `hoplab status` and the
+completeness of the traces it touched.
+
     python3 -m hoplab.control.agent      (started by `hoplab.node start`)
 """
 
@@ -9,12 +14,14 @@ from __future__ import annotations
 
 import json
 import queue
-import subprocess
+import sys
 import threading
 import time
+import traceback
 
 import grpc
 
+from hoplab import bounded
 from hoplab.control import conntrack, sockets
 from hoplab.control.capture import CaptureError, CaptureStats, Frame, run_capture
 from hoplab.node import ACCESS_LOG, NodeContext
@@ -22,11 +29,16 @@ from hoplab.trace.decode import decode
 from hoplab.v1 import control_pb2 as pb
 from hoplab.v1 import control_pb2_grpc as rpc
 
-RETRY_S = 1.0
+RETRY_S = 1.0  # between attempts to attach while the control service is not there
+MAX_BACKOFF_S = 30.0  # after failures that follow each other
+STABLE_S = 60.0  # an attachment that lasted this long resets the backoff
+MAX_ERROR_CHARS = 2000
+COMMAND_TIMEOUT_S = 10  # `ip -j addr show`
 
 
 def interfaces(names: list[str]) -> list[pb.Interface]:
-    links = json.loads(subprocess.run(["ip", "-j", "addr", "show"], capture_output=True, text=True).stdout or "[]")
+    links = json.loads(bounded.run(["ip", "-j", "addr", "show"], capture_output=True, text=True,
+                                   timeout=COMMAND_TIMEOUT_S).stdout or "[]")
     found = []
     for link in links:
         if link["ifname"] in names:
@@ -91,15 +103,30 @@ class Agent:
         self.target = f"{management['control']}:{management['port']}"
         self.outbox: queue.Queue = queue.Queue()
         self.captures: dict[str, threading.Event] = {}
+        self.restarts = 0  # failures started over from
+        self.pending_error: pb.AgentError | None = None  # told to the hub at the next attachment
+        self.stream_error: BaseException | None = None  # raised while producing the request stream
 
-    def messages(self):
-        yield pb.AgentMessage(hello=pb.Hello(node=self.node.name, service=self.node.config["service"],
-                                             interfaces=interfaces(self.data_ifaces)))
-        while True:
-            message = self.outbox.get()
-            if message is None:
-                return
-            yield message
+    def hello(self) -> pb.AgentMessage:
+        return pb.AgentMessage(hello=pb.Hello(node=self.node.name, service=self.node.config["service"],
+                                              interfaces=interfaces(self.data_ifaces)))
+
+    def messages(self, hello: pb.AgentMessage, outbox: queue.Queue):
+        """The request stream. gRPC consumes it on a thread of its own, where an exception would
+        only cancel the call: it is kept for run_forever to report."""
+        try:
+            yield hello
+            if self.pending_error is not None:
+                error, self.pending_error = self.pending_error, None
+                yield pb.AgentMessage(error=error)
+            while True:
+                message = outbox.get()
+                if message is None:
+                    return
+                yield message
+        except Exception as exc:
+            self.stream_error = exc
+            raise
 
     def start(self, command: pb.StartCommand) -> None:
         stop = threading.Event()
@@ -129,34 +156,80 @@ class Agent:
 
         threading.Thread(target=work, name=f"capture-{command.capture_id}", daemon=True).start()
 
-    def serve_once(self) -> None:
-        with grpc.insecure_channel(self.target) as channel:
-            stub = rpc.AgentHubStub(channel)
-            for command in stub.Attach(self.messages()):
-                if command.HasField("start"):
-                    self.start(command.start)
-                elif command.HasField("stop"):
-                    stop = self.captures.get(command.stop.capture_id)
-                    if stop:
-                        stop.set()
+    def attach(self, hello: pb.AgentMessage, outbox: queue.Queue):
+        """The hub's commands for one attachment (a stream; tests put a fake here)."""
+        channel = grpc.insecure_channel(self.target)
+        try:
+            yield from rpc.AgentHubStub(channel).Attach(self.messages(hello, outbox))
+        finally:
+            channel.close()
 
-    def run_forever(self) -> None:
-        while True:
-            try:
-                self.serve_once()
-            except grpc.RpcError as exc:
-                code = exc.code() if hasattr(exc, "code") else None
-                if code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
-                    self.node.log(f"agent: {exc}")
-            for stop in self.captures.values():
+    def serve_once(self) -> None:
+        self.stream_error = None
+        hello = self.hello()  # here, not in the stream: a failure is raised where it is caught
+        for command in self.attach(hello, self.outbox):
+            if command.HasField("start"):
+                self.start(command.start)
+            elif command.HasField("stop"):
+                stop = self.captures.get(command.stop.capture_id)
+                if stop:
+                    stop.set()
+
+    def failed(self, what: str, detail: str = "") -> None:
+        """Log a failure of the agent itself (with `detail`, a traceback) and keep it for the hub."""
+        self.restarts += 1
+        self.node.log(f"agent: {what} (starting over, #{self.restarts})" + (f"\n{detail}" if detail else ""))
+        self.pending_error = pb.AgentError(message=what[-MAX_ERROR_CHARS:], ts_ns=time.time_ns(),
+                                           restarts=self.restarts)
+
+    def run_once(self) -> bool:
+        """One attachment, whatever it raises; True when it ended in a failure of the agent's own
+        (an unreachable or restarted control service is none)."""
+        try:
+            self.serve_once()
+        except grpc.RpcError as exc:
+            code = exc.code() if hasattr(exc, "code") else None
+            if self.stream_error is not None:
+                exc = self.stream_error
+                self.failed(f"{type(exc).__name__}: {exc}")
+                return True
+            if code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+                self.failed(f"RPC {getattr(code, 'name', code)}: {exc.details() if hasattr(exc, 'details') else exc}")
+                return True
+            return False
+        except Exception as exc:  # noqa: BLE001 -- whatever it was, the agent starts over
+            self.failed(f"{type(exc).__name__}: {exc}", traceback.format_exc(limit=-3).rstrip())
+            return True
+        finally:
+            for stop in list(self.captures.values()):
                 stop.set()
             self.outbox.put(None)  # ends the old stream's request iterator
             self.outbox = queue.Queue()
-            time.sleep(RETRY_S)
+        return False
+
+    def run_forever(self, sleep=time.sleep, clock=time.monotonic, rounds: int | None = None) -> None:
+        """Attach, and again after whatever ends the attachment; `rounds` bounds it (tests)."""
+        failures = 0
+        while rounds is None or rounds > 0:
+            started = clock()
+            if self.run_once():
+                failures = 1 if clock() - started >= STABLE_S else failures + 1
+                sleep(min(RETRY_S * 2 ** (failures - 1), MAX_BACKOFF_S))
+            else:
+                failures = 0
+                sleep(RETRY_S)
+            if rounds is not None:
+                rounds -= 1
 
 
 def main() -> None:
-    Agent(NodeContext.from_environment()).run_forever()
+    while True:  # even a node context that cannot be read yet is tried again
+        try:
+            Agent(NodeContext.from_environment()).run_forever()
+        except Exception as exc:  # noqa: BLE001
+            print(f"hoplab agent: {type(exc).__name__}: {exc} (starting over in {MAX_BACKOFF_S:g} s)",
+                  file=sys.stderr, flush=True)
+            time.sleep(MAX_BACKOFF_S)
 
 
 if __name__ == "__main__":

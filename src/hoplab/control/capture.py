@@ -9,11 +9,12 @@ import ctypes
 import select
 import socket
 import struct
-import subprocess
 import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterator
+
+from hoplab import bounded
 
 ETH_P_ALL = 0x0003
 SO_ATTACH_FILTER = 26
@@ -25,6 +26,7 @@ PACKET_OUTGOING = 4
 SNAPLEN = 4096  # enough for every header and the start of any payload we decode
 MAX_SECONDS = 600
 MAX_PACKETS = 200_000
+COMPILE_TIMEOUT_S = 10  # tcpdump -ddd compiling a filter
 
 
 class CaptureError(Exception):
@@ -37,7 +39,8 @@ class _SockFprog(ctypes.Structure):
 
 def compile_filter(expression: str, iface: str) -> bytes:
     """The filter as classic BPF instructions (struct sock_filter[]), compiled by tcpdump."""
-    result = subprocess.run(["tcpdump", "-i", iface, "-ddd", expression], capture_output=True, text=True)
+    result = bounded.run(["tcpdump", "-i", iface, "-ddd", expression], capture_output=True, text=True,
+                         timeout=COMPILE_TIMEOUT_S)
     if result.returncode != 0:
         raise CaptureError(f"filter {expression!r}: {result.stderr.strip().splitlines()[-1]}")
     lines = result.stdout.split("\n")

@@ -36,8 +36,8 @@ class ControlClient:
         except grpc.RpcError as exc:
             raise BackendError(f"control service at {self.target}: {exc.code().name}: {exc.details()}") from None
 
-    def nodes(self) -> list[pb.Node]:
-        return list(self._call("ListNodes", pb.ListNodesRequest()).nodes)
+    def nodes(self, timeout: float = TIMEOUT_S) -> list[pb.Node]:
+        return list(self._call("ListNodes", pb.ListNodesRequest(), timeout).nodes)
 
     def start(self, *, filter: str, max_seconds: int, max_packets: int, trace_id: str = "", url: str = "",
               nodes: list[str] | None = None) -> pb.Capture:

@@ -5,10 +5,12 @@ translated, and the two tuples say how."""
 from __future__ import annotations
 
 import shutil
-import subprocess
 import xml.etree.ElementTree as ElementTree
 
+from hoplab import bounded
 from hoplab.v1 import control_pb2 as pb
+
+LIST_TIMEOUT_S = 10  # conntrack -L
 
 
 def _endpoint(ip: str | None, port: str | None) -> str:
@@ -45,5 +47,5 @@ def parse(xml: str) -> list[pb.Translation]:
 def translations() -> list[pb.Translation]:
     if shutil.which("conntrack") is None:
         return []
-    result = subprocess.run(["conntrack", "-L", "-o", "xml"], capture_output=True, text=True)
+    result = bounded.run(["conntrack", "-L", "-o", "xml"], capture_output=True, text=True, timeout=LIST_TIMEOUT_S)
     return parse(result.stdout) if result.returncode == 0 else []

@@ -14,7 +14,6 @@ import hmac
 import json
 import queue
 import re
-import subprocess
 import threading
 import time
 import uuid
@@ -25,7 +24,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from hoplab.control.capture import MAX_PACKETS, MAX_SECONDS
+from hoplab import bounded
+from hoplab.control.capture import COMPILE_TIMEOUT_S, MAX_PACKETS, MAX_SECONDS
 from hoplab.trace.assemble import assemble
 from hoplab.trace.credentials import Masker
 from hoplab.trace.tls import KeyLog, KeyLogError
@@ -92,7 +92,11 @@ class CaptureState:
 
 def check_filter(expression: str) -> str | None:
     """Compile the filter here first, so a bad one is refused before any agent sees it."""
-    result = subprocess.run(["tcpdump", "-i", "lo", "-ddd", expression], capture_output=True, text=True)
+    try:
+        result = bounded.run(["tcpdump", "-i", "lo", "-ddd", expression], capture_output=True, text=True,
+                             timeout=COMPILE_TIMEOUT_S)
+    except bounded.Timeout as exc:
+        return str(exc)
     return None if result.returncode == 0 else (result.stderr.strip().splitlines() or ["invalid"])[-1]
 
 
@@ -103,6 +107,17 @@ class Hub:
         self.lock = threading.Condition()
         self.agents: dict[str, AgentSession] = {}
         self.captures: dict[str, CaptureState] = {}
+        self.agent_errors: dict[str, pb.AgentError] = {}  # node -> its agent's last failure, kept across attachments
+
+    def agent_error(self, node: str, error: pb.AgentError) -> None:
+        """An agent failed, started over and says so: kept for ListNodes, and a gap in every
+        capture of that node that was running when it happened."""
+        with self.lock:
+            self.agent_errors[node] = error
+            for capture in self.captures.values():
+                if node in capture.nodes and capture.started_ns <= error.ts_ns <= (capture.stopped_ns or time.time_ns()):
+                    capture.gap(node, f"its agent failed during the capture and started over: {error.message}")
+            self.lock.notify_all()
 
     def attach(self, session: AgentSession) -> None:
         with self.lock:
@@ -202,6 +217,8 @@ class AgentHubService(rpc.AgentHubServicer):
                         self.hub.add_records(message.batch.records)
                     elif message.HasField("armed"):
                         self.hub.armed(session.node, message.armed.capture_id)
+                    elif message.HasField("error"):
+                        self.hub.agent_error(session.node, message.error)
                     elif message.HasField("ended"):
                         ended = message.ended
                         self.hub.ended(session.node, ended.capture_id, ended.translations, ended.logs, ended.error,
@@ -231,7 +248,11 @@ class ControlService(rpc.ControlServicer):
 
     def ListNodes(self, request, context):
         with self.hub.lock:
-            nodes = [pb.Node(name=a.node, service=a.service, interfaces=a.interfaces)
+            errors = self.hub.agent_errors
+            nodes = [pb.Node(name=a.node, service=a.service, interfaces=a.interfaces,
+                             last_error=errors[a.node].message if a.node in errors else "",
+                             last_error_ns=errors[a.node].ts_ns if a.node in errors else 0,
+                             restarts=errors[a.node].restarts if a.node in errors else 0)
                      for a in sorted(self.hub.agents.values(), key=lambda a: a.node)]
         return pb.ListNodesResponse(nodes=nodes)
 

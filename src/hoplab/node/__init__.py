@@ -19,10 +19,14 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from hoplab import bounded
+
 MANAGEMENT = "mgmt"  # the management interface's name (never traced)
 # A service that serves connections on behalf of a trace (a proxy) may log one JSON object a
 # line here: {"src": client ip:port, "dst": server ip:port, "traceparent": ..., "text": ...}.
 ACCESS_LOG = "access.json"
+RUN_TIMEOUT_S = 300  # a start script's step (`run`), unless it says otherwise
+NFT_TIMEOUT_S = 30
 
 
 @dataclass
@@ -124,7 +128,7 @@ class NodeContext:
                    f"ip saddr != {control} drop; }}\n"
                    f"  chain output {{ type filter hook output priority -10; oifname \"{MANAGEMENT}\" "
                    f"ip daddr != {control} drop; }}\n}}\n")
-        subprocess.run(["nft", "-f", "-"], input=ruleset, text=True, check=True)
+        bounded.run(["nft", "-f", "-"], input=ruleset, text=True, check=True, timeout=NFT_TIMEOUT_S)
 
     def _resolv_conf(self) -> str:
         """The lab DNS by its address on a network this node shares with it. A node with no
@@ -176,8 +180,9 @@ def _natural(name: str) -> tuple:
     return (head, int(tail) if tail else 0)
 
 
-def run(argv: list[str], capture: bool = False) -> str:
-    result = subprocess.run(argv, check=True, text=True, stdout=subprocess.PIPE if capture else None)
+def run(argv: list[str], capture: bool = False, timeout: float = RUN_TIMEOUT_S) -> str:
+    """Run a step of a start script (raises if it fails or outlasts `timeout` seconds)."""
+    result = bounded.run(argv, check=True, text=True, stdout=subprocess.PIPE if capture else None, timeout=timeout)
     return result.stdout if capture else ""
 
 

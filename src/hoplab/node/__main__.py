@@ -1,5 +1,6 @@
 """`python3 -m hoplab.node start`: prepare the node, then hand over to the service's start
-script (which usually execs its daemon)."""
+script (which usually execs its daemon). `python3 -m hoplab.node renew`: this node's DHCP
+client renews its lease now (hoplab.node.dhcp)."""
 
 import os
 import subprocess
@@ -9,8 +10,12 @@ from hoplab.node import NodeContext
 
 
 def main(argv: list[str]) -> None:
+    if argv[:1] == ["renew"]:
+        from hoplab.node import dhcp
+
+        raise SystemExit(dhcp.main())
     if argv[:1] != ["start"]:
-        raise SystemExit("usage: python3 -m hoplab.node start")
+        raise SystemExit("usage: python3 -m hoplab.node start|renew")
     node = NodeContext.from_environment()
     node.prepare()
     if node.lab.get("management") and not node.is_control:

@@ -48,6 +48,8 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from hoplab import bounded
+
 TRACEFS = Path("/sys/kernel/tracing")
 FORMAT_FILE = TRACEFS / "events" / "skb" / "kfree_skb" / "format"
 ACCEPT_EVENTS = [TRACEFS / "events" / "syscalls" / f"sys_{edge}_{call}" for edge in ("enter", "exit")
@@ -458,8 +460,8 @@ def ensure_tracefs(tracefs: Path = TRACEFS) -> str | None:
         return f"{tracefs} does not exist: the kernel has no tracefs (CONFIG_TRACING)"
     if any(tracefs.iterdir()):
         return f"{tracefs} is mounted but has no skb:kfree_skb tracepoint: the kernel lacks it"
-    result = subprocess.run(["mount", "-t", "tracefs", "nodev", str(tracefs)], capture_output=True, text=True,
-                            timeout=10)
+    result = bounded.run(["mount", "-t", "tracefs", "nodev", str(tracefs)], capture_output=True, text=True,
+                         timeout=10)
     if result.returncode != 0:
         return (f"tracefs is not mounted and could not be: {result.stderr.strip()} "
                 f"(mount it yourself: mount -t tracefs nodev {tracefs})")
@@ -502,9 +504,9 @@ class KernelTracer:
             return why
         # Load a program on the very tracepoint: lockdown or a seccomp profile refuses it here.
         try:
-            result = subprocess.run([self.bpftrace, "-e", "tracepoint:skb:kfree_skb { @x = 1; } "
-                                     "interval:ms:1 { exit(); } END { clear(@x); }"],
-                                    capture_output=True, text=True, timeout=30, start_new_session=True)
+            result = bounded.run([self.bpftrace, "-e", "tracepoint:skb:kfree_skb { @x = 1; } "
+                                  "interval:ms:1 { exit(); } END { clear(@x); }"],
+                                 capture_output=True, text=True, timeout=30, start_new_session=True)
         except subprocess.TimeoutExpired:
             return "bpftrace did not load a test program within 30 s"
         if result.returncode != 0 or "Attaching" not in result.stdout:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from hoplab import cli
+from hoplab import bounded, cli
 from hoplab.backends.base import Backend, BackendError
 from hoplab.spec import Topology
 from hoplab.trace import render
@@ -71,6 +72,8 @@ def handled(verb: str):
                 return error(400, f"hoplab {verb}: {exc}")
             except BackendError as exc:
                 return error(502, f"hoplab {verb}: {exc}")
+            except subprocess.TimeoutExpired as exc:  # a command past its time limit (hoplab.bounded)
+                return error(502, f"hoplab {verb}: {bounded.explain(exc)}")
             except Refused as exc:
                 return error(exc.status, f"hoplab {verb}: {exc}")
 

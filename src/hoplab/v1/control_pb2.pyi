@@ -17,14 +17,20 @@ class Interface(_message.Message):
     def __init__(self, name: _Optional[str] = ..., address: _Optional[str] = ..., mac: _Optional[str] = ...) -> None: ...
 
 class Node(_message.Message):
-    __slots__ = ("name", "service", "interfaces")
+    __slots__ = ("name", "service", "interfaces", "last_error", "last_error_ns", "restarts")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SERVICE_FIELD_NUMBER: _ClassVar[int]
     INTERFACES_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_NS_FIELD_NUMBER: _ClassVar[int]
+    RESTARTS_FIELD_NUMBER: _ClassVar[int]
     name: str
     service: str
     interfaces: _containers.RepeatedCompositeFieldContainer[Interface]
-    def __init__(self, name: _Optional[str] = ..., service: _Optional[str] = ..., interfaces: _Optional[_Iterable[_Union[Interface, _Mapping]]] = ...) -> None: ...
+    last_error: str
+    last_error_ns: int
+    restarts: int
+    def __init__(self, name: _Optional[str] = ..., service: _Optional[str] = ..., interfaces: _Optional[_Iterable[_Union[Interface, _Mapping]]] = ..., last_error: _Optional[str] = ..., last_error_ns: _Optional[int] = ..., restarts: _Optional[int] = ...) -> None: ...
 
 class ListNodesRequest(_message.Message):
     __slots__ = ()
@@ -397,16 +403,28 @@ class RecordBatch(_message.Message):
     def __init__(self, records: _Optional[_Iterable[_Union[Record, _Mapping]]] = ...) -> None: ...
 
 class AgentMessage(_message.Message):
-    __slots__ = ("hello", "batch", "ended", "armed")
+    __slots__ = ("hello", "batch", "ended", "armed", "error")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
     ENDED_FIELD_NUMBER: _ClassVar[int]
     ARMED_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
     hello: Hello
     batch: RecordBatch
     ended: CaptureEnded
     armed: CaptureArmed
-    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., batch: _Optional[_Union[RecordBatch, _Mapping]] = ..., ended: _Optional[_Union[CaptureEnded, _Mapping]] = ..., armed: _Optional[_Union[CaptureArmed, _Mapping]] = ...) -> None: ...
+    error: AgentError
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., batch: _Optional[_Union[RecordBatch, _Mapping]] = ..., ended: _Optional[_Union[CaptureEnded, _Mapping]] = ..., armed: _Optional[_Union[CaptureArmed, _Mapping]] = ..., error: _Optional[_Union[AgentError, _Mapping]] = ...) -> None: ...
+
+class AgentError(_message.Message):
+    __slots__ = ("message", "ts_ns", "restarts")
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    TS_NS_FIELD_NUMBER: _ClassVar[int]
+    RESTARTS_FIELD_NUMBER: _ClassVar[int]
+    message: str
+    ts_ns: int
+    restarts: int
+    def __init__(self, message: _Optional[str] = ..., ts_ns: _Optional[int] = ..., restarts: _Optional[int] = ...) -> None: ...
 
 class CaptureArmed(_message.Message):
     __slots__ = ("capture_id",)
