@@ -835,7 +835,7 @@ class Ui(Command):
     name, help = "ui", "serve the lab in a browser on 127.0.0.1 (live graph, traced visits); Ctrl-C stops it"
 
     def add_arguments(self, parser):
-        from hoplab.ui.app import DEFAULT_PORT
+        from hoplab.ui import DEFAULT_PORT
 
         parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port on 127.0.0.1 (default {DEFAULT_PORT})")
 

@@ -9,3 +9,5 @@
 
 The UI is a client of the same library the CLI calls (backends, control client, renderers) and
 checks every input with the CLI's own functions (`hoplab.cli.check_*`)."""
+
+DEFAULT_PORT = 8350  # here, not in app: the CLI's parser reads it without importing Starlette

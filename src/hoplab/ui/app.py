@@ -22,7 +22,6 @@ from hoplab.ui.watch import LabWatch
 
 STATIC = Path(__file__).parent / "static"
 HOST = "127.0.0.1"  # loopback only, whatever the caller asks
-DEFAULT_PORT = 8350
 
 
 def build_app(ctx: UiContext, hosts: set[str]) -> OriginGuard:
