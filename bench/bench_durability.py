@@ -54,9 +54,9 @@ SUBJECT = re.compile(r"Your order ([0-9]+) at ")  # services/web/app.py confirma
 IMAP_PASSWORD = "hoplab"  # every lab mailbox's (services/mail/start)
 
 # In the client node: this run's mails in a mailbox, found by their To address; one JSON object
-# a mail (uid, To, Message-ID, Subject).
+# a mail (its To, Message-ID and Subject).
 IMAP_READ = r"""
-import email.parser, imaplib, json, re, sys
+import email.parser, imaplib, json, sys
 host, user, password, address = sys.argv[1:5]
 box = imaplib.IMAP4(host, 143)
 box.login(user, password)
@@ -65,12 +65,11 @@ _, found = box.uid("SEARCH", None, "TO", '"%s"' % address)
 uids = found[0].split()
 for start in range(0, len(uids), 200):
     _, data = box.uid("FETCH", b",".join(uids[start:start + 200]),
-                      "(UID BODY.PEEK[HEADER.FIELDS (TO MESSAGE-ID SUBJECT)])")
+                      "(BODY.PEEK[HEADER.FIELDS (TO MESSAGE-ID SUBJECT)])")
     for item in data:
         if isinstance(item, tuple):
             headers = email.parser.BytesHeaderParser().parsebytes(item[1])
-            print(json.dumps({"uid": int(re.search(rb"UID ([0-9]+)", item[0]).group(1)),
-                              "to": headers.get("To", ""), "message_id": headers.get("Message-ID", ""),
+            print(json.dumps({"to": headers.get("To", ""), "message_id": headers.get("Message-ID", ""),
                               "subject": headers.get("Subject", "")}))
 box.logout()
 """
