@@ -84,10 +84,11 @@ class Outcomes:
     without_id: int  # 2xx answers with no order id in them: acknowledged, but of what?
     statuses: Counter  # every POST's status (0: no answer)
     addresses: list[str]  # the run's order addresses
+    times: list[tuple[float, int]] = field(default_factory=list)  # (when it ended, status), each POST
 
 
 def read_outcomes(lines: Iterable[str]) -> Outcomes:
-    acknowledged, without_id, statuses, addresses = [], 0, Counter(), []
+    acknowledged, without_id, statuses, addresses, times = [], 0, Counter(), [], []
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -97,6 +98,7 @@ def read_outcomes(lines: Iterable[str]) -> Outcomes:
         except (ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"{OUTCOMES}: line {number}: not an order outcome ({exc}): {line[:200]!r}") from None
         statuses[status] += 1
+        times.append((float(record.get("t", 0)), status))
         if address not in addresses:
             addresses.append(address)
         if 200 <= status < 300:
@@ -104,13 +106,20 @@ def read_outcomes(lines: Iterable[str]) -> Outcomes:
                 acknowledged.append(order)
             else:
                 without_id += 1
-    return Outcomes(acknowledged, without_id, statuses, addresses)
+    return Outcomes(acknowledged, without_id, statuses, addresses, times)
 
 
 def mail_order_id(message_id: str, subject: str) -> int | None:
     """The order a confirmation is for: from its Message-ID, else its Subject."""
     match = MESSAGE_ID.search(message_id) or SUBJECT.search(subject)
     return int(match.group(1)) if match else None
+
+
+def while_down(kill_at: float, back_after: float | None, outcomes: Iterable[tuple[float, int]]) -> Counter:
+    """The POSTs that ended while a killed node was down (from its kill until healthy again),
+    by status: (time, status) pairs in."""
+    end = kill_at + (back_after if back_after is not None else float("inf"))
+    return Counter(status for t, status in outcomes if kill_at <= t <= end)
 
 
 @dataclass
@@ -201,6 +210,7 @@ class Kill:
     node: str
     at_s: float  # planned, from the load's start
     killed_s: float | None = None
+    killed_at: float | None = None  # wall clock (time.time(), as the locustfile's outcome lines)
     seen_down: bool = False
     back_after_s: float | None = None  # from the kill to the node healthy again
     notes: list[str] = field(default_factory=list)
@@ -228,7 +238,7 @@ def kill_and_restart(backend: Backend, topology: spec.Topology, kills: list[Kill
             continue
         try:
             entry = chaos.inject("process-kill", kill.node, FAULT_BOUND_S, {})
-            killed = time.monotonic()
+            killed, kill.killed_at = time.monotonic(), time.time()
             kill.killed_s = killed - start
             chaos.start_reaper()
             progress.say(f"{kill.node}: SIGKILL ({entry.symptom})")
@@ -247,7 +257,8 @@ def kill_and_restart(backend: Backend, topology: spec.Topology, kills: list[Kill
                 kill.back_after_s = time.monotonic() - killed
                 progress.say(f"{kill.node}: started again, healthy {kill.back_after_s:.1f} s after the kill")
             else:
-                kill.notes.append(f"not back: fault {final.state}, node {'/'.join(state_of(backend, topology, kill.node))}")
+                state = "/".join(state_of(backend, topology, kill.node))
+                kill.notes.append(f"not back: fault {final.state}, node {state}")
         except Exception as exc:  # noqa: BLE001 -- the kill's failure is the run's verdict, not a lost thread
             kill.notes.append(f"{type(exc).__name__}: {exc}")
 
@@ -323,11 +334,13 @@ def main(args: argparse.Namespace) -> bool:
         if not kill.ok:
             verdict.problems.append(f"kill of {kill.node}: " + ("; ".join(kill.notes) or "not done"))
 
+    down = [while_down(k.killed_at, k.back_after_s, outcomes.times) if k.killed_at else Counter() for k in kills]
     total = load.summary["total"] or {}
     report = {
         "args": {"topology": str(args.topology), "backend": args.backend, "time_s": args.time, "users": args.users},
         "address": address, "report_dir": str(load.report_dir),
-        "kills": [asdict(k) for k in kills],
+        "kills": [asdict(k) | {"posts_while_down": {str(s): n for s, n in sorted(d.items())}}
+                  for k, d in zip(kills, down)],
         "posts": {"total": sum(outcomes.statuses.values()),
                   "by_status": {str(s): n for s, n in sorted(outcomes.statuses.items())},
                   "rps": total.get("rps"), "p50_ms": total.get("p50_ms"), "p99_ms": total.get("p99_ms")},
@@ -339,10 +352,14 @@ def main(args: argparse.Namespace) -> bool:
     print(f"\n{args.time} s of orders from {args.users} Locust users on {args.backend} "
           f"({sum(outcomes.statuses.values())} POSTs: "
           + ", ".join(f"{n} x {s or 'no answer'}" for s, n in sorted(outcomes.statuses.items())) + ")")
-    for kill in kills:
-        when = f"at {kill.killed_s:5.1f} s" if kill.killed_s is not None else "never"
+    first = min((t for t, _ in outcomes.times), default=None)
+    for kill, during in zip(kills, down):
+        when = (f"{kill.killed_at - first:5.1f} s into the orders" if kill.killed_at and first
+                else "never" if kill.killed_at is None else "before any order")
         back = f"healthy again after {kill.back_after_s:.1f} s" if kill.back_after_s is not None else "not back"
-        print(f"  SIGKILL {kill.node:<6} {when}, {back}" + "".join(f" ({n})" for n in kill.notes))
+        meanwhile = ", ".join(f"{n} x {s or 'no answer'}" for s, n in sorted(during.items())) or "no POST ended"
+        print(f"  SIGKILL {kill.node:<6} {when}, {back}; meanwhile {meanwhile}"
+              + "".join(f" ({n})" for n in kill.notes))
     print(f"acknowledged {verdict.acknowledged}  stored {verdict.stored}  mailed {verdict.mailed}  "
           f"duplicates {verdict.duplicates}  lost {len(verdict.lost)}  "
           f"(stored but unacknowledged {verdict.stored_unacknowledged}; mails {len(mails)})")

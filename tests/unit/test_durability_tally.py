@@ -12,13 +12,13 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
-from bench_durability import ADDRESS, mail_order_id, read_outcomes, tally  # noqa: E402
+from bench_durability import ADDRESS, mail_order_id, read_outcomes, tally, while_down  # noqa: E402
 
 RUN = "buyer+durability-0a1b2c3d@example.test"
 
 
-def line(status, order=None, email=RUN):
-    return json.dumps({"t": 1.0, "email": email, "status": status, "order": order, "served_by": "web1"})
+def line(status, order=None, email=RUN, t=1.0):
+    return json.dumps({"t": t, "email": email, "status": status, "order": order, "served_by": "web1"})
 
 
 def test_every_acknowledged_order_stored_and_mailed_once_passes():
@@ -143,3 +143,10 @@ def test_a_mail_names_its_order_by_message_id_or_subject(message_id, subject, or
 ])
 def test_only_the_locustfiles_run_address_is_taken(address, ok):
     assert bool(ADDRESS.fullmatch(address)) is ok
+
+
+def test_posts_while_a_node_was_down_are_those_between_its_kill_and_its_return():
+    outcomes = read_outcomes([line(201, 1, t=9.9), line(503, t=10.0), line(0, t=12.5), line(201, 2, t=14.0),
+                              line(201, 3, t=14.1)])
+    assert while_down(10.0, 4.0, outcomes.times) == {503: 1, 0: 1, 201: 1}
+    assert while_down(10.0, None, outcomes.times) == {503: 1, 0: 1, 201: 2}  # never back: to the end
