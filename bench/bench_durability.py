@@ -236,6 +236,7 @@ def kill_and_restart(backend: Backend, topology: spec.Topology, kills: list[Kill
         if stop.wait(max(0.0, start + kill.at_s - time.monotonic())):
             kill.notes.append("not killed: the load ended first")
             continue
+        entry = None
         try:
             entry = chaos.inject("process-kill", kill.node, FAULT_BOUND_S, {})
             killed, kill.killed_at = time.monotonic(), time.time()
@@ -261,6 +262,9 @@ def kill_and_restart(backend: Backend, topology: spec.Topology, kills: list[Kill
                 kill.notes.append(f"not back: fault {final.state}, node {state}")
         except Exception as exc:  # noqa: BLE001 -- the kill's failure is the run's verdict, not a lost thread
             kill.notes.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            if entry is not None:
+                chaos.revert(entry.id)  # nothing when reverted already; else the node back now, not at the reaper's
 
 
 def wait_for(check, seconds: float, what: str, progress: Progress):
@@ -317,7 +321,7 @@ def main(args: argparse.Namespace) -> bool:
     drained = wait_for(lambda: pending() == 0, DRAIN_S, "outbox rows not sent yet", progress)
     stored = [int(row[0]) for row in sql(backend, topology, db, "SELECT id FROM orders WHERE buyer_email = "
                                                                 ":'address' ORDER BY id;", address)]
-    # Delivered: the mailbox holds at least one confirmation a stored order, and no more arrive.
+    # Delivered: the mailbox holds as many confirmations as there are stored orders, and no more arrive.
     seen: list[list[dict]] = []
 
     def settled() -> bool:
@@ -328,6 +332,8 @@ def main(args: argparse.Namespace) -> bool:
     mails = seen[-1]
     verdict = tally(outcomes.acknowledged, stored, [mail_order_id(m["message_id"], m["subject"]) for m in mails],
                     outcomes.without_id)
+    if not outcomes.acknowledged:
+        verdict.problems.append("no order was acknowledged: the run tested nothing")
     if not drained:
         verdict.problems.append(f"the outbox still held {pending()} unsent row(s) {DRAIN_S:g} s after the run")
     for kill in kills:
