@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from hoplab import spec
-from hoplab.backends.base import Backend
+from hoplab.backends.base import Backend, BackendError
 from hoplab.cli import BACKENDS, make_backend
 from hoplab.load import LOADTESTS, REMOTE, LoadOptions, run_load, wait_healthy
 from hoplab.paths import BUILD_DIR, DEFAULT_TOPOLOGY
@@ -315,7 +315,10 @@ def main(args: argparse.Namespace) -> bool:
     address = outcomes.addresses[0]
 
     progress.say("load over; waiting for every node to be healthy, then for the outbox to drain")
-    wait_healthy(backend, topology, progress)
+    try:
+        wait_healthy(backend, topology, progress)
+    except BackendError as exc:
+        raise SystemExit(f"FAILED: after the kills and the load, {exc}") from None
     pending = lambda: int(sql(backend, topology, db, "SELECT count(*) FROM mail_outbox WHERE recipient = :'address' "
                                                      "AND sent_at IS NULL;", address)[0][0])  # noqa: E731
     drained = wait_for(lambda: pending() == 0, DRAIN_S, "outbox rows not sent yet", progress)
