@@ -8,10 +8,10 @@ TOPOLOGY ?= topology/lab.yaml
 BACKEND ?=
 T := --topology $(TOPOLOGY) $(if $(BACKEND),--backend $(BACKEND))
 
-.PHONY: help setup host host-all up down status clean test test-unit test-e2e test-example example-image render graph bench-up bench-path bench-trace bench-load bench-exec bench-ui proto load ui fuzz
+.PHONY: help setup host host-all up down status clean test test-unit test-e2e test-example example-image render graph bench-up bench-path bench-trace bench-load bench-exec bench-ui bench-durability proto load ui fuzz
 
 help:
-	@echo "make up | down | status | clean | ui | test | test-unit | test-e2e | test-example | example-image | render | graph | bench-up | bench-path | bench-trace | bench-load | bench-exec | bench-ui | load | fuzz"
+	@echo "make up | down | status | clean | ui | test | test-unit | test-e2e | test-example | example-image | render | graph | bench-up | bench-path | bench-trace | bench-load | bench-exec | bench-ui | bench-durability | load | fuzz"
 
 setup: host $(VENV)/.installed
 
@@ -115,6 +115,12 @@ bench-load: setup
 # The web UI in headless Chromium: the lab page's first render, a visit's trace drawn (medians of 5).
 bench-ui: setup
 	$(PY) bench/bench_ui.py $(T)
+
+# Orders through the shop while the db, a web replica and the mail node are each SIGKILLed once:
+# every acknowledged order stored, every stored order mailed exactly once (exit 1 otherwise).
+# DURABILITY_ARGS="--time 90 --users 8"; BACKEND=netns runs it on the netns backend.
+bench-durability: setup
+	$(PY) bench/bench_durability.py --topology $(TOPOLOGY) --backend $(or $(BACKEND),docker) $(DURABILITY_ARGS)
 
 # Coverage-guided fuzzing (atheris): raw frames through the packet decoder and topology files
 # through the loader, a million inputs between them, from seeds of tests/data/captures and the
