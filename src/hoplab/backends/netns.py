@@ -321,6 +321,12 @@ class NetnsBackend(Backend):
         """Start `node`'s service in its namespaces (False: it runs already)."""
         if nodeproc.beside(entry.get("service"), entry["anchor"]):
             return False
+        # A service killed outright (process-kill) leaves its daemons and the agent running;
+        # a container's death takes them along, and so does this restart: else the new start
+        # meets the old daemons on their ports and pid files and gives up.
+        leftovers = [pid for pid in nodeproc.in_namespace_of(entry["anchor"]) if pid != entry["anchor"]]
+        if leftovers:
+            nodeproc.terminate(leftovers, grace=3.0)
         log = self.state_dir(topology.name) / "logs" / f"{node}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         self._refuse_host(entry["anchor"], node)
