@@ -238,18 +238,22 @@ class Status(Command):
         parser.add_argument("--json", action="store_true", help="print JSON")
 
     def run(self, args):
+        from hoplab import balancing
         from hoplab.memory import node_memory
 
         topology = self.topology(args)
         backend = make_backend(args.backend)
         statuses = backend.status(topology)
         memory = node_memory(backend.node_pids(topology))
+        balancers = balancing.read(backend, topology, statuses)
         if args.json:
             print(json.dumps({"lab": topology.name, "backend": args.backend,
                               "nodes": [{**s.to_json(), "memory_bytes": memory.get(s.node)} for s in statuses],
-                              "memory_bytes": sum(memory.values())}, indent=2))
+                              "memory_bytes": sum(memory.values()), "balancers": balancers}, indent=2))
         else:
             print_table(statuses, memory=memory)
+            for line in balancing.lines(balancers):
+                print(f"balancer {line}")
         return 0
 
 
