@@ -155,8 +155,8 @@ def test_lab_nodes_and_networks(lab):
 
 
 def test_duo_replicas_are_expanded(duo):
-    assert list(duo.nodes) == ["gw", "dhcpd", "ns", "pc1", "pc2", "edge", "balancer", "app1", "app2", "app3", "sql",
-                                 "control"]
+    assert list(duo.nodes) == ["gw", "dhcpd", "ns", "pc1", "pc2", "edge", "balancer", "sticky", "least", "app1", "app2",
+                                 "app3", "sql", "control"]
     assert [str(n.address_on("dc")) for n in duo.nodes_of("web")] == ["172.30.78.21", "172.30.78.22", "172.30.78.23"]
     assert "pc" not in duo.nodes
     for name in ("pc1", "pc2"):
@@ -223,8 +223,8 @@ def test_duo_runtime_prefixlen(duo):
     runtime = duo.to_runtime()
     assert runtime["networks"]["lan"]["subnet"] == "192.168.77.0/25"
     assert runtime["nodes"]["dhcpd"]["interfaces"] == [{"network": "lan", "address": "192.168.77.5", "prefixlen": 25}]
-    assert set(runtime["nodes"]) == {"gw", "dhcpd", "ns", "pc1", "pc2", "edge", "balancer", "app1", "app2", "app3", "sql",
-                                      "control"}
+    assert set(runtime["nodes"]) == {"gw", "dhcpd", "ns", "pc1", "pc2", "edge", "balancer", "sticky", "least", "app1",
+                                      "app2", "app3", "sql", "control"}
 
 
 def test_lab_zone(lab):
@@ -321,8 +321,10 @@ def test_a_bad_rate_limit_names_its_field(limit, field, reason):
     assert any(f == expected and reason in r for f, r in problems_of(data)), problems_of(data)
 
 
-def test_a_balancer_balances_round_robin_unless_the_topology_says_otherwise(lab):
+def test_a_balancer_balances_round_robin_unless_the_topology_says_otherwise(lab, duo):
     assert lab.nodes["lb"].algorithm == "round-robin" and lab.to_runtime()["nodes"]["lb"]["algorithm"] == "round-robin"
+    assert {n.name: n.algorithm for n in duo.nodes_of("lb")} == {
+        "balancer": "weighted", "sticky": "source-hash", "least": "least-connections"}
     # only balancers have one; weights only where the topology gives them
     assert all(n.algorithm is None for n in lab.nodes.values() if n.service != "lb")
     assert all(n.weight is None for n in lab.nodes.values())
@@ -340,6 +342,11 @@ def test_weights_are_one_for_every_replica_or_one_each():
     same = spec.from_data(data, "inline.yaml", load_catalog())
     assert (same.nodes["web1"].weight, same.nodes["web2"].weight) == (256, 256)
 
+
+def test_duo_weighs_its_replicas_three_to_one_to_one(duo):
+    assert [n.weight for n in duo.nodes_of("web")] == [3, 1, 1]
+    # the edge goes through the weighted balancer alone; the other two stand beside it
+    assert [name for name, _ in duo.nodes["edge"].upstream.servers] == ["balancer"]
 
 
 def test_a_weight_counts_if_one_of_its_balancers_is_weighted():
