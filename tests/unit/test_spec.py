@@ -392,3 +392,9 @@ def test_a_weight_no_balancer_reads_is_refused_not_ignored():
     data["nodes"]["web"]["weight"] = [3, 1]  # the default lab's balancer: round-robin
     assert problems_of(data) == [("nodes.web.weight", "no balancer of web1, web2 reads weights: lb (round-robin); "
                                                       "only algorithm 'weighted' does")]
+
+
+def test_the_schema_and_the_model_know_the_same_algorithms():
+    schema = json.loads((TOPOLOGY_DIR / "schema.json").read_text())
+    node = schema["properties"]["nodes"]["additionalProperties"]["properties"]
+    assert tuple(node["algorithm"]["enum"]) == spec.ALGORITHMS and spec.DEFAULT_ALGORITHM in spec.ALGORITHMS
