@@ -250,6 +250,7 @@ class Status(Command):
         parser.add_argument("--json", action="store_true", help="print JSON")
 
     def run(self, args):
+        from hoplab import balancing
         from hoplab.memory import node_memory
 
         topology = self.topology(args)
@@ -257,12 +258,16 @@ class Status(Command):
         statuses = backend.status(topology)
         memory = node_memory(backend.node_pids(topology))
         agents = agent_report(backend, topology, statuses)
+        balancers = balancing.read(backend, topology, statuses)
         if args.json:
             print(json.dumps({"lab": topology.name, "backend": args.backend,
                               "nodes": [{**s.to_json(), "memory_bytes": memory.get(s.node)} for s in statuses],
-                              "memory_bytes": sum(memory.values()), "agents": agents}, indent=2))
+                              "memory_bytes": sum(memory.values()), "agents": agents, "balancers": balancers},
+                             indent=2))
         else:
             print_table(statuses, memory=memory)
+            for line in balancing.lines(balancers):
+                print(f"balancer {line}")
             for node, said in agents.items():
                 print(f"agent on {node}: {said}")
         return 0

@@ -164,6 +164,9 @@ class PagePath:
                             if n.name != path.router and n.address_on(outside)]
         if path.edge:
             path.lbs = peers(topology, path.edge, "lb")
+            upstream = topology.nodes[path.edge].upstream
+            if upstream:  # the balancers the edge sends to, when the topology names them (duo has more)
+                path.lbs = [(n, a) for n, a in path.lbs if n in {name for name, _ in upstream.servers}]
         if path.lbs:
             path.webs = peers(topology, path.lbs[0][0], "web")
         if path.webs:

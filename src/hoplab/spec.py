@@ -79,6 +79,12 @@ class Nat:
 DEFAULT_TLS_PROTOCOLS = ("TLSv1.2", "TLSv1.3")  # as a real site: clients negotiate TLS 1.3
 PROXIES = ("lb", "cache")  # the project's services that read `upstream` (a user's own may too)
 DEFAULT_HEALTH_PATH = "/health"
+# How a balancer (service lb) picks a backend for each request; the topology's `algorithm`.
+# Only `weighted` reads the replicas' `weight` (services/lb/start maps each to HAProxy's).
+ALGORITHMS = ("round-robin", "least-connections", "weighted", "source-hash")
+DEFAULT_ALGORITHM = "round-robin"
+WEIGHTED = "weighted"
+BALANCER = "lb"  # the service that balances: its nodes have an algorithm, their backends a weight
 
 
 @dataclass(frozen=True)
@@ -133,6 +139,8 @@ class Node:
     sites: tuple[tuple[str, Upstream], ...] = ()  # the edge's other names (NAME.<domain>) and where each goes
     image: Image | None = None  # the user's image, beside the sidecar (service SIDECAR)
     rate_limit: RateLimit | None = None  # the edge's requests per client address; None: no limit
+    algorithm: str | None = None  # a balancer's (ALGORITHMS); None on every other node
+    weight: int | None = None  # a balancer's backend: its share under a weighted balancer; None: not given (1)
 
     def address_on(self, network: str) -> IPv4Address | None:
         for iface in self.interfaces:
@@ -310,6 +318,10 @@ class Topology:
                 entry["upstream"] = node.upstream.to_runtime()
             if node.rate_limit:
                 entry["rate_limit"] = node.rate_limit.to_runtime()
+            if node.algorithm:
+                entry["algorithm"] = node.algorithm
+            if node.weight is not None:
+                entry["weight"] = node.weight
             if node.sites:
                 entry["sites"] = {f"{name}.{self.domain.name}": up.to_runtime() for name, up in node.sites}
             if node.nat:
@@ -375,8 +387,25 @@ def _rate_limit_reason(err, field: str) -> str | None:
     return None
 
 
+def _balancing_reason(err, field: str) -> str | None:
+    """The topology's own words for a bad `algorithm` or `weight` (None: the generic reason)."""
+    parts = field.split(".")
+    if len(parts) == 3 and parts[0] == "nodes" and parts[2] == "algorithm" and err.validator == "enum":
+        return f"{err.instance!r} is not an algorithm: {', '.join(ALGORITHMS)}"
+    if not (len(parts) in (3, 4) and parts[0] == "nodes" and parts[2] == "weight"):
+        return None
+    if err.validator == "type":
+        return (f"{err.instance!r} is not a weight: a whole number from 1 to 256, "
+                "or a list of them, one per replica")
+    if err.validator == "minimum":
+        return f"{err.instance} is not a weight: 1 to 256 (to send a replica nothing, leave it out of the upstream)"
+    if err.validator == "maximum":
+        return f"{err.instance} is not a weight: 1 to 256 (HAProxy's largest is 256)"
+    return None
+
+
 def _own_reason(err, field: str) -> str | None:
-    return _image_node_reason(err, field) or _rate_limit_reason(err, field)
+    return _image_node_reason(err, field) or _rate_limit_reason(err, field) or _balancing_reason(err, field)
 
 
 def service_dirs(data: dict, source: Path | str) -> tuple[Path, ...]:
@@ -443,6 +472,7 @@ class _Checker:
         networks = self._networks()
         nodes = self._nodes(networks)
         self._upstreams(nodes)
+        self._weights(nodes)
         self._dhcp_scopes(networks, nodes)
         domain = self._domain(networks, nodes)
         management = self._management(networks, nodes)
@@ -550,14 +580,67 @@ class _Checker:
                         ifaces.append(Interface(net_name, address))
             nat = self._nat(field, spec, networks)
             rate_limit = self._rate_limit(field, spec)
+            algorithm = self._algorithm(field, spec)
+            weights = self._weight_list(field, spec, names)
             for i, instance in enumerate(names):
                 if instance in nodes:
                     self.fail(field, f"node name {instance!r} is already taken")
                     continue
                 nodes[instance] = Node(instance, service, tuple(interfaces[i]), nat,
                                        tuple(spec.get("tls", {}).get("protocols", DEFAULT_TLS_PROTOCOLS)),
-                                       image=image, rate_limit=rate_limit)
+                                       image=image, rate_limit=rate_limit, algorithm=algorithm, weight=weights[i])
         return nodes
+
+    def _algorithm(self, field: str, spec: dict) -> str | None:
+        if spec.get("service") == BALANCER:
+            return spec.get("algorithm", DEFAULT_ALGORITHM)
+        if "algorithm" in spec:
+            what = f"service {spec['service']!r}" if "service" in spec else f"image {spec['image']!r}"
+            self.fail(f"{field}.algorithm", f"only a balancer (service {BALANCER!r}) has an algorithm, not {what}")
+        return None
+
+    def _weight_list(self, field: str, spec: dict, names: list[str]) -> list[int | None]:
+        """The entry's `weight` for each of its replicas: one for all, or one each in order."""
+        weight = spec.get("weight")
+        if not isinstance(weight, list):
+            return [weight] * len(names)
+        if len(weight) != len(names):
+            self.fail(f"{field}.weight", f"{len(weight)} weights for {len(names)} node(s) ({', '.join(names)}): "
+                                         "give one for all, or one per replica")
+            return [None] * len(names)
+        return list(weight)
+
+    def _weights(self, nodes: dict[str, Node]) -> None:
+        """A `weight` is for a balancer's backend, and one that a weighted balancer reads: a
+        weight no balancer would use is refused, not ignored."""
+        backends: dict[str, list[Node]] = {}  # node -> the balancers that send it requests
+        for lb in (n for n in nodes.values() if n.service == BALANCER):
+            for server in self._balanced(lb, nodes):
+                backends.setdefault(server, []).append(lb)
+        for name, spec in self.data["nodes"].items():
+            if "weight" not in spec:
+                continue
+            field = f"nodes.{name}.weight"
+            instances = [n for n in self.entries.get(name, []) if n in nodes]
+            strays = [n for n in instances if n not in backends]
+            if strays:
+                self.fail(field, f"{', '.join(map(repr, strays))}: not behind a balancer; a weight is for a backend of "
+                                 f"a {BALANCER} node (a web node on its network, or a node its upstream names)")
+                continue
+            unweighed = [n for n in instances if not any(lb.algorithm == WEIGHTED for lb in backends[n])]
+            if unweighed:
+                balancers = sorted({f"{lb.name} ({lb.algorithm})" for n in unweighed for lb in backends[n]})
+                self.fail(field, f"no balancer of {', '.join(unweighed)} reads weights: {', '.join(balancers)}; "
+                                 f"only algorithm {WEIGHTED!r} does")
+
+    @staticmethod
+    def _balanced(lb: Node, nodes: dict[str, Node]) -> list[str]:
+        """The nodes a balancer sends requests to: its upstream's, else every web node with a
+        static address on a network it is on (as services/lb/start finds them)."""
+        if lb.upstream:
+            return [name for name, _ in lb.upstream.servers]
+        mine = {i.network for i in lb.interfaces}
+        return [n.name for n in nodes.values() if n.service == "web" and any(net in mine for net, _ in n.static_addresses)]
 
     def _rate_limit(self, field: str, spec: dict) -> RateLimit | None:
         if "rate_limit" not in spec:

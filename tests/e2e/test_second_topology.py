@@ -1,5 +1,6 @@
 """A second topology (two DHCP clients, other subnets and names) comes up beside the default
-lab with no code change, passes the same DHCP and DNS checks, and leaves nothing behind."""
+lab with no code change, passes the same DHCP and DNS checks, and leaves nothing behind. Its
+three balancers in front of the same replicas show the balancing choices, one algorithm each."""
 
 import json
 import os
@@ -84,6 +85,84 @@ def test_a_burst_past_the_edges_own_limit_is_answered_429_with_retry_after_then_
     assert all(after == "" for code, after in answers if code == "200")
     time.sleep(int(throttled[0]))  # as Retry-After says
     assert quick_loads(duo, "pc1", 1) == [["200", ""]]
+
+
+# Requests from a lab node straight to a balancer, one connection each (urllib: no keep-alive),
+# as JSON: the replica that served each (X-Served-By). With `hold`, first a request the balancer
+# passes on at once but whose body is not all sent, so a replica keeps a connection open while
+# the others are made; then its body, and the replica that held it ("held").
+REQUESTS = r"""
+import json, socket, sys, time, urllib.request
+address, count, hold = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "hold"
+def served():
+    with urllib.request.urlopen(f"http://{address}/order", timeout=5) as answer:
+        return answer.headers["X-Served-By"]
+if hold:  # the app reads the whole form before it answers: the connection stays open meanwhile
+    held = socket.create_connection((address, 80), timeout=10)
+    held.sendall(b"POST /order HTTP/1.1\r\nHost: balanced\r\nConnection: close\r\n"
+                 b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 2\r\n\r\nx")
+    time.sleep(0.5)  # HAProxy passes the headers on as they come: a replica has it by now
+result = {"served": [served() for _ in range(count)]}
+if hold:
+    held.sendall(b"y")
+    reply = b""
+    while chunk := held.recv(65536):
+        reply += chunk
+    head = reply.split(b"\r\n\r\n")[0].decode()
+    result["held"] = next((line.split(":", 1)[1].strip() for line in head.split("\r\n")
+                           if line.lower().startswith("x-served-by:")), head)
+print(json.dumps(result))
+"""
+
+
+def balanced(lab, balancer: str, count: int, hold: bool = False, source: str = "edge") -> dict:
+    """`count` requests from `source` to `balancer` (its address on the data centre's network)."""
+    address = str(lab.topology.nodes[balancer].static_addresses[0][1])
+    return json.loads(lab.exec(source, "python3", "-c", REQUESTS, address, str(count), "hold" if hold else "-",
+                               timeout=60).stdout)
+
+
+def test_the_weighted_balancer_sends_each_replica_its_share(duo):
+    """duo's balancer is weighted, app1 3, app2 and app3 1: of 80 requests, 48, 16 and 16
+    (HAProxy's weighted round robin is exact over whole turns; a margin for anything else)."""
+    assert duo.topology.nodes["balancer"].algorithm == "weighted"
+    served = balanced(duo, "balancer", 80)["served"]
+    counts = {name: served.count(name) for name in ("app1", "app2", "app3")}
+    assert sum(counts.values()) == 80, served
+    assert 40 <= counts["app1"] <= 56 and all(8 <= counts[n] <= 24 for n in ("app2", "app3")), counts
+
+
+def test_the_source_hash_balancer_sends_one_client_to_one_replica(duo):
+    served = balanced(duo, "sticky", 20)["served"]
+    assert len(served) == 20 and len(set(served)) == 1, served
+    assert served[0] in {"app1", "app2", "app3"}
+    # and not by weight: the weighted balancer beside it spreads the same client's requests
+    assert len(set(balanced(duo, "balancer", 5)["served"])) > 1
+
+
+def test_the_least_connections_balancer_steers_around_a_busy_replica(duo):
+    """While one replica holds an unfinished request, every new request goes to the other two
+    (round robin would give the busy one its turn: a third of them)."""
+    found = balanced(duo, "least", 12, hold=True)
+    held, served = found["held"], found["served"]
+    assert held in {"app1", "app2", "app3"}, found
+    assert held not in served and set(served) == {"app1", "app2", "app3"} - {held}, found
+
+
+def test_status_shows_each_balancers_algorithm_and_weights_as_haproxy_reports_them(duo, lab):
+    balancers = json.loads(duo.hoplab("status", "--json").stdout)["balancers"]
+    weights = {name: {s["name"]: s["weight"] for s in seen["servers"]} for name, seen in balancers.items()}
+    assert {name: (seen["algorithm"], seen["haproxy"]) for name, seen in balancers.items()} == {
+        "balancer": ("weighted", "roundrobin"), "sticky": ("source-hash", "source"), "least": ("least-connections", "leastconn")}
+    assert weights == {"balancer": {"app1": 3, "app2": 1, "app3": 1}, "sticky": {"app1": 1, "app2": 1, "app3": 1},
+                       "least": {"app1": 1, "app2": 1, "app3": 1}}
+    assert all(s["status"] == "UP" for seen in balancers.values() for s in seen["servers"])
+    text = duo.hoplab("status").stdout
+    assert "balancer balancer: weighted (HAProxy: balance roundrobin): app1 weight 3 UP, app2 weight 1 UP" in text
+    # the default lab's balancer: round robin, every replica alike
+    default = json.loads(lab.hoplab("status", "--json").stdout)["balancers"]
+    assert {name: (seen["algorithm"], seen["haproxy"], [s["weight"] for s in seen["servers"]])
+            for name, seen in default.items()} == {"lb": ("round-robin", "roundrobin", [1, 1])}
 
 
 def test_default_lab_unaffected(duo, lab):

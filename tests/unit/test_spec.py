@@ -155,8 +155,8 @@ def test_lab_nodes_and_networks(lab):
 
 
 def test_duo_replicas_are_expanded(duo):
-    assert list(duo.nodes) == ["gw", "dhcpd", "ns", "pc1", "pc2", "edge", "balancer", "app1", "app2", "app3", "sql",
-                                 "control"]
+    assert list(duo.nodes) == ["gw", "dhcpd", "ns", "pc1", "pc2", "edge", "balancer", "sticky", "least", "app1", "app2",
+                                 "app3", "sql", "control"]
     assert [str(n.address_on("dc")) for n in duo.nodes_of("web")] == ["172.30.78.21", "172.30.78.22", "172.30.78.23"]
     assert "pc" not in duo.nodes
     for name in ("pc1", "pc2"):
@@ -223,8 +223,8 @@ def test_duo_runtime_prefixlen(duo):
     runtime = duo.to_runtime()
     assert runtime["networks"]["lan"]["subnet"] == "192.168.77.0/25"
     assert runtime["nodes"]["dhcpd"]["interfaces"] == [{"network": "lan", "address": "192.168.77.5", "prefixlen": 25}]
-    assert set(runtime["nodes"]) == {"gw", "dhcpd", "ns", "pc1", "pc2", "edge", "balancer", "app1", "app2", "app3", "sql",
-                                      "control"}
+    assert set(runtime["nodes"]) == {"gw", "dhcpd", "ns", "pc1", "pc2", "edge", "balancer", "sticky", "least", "app1",
+                                      "app2", "app3", "sql", "control"}
 
 
 def test_lab_zone(lab):
@@ -319,3 +319,82 @@ def test_a_bad_rate_limit_names_its_field(limit, field, reason):
     data["nodes"]["cache"]["rate_limit"] = limit
     expected = "nodes.cache.rate_limit" + (f".{field}" if field else "")
     assert any(f == expected and reason in r for f, r in problems_of(data)), problems_of(data)
+
+
+def test_a_balancer_balances_round_robin_unless_the_topology_says_otherwise(lab, duo):
+    assert lab.nodes["lb"].algorithm == "round-robin" and lab.to_runtime()["nodes"]["lb"]["algorithm"] == "round-robin"
+    assert {n.name: n.algorithm for n in duo.nodes_of("lb")} == {
+        "balancer": "weighted", "sticky": "source-hash", "least": "least-connections"}
+    # only balancers have one; weights only where the topology gives them
+    assert all(n.algorithm is None for n in lab.nodes.values() if n.service != "lb")
+    assert all(n.weight is None for n in lab.nodes.values())
+    assert all("weight" not in entry for entry in lab.to_runtime()["nodes"].values())
+
+
+def test_weights_are_one_for_every_replica_or_one_each():
+    data = lab_data()
+    data["nodes"]["lb"]["algorithm"] = "weighted"
+    data["nodes"]["web"]["weight"] = [3, 1]
+    each = spec.from_data(data, "inline.yaml", load_catalog())
+    assert (each.nodes["web1"].weight, each.nodes["web2"].weight) == (3, 1)
+    assert each.to_runtime()["nodes"]["web1"]["weight"] == 3 and each.to_runtime()["nodes"]["web2"]["weight"] == 1
+    data["nodes"]["web"]["weight"] = 256
+    same = spec.from_data(data, "inline.yaml", load_catalog())
+    assert (same.nodes["web1"].weight, same.nodes["web2"].weight) == (256, 256)
+
+
+def test_duo_weighs_its_replicas_three_to_one_to_one(duo):
+    assert [n.weight for n in duo.nodes_of("web")] == [3, 1, 1]
+    # the edge goes through the weighted balancer alone; the other two stand beside it
+    assert [name for name, _ in duo.nodes["edge"].upstream.servers] == ["balancer"]
+
+
+def test_a_weight_counts_if_one_of_its_balancers_is_weighted():
+    data = lab_data()
+    data["nodes"]["web"]["weight"] = [3, 1]
+    data["nodes"]["lb"]["algorithm"] = "source-hash"
+    data["nodes"]["lb2"] = {"service": "lb", "algorithm": "weighted", "networks": {"origin": "172.31.50.9"}}
+    assert spec.from_data(data, "inline.yaml", load_catalog()).nodes["web1"].weight == 3
+    # a node an upstream names is a backend too, whatever its service
+    data = lab_data()
+    data["nodes"]["lb"].update(algorithm="weighted", upstream={"nodes": ["web", "db"], "port": 8080})
+    data["nodes"]["db"]["weight"] = 2
+    assert spec.from_data(data, "inline.yaml", load_catalog()).nodes["db"].weight == 2
+
+
+@pytest.mark.parametrize("node, key, value, field, reason", [
+    ("lb", "algorithm", "random", "nodes.lb.algorithm", "'random' is not an algorithm: round-robin, least-connections"),
+    ("lb", "algorithm", "roundrobin", "nodes.lb.algorithm", "'roundrobin' is not an algorithm"),  # HAProxy's word
+    ("cache", "algorithm", "weighted", "nodes.cache.algorithm", "only a balancer (service 'lb') has an algorithm"),
+    ("web", "weight", 0, "nodes.web.weight", "0 is not a weight: 1 to 256"),
+    ("web", "weight", -1, "nodes.web.weight", "-1 is not a weight: 1 to 256"),
+    ("web", "weight", [2, 0], "nodes.web.weight.1", "0 is not a weight: 1 to 256"),
+    ("web", "weight", 257, "nodes.web.weight", "257 is not a weight: 1 to 256"),
+    ("web", "weight", 1.5, "nodes.web.weight", "1.5 is not a weight: a whole number from 1 to 256"),
+    ("web", "weight", 2.0, "nodes.web.weight", "2.0 is not a weight: a whole number"),  # as replicas: 2.0
+    ("web", "weight", "3", "nodes.web.weight", "'3' is not a weight: a whole number"),
+    ("web", "weight", True, "nodes.web.weight", "True is not a weight: a whole number"),
+    ("web", "weight", [1.5, 1], "nodes.web.weight.0", "1.5 is not a weight: a whole number"),
+    ("web", "weight", [3], "nodes.web.weight", "1 weights for 2 node(s) (web1, web2): give one for all, or one per replica"),
+    ("db", "weight", 2, "nodes.db.weight", "'db': not behind a balancer"),
+    ("cache", "weight", 2, "nodes.cache.weight", "'cache': not behind a balancer"),  # the edge's nginx has no weights
+    ("lb", "weight", 2, "nodes.lb.weight", "'lb': not behind a balancer"),
+])
+def test_a_bad_algorithm_or_weight_names_its_field(node, key, value, field, reason):
+    data = lab_data()
+    data["nodes"]["lb"]["algorithm"] = "weighted"
+    data["nodes"][node][key] = value
+    assert any(f == field and reason in r for f, r in problems_of(data)), problems_of(data)
+
+
+def test_a_weight_no_balancer_reads_is_refused_not_ignored():
+    data = lab_data()
+    data["nodes"]["web"]["weight"] = [3, 1]  # the default lab's balancer: round-robin
+    assert problems_of(data) == [("nodes.web.weight", "no balancer of web1, web2 reads weights: lb (round-robin); "
+                                                      "only algorithm 'weighted' does")]
+
+
+def test_the_schema_and_the_model_know_the_same_algorithms():
+    schema = json.loads((TOPOLOGY_DIR / "schema.json").read_text())
+    node = schema["properties"]["nodes"]["additionalProperties"]["properties"]
+    assert tuple(node["algorithm"]["enum"]) == spec.ALGORITHMS and spec.DEFAULT_ALGORITHM in spec.ALGORITHMS
