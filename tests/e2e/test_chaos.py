@@ -97,7 +97,7 @@ def eventually(condition, seconds=10):
     while not condition():
         if time.monotonic() > deadline:
             return False
-        time.sleep(0.5)
+        time.sleep(0.1)
     return True
 
 

@@ -41,7 +41,7 @@ def test_drill_fails_until_the_documented_fix_then_passes(lab, name):
     deadline = time.monotonic() + 20
     while (result := drill(lab, "check")).returncode != 0:
         assert time.monotonic() < deadline, f"{name}: still broken after the fix:\n{result.stdout}{result.stderr}"
-        time.sleep(0.5)
+        time.sleep(0.1)
     assert "solved" in result.stdout
     last = Chaos(lab.driver, lab.topology).entries()[-1]
     assert last.fault == spec.fault and last.state == "reverted", last

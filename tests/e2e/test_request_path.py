@@ -54,7 +54,7 @@ def mail_sent(lab, order_id):
     return sql(lab, f"SELECT sent_at IS NOT NULL FROM mail_outbox WHERE order_id = {int(order_id)}") == [["t"]]
 
 
-def eventually(check, seconds=20, interval=0.5):
+def eventually(check, seconds=20, interval=0.1):
     deadline = time.monotonic() + seconds
     while True:
         value = check()

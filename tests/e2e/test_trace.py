@@ -48,7 +48,7 @@ def miss(lab):
     # connection at lb, so nothing there to see accepted: wait until they are gone.
     deadline = time.monotonic() + 20
     while connections(lab, "cache", "lb") and time.monotonic() < deadline:
-        time.sleep(0.5)
+        time.sleep(0.1)
     assert connections(lab, "cache", "lb") == 0, "the edge still holds a connection to the balancer after 20 s"
     # The replicas pool their pages' database connections: end those sessions (as a database
     # restart would), so this page load opens a new one and the postmaster's accept is in it.
