@@ -53,6 +53,11 @@ def to_record(node: str, capture_id: str, frame: Frame) -> pb.Record:
     )
 
 
+def batch(node: str, capture_id: str, frames: list[Frame]) -> pb.AgentMessage:
+    """What the agent ships for some frames of a capture: one message."""
+    return pb.AgentMessage(batch=pb.RecordBatch(records=[to_record(node, capture_id, f) for f in frames]))
+
+
 def socket_view() -> str:
     """This node's TCP sockets now (listeners, connections, counters) as JSON; "" when the
     kernel will not say (the trace then names no accepting process here)."""
@@ -106,8 +111,7 @@ class Agent:
         self.captures[command.capture_id] = stop
 
         def emit(frames: list[Frame]) -> None:
-            records = [to_record(self.node.name, command.capture_id, f) for f in frames]
-            self.outbox.put(pb.AgentMessage(batch=pb.RecordBatch(records=records)))
+            self.outbox.put(batch(self.node.name, command.capture_id, frames))
 
         log = self.node.run_dir / ACCESS_LOG
         log_start = log.stat().st_size if log.exists() else 0

@@ -475,11 +475,12 @@ def _health(server: grpc.Server, services: tuple[str, ...]) -> None:
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
 
 
-def serve(listen: str, api_listen: str, token_file: str, host: str = "") -> tuple[grpc.Server, grpc.Server]:
-    """Two servers on one Hub. `listen`: the agents' door (AgentHub and health, for every node
-    of the management network). `api_listen`: the Control API (Control, health, and reflection
-    -- reflection behind the token too), for the host only (`HostOnly`)."""
-    hub = Hub()
+def serve(listen: str, api_listen: str, token_file: str, host: str = "",
+          hub: Hub | None = None) -> tuple[grpc.Server, grpc.Server]:
+    """Two servers on one Hub (a new one unless given). `listen`: the agents' door (AgentHub and
+    health, for every node of the management network). `api_listen`: the Control API (Control,
+    health, and reflection -- reflection behind the token too), for the host only (`HostOnly`)."""
+    hub = hub if hub is not None else Hub()
     agents = grpc.server(futures.ThreadPoolExecutor(max_workers=64))
     rpc.add_AgentHubServicer_to_server(AgentHubService(hub), agents)
     _health(agents, ("hoplab.v1.AgentHub",))
