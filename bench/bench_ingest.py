@@ -72,7 +72,7 @@ def fake_agent(target: str, node: str, records: int) -> None:
     built = []
     for start in range(0, records, BATCH):
         chosen = [frames[(start + i) % len(frames)] for i in range(min(BATCH, records - start))]
-        built.append(batch(node, PLACEHOLDER, chosen).SerializeToString())
+        built.append(batch(PLACEHOLDER, chosen).SerializeToString())
     starts: queue.Queue = queue.Queue()
 
     def messages():
