@@ -2,10 +2,10 @@
 filter compiled to classic BPF by tcpdump and attached in the kernel (SO_ATTACH_FILTER), so
 only matching packets ever reach Python, cut to SNAPLEN by the filter itself. The kernel writes
 them into a TPACKET_V3 ring shared with the agent (mmap): blocks of packets, each handed over
-when full or RETIRE_MS after its first packet, so a busy capture wakes its agent about 50 times
-a second however many packets it sees, and reading a packet is a copy of its bytes, not a system
-call. The ring's timestamps (the kernel's, in ns) put every node's packets on the one clock all
-namespaces share. Nothing is decoded here; the collector does that, once."""
+when full or within 2 x RETIRE_MS of its first packet, so a busy capture wakes its agent about
+50 times a second however many packets it sees, and reading a packet is a copy of its bytes,
+not a system call. The ring's timestamps (the kernel's, in ns) put every node's packets on the
+one clock all namespaces share. Nothing is decoded here; the collector does that, once."""
 
 from __future__ import annotations
 
@@ -111,6 +111,15 @@ class Ring:
             struct.pack_into("I", ring, base + 8, TP_STATUS_KERNEL)
             self.block = (self.block + 1) % BLOCKS
 
+    def filling(self) -> bool:
+        """Whether the block the kernel fills now (the first after those handed over) holds
+        packets it has not handed over yet."""
+        for step in range(BLOCKS):
+            status, count, _ = self._BLOCK.unpack_from(self.ring, (self.block + step) % BLOCKS * BLOCK_SIZE + 8)
+            if not status & TP_STATUS_USER:
+                return count > 0
+        return False
+
     def close(self) -> None:
         self.ring.close()
         self.sock.close()
@@ -163,8 +172,10 @@ def batches(ifaces: list[str], expression: str, max_seconds: int, max_packets: i
         while True:
             left = deadline - time.monotonic()
             done = stop.is_set() or left <= 0
-            if done:  # the blocks still filling are handed over within RETIRE_MS: wait, then read
-                time.sleep(2 * RETIRE_MS / 1000 + 0.005)
+            if done:  # a block still filling is handed over within 2 x RETIRE_MS: wait, then read all
+                last = time.monotonic() + 2 * RETIRE_MS / 1000 + 0.005
+                while any(ring.filling() for ring in rings) and time.monotonic() < last:
+                    time.sleep(0.002)
                 ready = rings
             else:
                 ready, _, _ = select.select(rings, [], [], min(left, 0.1))
