@@ -1,4 +1,6 @@
 """Tracing benchmark, in one run:
+  - the collector's capacity: records/s it ingests from fake agents streaming real frames'
+    records on loopback, no lab involved (bench_ingest.py; median of several runs);
   - the request path's throughput (wrk from the client, through NAT, edge, LB, web, db) with
     tracing off, with the host's kernel drop tracer alone (bpftrace on skb:kfree_skb), and with
     every node capturing, alternated; the ratios to "off" are their costs;
@@ -21,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench_ingest import ingest
 from bench_path import wrk
 from hoplab import spec
 from hoplab.backends.docker import DockerBackend
@@ -59,9 +62,12 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--path", default="/order", help="the page to load (default: the uncached order form)")
     parser.add_argument("--visits", type=int, default=5, help="visits timed for trace assembly")
+    parser.add_argument("--ingest-agents", type=int, default=8, help="fake agents of the ingest run")
+    parser.add_argument("--ingest-runs", type=int, default=5)
     parser.add_argument("--json", type=Path, default=BUILD_DIR / "bench" / "trace.json")
     args = parser.parse_args()
     topology = spec.load(args.topology)
+    capacity = ingest(agents=args.ingest_agents, runs=args.ingest_runs)
     subprocess.run([sys.executable, "-m", "hoplab", "up", "-q", "--topology", str(args.topology)],
                    check=True, stdout=subprocess.DEVNULL)
     backend = DockerBackend()
@@ -71,7 +77,7 @@ def main() -> None:
 
     idle = idle_agent_cpu(backend, topology, IDLE_WINDOW_S)
     print(f"idle agents: {idle * 1000:.2f} ms of CPU per second, all nodes together", flush=True)
-    off, kernel, on, ingest = [], [], [], []
+    off, kernel, on, offered = [], [], [], []
     for i in range(args.runs):
         off.append(wrk(backend, topology, client, url, args.seconds, args.connections)["rps"])
         with KernelView(backend, topology, args.seconds + 20) as view:
@@ -82,10 +88,10 @@ def main() -> None:
         started = time.monotonic()
         on.append(wrk(backend, topology, client, url, args.seconds, args.connections)["rps"])
         stopped = control.stop(capture.id)
-        ingest.append(stopped.records / (time.monotonic() - started))
+        offered.append(stopped.records / (time.monotonic() - started))
         print(f"run {i + 1}/{args.runs}: tracing off {off[-1]:7.0f} req/s, kernel tracer {kernel[-1]:7.0f} req/s, "
               f"on {on[-1]:7.0f} req/s, "
-              f"collector {ingest[-1]:8.0f} records/s ({stopped.records} records)", flush=True)
+              f"collector {offered[-1]:8.0f} records/s ({stopped.records} records)", flush=True)
 
     assembly = []
     for _ in range(args.visits):
@@ -104,10 +110,11 @@ def main() -> None:
         "ratio_on_over_off": statistics.median(on) / statistics.median(off),
         "rps_kernel_tracer_on": statistics.median(kernel),
         "ratio_kernel_tracer_over_off": statistics.median(kernel) / statistics.median(off),
-        "collector_records_per_s": statistics.median(ingest),
+        "collector_records_per_s": statistics.median(offered),
+        "collector_capacity_records_per_s": capacity["records_per_s"], "ingest": capacity,
         "visit_end_to_trace_ms": statistics.median(assembly) * 1000,
         "idle_agents_cpu_ms_per_s": idle * 1000,
-        "raw": {"off": off, "kernel": kernel, "on": on, "ingest": ingest, "assembly_s": assembly},
+        "raw": {"off": off, "kernel": kernel, "on": on, "offered": offered, "assembly_s": assembly},
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(summary, indent=2) + "\n")
@@ -117,7 +124,9 @@ def main() -> None:
     print(f"  ratio on / off                   {summary['ratio_on_over_off']:9.2f}")
     print(f"  kernel drop tracer alone         {summary['rps_kernel_tracer_on']:9.0f} req/s "
           f"({summary['ratio_kernel_tracer_over_off']:.2f} of off)")
-    print(f"  collector ingest                 {summary['collector_records_per_s']:9.0f} records/s")
+    print(f"  collector ingest (lab offered)   {summary['collector_records_per_s']:9.0f} records/s")
+    print(f"  collector capacity (synthetic)   {summary['collector_capacity_records_per_s']:9.0f} records/s "
+          f"({capacity['agents']} fake agents, median of {capacity['runs']})")
     print(f"  visit end -> assembled trace     {summary['visit_end_to_trace_ms']:9.0f} ms (median of {args.visits})")
     print(f"  idle agents, all nodes           {summary['idle_agents_cpu_ms_per_s']:9.2f} ms CPU per s")
     print(f"  (JSON: {args.json})")

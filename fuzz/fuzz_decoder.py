@@ -1,10 +1,11 @@
 """Fuzz the packet decoder with raw Ethernet frames, as a capture point hands them to the agent.
 
 Per input, what the lab does with one captured frame: `decode` it (which must never raise, and
-must not reach its last-resort handler: that is a decoder bug it hid), build the agent's
-`Record` from it (`control.agent.to_record`, what is streamed to the collector), mask its
-credentials (`credentials.Masker`, which keeps the frame's length), and cut TLS records and
-hellos from its TCP payload and try to decrypt it with the captures' key log (`trace.tls`).
+must not reach its last-resort handler: that is a decoder bug it hid), build the agent's raw
+`Record` from it (`control.agent.raw_record`) and fill it in as the collector does
+(`trace.assemble.complete`), mask its credentials (`credentials.Masker`, which keeps the
+frame's length), and cut TLS records and hellos from its TCP payload and try to decrypt it with
+the captures' key log (`trace.tls`).
 Seeds: every frame of tests/data/captures/*.pcapng; decoder.dict gives libFuzzer the values the
 decoder dispatches on. Run by `fuzz/harness.py decoder` (make fuzz).
 """
@@ -14,10 +15,11 @@ from __future__ import annotations
 import json
 
 from harness import BrokenContract, expect
-from hoplab.control.agent import to_record
+from hoplab.control.agent import raw_record
 from hoplab.control.capture import Frame
 from hoplab.trace import decode as decoder
 from hoplab.trace import tls
+from hoplab.trace.assemble import complete
 from hoplab.trace.credentials import Masker
 from hoplab.trace.packet import Packet
 from hoplab.v1 import control_pb2 as pb
@@ -49,7 +51,8 @@ def check_decode(frame: bytes) -> Packet:
 def check_frame(frame: bytes) -> None:
     """Raise on any input that breaks the contract of the code a captured frame goes through."""
     packet = check_decode(frame)
-    record = to_record("node", "capture", Frame("eth0", "in", 0, frame, len(frame)))
+    record = raw_record(Frame("eth0", "in", 0, frame, len(frame)))
+    complete(record)
     record.SerializeToString()
     masked = Masker().frame(frame, ("node", "eth0"))
     expect(len(masked) == len(frame), f"masking: the frame's length changed ({len(frame)} to {len(masked)})")

@@ -6,16 +6,21 @@ replaced, so nothing here opens a socket or runs a program."""
 
 from __future__ import annotations
 
+import struct
 import threading
+from pathlib import Path
 from types import SimpleNamespace
 
 import grpc
 import pytest
 
 from hoplab.control import server
-from hoplab.control.capture import MAX_PACKETS, MAX_SECONDS
+from hoplab.control.agent import batch
+from hoplab.control.capture import MAX_PACKETS, MAX_SECONDS, Frame
 from hoplab.control.server import (GRACE_S, MAX_FILTER_CHARS, AgentHubService, AgentSession, CaptureState,
                                    ControlService, Hub)
+from hoplab.trace.assemble import complete
+from hoplab.trace.decode import decode
 from hoplab.v1 import control_pb2 as pb
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -556,3 +561,78 @@ def test_attach_forwards_the_hubs_commands_to_the_agent(hub):
     assert list(stream) == []
     assert hub.agents == {}
 
+
+
+# ------------------------------------------------------------ raw records: decoded once, at the collector
+
+
+def visit_frames() -> list[bytes]:
+    """The frames of a real traced visit (tests/data/captures), in file order."""
+    data, off, found = (Path(__file__).parents[1] / "data" / "captures" / "visit-miss.pcapng").read_bytes(), 0, []
+    while off < len(data):
+        kind, length = struct.unpack_from("<II", data, off)
+        if kind == 6:
+            captured = struct.unpack_from("<I", data, off + 20)[0]
+            found.append(data[off + 28:off + 28 + captured])
+        off += length
+    return found
+
+
+def raw_batch(capture_id: str, frames: list[bytes]) -> pb.AgentMessage:
+    """What an agent ships for these frames: hoplab.control.agent.batch itself."""
+    return batch(capture_id, [Frame("home", "out", 1000 + i, f, len(f) + 7) for i, f in enumerate(frames)])
+
+
+def test_an_agents_raw_records_take_node_and_capture_from_their_stream_and_batch(hub):
+    hub.captures["c1"] = capture("c1", nodes=("client",))
+    message = pb.AgentMessage.FromString(raw_batch("c1", visit_frames()[:3]).SerializeToString())
+    assert all(not r.node and not r.capture_id and not r.proto for r in message.batch.records), "not raw"
+    hub.add_records(message.batch.records, "client", message.batch.capture_id)
+    kept = hub.captures["c1"].records
+    assert [(r.node, r.capture_id, r.iface, r.ts_ns) for r in kept] == [("client", "c1", "home", 1000 + i)
+                                                                      for i in range(3)]
+    assert [r.length - len(r.frame) for r in kept] == [7, 7, 7], "the length on the wire is the agent's"
+    hub.add_records(raw_batch("gone", visit_frames()[:2]).batch.records, "client", "gone")
+    assert len(kept) == 3 and set(hub.captures) == {"c1"}
+
+
+def test_a_batch_beyond_the_capture_limit_is_counted_as_dropped(hub, monkeypatch):
+    monkeypatch.setattr(server, "MAX_RECORDS_PER_CAPTURE", 4)
+    hub.captures["c1"] = capture("c1", nodes=("client",))
+    for _ in range(2):
+        hub.add_records(raw_batch("c1", visit_frames()[:3]).batch.records, "client", "c1")
+    assert (len(hub.captures["c1"].records), hub.captures["c1"].dropped) == (4, 2)
+
+
+def test_raw_records_are_decoded_once_when_first_read(control, monkeypatch):
+    decoded = []
+    monkeypatch.setattr(server, "complete", lambda r: (decoded.append(r.ts_ns), complete(r)))
+    frames = visit_frames()
+    c = capture("c1", nodes=("client",), trace_id=TRACE, services={"client": "client"})
+    control.hub.captures["c1"] = c
+    control.hub.add_records(raw_batch("c1", frames).batch.records, "client", "c1")
+    assert decoded == [] and all(not r.proto for r in c.records), "decoded on arrival"
+    c.state = "stopped"
+    trace = control.GetTrace(pb.GetTraceRequest(trace_id=TRACE), FakeContext())
+    assert len(decoded) == len(frames)
+    packets = [decode(f) for f in frames]
+    assert [h.record.summary for h in trace.hops] == [p.summary for p in packets]
+    assert [h.record.proto for h in trace.hops] == [p.proto for p in packets]
+    syn = next(h.record for h, p in zip(trace.hops, packets) if p.tcp_flags == "SYN")
+    assert syn.src.count(".") == 3 and ":" in syn.src and syn.tcp_seq, "addresses and TCP fields filled in"
+    assert [dict(h.record.keys) for h in trace.hops] == [p.keys for p in packets]
+    assert any("dns_id" in p.keys for p in packets), "the visit has correlation keys to fill in"
+    streamed = list(control.StreamRecords(pb.StreamRecordsRequest(capture_id="c1", raw=True), FakeContext()))
+    control.GetTrace(pb.GetTraceRequest(trace_id=TRACE), FakeContext())
+    assert len(decoded) == len(frames), "decoded again"
+    assert [r.summary for r in streamed] == [p.summary for p in packets]
+
+
+def test_records_decoded_by_their_agent_are_left_as_they_are(control):
+    """A record that came with its protocol (an older agent's) is not decoded again."""
+    frame = visit_frames()[0]
+    c = capture("c1", records=[record(proto="arp", summary="as the agent said", frame=frame)])
+    c.state = "stopped"
+    control.hub.captures["c1"] = c
+    [sent] = control.StreamRecords(pb.StreamRecordsRequest(capture_id="c1"), FakeContext())
+    assert (sent.proto, sent.summary) == ("arp", "as the agent said")

@@ -1,6 +1,7 @@
 """The agent in every node: dials the control service over the management network, announces
 its node and data-plane interfaces, and runs the bounded captures it is told to, streaming
-decoded records in batches. While nothing is traced it only holds an idle stream open.
+the frames raw in batches (the collector decodes them, once). While nothing is traced it only
+holds an idle stream open.
 
 It survives anything it raises: the failure is logged, it backs off (1 s, doubling up to
 MAX_BACKOFF_S while failures follow each other), attaches again and reports the failure to the
@@ -25,7 +26,6 @@ from hoplab import bounded
 from hoplab.control import conntrack, sockets
 from hoplab.control.capture import CaptureError, CaptureStats, Frame, run_capture
 from hoplab.node import ACCESS_LOG, NodeContext
-from hoplab.trace.decode import decode
 from hoplab.v1 import control_pb2 as pb
 from hoplab.v1 import control_pb2_grpc as rpc
 
@@ -47,22 +47,17 @@ def interfaces(names: list[str]) -> list[pb.Interface]:
     return found
 
 
-def _endpoint(ip: str | None, port: int | None, mac: str | None) -> str:
-    if ip and port is not None:
-        return f"{ip}:{port}"
-    return ip or mac or ""
+def raw_record(frame: Frame) -> pb.Record:
+    """A frame as the agent ships it: where and when it was seen, its bytes (at most the snap
+    length) and its length on the wire. Node and capture are the stream's and the batch's; the
+    collector reads everything else (addresses, summary, correlation keys) from the frame."""
+    return pb.Record(iface=frame.iface, direction=frame.direction, ts_ns=frame.ts_ns, frame=frame.data,
+                     length=frame.length)
 
 
-def to_record(node: str, capture_id: str, frame: Frame) -> pb.Record:
-    packet = decode(frame.data)
-    return pb.Record(
-        capture_id=capture_id, node=node, iface=frame.iface, direction=frame.direction, ts_ns=frame.ts_ns,
-        proto=packet.proto, src=_endpoint(packet.src_ip, packet.src_port, packet.eth_src),
-        dst=_endpoint(packet.dst_ip, packet.dst_port, packet.eth_dst), summary=packet.summary,
-        tcp_flags=packet.tcp_flags or "", tcp_seq=packet.tcp_seq or 0, ip_id=packet.ip_id or 0,
-        payload_hash=packet.payload_hash or "", keys={k: str(v) for k, v in packet.keys.items()},
-        frame=frame.data, length=frame.length,
-    )
+def batch(capture_id: str, frames: list[Frame]) -> pb.AgentMessage:
+    """What the agent ships for some frames of a capture: one message."""
+    return pb.AgentMessage(batch=pb.RecordBatch(capture_id=capture_id, records=[raw_record(f) for f in frames]))
 
 
 def socket_view() -> str:
@@ -133,8 +128,7 @@ class Agent:
         self.captures[command.capture_id] = stop
 
         def emit(frames: list[Frame]) -> None:
-            records = [to_record(self.node.name, command.capture_id, f) for f in frames]
-            self.outbox.put(pb.AgentMessage(batch=pb.RecordBatch(records=records)))
+            self.outbox.put(batch(command.capture_id, frames))
 
         log = self.node.run_dir / ACCESS_LOG
         log_start = log.stat().st_size if log.exists() else 0

@@ -26,7 +26,7 @@ from grpc_reflection.v1alpha import reflection
 
 from hoplab import bounded
 from hoplab.control.capture import COMPILE_TIMEOUT_S, MAX_PACKETS, MAX_SECONDS
-from hoplab.trace.assemble import assemble
+from hoplab.trace.assemble import assemble, complete
 from hoplab.trace.credentials import Masker
 from hoplab.trace.tls import KeyLog, KeyLogError
 from hoplab.v1 import control_pb2 as pb
@@ -73,6 +73,8 @@ class CaptureState:
     accepts: list = field(default_factory=list)  # the host kernel tracer's accepted connections, likewise
     kernel_view: str = "not reported"  # "" when the caller's kernel tracer ran
     key_log: KeyLog = field(default_factory=KeyLog)  # the TLS session keys the visit's client logged
+    decoded: int = 0  # records[:decoded] have what their frames say (agents ship them raw)
+    decode_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def gap(self, node: str, reason: str) -> None:
         self.gaps[node] = f"{self.gaps[node]}; {reason}" if node in self.gaps else reason
@@ -138,17 +140,45 @@ class Hub:
                 self._maybe_finish(capture)
             self.lock.notify_all()
 
-    def add_records(self, records) -> None:
+    def add_records(self, records, node: str = "", capture_id: str = "") -> None:
+        """Records of one batch. An agent's name neither node nor capture: `node` (its stream's)
+        and `capture_id` (the batch's) are theirs. Kept as they came: decoding waits for the
+        first reader (`decode`)."""
         with self.lock:
+            if capture_id:
+                capture = self.captures.get(capture_id)
+                if capture is not None:
+                    kept = records[:max(0, MAX_RECORDS_PER_CAPTURE - len(capture.records))]
+                    for record in kept:
+                        if not record.capture_id:
+                            record.capture_id = capture_id
+                        if node and not record.node:
+                            record.node = node
+                    capture.records.extend(kept)
+                    capture.dropped += len(records) - len(kept)
+                    self.lock.notify_all()
+                return
             for record in records:
                 capture = self.captures.get(record.capture_id)
                 if capture is None:
                     continue
+                if node and not record.node:
+                    record.node = node
                 if len(capture.records) < MAX_RECORDS_PER_CAPTURE:
                     capture.records.append(record)
                 else:
                     capture.dropped += 1
             self.lock.notify_all()
+
+    def decode(self, capture: CaptureState) -> None:
+        """Every record of the capture that came raw gets what its frame says, once, in arrival
+        order (a second reader finds them done)."""
+        with capture.decode_lock:
+            with self.lock:
+                fresh = capture.records[capture.decoded:]
+            for record in fresh:
+                complete(record)
+            capture.decoded += len(fresh)
 
     def armed(self, node: str, capture_id: str) -> None:
         with self.lock:
@@ -214,7 +244,7 @@ class AgentHubService(rpc.AgentHubServicer):
             try:
                 for message in request_iterator:
                     if message.HasField("batch"):
-                        self.hub.add_records(message.batch.records)
+                        self.hub.add_records(message.batch.records, session.node, message.batch.capture_id)
                     elif message.HasField("armed"):
                         self.hub.armed(session.node, message.armed.capture_id)
                     elif message.HasField("error"):
@@ -352,6 +382,7 @@ class ControlService(rpc.ControlServicer):
                 if not batch and not done:
                     self.hub.lock.wait(0.5)
                     continue
+            self.hub.decode(capture)
             for record in batch:
                 if masker is not None:
                     original = record.frame
@@ -381,6 +412,7 @@ class ControlService(rpc.ControlServicer):
             gaps, views, drops = capture.gap_list(), dict(capture.sockets), list(capture.drops)
             key_log = capture.key_log.merged(more_keys)
             accepts = list(capture.accepts)
+        self.hub.decode(capture)  # all of `records`, and any that came since
         clients = {node for node, service in capture.services.items() if service == "client"}
         trace = assemble(capture.trace_id, capture.url, capture.id, records, clients, translations, logs,
                          {node: json.loads(view) for node, view in views.items()}, drops, accepts, key_log)
@@ -496,11 +528,12 @@ def _health(server: grpc.Server, services: tuple[str, ...]) -> None:
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
 
 
-def serve(listen: str, api_listen: str, token_file: str, host: str = "") -> tuple[grpc.Server, grpc.Server]:
-    """Two servers on one Hub. `listen`: the agents' door (AgentHub and health, for every node
-    of the management network). `api_listen`: the Control API (Control, health, and reflection
-    -- reflection behind the token too), for the host only (`HostOnly`)."""
-    hub = Hub()
+def serve(listen: str, api_listen: str, token_file: str, host: str = "",
+          hub: Hub | None = None) -> tuple[grpc.Server, grpc.Server]:
+    """Two servers on one Hub (a new one unless given). `listen`: the agents' door (AgentHub and
+    health, for every node of the management network). `api_listen`: the Control API (Control,
+    health, and reflection -- reflection behind the token too), for the host only (`HostOnly`)."""
+    hub = hub if hub is not None else Hub()
     agents = grpc.server(futures.ThreadPoolExecutor(max_workers=64))
     rpc.add_AgentHubServicer_to_server(AgentHubService(hub), agents)
     _health(agents, ("hoplab.v1.AgentHub",))

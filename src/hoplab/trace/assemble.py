@@ -229,6 +229,27 @@ def drop_record(drop: pb.KernelDrop) -> pb.Record:
                      keys={"drop_reason": drop.reason, "drop_location": drop.location})
 
 
+def _endpoint(ip: str | None, port: int | None, mac: str | None) -> str:
+    if ip and port is not None:
+        return f"{ip}:{port}"
+    return ip or mac or ""
+
+
+def complete(record: pb.Record) -> None:
+    """A record its agent shipped raw (a frame, no protocol yet) gets what the decoder reads in
+    the frame: protocol, addresses and ports, summary, TCP flags and sequence, IP id, payload
+    hash and correlation keys. A record that has them already is left as it is."""
+    if record.proto or not record.frame:
+        return
+    packet = decode(record.frame)
+    record.proto, record.summary = packet.proto, packet.summary
+    record.src = _endpoint(packet.src_ip, packet.src_port, packet.eth_src)
+    record.dst = _endpoint(packet.dst_ip, packet.dst_port, packet.eth_dst)
+    record.tcp_flags, record.tcp_seq = packet.tcp_flags or "", packet.tcp_seq or 0
+    record.ip_id, record.payload_hash = packet.ip_id or 0, packet.payload_hash or ""
+    record.keys.update({k: str(v) for k, v in packet.keys.items()})
+
+
 def layers(record) -> pb.Layers:
     packet = decode(record.frame)
     return pb.Layers(eth_src=packet.eth_src or "", eth_dst=packet.eth_dst or "", ttl=packet.ttl or 0,

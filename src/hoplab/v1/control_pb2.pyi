@@ -397,10 +397,12 @@ class Hello(_message.Message):
     def __init__(self, node: _Optional[str] = ..., service: _Optional[str] = ..., interfaces: _Optional[_Iterable[_Union[Interface, _Mapping]]] = ...) -> None: ...
 
 class RecordBatch(_message.Message):
-    __slots__ = ("records",)
+    __slots__ = ("records", "capture_id")
     RECORDS_FIELD_NUMBER: _ClassVar[int]
+    CAPTURE_ID_FIELD_NUMBER: _ClassVar[int]
     records: _containers.RepeatedCompositeFieldContainer[Record]
-    def __init__(self, records: _Optional[_Iterable[_Union[Record, _Mapping]]] = ...) -> None: ...
+    capture_id: str
+    def __init__(self, records: _Optional[_Iterable[_Union[Record, _Mapping]]] = ..., capture_id: _Optional[str] = ...) -> None: ...
 
 class AgentMessage(_message.Message):
     __slots__ = ("hello", "batch", "ended", "armed", "error")
