@@ -40,6 +40,7 @@ class Service:
     after: tuple[str, ...] = ()  # services whose nodes must be healthy before this one starts
     volumes: dict[str, str] = field(default_factory=dict)  # name -> path: state that outlives the node
     shared: dict[str, str] = field(default_factory=dict)  # name -> path: one per lab, in every node naming it
+    cache: dict[str, str] = field(default_factory=dict)  # name -> path: kept across labs (what `prepare` makes)
     stop_signal: str | None = None  # what `stop` sends first, when SIGTERM is not the daemon's fast way out
     wheels: tuple[str, ...] = ()  # pinned PyPI requirements, installed from wheels built on the host
     user: bool = False  # from a topology's service_dirs, not the project's services/
@@ -98,6 +99,7 @@ def read_service(path: Path, user: bool = False) -> tuple[Service | None, list[t
         after=tuple(data.get("after", ())),
         volumes=dict(data.get("volumes") or {}),
         shared=dict(data.get("shared") or {}),
+        cache=dict(data.get("cache") or {}),
         stop_signal=data.get("stop_signal"),
         wheels=tuple(data.get("wheels", ())),
         user=user,

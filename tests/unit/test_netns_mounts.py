@@ -30,3 +30,25 @@ def test_the_rest_stays():
     kept = {"/", "/run", "/var/lib/docker", "/srv/my data"}
     assert not kept & set(pinning_mounts(MOUNTINFO))
     assert pinning_mounts("") == [] and pinning_mounts("garbage line\n") == []
+
+
+def test_a_services_cache_is_its_folders_own_and_outside_every_overlaid_folder(tmp_path):
+    """What a service keeps across labs (service.yaml `cache:`) is bound from the host, from a
+    folder of that service folder's own (two folders may hold services of the same name), and
+    never from a folder a node overlays (its writes would stay in that node's upper layer)."""
+    from hoplab.backends.netns import CACHE_ROOT, OVERLAID, cache_dir
+    from hoplab.services import load_catalog
+
+    db = load_catalog()["db"]
+    assert db.cache == {"templates": "/var/cache/hoplab/db"}
+    other = tmp_path / "db"
+    other.mkdir()
+    (other / "service.yaml").write_text("description: another db\ncache: {templates: /var/cache/x}\n")
+    for script in ("start", "health"):
+        (other / script).write_text("#!/bin/sh\n")
+        (other / script).chmod(0o755)
+    theirs = load_catalog(extra=[tmp_path])["db"]
+    assert theirs.cache == {"templates": "/var/cache/x"}
+    assert cache_dir(db) != cache_dir(theirs)
+    assert all(cache_dir(s).parent == CACHE_ROOT for s in (db, theirs))
+    assert not any(CACHE_ROOT.is_relative_to(folder) for folder in OVERLAID)

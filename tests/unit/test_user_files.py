@@ -138,7 +138,7 @@ def test_the_shipped_slo_file_holds_both_gates():
 # ------------------------------------------------------------ a topology's own service.yaml
 
 SERVICE_FILES = [
-    ("description: x\npackage: [a]\n", "(top level): unknown field(s) package (fields: after, capabilities, "
+    ("description: x\npackage: [a]\n", "(top level): unknown field(s) package (fields: after, cache, capabilities, "
                                        "description, packages, shared, stop_signal, sysctls, volumes, wheels)"),
     ("packages: curl\n", "packages: 'curl' is not of type 'array'"),
     ("volumes: {data: var/lib}\n", "volumes.data: 'var/lib' does not match ^/"),

@@ -9,7 +9,8 @@ anchor process (`sleep infinity`) and every process the backend starts carries t
 `HOPLAB_NETNS=<lab>`. What it makes on the host: bridges `hn-<lab>-*` and veths `hv-<lab>-*`,
 each with the alias `hoplab:<lab>` from its creation, one FORWARD rule per bridge (comment
 `hoplab:<lab>`), the host's address on the management bridge, and the folder
-/run/hoplab-netns/<lab>/. `down` and `clean` remove exactly these, found by those marks (a link
+/run/hoplab-netns/<lab>/; and, shared by all labs as images are, what services keep across labs
+(service.yaml `cache:`) under /run/hoplab-netns-cache/. `down` and `clean` remove exactly these, found by those marks (a link
 that merely has a lab-like name is never touched)."""
 
 from __future__ import annotations
@@ -92,6 +93,14 @@ FRESH = ("/run",)  # an empty tmpfs per node, mounted last
 # layer inside its lower one is refused), and gone with a reboot, as the namespaces are.
 STATE_ROOT = Path("/run/hoplab-netns")
 LAB_JSON = "/etc/hoplab/lab.json"  # where a node reads its lab, as in a Docker image
+# What a service keeps across labs (service.yaml `cache:`, made by its `prepare`), as an image
+# keeps what its build made: on the host until a reboot, outside every overlaid folder.
+CACHE_ROOT = Path("/run/hoplab-netns-cache")
+
+
+def cache_dir(service: Service) -> Path:
+    """A service folder's own cache (two folders may hold services of the same name)."""
+    return CACHE_ROOT / f"{service.name}-{hashlib.sha256(str(service.directory).encode()).hexdigest()[:8]}"
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -204,8 +213,8 @@ class NetnsBackend(Backend):
             for node, entry in nodes.items():
                 if not nodeproc.wait_in_own_namespaces(entry["anchor"]):
                     raise BackendError(f"node {node}: its anchor process did not join the node's namespaces")
-            for node in layout.nodes:
-                self._prepare_node(topology, node, nodes[node]["anchor"])
+            with ThreadPoolExecutor(8) as pool:  # each node's mounts on their own: none waits for another
+                list(pool.map(lambda node: self._prepare_node(topology, node, nodes[node]["anchor"]), layout.nodes))
         finally:
             build.release()
         self.firewall.harden(bridges)
@@ -248,6 +257,8 @@ class NetnsBackend(Backend):
             script.append(self._bind(root / "volumes" / name, path))
         for name, path in service.shared.items():
             script.append(self._bind(self.state_dir(topology.name) / "shared" / name, path))
+        for name, path in service.cache.items():
+            script.append(self._bind(cache_dir(service) / name, path))
         for key, value in service.sysctls.items():
             script.append(f"sysctl -q -w {key}={value}")
         # Last: the folders above are under the host's /run, which this hides.
