@@ -367,12 +367,8 @@ class Clean(Command):
     def add_arguments(self, parser):
         parser.add_argument("--all", action="store_true", help="every hoplab lab, not just this topology's")
         parser.add_argument("--images", action="store_true",
-                            help="also every Docker image hoplab built (hoplab/*; never another's)")
-
-    def check(self, args):
-        if args.images and args.backend_explicit and args.backend != "docker":
-            raise UsageError(f"--images: images are the Docker backend's, not the {args.backend} backend's "
-                             "(drop --backend, or use --backend docker)")
+                            help="also what labs share: every Docker image hoplab built (hoplab/*; never "
+                                 "another's) and the netns backend's service caches")
 
     def run(self, args):
         from hoplab.backends.base import Cleaned
@@ -385,8 +381,8 @@ class Clean(Command):
         cleaned = Cleaned()
         for name in backends:
             cleaned.extend(make_backend(name).clean(lab, progress))
-        if args.images:
-            cleaned.extend(make_backend("docker").clean_images(progress))
+        for name in backends if args.images else ():
+            cleaned.extend(make_backend(name).clean_images(progress))
         return report_cleaned("clean", cleaned, progress)
 
 

@@ -268,7 +268,7 @@ def test_a_labs_chaos_journal_lives_in_its_backends_state_folder(tmp_path):
 
 class CleaningBackend:
     def __init__(self, name, cleaned):
-        self.name, self.cleaned, self.asked = name, cleaned, []
+        self.name, self.cleaned, self.asked, self.images = name, cleaned, [], 0
 
     def clean(self, lab, progress):
         self.asked.append(lab)
@@ -276,6 +276,10 @@ class CleaningBackend:
 
     def down(self, topology, progress):
         self.asked.append(topology.name)
+        return self.cleaned
+
+    def clean_images(self, progress):
+        self.images += 1
         return self.cleaned
 
 
@@ -327,9 +331,27 @@ def test_down_exits_1_when_something_stayed(backends, capsys):
     assert made["docker"].asked == ["lab"] and made["netns"].asked == []
 
 
-def test_clean_images_is_the_docker_backends(capsys):
+def test_clean_images_asks_each_chosen_backend_for_what_labs_share(backends, capsys):
+    made = backends(Cleaned(["image hoplab/web:1"]), Cleaned(["cache /run/hoplab-netns-cache/db-1"]))
+    code, out, err = run_cli(capsys, "clean", "--all", "--images")
+    assert code == 0 and "removed image hoplab/web:1" in err and "removed cache /run/hoplab-netns-cache/db-1" in err
+    assert made["docker"].images == made["netns"].images == 1
+    backends(Cleaned(), Cleaned(["cache /run/hoplab-netns-cache/db-1"]))
     code, out, err = run_cli(capsys, "clean", "--all", "--images", "--backend", "netns")
-    assert code == 2 and "--images" in err and "Docker" in err
+    assert code == 0 and "removed cache" in err and "image" not in err
+
+
+def test_netns_clean_images_removes_every_service_cache_and_nothing_beside(tmp_path, monkeypatch):
+    from hoplab.backends import netns
+
+    root = tmp_path / "cache"
+    (root / "db-12345678" / "cluster").mkdir(parents=True)
+    (root / "db-12345678" / "cluster" / "PG_VERSION").write_text("15\n")
+    (tmp_path / "beside").mkdir()
+    monkeypatch.setattr(netns, "CACHE_ROOT", root)
+    cleaned = netns.NetnsBackend.__new__(netns.NetnsBackend).clean_images(None)
+    assert cleaned.removed == [f"cache {root / 'db-12345678'}", f"folder {root}"] and cleaned.failed == []
+    assert not root.exists() and (tmp_path / "beside").is_dir()
 
 
 # ------------------------------------------------------------ images: hoplab's own, superseded ones

@@ -219,6 +219,11 @@ class Backend(ABC):
         """The token the host's Control API calls carry (hoplab.control.client.ControlClient)."""
         return read_control_token(self.control_token_file(topology.name))
 
+    def clean_images(self, progress: Progress) -> Cleaned:
+        """`hoplab clean --images`: what this backend keeps across labs (built images, prepared
+        service caches), all of it; only what hoplab made."""
+        return Cleaned()
+
     @abstractmethod
     def clean(self, lab: str | None, progress: Progress) -> Cleaned:
         """Remove everything this backend made for lab `lab` (every lab when None), whatever

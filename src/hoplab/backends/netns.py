@@ -404,6 +404,16 @@ class NetnsBackend(Backend):
         nodeproc.terminate(services, grace=3.0, first=None)  # signalled above: wait, then kill
         return self.clean(lab, progress)
 
+    def clean_images(self, progress: Progress) -> Cleaned:
+        """The services' caches (service.yaml `cache:`), this backend's images: a running lab's
+        next start of such a service prepares its cache again."""
+        cleaned = Cleaned()
+        for cache in sorted(CACHE_ROOT.glob("*")) if CACHE_ROOT.is_dir() else []:
+            cleaned.attempt("cache", str(cache), lambda cache=cache: shutil.rmtree(cache))
+        if CACHE_ROOT.is_dir() and not any(CACHE_ROOT.iterdir()):
+            cleaned.attempt("folder", str(CACHE_ROOT), CACHE_ROOT.rmdir)
+        return cleaned
+
     def clean(self, lab: str | None, progress: Progress) -> Cleaned:
         cleaned = Cleaned()
         processes = nodeproc.lab_processes(lab)
