@@ -3,8 +3,8 @@
   Browser (3 of 4 users) reads the products page (cacheable) and the order form (not).
   Shopper (1 of 4) opens the order form and places orders: a database row and a mail each.
 
-A 429 is the edge throttling this client (its rate limit), not a failure: it is counted in a
-row of its own, type THROTTLED, and leaves the endpoint's failures and latencies alone.
+A 429 is the edge throttling this client (its rate limit), not a failure: throttle.py counts it
+in a row of its own, type THROTTLED.
 
 `hoplab load` runs it; HOPLAB_SHAPE picks a shape from shapes.py (none: plain -u/-r/-t)."""
 
@@ -14,26 +14,19 @@ import random
 import locust.stats
 from locust import HttpUser, between, task
 
+import throttle
 from shapes import SHAPES, open_model
 
 BUYERS = ("buyer", "alice", "bob")  # the lab's mailboxes
 PRODUCTS = range(1, 11)
 SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"  # trusts the lab CA; Locust's default bundle does not
-THROTTLED = "THROTTLED"  # the request type of a 429's row (hoplab.load reads it by this name)
 
 # The --csv-full-history file on disk every second, not every 5 s: `hoplab ui` reads it while the
 # run runs (its live requests/s, p50/p95, failures).
 locust.stats.CSV_STATS_FLUSH_INTERVAL_SEC = 1
 
 
-def counted_apart_if_throttled(response) -> bool:
-    """A 429 goes to its own row (same name, type THROTTLED), as a success: the edge answered
-    as it was told to. True when it was one."""
-    if response.status_code != 429:
-        return False
-    response.request_meta["request_type"] = THROTTLED
-    response.success()
-    return True
+throttle.install()
 
 
 class LabUser(HttpUser):
@@ -43,8 +36,7 @@ class LabUser(HttpUser):
         self.client.verify = SYSTEM_CA
 
     def get(self, path: str, name: str) -> None:
-        with self.client.get(path, name=name, catch_response=True) as response:
-            counted_apart_if_throttled(response)  # anything else: Locust's own verdict (4xx, 5xx fail)
+        self.client.get(path, name=name)  # Locust's own verdict (4xx, 5xx fail), a 429 apart (throttle.py)
 
 
 class Browser(LabUser):
@@ -76,7 +68,7 @@ class Shopper(LabUser):
         form = {"buyer_email": self.email, "product_id": str(random.choice(PRODUCTS)),
                 "quantity": str(random.randint(1, 5))}
         with self.client.post("/order", data=form, name="POST /order", catch_response=True) as response:
-            if not counted_apart_if_throttled(response) and response.status_code != 201:
+            if response.status_code not in (201, 429):  # a 429: throttle.py's row, not a failure
                 response.failure(f"order not placed: {response.status_code}")
 
 

@@ -2,8 +2,8 @@
 NAT and the CDN edge, like real users. The run is bounded by its time; its reports come back
 to `reports/<timestamp>-<lab>/` (Locust's CSV and HTML, and summary.json), and SLO thresholds
 decide the exit status. A 429 (the edge's rate limit) is throttling, counted apart from failures:
-the locustfile reports it in a row of type THROTTLED, and the summary gives each endpoint and the
-total its `throttled` count and share."""
+loadtests/throttle.py (installed for a user's locustfile too) reports it in a row of type
+THROTTLED, and the summary gives each endpoint and the total its `throttled` count and share."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def new_report_dir(lab: str) -> Path:
 DEFAULT_SLO = LOADTESTS / "slo.yaml"
 SLO_SCHEMA = LOADTESTS / "slo.schema.json"
 REMOTE = "/run/hoplab/load"
-FILES = ("locustfile.py", "shapes.py")
+FILES = ("locustfile.py", "shapes.py", "throttle.py")
 SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"  # in a client node: trusts the lab CA
 USER_MODULE = "user_locustfile"  # a user's locustfile, as the entry locustfile imports it
 # The entry Locust runs for a user's locustfile: the user's classes, and the shape --shape names
@@ -64,7 +64,9 @@ def _trusting_the_lab(self, *args, **kwargs):
 
 HttpSession.__init__ = _trusting_the_lab
 
+import throttle  # noqa: E402  (a 429 is throttling, counted apart: for your users too)
 from shapes import SHAPES, open_model  # noqa: E402
+throttle.install()
 from {USER_MODULE} import *  # noqa: E402,F401,F403  (your User classes)
 
 _shape = SHAPES.get(os.environ.get("HOPLAB_SHAPE", ""))
@@ -72,7 +74,7 @@ if _shape is not None:
     Shape = _shape
 open_model(globals())
 """
-THROTTLED = "THROTTLED"  # the locustfile's request type for a 429 (loadtests/locustfile.py)
+THROTTLED = "THROTTLED"  # the request type of a 429's row (loadtests/throttle.py)
 KEY_LOG = "tls-keys.log"  # SSLKEYLOGFILE of the users on the master node (NSS key log format)
 REPORT_FILES = ("run_stats.csv", "run_failures.csv", "run_stats_history.csv", "report.html", KEY_LOG)
 SHAPE_NAMES = ("steady", "step", "spike", "open")  # loadtests/shapes.py's SHAPES (a unit test keeps them equal)

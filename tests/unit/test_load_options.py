@@ -74,7 +74,8 @@ def test_the_entry_makes_a_users_sessions_trust_the_lab_ca(tmp_path):
     session verifies with the system bundle (which holds the lab CA), not certifi's. In a
     Python of its own: importing Locust monkey-patches the process (gevent), which a test
     runner's threads do not survive."""
-    (tmp_path / "shapes.py").write_text((load.LOADTESTS / "shapes.py").read_text())
+    for name in load.FILES:  # what `hoplab load` copies beside the entry
+        (tmp_path / name).write_text((load.LOADTESTS / name).read_text())
     (tmp_path / "user_locustfile.py").write_text(
         "from locust import HttpUser, task\n\nclass Mine(HttpUser):\n    host = 'https://api.notes.test'\n\n"
         "    @task\n    def t(self):\n        pass\n")
@@ -121,7 +122,8 @@ def test_the_open_shape_paces_every_user_class_to_the_arrival_rate(tmp_path):
     """The open model as Locust imports it (a Python of its own: gevent): all users at once,
     each starting a task every USERS / ARRIVAL_RATE seconds; closed shapes keep the classes'
     own waits."""
-    (tmp_path / "shapes.py").write_text((load.LOADTESTS / "shapes.py").read_text())
+    for name in load.FILES:  # what `hoplab load` copies beside the entry
+        (tmp_path / name).write_text((load.LOADTESTS / name).read_text())
     (tmp_path / "user_locustfile.py").write_text(
         "from locust import HttpUser, between, task\n\nclass Mine(HttpUser):\n    wait_time = between(1, 2)\n"
         "    @task\n    def t(self):\n        pass\n")
