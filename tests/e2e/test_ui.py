@@ -301,7 +301,9 @@ def _post(ui: str, path: str, body: dict) -> tuple[int, dict]:
         return refused.code, json.loads(refused.read())
 
 
-LOAD_S = 5
+# Long enough that a request lands while the run still runs, on a loaded machine too (a 5 s run
+# once ended with none: its users' first requests, TLS set up, still in flight at its end).
+LOAD_S = 10
 
 
 def test_a_load_run_from_the_page_shows_live_numbers_and_the_verdict(lab, page, ui):
