@@ -50,17 +50,18 @@ def interfaces(names: list[str]) -> list[pb.Interface]:
     return found
 
 
-def raw_record(frame: Frame) -> pb.Record:
-    """A frame as the agent ships it: where and when it was seen, its bytes (at most the snap
-    length) and its length on the wire. Node and capture are the stream's and the batch's; the
-    collector reads everything else (addresses, summary, correlation keys) from the frame."""
-    return pb.Record(iface=frame.iface, direction=frame.direction, ts_ns=frame.ts_ns, frame=frame.data,
-                     length=frame.length)
-
-
 def batch(capture_id: str, frames: list[Frame]) -> pb.AgentMessage:
-    """What the agent ships for some frames of a capture: one message."""
-    return pb.AgentMessage(batch=pb.RecordBatch(capture_id=capture_id, records=[raw_record(f) for f in frames]))
+    """What the agent ships for some frames of a capture: one message, the frames packed in
+    it (one bytes field and arrays beside it, no message per frame: building and serialising
+    those cost the agent ~8 us a frame). The collector makes them Records (`server.records_of`)."""
+    interfaces: dict[str, int] = {}
+    where = []
+    for frame in frames:
+        index = interfaces.setdefault(frame.iface, len(interfaces))
+        where.append(index << 1 | (frame.direction == "out"))
+    return pb.AgentMessage(batch=pb.RecordBatch(
+        capture_id=capture_id, frames=b"".join([f.data for f in frames]), captured=[len(f.data) for f in frames],
+        length=[f.length for f in frames], ts_ns=[f.ts_ns for f in frames], where=where, interfaces=list(interfaces)))
 
 
 def socket_view() -> str:
