@@ -30,13 +30,13 @@ import grpc
 
 from hoplab.control import server
 from hoplab.control.agent import batch
-from hoplab.control.capture import Frame
+from hoplab.control.capture import BATCH_FRAMES, Frame
 from hoplab.paths import BUILD_DIR, PROJECT_ROOT
 from hoplab.v1 import control_pb2 as pb
 from hoplab.v1 import control_pb2_grpc as rpc
 
 CAPTURES = sorted((PROJECT_ROOT / "tests" / "data" / "captures").glob("*.pcapng"))
-BATCH = 256  # frames per message, as the agent's run_capture hands them over
+BATCH = BATCH_FRAMES  # frames per message at most, as the agent's run_capture hands them over
 WAIT_S = 120  # a run that takes longer has failed
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -35,23 +34,24 @@ from watched import run_watched
 
 
 IDLE_WINDOW_S = 10
-AGENT_CPU = "pid=$(pgrep -f hoplab.control.agent | head -n1) && cut -d' ' -f14,15 /proc/$pid/stat"
+# The agent's CPU time in ns, every thread's (schedstat: the scheduler's own count, not 10 ms ticks).
+AGENT_CPU = "pid=$(pgrep -f hoplab.control.agent | head -n1) && cut -d' ' -f1 /proc/$pid/task/*/schedstat"
 
 
 def idle_agent_cpu(backend, topology, seconds: float) -> float:
     """CPU seconds per second that every node's agent used together while nothing was traced."""
     nodes = [n for n in topology.nodes.values() if n.service != "control"]
 
-    def ticks() -> int:
+    def used_ns() -> int:
         total = 0
         for node in nodes:
             out = backend.run(topology, node.name, ["sh", "-c", AGENT_CPU]).stdout.split()
             total += sum(int(x) for x in out)
         return total
 
-    before = ticks()
+    before = used_ns()
     time.sleep(seconds)
-    return (ticks() - before) / os.sysconf("SC_CLK_TCK") / seconds
+    return (used_ns() - before) / 1e9 / seconds
 
 
 def main() -> None:

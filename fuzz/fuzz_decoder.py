@@ -1,10 +1,10 @@
 """Fuzz the packet decoder with raw Ethernet frames, as a capture point hands them to the agent.
 
 Per input, what the lab does with one captured frame: `decode` it (which must never raise, and
-must not reach its last-resort handler: that is a decoder bug it hid), build the agent's raw
-`Record` from it (`control.agent.raw_record`) and fill it in as the collector does
-(`trace.assemble.complete`), mask its credentials (`credentials.Masker`, which keeps the
-frame's length), and cut TLS records and hellos from its TCP payload and try to decrypt it with
+must not reach its last-resort handler: that is a decoder bug it hid), ship it as the agent does
+(`control.agent.batch`), make the collector's raw `Record` of it (`control.server.records_of`)
+and fill it in as the collector does (`trace.assemble.complete`), mask its credentials
+(`credentials.Masker`, which keeps the frame's length), and cut TLS records and hellos from its TCP payload and try to decrypt it with
 the captures' key log (`trace.tls`).
 Seeds: every frame of tests/data/captures/*.pcapng; decoder.dict gives libFuzzer the values the
 decoder dispatches on. Run by `fuzz/harness.py decoder` (make fuzz).
@@ -15,8 +15,9 @@ from __future__ import annotations
 import json
 
 from harness import BrokenContract, expect
-from hoplab.control.agent import raw_record
+from hoplab.control.agent import batch
 from hoplab.control.capture import Frame
+from hoplab.control.server import records_of
 from hoplab.trace import decode as decoder
 from hoplab.trace import tls
 from hoplab.trace.assemble import complete
@@ -51,7 +52,7 @@ def check_decode(frame: bytes) -> Packet:
 def check_frame(frame: bytes) -> None:
     """Raise on any input that breaks the contract of the code a captured frame goes through."""
     packet = check_decode(frame)
-    record = raw_record(Frame("eth0", "in", 0, frame, len(frame)))
+    record, = records_of(batch("c1", [Frame("eth0", "in", 0, frame, len(frame))]).batch, "node")
     complete(record)
     record.SerializeToString()
     masked = Masker().frame(frame, ("node", "eth0"))

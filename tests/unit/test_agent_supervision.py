@@ -5,6 +5,8 @@ status`) and marks the captures it touched as incomplete. The agent's stream is 
 
 from __future__ import annotations
 
+import queue
+import socket
 import threading
 import time
 from pathlib import Path
@@ -14,10 +16,11 @@ import grpc
 import pytest
 
 from hoplab import cli, spec
-from hoplab.backends.base import NodeStatus
+from hoplab.backends.base import NodeStatus, ensure_control_token
 from hoplab.control import agent as agent_module
 from hoplab.control.agent import MAX_BACKOFF_S, RETRY_S, Agent
-from hoplab.control.server import AgentHubService, ControlService, Hub
+from hoplab.control import server
+from hoplab.control.server import AgentHubService, AgentSession, ControlService, Hub
 from hoplab.paths import TOPOLOGY_DIR
 from hoplab.v1 import control_pb2 as pb
 
@@ -160,6 +163,68 @@ def test_main_starts_over_even_when_the_agent_cannot_be_built(monkeypatch):
     with pytest.raises(SystemExit):
         agent_module.main()
     assert len(built) == 2
+
+
+# ------------------------------------------------------------ the real stream (grpc.aio), on loopback
+
+class LoopbackAgent(Agent):
+    def __init__(self, port: int):
+        super().__init__(FakeNode())
+        self.target = f"127.0.0.1:{port}"
+
+    def hello(self):
+        return pb.AgentMessage(hello=pb.Hello(node="web1", service="web"))
+
+
+class FailingQueue(queue.Queue):
+    """An outbox whose next message cannot be had: the request stream raises."""
+
+    def get(self, *args, **kwargs):
+        raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
+
+
+def wait_for(condition, seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_the_agent_attaches_for_real_takes_commands_sends_messages_and_survives_its_stream_failing(tmp_path):
+    token = tmp_path / "control.token"
+    ensure_control_token(token)
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    hub = Hub()
+    agents, api = server.serve(f"127.0.0.1:{ports[0]}", f"127.0.0.1:{ports[1]}", str(token), "127.0.0.1", hub)
+    agent = LoopbackAgent(ports[0])
+    try:
+        stop = threading.Event()
+        agent.captures["c1"] = stop
+        ended: list[bool] = []
+        thread = threading.Thread(target=lambda: ended.append(agent.run_once()), daemon=True)
+        thread.start()
+        assert wait_for(lambda: "web1" in hub.agents)
+        hub.agents["web1"].commands.put(pb.AgentCommand(stop=pb.StopCommand(capture_id="c1")))
+        assert stop.wait(5)  # the hub's command reached the agent
+        agent.outbox.put(error("OSError: sent", 7))  # what a capture thread puts there reaches the hub
+        assert wait_for(lambda: "web1" in hub.agent_errors)
+        assert hub.agent_errors["web1"].message == "OSError: sent"
+        hub.attach(AgentSession("web1", "web", []))  # a newer attachment of the node ends this one
+        thread.join(5)
+        assert ended == [False] and agent.restarts == 0
+
+        agent.outbox = FailingQueue()
+        assert agent.run_once() is True  # the stream raised: a failure of the agent's own, reported as itself
+        assert agent.pending_error.message.startswith("UnicodeDecodeError: 'utf-8' codec can't decode")
+    finally:
+        agents.stop(0)
+        api.stop(0)
 
 
 # ------------------------------------------------------------ the hub's side

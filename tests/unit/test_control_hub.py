@@ -18,7 +18,7 @@ from hoplab.control import server
 from hoplab.control.agent import batch
 from hoplab.control.capture import MAX_PACKETS, MAX_SECONDS, Frame
 from hoplab.control.server import (GRACE_S, MAX_FILTER_CHARS, AgentHubService, AgentSession, CaptureState,
-                                   ControlService, Hub)
+                                   ControlService, Hub, records_of)
 from hoplab.trace.assemble import complete
 from hoplab.trace.decode import decode
 from hoplab.v1 import control_pb2 as pb
@@ -527,12 +527,12 @@ def test_attach_feeds_the_hub_and_detaches_when_the_agent_hangs_up(hub):
     hub.captures["c1"] = capture("c1", nodes=("web1",))
     messages = [pb.AgentMessage(hello=pb.Hello(node="web1", service="web")),
                 pb.AgentMessage(armed=pb.CaptureArmed(capture_id="c1")),
-                pb.AgentMessage(batch=pb.RecordBatch(records=[record("c1", summary="one"), record("c1")])),
+                raw_batch("c1", visit_frames()[:2]),
                 pb.AgentMessage(ended=pb.CaptureEnded(capture_id="c1", logs=[pb.LogLine(text="GET /order")]))]
     commands = list(AgentHubService(hub).Attach(iter(messages), FakeContext()))
     assert commands == []
     c = hub.captures["c1"]
-    assert c.unarmed == set() and c.state == "stopped" and len(c.records) == 2
+    assert c.unarmed == set() and c.state == "stopped" and [r.node for r in c.records] == ["web1", "web1"]
     assert [line.text for line in c.logs["web1"]] == ["GET /order"]
     assert hub.agents == {}, "the session outlived its stream"
 
@@ -583,24 +583,44 @@ def raw_batch(capture_id: str, frames: list[bytes]) -> pb.AgentMessage:
     return batch(capture_id, [Frame("home", "out", 1000 + i, f, len(f) + 7) for i, f in enumerate(frames)])
 
 
-def test_an_agents_raw_records_take_node_and_capture_from_their_stream_and_batch(hub):
+def raw_records(capture_id: str, frames: list[bytes], node: str = "client") -> list[pb.Record]:
+    """The collector's records of them, as the agents' door makes them."""
+    return records_of(raw_batch(capture_id, frames).batch, node)
+
+
+def test_an_agents_packed_frames_become_records_named_after_their_stream_and_batch(hub):
     hub.captures["c1"] = capture("c1", nodes=("client",))
-    message = pb.AgentMessage.FromString(raw_batch("c1", visit_frames()[:3]).SerializeToString())
-    assert all(not r.node and not r.capture_id and not r.proto for r in message.batch.records), "not raw"
-    hub.add_records(message.batch.records, "client", message.batch.capture_id)
+    frames = visit_frames()[:3]
+    shipped = [Frame("home", "out", 1000, frames[0], len(frames[0]) + 7),
+               Frame("internet", "in", 1001, frames[1], len(frames[1]) + 7),
+               Frame("home", "in", 1002, frames[2], len(frames[2]) + 7)]
+    message = pb.AgentMessage.FromString(batch("c1", shipped).SerializeToString())
+    assert message.batch.frames == b"".join(frames) and list(message.batch.interfaces) == ["home", "internet"]
+    hub.add_records(records_of(message.batch, "client"), "client", message.batch.capture_id)
     kept = hub.captures["c1"].records
-    assert [(r.node, r.capture_id, r.iface, r.ts_ns) for r in kept] == [("client", "c1", "home", 1000 + i)
-                                                                      for i in range(3)]
+    assert [(r.node, r.capture_id, r.iface, r.direction, r.ts_ns, r.frame) for r in kept] == [
+        ("client", "c1", f.iface, f.direction, f.ts_ns, f.data) for f in shipped]
     assert [r.length - len(r.frame) for r in kept] == [7, 7, 7], "the length on the wire is the agent's"
-    hub.add_records(raw_batch("gone", visit_frames()[:2]).batch.records, "client", "gone")
+    assert all(not r.proto for r in kept), "not raw"
+    hub.add_records(raw_records("gone", visit_frames()[:2]), "client", "gone")
     assert len(kept) == 3 and set(hub.captures) == {"c1"}
+
+
+def test_a_batch_whose_arrays_do_not_match_its_bytes_is_refused_and_a_gap_of_its_capture(hub):
+    hub.captures["c1"] = capture("c1", nodes=("client",))
+    message = raw_batch("c1", visit_frames()[:3])
+    message.batch.frames = message.batch.frames[:-1]
+    with pytest.raises(ValueError, match=r"RecordBatch from client: .* of \d+ bytes"):
+        records_of(message.batch, "client")
+    hub.lost("client", "c1", "why")
+    assert hub.captures["c1"].gaps == {"client": "a batch of its frames was refused: why"}
 
 
 def test_a_batch_beyond_the_capture_limit_is_counted_as_dropped(hub, monkeypatch):
     monkeypatch.setattr(server, "MAX_RECORDS_PER_CAPTURE", 4)
     hub.captures["c1"] = capture("c1", nodes=("client",))
     for _ in range(2):
-        hub.add_records(raw_batch("c1", visit_frames()[:3]).batch.records, "client", "c1")
+        hub.add_records(raw_records("c1", visit_frames()[:3]), "client", "c1")
     assert (len(hub.captures["c1"].records), hub.captures["c1"].dropped) == (4, 2)
 
 
@@ -610,7 +630,7 @@ def test_raw_records_are_decoded_once_when_first_read(control, monkeypatch):
     frames = visit_frames()
     c = capture("c1", nodes=("client",), trace_id=TRACE, services={"client": "client"})
     control.hub.captures["c1"] = c
-    control.hub.add_records(raw_batch("c1", frames).batch.records, "client", "c1")
+    control.hub.add_records(raw_records("c1", frames), "client", "c1")
     assert decoded == [] and all(not r.proto for r in c.records), "decoded on arrival"
     c.state = "stopped"
     trace = control.GetTrace(pb.GetTraceRequest(trace_id=TRACE), FakeContext())

@@ -39,6 +39,8 @@ BLOCK_SIZE = 1 << 18
 BLOCKS = 8
 FRAME_SIZE = 2048  # TPACKET_V3 packs packets of any size into a block; the kernel checks this one
 RETIRE_MS = 20
+# Frames of one batch at most: as many as fit under gRPC's 4 MiB message bound at the snap length.
+BATCH_FRAMES = (4 << 20) // SNAPLEN * 3 // 4
 
 
 class CaptureError(Exception):
@@ -201,7 +203,7 @@ def batches(ifaces: list[str], expression: str, max_seconds: int, max_packets: i
 
 def run_capture(ifaces: list[str], expression: str, max_seconds: int, max_packets: int,
                 stop: threading.Event, emit: Callable[[list[Frame]], None], flush_s: float = 0.1,
-                batch: int = 256, on_armed: Callable[[], None] = lambda: None,
+                batch: int = BATCH_FRAMES, on_armed: Callable[[], None] = lambda: None,
                 stats: CaptureStats | None = None) -> int:
     """Capture and hand frames over in batches (every `flush_s` or `batch` frames)."""
     pending: list[Frame] = []

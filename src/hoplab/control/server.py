@@ -102,6 +102,23 @@ def check_filter(expression: str) -> str | None:
     return None if result.returncode == 0 else (result.stderr.strip().splitlines() or ["invalid"])[-1]
 
 
+def records_of(batch: pb.RecordBatch, node: str) -> list[pb.Record]:
+    """The Records of an agent's packed batch, raw (iface, direction, ts_ns, frame, length) and
+    named after `node` (its stream's) and the batch's capture."""
+    frames, interfaces, capture_id = batch.frames, list(batch.interfaces), batch.capture_id
+    counts = (len(batch.captured), len(batch.length), len(batch.ts_ns), len(batch.where))
+    if len(set(counts)) != 1 or sum(batch.captured) != len(frames):
+        raise ValueError(f"RecordBatch from {node}: {counts} frame sizes/lengths/times/places "
+                         f"for {sum(batch.captured)} of {len(frames)} bytes")
+    records, at = [], 0
+    for captured, length, ts_ns, where in zip(batch.captured, batch.length, batch.ts_ns, batch.where):
+        records.append(pb.Record(capture_id=capture_id, node=node, iface=interfaces[where >> 1],
+                                 direction="out" if where & 1 else "in", ts_ns=ts_ns,
+                                 frame=frames[at:at + captured], length=length))
+        at += captured
+    return records
+
+
 class Hub:
     """The state both services share: attached agents and captures."""
 
@@ -168,6 +185,14 @@ class Hub:
                     capture.records.append(record)
                 else:
                     capture.dropped += 1
+            self.lock.notify_all()
+
+    def lost(self, node: str, capture_id: str, reason: str) -> None:
+        """A batch of the node's frames could not be read: a gap of its capture."""
+        with self.lock:
+            capture = self.captures.get(capture_id)
+            if capture is not None:
+                capture.gap(node, f"a batch of its frames was refused: {reason}")
             self.lock.notify_all()
 
     def decode(self, capture: CaptureState) -> None:
@@ -244,7 +269,12 @@ class AgentHubService(rpc.AgentHubServicer):
             try:
                 for message in request_iterator:
                     if message.HasField("batch"):
-                        self.hub.add_records(message.batch.records, session.node, message.batch.capture_id)
+                        try:
+                            records = records_of(message.batch, session.node)
+                        except ValueError as exc:  # an agent's bug: the capture says it lost frames
+                            self.hub.lost(session.node, message.batch.capture_id, str(exc))
+                            continue
+                        self.hub.add_records(records, session.node, message.batch.capture_id)
                     elif message.HasField("armed"):
                         self.hub.armed(session.node, message.armed.capture_id)
                     elif message.HasField("error"):

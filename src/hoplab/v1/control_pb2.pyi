@@ -397,12 +397,22 @@ class Hello(_message.Message):
     def __init__(self, node: _Optional[str] = ..., service: _Optional[str] = ..., interfaces: _Optional[_Iterable[_Union[Interface, _Mapping]]] = ...) -> None: ...
 
 class RecordBatch(_message.Message):
-    __slots__ = ("records", "capture_id")
-    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("capture_id", "frames", "captured", "length", "ts_ns", "where", "interfaces")
     CAPTURE_ID_FIELD_NUMBER: _ClassVar[int]
-    records: _containers.RepeatedCompositeFieldContainer[Record]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    CAPTURED_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    TS_NS_FIELD_NUMBER: _ClassVar[int]
+    WHERE_FIELD_NUMBER: _ClassVar[int]
+    INTERFACES_FIELD_NUMBER: _ClassVar[int]
     capture_id: str
-    def __init__(self, records: _Optional[_Iterable[_Union[Record, _Mapping]]] = ..., capture_id: _Optional[str] = ...) -> None: ...
+    frames: bytes
+    captured: _containers.RepeatedScalarFieldContainer[int]
+    length: _containers.RepeatedScalarFieldContainer[int]
+    ts_ns: _containers.RepeatedScalarFieldContainer[int]
+    where: _containers.RepeatedScalarFieldContainer[int]
+    interfaces: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, capture_id: _Optional[str] = ..., frames: _Optional[bytes] = ..., captured: _Optional[_Iterable[int]] = ..., length: _Optional[_Iterable[int]] = ..., ts_ns: _Optional[_Iterable[int]] = ..., where: _Optional[_Iterable[int]] = ..., interfaces: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class AgentMessage(_message.Message):
     __slots__ = ("hello", "batch", "ended", "armed", "error")

@@ -338,7 +338,7 @@ class AgentHubServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Attach(self, request_iterator, context):
-        """The agent's first message is a Hello; then it sends batches of records. The hub sends
+        """The agent's first message is a Hello; then it sends batches of frames (RecordBatch). The hub sends
         capture commands.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
