@@ -6,7 +6,6 @@ replaced, so nothing here opens a socket or runs a program."""
 
 from __future__ import annotations
 
-import struct
 import threading
 from pathlib import Path
 from types import SimpleNamespace
@@ -568,14 +567,9 @@ def test_attach_forwards_the_hubs_commands_to_the_agent(hub):
 
 def visit_frames() -> list[bytes]:
     """The frames of a real traced visit (tests/data/captures), in file order."""
-    data, off, found = (Path(__file__).parents[1] / "data" / "captures" / "visit-miss.pcapng").read_bytes(), 0, []
-    while off < len(data):
-        kind, length = struct.unpack_from("<II", data, off)
-        if kind == 6:
-            captured = struct.unpack_from("<I", data, off + 20)[0]
-            found.append(data[off + 28:off + 28 + captured])
-        off += length
-    return found
+    from test_decoder_agreement import frames
+
+    return frames(Path(__file__).parents[1] / "data" / "captures" / "visit-miss.pcapng")
 
 
 def raw_batch(capture_id: str, frames: list[bytes]) -> pb.AgentMessage:
