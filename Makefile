@@ -45,8 +45,9 @@ clean: $(VENV)/.installed
 	$(HOPLAB) clean --all
 
 # Unit tests first; then the end-to-end suite, both backends at once (one pytest-xdist worker
-# each; the netns worker runs twins of the topologies, see tests/e2e/helpers.py).
-E2E := $(PY) -m pytest -q -ra --durations=12 -p xdist -n 2 --dist loadgroup tests/e2e
+# each; the netns worker runs twins of the topologies, see tests/e2e/helpers.py). Per-test times
+# and workers: build/e2e-junit.xml.
+E2E := $(PY) -m pytest -q -ra --durations=12 --junitxml=build/e2e-junit.xml -p xdist -n 2 --dist loadgroup tests/e2e
 
 # The worked example (examples/own-service): a team's scenarios through hoplab's pytest plugin
 # (entry point pytest11), one backend after the other (the two labs share a name and subnets).

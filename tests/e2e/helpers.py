@@ -266,6 +266,9 @@ def docker_objects(label: str) -> dict[str, list[str]]:
             "volumes": ids("volume", "ls", "-q")}
 
 
+BUILD_STEP = re.compile(r"(sha256:)?[0-9a-f]{12,64}")  # an image known by its id alone
+
+
 def host_state(exclude: set[str] = frozenset()) -> dict[str, list[str]]:
     """What a test compares before and after: every container, network, volume, firewall rule,
     nftables table and link on the host, leaving out what belongs to the labs in `exclude` (the
@@ -275,7 +278,11 @@ def host_state(exclude: set[str] = frozenset()) -> dict[str, list[str]]:
 
     state = {
         **netns_state(),
-        "containers": lines("docker", "ps", "-a", "--format", "{{.Names}} {{.Label \"io.hoplab.lab\"}}"),
+        # A `docker build` elsewhere (the example's image, built by the other suite meanwhile)
+        # runs each step in a throwaway container from an untagged image: left out.
+        "containers": [line.split(" ", 1)[1] for line in lines(
+            "docker", "ps", "-a", "--format", "{{.Image}} {{.Names}} {{.Label \"io.hoplab.lab\"}}")
+            if not BUILD_STEP.fullmatch(line.split(" ", 1)[0])],
         "networks": lines("docker", "network", "ls", "--format", "{{.Name}}"),
         "volumes": lines("docker", "volume", "ls", "--format", "{{.Name}}"),
         "iptables": lines("iptables", "-w", "-S"),
