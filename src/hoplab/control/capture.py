@@ -34,9 +34,14 @@ SNAPLEN = 4096  # enough for every header and the start of any payload we decode
 MAX_SECONDS = 600
 MAX_PACKETS = 200_000
 COMPILE_TIMEOUT_S = 10  # tcpdump -ddd compiling a filter
-# The ring of one interface: BLOCKS blocks of BLOCK_SIZE bytes (2 MiB, only while capturing).
-BLOCK_SIZE = 1 << 18
-BLOCKS = 8
+# The ring of one interface: BLOCKS blocks of BLOCK_SIZE bytes (4 MiB, only while capturing).
+# The kernel hands a block over when it is full or its retire timer (RETIRE_MS) fires, so at a
+# trickle (a database node's health checks, 250 packets/s) each block holds a few dozen packets
+# and the number of blocks sets how long an agent may be descheduled before the kernel drops:
+# 8 blocks of 256 KiB lasted 0.75 s (a CI run on a loaded machine dropped), 128 of 32 KiB last
+# about 9 s (agent stopped with SIGSTOP meanwhile). A block of 32 KiB still holds 7 full frames.
+BLOCK_SIZE = 1 << 15
+BLOCKS = 128
 FRAME_SIZE = 2048  # TPACKET_V3 packs packets of any size into a block; the kernel checks this one
 RETIRE_MS = 20
 # Frames of one batch at most: as many as fit under gRPC's 4 MiB message bound at the snap length.
