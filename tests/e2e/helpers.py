@@ -14,7 +14,7 @@ import shlex
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -145,8 +145,8 @@ def all_lab_subnets() -> list[str]:
 
 def suite_labs(backend: str) -> set[str]:
     """The lab names a backend's suite makes."""
-    # notes, notesimg: the example's Docker labs, which the netns worker brings up (test_example.py)
-    return ({"lab", "duo"} if backend == "docker" else {name for name, _ in TWINS.values()}) | {"notes", "notesimg"}
+    # notesimg: the example's Docker lab, which the netns worker brings up (test_example.py)
+    return ({"lab", "duo"} if backend == "docker" else {name for name, _ in TWINS.values()}) | {"notesimg"}
 
 
 def concurrent_labs(backend: str) -> set[str]:

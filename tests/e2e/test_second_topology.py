@@ -1,6 +1,8 @@
 """A second topology (two DHCP clients, other subnets and names) comes up beside the default
 lab with no code change, passes the same DHCP and DNS checks, and leaves nothing behind. Its
-three balancers in front of the same replicas show the balancing choices, one algorithm each."""
+three balancers in front of the same replicas show the balancing choices, one algorithm each.
+It runs on the other backend than the default lab's (`duo`, conftest.py): between them the two
+workers run it on both."""
 
 import csv
 import json
@@ -16,15 +18,6 @@ from helpers import (DUO_TOPOLOGY, HOPLAB, assert_dhcp_lease, assert_dns, burst,
 
 EMPTY = {"containers": [], "networks": [], "volumes": [], "iptables": [], "bridges": [], "processes": [],
          "folders": []}
-
-
-@pytest.fixture(scope="module")
-def duo(lab):
-    # On the default lab's backend, beside it: the default lab must not notice.
-    duo = load_lab(suite_topology(DUO_TOPOLOGY, lab.backend), lab.backend)
-    duo.hoplab("up", "--quiet")
-    yield duo
-    duo.hoplab("clean")
 
 
 def test_both_clients_get_distinct_leases(duo):
@@ -193,13 +186,34 @@ def test_default_lab_unaffected(duo, lab):
     assert lab.dig("client", f"www.{domain.name}") == [str(domain.records["www"])]
 
 
-def test_down_leaves_nothing(duo, lab):
+def lookalikes(lab) -> list[str]:
+    """A veth pair named as the lab's own links are (`hv-<lab>-N` on netns, `hl-<lab>-…` as
+    Docker's bridges), made by someone else: no hoplab mark."""
+    prefix = "hv" if lab.backend == "netns" else "hl"
+    names = [f"{prefix}-{lab.name}-98", f"{prefix}-{lab.name}-99"]
+    subprocess.run(["ip", "link", "add", "name", names[0], "type", "veth", "peer", "name", names[1]],
+                   check=True, timeout=30)
+    return names
+
+
+def test_down_leaves_nothing_and_touches_nothing_else(duo, lab):
+    """duo goes down beside the default lab on the other backend: nothing of duo's is left, a
+    lookalike of its links that someone else made survives, the rest of the host is as it was,
+    and the default lab still serves its page."""
     others = {duo.name} | concurrent_labs(lab.backend)
     before = host_state(exclude=others)
-    duo.hoplab("down")
+    fakes = lookalikes(duo)
+    try:
+        removed = duo.hoplab("down")
+        survivors = [n for n in fakes if subprocess.run(["ip", "link", "show", "dev", n], capture_output=True,
+                                                        timeout=30).returncode == 0]
+    finally:
+        subprocess.run(["ip", "link", "del", "dev", fakes[0]], capture_output=True, timeout=30)
+    assert survivors == fakes, f"{duo.name}'s removal deleted links it did not make:\n{removed.stderr}"
+    assert "removed " in removed.stderr and "could not remove" not in removed.stderr
     assert lab_leftovers(duo.name) == EMPTY
     assert host_state(exclude=others) == before  # and nothing else was touched
-    assert lab.healthy()
+    assert lab.healthy() and quick_loads(lab, lab.clients()[0], 1) == [["200", ""]]
 
 
 def test_clean_after_up_killed_midway(lab):
