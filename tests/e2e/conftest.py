@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import pytest
 
-from helpers import (BACKENDS, DUO_TOPOLOGY, LAB_TOPOLOGY, OTHER, Lab, all_lab_subnets, load_lab, missing_prerequisite, require,
+from helpers import (BACKENDS, LAB_TOPOLOGY, OTHER, Lab, all_lab_subnets, load_lab, missing_prerequisite, require,
                      suite_topology)
 from hoplab import compose
 from hoplab.backends.docker import COMPOSE_UP, DockerBackend
@@ -215,25 +215,6 @@ def netns_lab(netns_services) -> Lab:
     lab = netns_services.lab
     netns_services.wait_until_responsive(check=lambda: page_loads(lab), timeout=UP_TIMEOUT, pause=0.5)
     return lab
-
-
-# ------------------------------------------------------------ the second topology
-
-
-@pytest.fixture(scope="session")
-def duo(lab) -> Lab:
-    """The second topology (duo.yaml) on the other backend, beside the default lab: each worker
-    brings up one, and between them the two workers run it on both backends (test_backends.py
-    shows the two labs side by side, test_second_topology.py what duo itself does; its last
-    tests take it down)."""
-    backend = OTHER[lab.backend]
-    reason = missing_prerequisite(backend)
-    if reason:
-        pytest.skip(f"{backend} backend: {reason}")
-    duo = load_lab(suite_topology(DUO_TOPOLOGY, lab.backend), backend)
-    duo.hoplab("up", "--quiet")
-    yield duo
-    duo.hoplab("clean")
 
 
 # ------------------------------------------------------------ the host's uplink

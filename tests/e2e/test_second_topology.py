@@ -1,8 +1,11 @@
 """A second topology (two DHCP clients, other subnets and names) comes up beside the default
 lab with no code change, passes the same DHCP and DNS checks, and leaves nothing behind. Its
 three balancers in front of the same replicas show the balancing choices, one algorithm each.
-It runs on the other backend than the default lab's (`duo`, conftest.py): between them the two
-workers run it on both."""
+
+It runs on the other backend than the default lab's, so it also shows a Docker lab and a netns
+lab on the same host at the same time: each works, neither breaks the other (bridge netfilter
+and Docker's FORWARD DROP policy apply to both), and taking one away leaves the other as it
+was. Between them the two workers run duo on both backends."""
 
 import csv
 import json
@@ -13,11 +16,65 @@ import time
 
 import pytest
 
-from helpers import (DUO_TOPOLOGY, HOPLAB, assert_dhcp_lease, assert_dns, burst, concurrent_labs, host_state,
-                     lab_leftovers, load_lab, quick_loads, suite_topology)
+from helpers import (DUO_TOPOLOGY, HOPLAB, OTHER, assert_dhcp_lease, assert_dns, burst, concurrent_labs, hoplab,
+                     host_state, lab_leftovers, load_lab, missing_prerequisite, quick_loads, suite_topology)
 
 EMPTY = {"containers": [], "networks": [], "volumes": [], "iptables": [], "bridges": [], "processes": [],
          "folders": []}
+
+
+@pytest.fixture(scope="module")
+def duo(lab):
+    """duo.yaml on the other backend, beside the default lab, for this module only (a lab left
+    running would cost the rest of the suite its health checks)."""
+    backend = OTHER[lab.backend]
+    reason = missing_prerequisite(backend)
+    if reason:
+        pytest.skip(f"{backend} backend: {reason}")
+    duo = load_lab(suite_topology(DUO_TOPOLOGY, lab.backend), backend)
+    duo.hoplab("up", "--quiet")
+    yield duo
+    duo.hoplab("clean")
+
+
+# ------------------------------------------------------------ beside the default lab
+
+
+def visit(lab, client):
+    return json.loads(lab.hoplab("visit", f"https://www.{lab.topology.domain.name}/order", "--from", client,
+                                 "--json").stdout)
+
+
+def test_both_backends_serve_page_loads_side_by_side(lab, duo):
+    mine, theirs = visit(lab, lab.clients()[0]), visit(duo, duo.clients()[0])
+    assert mine["status"] == theirs["status"] == 200
+    assert mine["served_by"] in {n.name for n in lab.topology.nodes_of("web")}
+    assert theirs["served_by"] in {n.name for n in duo.topology.nodes_of("web")}
+
+
+def test_without_backend_each_lab_is_found_where_it_runs(lab, duo):
+    for each in (lab, duo):
+        data = json.loads(hoplab("status", "--json", "--topology", each.path).stdout)
+        assert data["backend"] == each.backend
+        assert [n["node"] for n in data["nodes"]] == list(each.topology.nodes)
+        assert all(n["health"] == "healthy" for n in data["nodes"])
+
+
+def test_the_netns_nodes_hold_no_mount_of_docker_or_of_a_namespace(lab, duo):
+    """A netns node's mounts began as a copy of the host's: a Docker container's namespace file
+    kept there would outlive the container, and after a restart its old veth would go on
+    answering (with RSTs) for the container's address."""
+    netns_lab = lab if lab.backend == "netns" else duo
+    docker_up = bool(subprocess.run(["docker", "ps", "-q"], capture_output=True, text=True,
+                                    timeout=30).stdout.strip())
+    for node in netns_lab.topology.nodes:
+        table = netns_lab.exec(node, "findmnt", "-rn", "-o", "TARGET,FSTYPE").stdout.splitlines()
+        kept = [line for line in table if line.endswith(" nsfs") or line.startswith(("/var/lib/docker/", "/run/docker/"))]
+        assert kept == [], (node, kept)
+    assert docker_up  # the Docker lab beside it was up, so there was something to leave out
+
+
+# ------------------------------------------------------------ duo itself
 
 
 def test_both_clients_get_distinct_leases(duo):
