@@ -23,11 +23,13 @@ import json
 import re
 import shlex
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
 from hoplab.backends.base import Backend
 from hoplab.spec import Topology
+from hoplab.visit import named_failure
 
 RUN = "${HOPLAB_RUN_DIR:-/run/hoplab}"
 SLOW_DNS_MS = 300  # an authoritative server on the same segment answers in about 1 ms
@@ -262,6 +264,17 @@ def status_is(expected: int, failure: str) -> Judge:
     return judge
 
 
+def _page_judge(status: int, output: str) -> str | None:
+    """The page as the client sees it: 200, or what it got instead, named as `visit` names it
+    (connection refused (ECONNREFUSED), host unreachable (EHOSTUNREACH), timed out, HTTP error)."""
+    found = re.search(r"\bcode=(\d{3})\b", output)  # curl -w's, wherever -v's lines fall around it
+    code = int(found[1]) if found else 0
+    if status == 0 and code == 200:
+        return None
+    named = named_failure(status, output, code)
+    return "the page does not load" + (f": {named}" if named else "")
+
+
 def _edge_judge(path: PagePath) -> Judge:
     def judge(status: int, output: str) -> str | None:
         timing = re.search(r"(\d{3}) connect=([\d.]+) tls=([\d.]+)", output)
@@ -269,7 +282,8 @@ def _edge_judge(path: PagePath) -> Judge:
         if status == 0 and code == "200":
             return None
         if connect == 0:
-            return f"no TCP connection to the edge {path.www}:443"
+            named = named_failure(status, output, 0)
+            return f"no TCP connection to the edge {path.www}:443" + (f": {named}" if named else "")
         if tls == 0:
             return "TCP connected, but the TLS handshake with the edge did not finish"
         return f"the edge answered its own health page with {code}"
@@ -363,9 +377,12 @@ except (OSError, smtplib.SMTPException) as exc:
 """
 
 
-def curl(path: PagePath, url_path: str, write_out: str, seconds: int = 4, resolve: bool = True) -> str:
+def curl(path: PagePath, url_path: str, write_out: str, seconds: int = 4, resolve: bool = True,
+         verbose: bool = False) -> str:
+    """A page load from the client; `verbose` (curl -v) for a judge that names a failed
+    connect by its socket error (visit.named_failure)."""
     pin = f"--resolve {path.site}:443:{path.www} " if resolve else ""
-    return (f"curl -sS -o /dev/null --max-time {seconds} {pin}-w '{write_out}' "
+    return (f"curl -sS {'-v ' if verbose else ''}-o /dev/null --max-time {seconds} {pin}-w '{write_out}' "
             f"https://{path.site}{url_path}")
 
 
@@ -424,7 +441,8 @@ def walk(topology: Topology, client: str) -> list[Check]:
     if p.edge:
         checks.append(Check("edge", f"TCP and TLS to the edge {p.www}:443; it answers its own health page", client,
                             sh(curl(p, "/edge-health", "%{http_code} connect=%{time_connect} "
-                                                        "tls=%{time_appconnect}")), _edge_judge(p), subject=p.edge))
+                                                        "tls=%{time_appconnect}", verbose=True)),
+                            _edge_judge(p), subject=p.edge))
         checks.append(Check("edge", "the link to the edge carries a burst of full-size packets", client,
                             ("ping", "-q", "-c", "20", "-i", "0.01", "-s", "1400", "-W", "1", p.www), _burst_judge,
                             subject=p.edge))
@@ -464,8 +482,8 @@ def walk(topology: Topology, client: str) -> list[Check]:
                             subject=p.mail))
     if p.edge:
         checks.append(Check("page", f"{client} loads https://{p.site}/ through its own resolver", client,
-                            sh(curl(p, "/", "%{http_code}", seconds=5, resolve=False)),
-                            status_is(200, "the page does not load")))  # what the client itself sees
+                            sh(curl(p, "/", "code=%{http_code}", seconds=5, resolve=False, verbose=True)),
+                            _page_judge))  # what the client itself sees
     return checks
 
 
@@ -476,6 +494,9 @@ class Report:
     outcomes: list[Outcome]
     kernel: list[str] = field(default_factory=list)  # the kernel's drops while the broken hop was checked again
     kernel_view: str = ""  # "" when watched (or nothing was broken); else why not
+    # What the client met loading the page while a hop was broken, named as `visit` names it
+    # ("connection refused (ECONNREFUSED)"): the symptom the broken hop explains.
+    client_meets: str = ""
 
     @property
     def broken(self) -> Outcome | None:
@@ -486,6 +507,7 @@ class Report:
         return {"client": self.client, "healthy": broken is None, "broken_hop": broken.check.hop if broken else None,
                 "broken_node": (broken.check.subject or broken.check.node) if broken else None,
                 "reason": broken.reason if broken else None, "evidence": broken.evidence() if broken else None,
+                "client_meets": self.client_meets or None,
                 "kernel_drops": self.kernel, "kernel_view": self.kernel_view or "on",
                 "checks": [o.to_json() for o in self.outcomes]}
 
@@ -497,8 +519,10 @@ class Report:
         if broken is None:
             lines.append("every hop works")
         else:
-            lines += ["", f"first broken hop: {broken.check.hop} -- {broken.reason}", "evidence:",
-                      *("  " + line for line in broken.evidence().splitlines())]
+            lines += ["", f"first broken hop: {broken.check.hop} -- {broken.reason}"]
+            if self.client_meets:
+                lines.append(f"what {self.client} meets: {self.client_meets}")
+            lines += ["evidence:", *("  " + line for line in broken.evidence().splitlines())]
             if self.kernel:
                 lines += ["the kernel's drops while it was checked again:", *(f"  {line}" for line in self.kernel)]
             elif self.kernel_view:
@@ -512,13 +536,25 @@ KERNEL_WATCH_S = 30  # the bound of the kernel tracer while the broken hop is ch
 def diagnose(backend: Backend, topology: Topology, client: str, kernel: bool = True) -> Report:
     """Walk the page load; with `kernel`, check the first broken hop once more while the host's
     kernel tracer watches, and cite the drops it saw (a firewall's, a missing route's...)."""
-    report = Report(client, run_checks(backend, topology, walk(topology, client)))
+    checks = walk(topology, client)
+    report = Report(client, run_checks(backend, topology, checks))
     broken = report.broken
-    if kernel and broken is not None:
-        from hoplab.kernel_view import KernelView
+    if broken is None:
+        return report
+    # The page as the client meets it, when the walk stopped before it: loaded meanwhile, so
+    # the kernel tracer sees its packets too and it costs no time of its own.
+    page = next((c for c in checks if c.hop == "page"), None) if broken.check.hop != "page" else None
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        meets = pool.submit(run_check, backend, topology, page) if page else None
+        if kernel:
+            from hoplab.kernel_view import KernelView
 
-        with KernelView(backend, topology, KERNEL_WATCH_S) as view:
-            if view.unavailable is None:
-                run_check(backend, topology, broken.check)
-        report.kernel, report.kernel_view = view.summary(), view.status
+            with KernelView(backend, topology, KERNEL_WATCH_S) as view:
+                if view.unavailable is None:
+                    run_check(backend, topology, broken.check)
+                    if meets is not None:
+                        meets.result()
+            report.kernel, report.kernel_view = view.summary(), view.status
+        seen = meets.result() if meets is not None else broken
+        report.client_meets = "" if seen.ok else seen.reason
     return report

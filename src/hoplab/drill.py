@@ -80,6 +80,47 @@ DRILLS = {d.name: d for d in [
            "`iptables -S INPUT` on {cache}."),
           "The edge's firewall rejected TCP port 443. Delete the REJECT rule.",
           (("{cache}", "iptables -D INPUT 1"),), ("page",), {"port": 443}),
+    # The socket errors a client meets, each staged by its classic cause; `hoplab visit --trace`
+    # names the error and the packet behind it (the RST, the ICMP message, the SYN nobody answered).
+    Drill("nobody-home", "easy", "dns-wrong-a", "{dns}",
+          "The browser says 'connection refused' at once, yet the edge's admins say nginx is up and nothing "
+          "blocks port 443.",
+          ("Which address does the browser connect to? `curl -v https://{site}/` from {client}: the 'Trying' line.",
+           "Who sends the reset (`hoplab visit --trace`, or tcpdump on {client})? Is that address the edge's, "
+           "{www}? What listens on port 443 there?",
+           f"The name points at the wrong machine: the zone file named loads is {RUN}/bind/db.{{domain}} on "
+           "{dns}; named re-reads it on SIGHUP."),
+          "www resolved to the DNS server's own address, where nothing listens on port 443: its kernel answered "
+          "every SYN with a RST, which the client's connect() returns as ECONNREFUSED. Point the A record back at "
+          "the edge and reload named.",
+          (("{dns}", f"sed -i 's/^www IN A .*/www IN A {{www}}/' {RUN}/bind/db.{{domain}} && "
+                     f"kill -HUP $(cat {RUN}/service.pid) && sleep 0.5"),),
+          ("page",), {"name": "www", "address": "{dns_address}"}),
+    Drill("nowhere-to-go", "medium", "dns-wrong-a", "{dns}",
+          "The browser spins for a few seconds, then says there is no route to the shop's host.",
+          ("Which address does the browser try? `curl -v https://{site}/` from {client}.",
+           "Who says 'no route'? Capture on {client} (`hoplab visit --trace`): an ICMP message comes back. From "
+           "which node, and why would it give up on that address?",
+           f"{{router}} asked for the address on its outside link (ARP) and nobody answered: nobody holds it. Why "
+           f"does www point there? The zone file is {RUN}/bind/db.{{domain}} on {{dns}}."),
+          "www resolved to an address that nobody holds on the internet segment: the router's ARP requests went "
+          "unanswered, so it sent the client ICMP host unreachable, which connect() returns as EHOSTUNREACH. Point "
+          "the A record back at the edge and reload named.",
+          (("{dns}", f"sed -i 's/^www IN A .*/www IN A {{www}}/' {RUN}/bind/db.{{domain}} && "
+                     f"kill -HUP $(cat {RUN}/service.pid) && sleep 0.5"),),
+          ("page",), {"name": "www"}),
+    Drill("silent-edge", "medium", "partition-two-way", "{cache}",
+          "The shop never answers: the browser waits, then says the connection timed out. Names still resolve.",
+          ("Does a SYN leave {client}, and does a SYN-ACK come back? `hoplab visit --trace`, or tcpdump on "
+           "{client}'s {home} while you curl.",
+           "Follow the SYN: does it reach {cache}? Does nginx ever see it? Look at {cache}'s firewall "
+           "(`iptables -S`), and at the kernel's drop reasons in the trace.",
+           "Behind the home router every client has the router's address, and {cache} drops everything from it."),
+          "The edge's firewall dropped every packet from and to the router's addresses, and behind the NAT every "
+          "home client is the router: each SYN died at the edge without an answer, and connect() gave up with "
+          "ETIMEDOUT. Delete the DROP rules.",
+          (("{cache}", "iptables -w 5 -S | grep -e ' -j DROP' | sed 's/^-A /-D /' | xargs -L1 iptables -w 5"),),
+          ("page",), {"peer": "{router}"}),
     Drill("idle-replica", "medium", "lb-backend-down", "{lb}",
           "Every page says 'served by' the same replica; {web} gets no traffic although it is healthy.",
           ("Is {web} up? Ask it directly from {lb}.",

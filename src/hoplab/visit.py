@@ -91,6 +91,20 @@ def failure(exit_code: int, message: str, status: int) -> str:
     return f"{kind} ({errno})" if errno else kind
 
 
+def connect_failure(verbose: str) -> str:
+    """Why curl's connect failed, as `curl -v` says it ("* connect to ADDR port N failed:
+    Connection refused": the socket's own strerror), or ""."""
+    return next((line.split(" failed: ", 1)[1].strip() for line in verbose.splitlines()
+                 if line.startswith("* connect to ") and " failed: " in line), "")
+
+
+def named_failure(exit_code: int, verbose: str, status: int) -> str:
+    """What a `curl -v` run got, in its socket's words (failure()), from its exit code and its
+    verbose output: how diagnose's probes name what the client met."""
+    connect = connect_failure(verbose)
+    return failure(exit_code, connect or verbose, status)
+
+
 def phases(metrics: dict) -> dict[str, float]:
     """curl's cumulative times as the duration of each phase, in ms."""
     dns, connect = metrics["time_namelookup"], metrics["time_connect"]
@@ -131,8 +145,7 @@ def visit(backend: Backend, topology: Topology, url: str, node: str, trace_id: s
         said = "\n".join(line for line in result.stderr.splitlines() if not line.startswith(("*", ">", "<", "{", "}")))
         raise BackendError(f"curl in {node} gave no timings: {said.strip() or result.stdout[:200]}") from None
     status = int(metrics.get("http_code") or 0)
-    connect = next((line.split(" failed: ", 1)[1].strip() for line in result.stderr.splitlines()
-                    if line.startswith("* connect to ") and " failed: " in line), "")
+    connect = connect_failure(result.stderr)
     error = ""
     if result.returncode:
         error = metrics.get("errormsg") or (result.stderr.strip().splitlines() or [""])[-1]

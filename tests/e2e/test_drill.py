@@ -1,9 +1,11 @@
 """Every drill as a student meets it: `start` tells only the symptom, `check` fails, the
 documented fix (run with `hoplab exec`, as a user would) repairs it, and `check` passes; the
-fault's undo then leaves nothing behind."""
+fault's undo then leaves nothing behind. The socket-error drills' error is named, by `visit`
+with the packet behind it and by `diagnose`."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -11,6 +13,7 @@ import pytest
 from helpers import hoplab
 from hoplab.chaos.faults import CATALOGUE
 from hoplab.chaos.journal import Chaos
+from hoplab.diagnose import diagnose
 from hoplab.drill import DRILLS, fill, roles
 
 pytestmark = pytest.mark.usefixtures("uplink_silent")  # not one packet of the lab's on the host's uplink
@@ -27,6 +30,26 @@ def no_drill_left(lab):
     Chaos(lab.driver, lab.topology).halt()
 
 
+# The socket-error drills: what connect() returned, as `visit` and `diagnose` name it, and a word
+# of the packet the visit's trace holds behind it (the RST, the router's ICMP message, the
+# kernel's drop of the SYN).
+SOCKET_ERRORS = {"nobody-home": ("connection refused (ECONNREFUSED)", "RST"),
+                 "nowhere-to-go": ("host unreachable (EHOSTUNREACH)", "ICMP"),
+                 "silent-edge": ("timed out (ETIMEDOUT)", "NETFILTER_DROP")}
+
+
+def assert_the_socket_error_is_named(lab, name):
+    failure, packet = SOCKET_ERRORS[name]
+    result = hoplab("visit", f"{lab.www}/", "--trace", "--json", "--max-time", "3", "--topology", lab.path,
+                    check=False)
+    visit = json.loads(result.stdout)["visit"]
+    assert result.returncode == 1 and visit["failure"] == failure, visit
+    assert packet in visit["cause"], visit
+    if name == "nobody-home":  # diagnose names each error as visit does (unit-tested); once here, in a lab
+        report = diagnose(lab.driver, lab.topology, "client", kernel=False)
+        assert report.broken.check.hop == "dns" and report.client_meets.endswith(f": {failure}"), report.render()
+
+
 @pytest.mark.parametrize("name", list(DRILLS))
 def test_drill_fails_until_the_documented_fix_then_passes(lab, name):
     spec = DRILLS[name]
@@ -36,6 +59,8 @@ def test_drill_fails_until_the_documented_fix_then_passes(lab, name):
     assert fill(spec.symptom, values) in started.stdout
     first = drill(lab, "check")
     assert first.returncode == 1 and "still broken" in first.stdout, first.stdout + first.stderr
+    if name in SOCKET_ERRORS:
+        assert_the_socket_error_is_named(lab, name)
     for node, script in spec.fix_steps:
         lab.sh(fill(node, values), fill(script, values))
     deadline = time.monotonic() + 20

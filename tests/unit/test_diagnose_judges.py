@@ -114,7 +114,7 @@ HEALTHY = {
     "cache": (0, "200 x-cache=MISS served-by=web1\n200 x-cache=MISS served-by=web2"),
     "lb servers": (0, show_stat()),
     "web": (0, HEALTH_200),
-    "page": (0, "200"),
+    "page": (0, "code=200"),
 }
 
 # (judge, status, output): more outputs of a hop that works
@@ -171,8 +171,19 @@ BAD = [
      "database refuses"),
     ("path-mtu", 1, "ping: local error: message too long, mtu=1200", "full-size packets are lost"),
     ("mail", 1, "RCPT TO:<buyer@example.test> -> 554 5.7.1 Access denied", "refuses the shop's mail"),
-    ("page", 7, "000curl: (7) Failed to connect", "the page does not load"),
-    ("page", 0, "503", "the page does not load"),
+    ("page", 7, "code=000curl: (7) Failed to connect", "the page does not load"),
+    ("page", 0, "code=503", "the page does not load: HTTP error 503"),
+    # what the client met, named from curl -v's own line, as `visit` names it
+    ("page", 7, "code=000*   Trying 198.51.100.53:443...\n* connect to 198.51.100.53 port 443 failed: Connection refused\n"
+                "curl: (7) Failed to connect to www.example.test port 443 after 1 ms: Couldn't connect to server",
+     "the page does not load: connection refused (ECONNREFUSED)"),
+    ("page", 7, "code=000* connect to 198.51.100.254 port 443 failed: No route to host\ncurl: (7) Failed to connect",
+     "the page does not load: host unreachable (EHOSTUNREACH)"),
+    ("page", 28, "code=000*   Trying 198.51.100.80:443...\ncurl: (28) Connection timed out after 5001 milliseconds",
+     "the page does not load: timed out (ETIMEDOUT)"),
+    ("edge", 28, "000 connect=0.000000 tls=0.000000*   Trying 198.51.100.80:443...\n"
+                 "curl: (28) Connection timed out after 4001 milliseconds",
+     "no TCP connection to the edge 198.51.100.80:443: timed out (ETIMEDOUT)"),
 ]
 
 
@@ -345,7 +356,7 @@ BROKEN = {
     "web1": (0, "no TCP connection to 172.31.50.11:8080"),
     "web2": (0, "no TCP connection to 172.31.50.12:8080"),
     "mail": (1, "RCPT TO:<buyer@example.test> -> 554 5.7.1 Access denied"),
-    "page": (0, "502"),
+    "page": (0, "code=502"),
 }
 
 
@@ -523,3 +534,26 @@ def test_a_dead_admin_socket_fails_the_lb_hop():
 
 def test_a_damaged_lease_file_is_a_reason_not_a_crash():
     assert judge("lease")(0, '{"event": "bound", "ip": \nnameserver 198.51.100.53') is not None
+
+
+def test_a_broken_hop_is_told_with_what_the_client_meets_loading_the_page():
+    """The walk stops at the DNS hop (www points elsewhere); the page, loaded meanwhile, says
+    what the client met there, named as `visit` names it."""
+    checks = walk(LAB, "client")
+    answers = answers_for(checks, broken="dns")
+    page = next(c for c in checks if c.hop == "page")
+    answers[(page.node, page.argv)] = (7, "code=000* connect to 198.51.100.53 port 443 failed: Connection refused\n"
+                                          "curl: (7) Failed to connect to www.example.test port 443")
+    report = diagnose.diagnose(FakeBackend(answers), LAB, "client", kernel=False)
+    assert report.broken.check.hop == "dns"
+    assert report.client_meets == "the page does not load: connection refused (ECONNREFUSED)"
+    assert report.to_json()["client_meets"] == report.client_meets
+    assert "what client meets: the page does not load: connection refused (ECONNREFUSED)" in report.render()
+
+
+def test_a_healthy_lab_meets_nothing_and_loads_no_extra_page():
+    checks = walk(LAB, "client")
+    backend = FakeBackend(answers_for(checks))
+    report = diagnose.diagnose(backend, LAB, "client", kernel=False)
+    assert report.client_meets == "" and report.to_json()["client_meets"] is None
+    assert len(backend.calls) == len(checks)
