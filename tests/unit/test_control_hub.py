@@ -7,6 +7,7 @@ replaced, so nothing here opens a socket or runs a program."""
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -342,6 +343,22 @@ def test_a_node_that_never_arms_leaves_a_gap_and_the_others_capture(control, age
     agents("web1")
     agents("web2", arms=False)
     started = control.StartCapture(start_request(), FakeContext())
+    gaps = {g.node: g.reason for g in control.hub.captures[started.id].gap_list()}
+    assert gaps == {"web2": "it did not start capturing within 0.2 s"}
+
+
+def test_the_stop_does_not_wait_for_a_node_that_never_armed_but_still_tells_it_to_stop(control, agents, monkeypatch):
+    monkeypatch.setattr(server, "ARM_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(server, "GRACE_S", 30)  # a wait for the silent one would show
+    web1, web2 = agents("web1"), agents("web2", arms=False)
+    started = control.StartCapture(start_request(), FakeContext())
+    begun = time.monotonic()
+    stopped = control.StopCapture(pb.StopCaptureRequest(id=started.id), FakeContext())
+    assert stopped.state == "stopped" and time.monotonic() - begun < 5
+    told = time.monotonic() + 5  # the fake agent takes its commands in a thread of its own
+    while len(web2.received) < 2 and time.monotonic() < told:
+        time.sleep(0.01)
+    assert [c.WhichOneof("body") for c in web2.received] == ["start", "stop"]  # should it start late
     gaps = {g.node: g.reason for g in control.hub.captures[started.id].gap_list()}
     assert gaps == {"web2": "it did not start capturing within 0.2 s"}
 

@@ -383,11 +383,14 @@ class ControlService(rpc.ControlServicer):
                 if agent:
                     agent.commands.put(pb.AgentCommand(stop=pb.StopCommand(capture_id=capture.id)))
         # Wait (bounded) for the agents to flush and report their end.
+        # A node that never started is not waited for: its gap says so, and a silent agent
+        # would cost every stop the whole GRACE_S.
         deadline = time.monotonic() + GRACE_S
         with self.hub.lock:
-            while capture.state == "running" and time.monotonic() < deadline:
+            while capture.state == "running" and capture.waiting - capture.unarmed and time.monotonic() < deadline:
                 self.hub.lock.wait(0.2)
             if capture.state == "running":
+                capture.waiting -= capture.unarmed
                 self.hub._give_up_waiting(capture)
                 self.hub._maybe_finish(capture)
             return capture.message()
