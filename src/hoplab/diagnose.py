@@ -23,7 +23,6 @@ import json
 import re
 import shlex
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -494,9 +493,6 @@ class Report:
     outcomes: list[Outcome]
     kernel: list[str] = field(default_factory=list)  # the kernel's drops while the broken hop was checked again
     kernel_view: str = ""  # "" when watched (or nothing was broken); else why not
-    # What the client met loading the page while a hop was broken, named as `visit` names it
-    # ("connection refused (ECONNREFUSED)"): the symptom the broken hop explains.
-    client_meets: str = ""
 
     @property
     def broken(self) -> Outcome | None:
@@ -507,7 +503,6 @@ class Report:
         return {"client": self.client, "healthy": broken is None, "broken_hop": broken.check.hop if broken else None,
                 "broken_node": (broken.check.subject or broken.check.node) if broken else None,
                 "reason": broken.reason if broken else None, "evidence": broken.evidence() if broken else None,
-                "client_meets": self.client_meets or None,
                 "kernel_drops": self.kernel, "kernel_view": self.kernel_view or "on",
                 "checks": [o.to_json() for o in self.outcomes]}
 
@@ -519,10 +514,8 @@ class Report:
         if broken is None:
             lines.append("every hop works")
         else:
-            lines += ["", f"first broken hop: {broken.check.hop} -- {broken.reason}"]
-            if self.client_meets:
-                lines.append(f"what {self.client} meets: {self.client_meets}")
-            lines += ["evidence:", *("  " + line for line in broken.evidence().splitlines())]
+            lines += ["", f"first broken hop: {broken.check.hop} -- {broken.reason}", "evidence:",
+                      *("  " + line for line in broken.evidence().splitlines())]
             if self.kernel:
                 lines += ["the kernel's drops while it was checked again:", *(f"  {line}" for line in self.kernel)]
             elif self.kernel_view:
@@ -536,11 +529,16 @@ KERNEL_WATCH_S = 30  # the bound of the kernel tracer while the broken hop is ch
 def diagnose(backend: Backend, topology: Topology, client: str, kernel: bool = True) -> Report:
     """Walk the page load; with `kernel`, check the first broken hop once more while the host's
     kernel tracer watches, and cite the drops it saw (a firewall's, a missing route's...)."""
-    checks = walk(topology, client)
-    report = Report(client, run_checks(backend, topology, checks))
+    report = Report(client, run_checks(backend, topology, walk(topology, client)))
     broken = report.broken
-    if broken is None:
-        return report
+    if kernel and broken is not None:
+        from hoplab.kernel_view import KernelView
+
+        with KernelView(backend, topology, KERNEL_WATCH_S) as view:
+            if view.unavailable is None:
+                run_check(backend, topology, broken.check)
+        report.kernel, report.kernel_view = view.summary(), view.status
+    return report
     # The page as the client meets it, when the walk stopped before it: loaded meanwhile, so
     # the kernel tracer sees its packets too and it costs no time of its own.
     page = next((c for c in checks if c.hop == "page"), None) if broken.check.hop != "page" else None

@@ -535,25 +535,3 @@ def test_a_dead_admin_socket_fails_the_lb_hop():
 def test_a_damaged_lease_file_is_a_reason_not_a_crash():
     assert judge("lease")(0, '{"event": "bound", "ip": \nnameserver 198.51.100.53') is not None
 
-
-def test_a_broken_hop_is_told_with_what_the_client_meets_loading_the_page():
-    """The walk stops at the DNS hop (www points elsewhere); the page, loaded meanwhile, says
-    what the client met there, named as `visit` names it."""
-    checks = walk(LAB, "client")
-    answers = answers_for(checks, broken="dns")
-    page = next(c for c in checks if c.hop == "page")
-    answers[(page.node, page.argv)] = (7, "code=000* connect to 198.51.100.53 port 443 failed: Connection refused\n"
-                                          "curl: (7) Failed to connect to www.example.test port 443")
-    report = diagnose.diagnose(FakeBackend(answers), LAB, "client", kernel=False)
-    assert report.broken.check.hop == "dns"
-    assert report.client_meets == "the page does not load: connection refused (ECONNREFUSED)"
-    assert report.to_json()["client_meets"] == report.client_meets
-    assert "what client meets: the page does not load: connection refused (ECONNREFUSED)" in report.render()
-
-
-def test_a_healthy_lab_meets_nothing_and_loads_no_extra_page():
-    checks = walk(LAB, "client")
-    backend = FakeBackend(answers_for(checks))
-    report = diagnose.diagnose(backend, LAB, "client", kernel=False)
-    assert report.client_meets == "" and report.to_json()["client_meets"] is None
-    assert len(backend.calls) == len(checks)
