@@ -50,13 +50,16 @@ def default_before() -> str:
 
 
 def sources_at(ref: str) -> Path:
-    """src/ as it was at `ref`, unpacked under build/bench/exec-<commit>/."""
+    """src/, services/ and topology/ as they were at `ref`, unpacked under
+    build/bench/exec-<commit>/ (the code of then reads the catalogue and topology schema of
+    then: today's hold keys it never knew)."""
     commit = subprocess.run(["git", "rev-parse", "--short", ref], capture_output=True, text=True, cwd=PROJECT_ROOT,
                             check=True).stdout.strip()
     root = BUILD_DIR / "bench" / f"exec-{commit}"
-    if not (root / "src").is_dir():
+    if not (root / "topology").is_dir():
         root.mkdir(parents=True, exist_ok=True)
-        archive = subprocess.Popen(["git", "archive", commit, "src"], cwd=PROJECT_ROOT, stdout=subprocess.PIPE)
+        archive = subprocess.Popen(["git", "archive", commit, "src", "services", "topology"], cwd=PROJECT_ROOT,
+                                   stdout=subprocess.PIPE)
         subprocess.run(["tar", "-x", "-C", str(root)], stdin=archive.stdout, check=True)
         archive.wait()
     return root / "src"
@@ -64,7 +67,8 @@ def sources_at(ref: str) -> Path:
 
 def timed(argv: list[str], env: dict | None = None) -> float:
     start = time.perf_counter()
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, timeout=60)
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, timeout=60,
+                   cwd=env["HOPLAB_ROOT"] if env else None)
     return time.perf_counter() - start
 
 
@@ -82,15 +86,20 @@ def main() -> None:
     before_ref = args.before or default_before()
     sources = {"before": sources_at(before_ref), "now": PROJECT_ROOT / "src"}
     container = compose.container_name(topology, node)
-    cli = [sys.executable, "-m", "hoplab", "exec", "--topology", str(args.topology), "--backend", "docker", node,
-           "--", "true"]
-    # Each version's code, with this checkout's topology and services (HOPLAB_ROOT).
-    env = {name: {**os.environ, "PYTHONPATH": str(src), "HOPLAB_ROOT": str(PROJECT_ROOT)}
+    # Each version's code with its own services and topology file (HOPLAB_ROOT, run from there):
+    # the same lab, the same containers.
+    env = {name: {**os.environ, "PYTHONPATH": str(src), "HOPLAB_ROOT": str(src.parent)}
            for name, src in sources.items()}
+    topology_of = {name: str(src.parent / "topology" / args.topology.name) if name == "before" else str(args.topology)
+                   for name, src in sources.items()}
+
+    def cli(which: str) -> list[str]:
+        return [sys.executable, "-m", "hoplab", "exec", "--topology", topology_of[which], "--backend", "docker", node,
+                "--", "true"]
 
     commands = {"docker exec (CLI)": (["docker", "exec", container, "true"], None),
-                "hoplab exec, before": (cli, env["before"]),
-                "hoplab exec, now": (cli, env["now"])}
+                "hoplab exec, before": (cli("before"), env["before"]),
+                "hoplab exec, now": (cli("now"), env["now"])}
     samples: dict[str, list[float]] = {name: [] for name in commands}
     for name, (argv, environment) in commands.items():  # warm-up: caches, the engine's first exec
         timed(argv, environment)
@@ -98,8 +107,9 @@ def main() -> None:
         for name, (argv, environment) in commands.items():
             samples[name].append(timed(argv, environment))
     for which in ("before", "now"):
-        out = subprocess.run([sys.executable, "-c", IN_PROCESS, str(args.topology), node, str(args.runs)],
-                             capture_output=True, text=True, check=True, env=env[which], timeout=300).stdout
+        out = subprocess.run([sys.executable, "-c", IN_PROCESS, topology_of[which], node, str(args.runs)],
+                             capture_output=True, text=True, check=True, env=env[which], timeout=300,
+                             cwd=env[which]["HOPLAB_ROOT"]).stdout
         samples[f"Backend.run in process, {which}"] = json.loads(out)
 
     medians = {name: statistics.median(values) for name, values in samples.items()}
