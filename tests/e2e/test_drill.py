@@ -32,14 +32,15 @@ def no_drill_left(lab):
 # The socket-error drills: what connect() returned, as `visit` names it, and a word
 # of the packet the visit's trace holds behind it (the RST, the router's ICMP message, the
 # kernel's drop of the SYN).
-SOCKET_ERRORS = {"nobody-home": ("connection refused (ECONNREFUSED)", "RST"),
-                 "nowhere-to-go": ("host unreachable (EHOSTUNREACH)", "ICMP"),
-                 "silent-edge": ("timed out (ETIMEDOUT)", "NETFILTER_DROP")}
+# The visit's bound: the router gives up on an address after 3 s of unanswered ARP requests.
+SOCKET_ERRORS = {"nobody-home": ("connection refused (ECONNREFUSED)", "RST", 3),
+                 "nowhere-to-go": ("host unreachable (EHOSTUNREACH)", "ICMP", 6),
+                 "silent-edge": ("timed out (ETIMEDOUT)", "NETFILTER_DROP", 3)}
 
 
 def assert_the_socket_error_is_named(lab, name):
-    failure, packet = SOCKET_ERRORS[name]
-    result = hoplab("visit", f"{lab.www}/", "--trace", "--json", "--max-time", "3", "--topology", lab.path,
+    failure, packet, seconds = SOCKET_ERRORS[name]
+    result = hoplab("visit", f"{lab.www}/", "--trace", "--json", "--max-time", str(seconds), "--topology", lab.path,
                     check=False)
     visit = json.loads(result.stdout)["visit"]
     assert result.returncode == 1 and visit["failure"] == failure, visit
