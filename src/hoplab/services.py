@@ -64,8 +64,30 @@ class Service:
         return f"hoplab/{self.name}-{tag}:latest"
 
 
+# What read_service found, by file and by the state of its folder's files: a command loads the
+# catalogue several times (the topology's check, the backend), and each schema check of every
+# service.yaml cost a CLI call ~0.1 s. A changed file (its time or mode) is read again.
+_READ: dict[tuple, tuple] = {}
+
+
+def _folder_state(folder: Path) -> tuple:
+    try:
+        with os.scandir(folder) as entries:
+            return tuple(sorted((e.name, e.stat().st_mtime_ns, e.stat().st_mode) for e in entries))
+    except OSError:
+        return ()
+
+
 def read_service(path: Path, user: bool = False) -> tuple[Service | None, list[tuple[str, str, str]]]:
     """One `service.yaml`, checked against the schema; with a user's folder, its scripts too."""
+    key = (str(path.resolve()), user, _folder_state(path.parent))
+    if key not in _READ:
+        _READ[key] = _read_service(path, user)
+    service, problems = _READ[key]
+    return service, list(problems)
+
+
+def _read_service(path: Path, user: bool) -> tuple[Service | None, list[tuple[str, str, str]]]:
     folder = path.parent
     try:
         data = userfile.read_yaml(path)

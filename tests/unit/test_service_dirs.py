@@ -121,3 +121,18 @@ def test_netns_names_a_users_missing_packages_and_the_command(tmp_path):
     assert "hoplab-no-such-package" in message and str(tmp_path / "svc" / "api" / "service.yaml") in message
     assert "apt-get install --no-install-recommends hoplab-no-such-package" in message
     assert "sqlite3" not in message.split("Install them with")[1].split("(")[0]  # installed here: not asked for
+
+
+def test_a_folder_fixed_in_a_running_process_is_read_again(tmp_path):
+    """The catalogue is read once per state of a folder's files: a user who makes a script
+    executable, or edits service.yaml, is heard by the same process (the UI, a test session)."""
+    folder = service(tmp_path / "svc", "api", "description: x\n", executable=False)
+    with pytest.raises(CatalogError) as caught:
+        load_catalog(extra=[tmp_path / "svc"])
+    assert any(f == "(mode)" for _, f, _ in caught.value.problems), caught.value.problems
+    os.chmod(folder / "start", 0o755)
+    os.chmod(folder / "health", 0o755)
+    assert load_catalog(extra=[tmp_path / "svc"])["api"].description == "x"
+    (folder / "service.yaml").write_text("description: y\n")
+    os.utime(folder / "service.yaml", ns=(1, 1))  # a different time, whatever the clock's grain
+    assert load_catalog(extra=[tmp_path / "svc"])["api"].description == "y"
