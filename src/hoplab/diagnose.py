@@ -539,20 +539,3 @@ def diagnose(backend: Backend, topology: Topology, client: str, kernel: bool = T
                 run_check(backend, topology, broken.check)
         report.kernel, report.kernel_view = view.summary(), view.status
     return report
-    # The page as the client meets it, when the walk stopped before it: loaded meanwhile, so
-    # the kernel tracer sees its packets too and it costs no time of its own.
-    page = next((c for c in checks if c.hop == "page"), None) if broken.check.hop != "page" else None
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        meets = pool.submit(run_check, backend, topology, page) if page else None
-        if kernel:
-            from hoplab.kernel_view import KernelView
-
-            with KernelView(backend, topology, KERNEL_WATCH_S) as view:
-                if view.unavailable is None:
-                    run_check(backend, topology, broken.check)
-                    if meets is not None:
-                        meets.result()
-            report.kernel, report.kernel_view = view.summary(), view.status
-        seen = meets.result() if meets is not None else broken
-        report.client_meets = "" if seen.ok else seen.reason
-    return report
