@@ -90,8 +90,8 @@ def main() -> None:
     # the same lab, the same containers.
     env = {name: {**os.environ, "PYTHONPATH": str(src), "HOPLAB_ROOT": str(src.parent)}
            for name, src in sources.items()}
-    topology_of = {name: str(src.parent / "topology" / args.topology.name) if name == "before" else str(args.topology)
-                   for name, src in sources.items()}
+    topology_of = {"before": str(sources["before"].parent / "topology" / args.topology.name),
+                   "now": str(args.topology)}
 
     def cli(which: str) -> list[str]:
         return [sys.executable, "-m", "hoplab", "exec", "--topology", topology_of[which], "--backend", "docker", node,

@@ -49,6 +49,10 @@ class Drill:
 DIFFICULTIES = ("easy", "medium", "hard")
 RUN = "/run/hoplab"
 
+# The repair of a www record that points away from the edge (nobody-home, nowhere-to-go).
+WWW_BACK_TO_THE_EDGE = (("{dns}", f"sed -i 's/^www IN A .*/www IN A {{www}}/' {RUN}/bind/db.{{domain}} && "
+                                  f"kill -HUP $(cat {RUN}/service.pid) && sleep 0.5"),)
+
 DRILLS = {d.name: d for d in [
     Drill("site-not-found", "easy", "dns-nxdomain", "{dns}",
           "The browser says {site} cannot be found. It worked this morning.",
@@ -93,8 +97,7 @@ DRILLS = {d.name: d for d in [
           "www resolved to the DNS server's own address, where nothing listens on port 443: its kernel answered "
           "every SYN with a RST, which the client's connect() returns as ECONNREFUSED. Point the A record back at "
           "the edge and reload named.",
-          (("{dns}", f"sed -i 's/^www IN A .*/www IN A {{www}}/' {RUN}/bind/db.{{domain}} && "
-                     f"kill -HUP $(cat {RUN}/service.pid) && sleep 0.5"),),
+          WWW_BACK_TO_THE_EDGE,
           ("page",), {"name": "www", "address": "{dns_address}"}),
     Drill("nowhere-to-go", "medium", "dns-wrong-a", "{dns}",
           "The browser spins for a few seconds, then says there is no route to the shop's host.",
@@ -106,8 +109,7 @@ DRILLS = {d.name: d for d in [
           "www resolved to an address that nobody holds on the internet segment: the router's ARP requests went "
           "unanswered, so it sent the client ICMP host unreachable, which connect() returns as EHOSTUNREACH. Point "
           "the A record back at the edge and reload named.",
-          (("{dns}", f"sed -i 's/^www IN A .*/www IN A {{www}}/' {RUN}/bind/db.{{domain}} && "
-                     f"kill -HUP $(cat {RUN}/service.pid) && sleep 0.5"),),
+          WWW_BACK_TO_THE_EDGE,
           ("page",), {"name": "www"}),
     Drill("silent-edge", "medium", "partition-two-way", "{cache}",
           "The shop never answers: the browser waits, then says the connection timed out. Names still resolve.",

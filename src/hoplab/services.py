@@ -73,7 +73,7 @@ _READ: dict[tuple, tuple] = {}
 def _folder_state(folder: Path) -> tuple:
     try:
         with os.scandir(folder) as entries:
-            return tuple(sorted((e.name, e.stat().st_mtime_ns, e.stat().st_mode) for e in entries))
+            return tuple(sorted((e.name, st.st_mtime_ns, st.st_mode) for e in entries for st in [e.stat()]))
     except OSError:
         return ()
 
