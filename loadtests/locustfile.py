@@ -14,6 +14,7 @@ import random
 import locust.stats
 from locust import HttpUser, between, task
 
+import sampling
 import throttle
 from shapes import SHAPES, open_model
 
@@ -27,6 +28,7 @@ locust.stats.CSV_STATS_FLUSH_INTERVAL_SEC = 1
 
 
 throttle.install()
+sampling.install()  # --trace-sample N: one request in N traced end to end
 
 
 class LabUser(HttpUser):

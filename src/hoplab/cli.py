@@ -134,10 +134,10 @@ def parse_params(items: list[str]) -> dict[str, str]:
 
 def check_load(topology: spec.Topology, *, users: int, rate: float, seconds: int, shape: str | None = None,
                workers: int = 0, node: str | None = None, slo: Path | None = None,
-               locustfile: Path | None = None, arrival_rate: float = 0) -> None:
+               locustfile: Path | None = None, arrival_rate: float = 0, trace_sample: int | None = None) -> None:
     """`hoplab load`'s bounds: the first one a value breaks, as `--OPTION: ...`; then the SLO
     file against its schema."""
-    from hoplab.load import DEFAULT_SLO, OPEN_SHAPE, SHAPE_NAMES, SloError, read_slo
+    from hoplab.load import DEFAULT_SLO, OPEN_SHAPE, SHAPE_NAMES, TRACED_RUN_MAX_S, SloError, read_slo
 
     clients = [n.name for n in topology.nodes_of("client")]
     checks = [(users < 1 or users > 5000, f"--users: {users} is outside 1..5000"),
@@ -147,6 +147,10 @@ def check_load(topology: spec.Topology, *, users: int, rate: float, seconds: int
                f"--arrival-rate: the open shape needs a rate in (0, 10000] tasks/s (given {arrival_rate:g})"),
               (shape != OPEN_SHAPE and arrival_rate != 0, "--arrival-rate: only the open shape (--shape open) takes it"),
               (workers < 0 or workers > 16, f"--workers: {workers} is outside 0..16"),
+              (trace_sample is not None and not 1 <= trace_sample <= 1_000_000,
+               f"--trace-sample: {trace_sample} is outside 1..1000000 (one request in N traced)"),
+              (trace_sample is not None and seconds > TRACED_RUN_MAX_S,
+               f"--trace-sample: a traced run lasts at most {TRACED_RUN_MAX_S} s (--run-time is {seconds} s)"),
               (shape is not None and shape not in SHAPE_NAMES,
                f"--shape: unknown shape {shape!r} (shapes: {', '.join(SHAPE_NAMES)})"),
               (node is not None and node not in clients,
@@ -582,23 +586,28 @@ class Load(Command):
                             help="your own locustfile (default: the topology's load.locustfile, else loadtests/)")
         parser.add_argument("--host", help="Locust's --host, a URL in the lab's domain "
                                            "(default: https://www.DOMAIN; with your own locustfile: its users' host)")
+        parser.add_argument("--trace-sample", type=int, metavar="N",
+                            help="trace about one request in N end to end while the load runs; the report lists "
+                                 "the slowest sampled requests, where their time went, and their traces")
 
     def check(self, args):
         topology = self.topology(args)
         check_load(topology, users=args.users, rate=args.rate, seconds=args.time, shape=args.shape,
                    workers=args.workers, node=args.node, slo=args.slo, locustfile=args.locustfile,
-                   arrival_rate=args.arrival_rate)
+                   arrival_rate=args.arrival_rate, trace_sample=args.trace_sample)
         if args.host is not None:
             check_lab_url(topology, args.host, "--host")
 
     def run(self, args):
         from hoplab.load import DEFAULT_SLO, LoadOptions, run_load
+        from hoplab.load_traces import text_lines
 
         topology = self.topology(args)
         options = LoadOptions(users=args.users, rate=args.rate, seconds=args.time, shape=args.shape,
                               workers=args.workers, node=args.node, slo=args.slo or DEFAULT_SLO,
                               no_cache=args.no_cache, locustfile=args.locustfile or topology.locustfile,
-                              host=args.host.rstrip("/") if args.host else None, arrival_rate=args.arrival_rate)
+                              host=args.host.rstrip("/") if args.host else None, arrival_rate=args.arrival_rate,
+                              trace_sample=args.trace_sample or 0)
         result = run_load(make_backend(args.backend), topology, options, Progress())
         total = result.summary["total"]
         print(f"model: {result.summary['model']['said']}")
@@ -610,10 +619,16 @@ class Load(Command):
         if total["throttled"]:
             print(f"throttled: {total['throttled']} of {total['requests']} requests ({total['throttled_ratio']:.1%}) "
                   "answered 429 by the edge's rate limit; not failures")
+        samples = result.summary.get("samples")
+        if samples is not None:
+            print("\n".join(text_lines(samples)))
+            for row in samples["slowest"]:  # a trace that misses packets is no success
+                for gap in row.get("gaps", ()):
+                    print(f"hoplab load: trace {row['trace_id']}: {gap}", file=sys.stderr)
         print(f"reports: {result.report_dir}")
         for breach in result.breaches:
             print(f"SLO breached: {breach}", file=sys.stderr)
-        return 1 if result.breaches else 0
+        return 1 if result.breaches or (samples and samples["incomplete"]) else 0
 
 
 class ChaosCommand(Command):

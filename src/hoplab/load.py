@@ -19,6 +19,8 @@ from pathlib import Path
 
 from hoplab import userfile
 from hoplab.backends.base import Backend, BackendError
+from hoplab.control.capture import MAX_SECONDS
+from hoplab.load_traces import SAMPLES_FILE, TRACED, SampledCapture, parse_samples, report
 from hoplab.paths import PROJECT_ROOT
 from hoplab.progress import Progress
 from hoplab.spec import Topology
@@ -42,7 +44,7 @@ def new_report_dir(lab: str) -> Path:
 DEFAULT_SLO = LOADTESTS / "slo.yaml"
 SLO_SCHEMA = LOADTESTS / "slo.schema.json"
 REMOTE = "/run/hoplab/load"
-FILES = ("locustfile.py", "shapes.py", "throttle.py")
+FILES = ("locustfile.py", "shapes.py", "throttle.py", "sampling.py")
 SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"  # in a client node: trusts the lab CA
 USER_MODULE = "user_locustfile"  # a user's locustfile, as the entry locustfile imports it
 # The entry Locust runs for a user's locustfile: the user's classes, and the shape --shape names
@@ -64,9 +66,11 @@ def _trusting_the_lab(self, *args, **kwargs):
 
 HttpSession.__init__ = _trusting_the_lab
 
+import sampling  # noqa: E402  (--trace-sample: one request in N carries a sampled traceparent)
 import throttle  # noqa: E402  (a 429 is throttling, counted apart: for your users too)
 from shapes import SHAPES, open_model  # noqa: E402
 throttle.install()
+sampling.install()
 from {USER_MODULE} import *  # noqa: E402,F401,F403  (your User classes)
 
 _shape = SHAPES.get(os.environ.get("HOPLAB_SHAPE", ""))
@@ -82,6 +86,7 @@ OPEN_SHAPE = "open"
 TIMESPAN = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 HEALTHY_WAIT_S = 120
 GRACE_S = 90  # past the run's own time bound, before the run is given up
+TRACED_RUN_MAX_S = MAX_SECONDS - GRACE_S  # --trace-sample: one capture covers the run and its grace
 
 
 def parse_timespan(text: str) -> int:
@@ -119,6 +124,7 @@ class LoadOptions:
     locustfile: Path | None = None  # a user's locustfile (its User classes set `host`) instead of loadtests/
     host: str | None = None  # --host for Locust (default for the project's locustfile: https://www.<domain>)
     arrival_rate: float = 0  # tasks/s under the open shape
+    trace_sample: int = 0  # trace about one request in N end to end (0: none)
 
 
 @dataclass
@@ -222,6 +228,7 @@ def run_load(backend: Backend, topology: Topology, options: LoadOptions, progres
            f"HOPLAB_USERS={options.users}", f"HOPLAB_RATE={options.rate}", f"HOPLAB_TIME={options.seconds}",
            f"HOPLAB_SHAPE={options.shape or ''}", f"HOPLAB_ARRIVAL_RATE={options.arrival_rate:g}",
            f"HOPLAB_CACHE_BUST={'1' if options.no_cache else ''}",
+           f"HOPLAB_TRACE_SAMPLE={options.trace_sample}", f"HOPLAB_SAMPLES={REMOTE}/out/{SAMPLES_FILE}",
            # the TLS session keys of the run, as browsers log them: a capture of it can be read
            f"SSLKEYLOGFILE={REMOTE}/out/{KEY_LOG}",
            # the system's bundle, which trusts the lab CA (Locust's requests would use certifi's):
@@ -235,12 +242,12 @@ def run_load(backend: Backend, topology: Topology, options: LoadOptions, progres
             "--only-summary", "--stop-timeout", "5", "--loglevel", "WARNING",
             "-u", str(options.users), "-r", str(options.rate), "-t", f"{options.seconds}s"]
     workers: list[threading.Thread] = []
+    locust_nodes = [clients[i % len(clients)] for i in range(options.workers)]
     if options.workers:
         master_ip = next(a.split("/")[0] for s in backend.status(topology) if s.node == master
                          for iface, a in s.addresses.items() if iface != "mgmt")
         argv += ["--master", "--expect-workers", str(options.workers), "--expect-workers-max-wait", "30"]
-        for i in range(options.workers):
-            node = clients[i % len(clients)]
+        for node in locust_nodes:
             worker = [*env, "locust", "-f", f"{REMOTE}/locustfile.py", "--worker", "--master-host", master_ip,
                       "--loglevel", "WARNING"]
             thread = threading.Thread(target=backend.run, args=(topology, node, worker, options.seconds + GRACE_S),
@@ -250,15 +257,23 @@ def run_load(backend: Backend, topology: Topology, options: LoadOptions, progres
     progress.say(f"locust on {master}: {load_model(options)['said']}, {options.rate:g} users/s spawned, "
                  f"{options.seconds} s"
                  + (f", shape {options.shape}" if options.shape else "")
-                 + (f", {options.workers} workers" if options.workers else ""))
-    result = backend.run(topology, master, argv, timeout=options.seconds + GRACE_S)
-    for thread in workers:
-        thread.join(timeout=30)
-    report_dir = new_report_dir(topology.name)
-    for name in REPORT_FILES:
-        fetched = backend.run(topology, master, ["cat", f"{REMOTE}/out/{name}"])
-        if fetched.returncode == 0:
-            (report_dir / name).write_text(fetched.stdout)
+                 + (f", {options.workers} workers" if options.workers else "")
+                 + (f", about 1 request in {options.trace_sample} traced" if options.trace_sample else ""))
+    sampler = SampledCapture(backend, topology, options.seconds + GRACE_S) if options.trace_sample else None
+    report_dir = None
+    try:
+        result = backend.run(topology, master, argv, timeout=options.seconds + GRACE_S)
+        for thread in workers:
+            thread.join(timeout=30)
+        report_dir = new_report_dir(topology.name)
+        for name in REPORT_FILES:
+            fetched = backend.run(topology, master, ["cat", f"{REMOTE}/out/{name}"])
+            if fetched.returncode == 0:
+                (report_dir / name).write_text(fetched.stdout)
+    finally:
+        if sampler is not None:  # the capture ends with the run, whatever became of it
+            key_log = report_dir / KEY_LOG if report_dir is not None else None
+            sampler.stop(key_log.read_text() if key_log is not None and key_log.exists() else "")
     stats = report_dir / "run_stats.csv"
     if not stats.exists():
         raise BackendError(f"locust produced no statistics (exit {result.returncode}): "
@@ -268,9 +283,29 @@ def run_load(backend: Backend, topology: Topology, options: LoadOptions, progres
                           "shape": options.shape, "workers": options.workers, "node": master,
                           "no_cache": options.no_cache,
                           "locustfile": str(options.locustfile or LOADTESTS / "locustfile.py"), "host": host,
-                          "arrival_rate": options.arrival_rate}
+                          "arrival_rate": options.arrival_rate, "trace_sample": options.trace_sample}
     summary["model"] = load_model(options)
+    if sampler is not None:
+        summary["samples"] = trace_samples(backend, topology, sampler, options.trace_sample,
+                                           sorted({master, *locust_nodes}), report_dir, progress)
     breaches = check_slo(summary, options.slo)
     summary["slo"] = {"file": str(options.slo), "breaches": breaches, "met": not breaches}
     (report_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return LoadResult(report_dir, summary, breaches)
+
+
+def trace_samples(backend: Backend, topology: Topology, sampler: SampledCapture, every: int, nodes: list[str],
+                  report_dir: Path, progress: Progress) -> dict:
+    """The run's samples from each node that ran Locust; the slowest TRACED traced, with where
+    their time went (hoplab.load_traces)."""
+    samples = []
+    for node in nodes:
+        fetched = backend.run(topology, node, ["cat", f"{REMOTE}/out/{SAMPLES_FILE}"])
+        if fetched.returncode == 0:
+            samples += parse_samples(fetched.stdout, node)
+    slowest = sorted(samples, key=lambda s: s.ms, reverse=True)[:TRACED]
+    for index, sample in enumerate(slowest, 1):
+        progress.say(f"tracing sampled request {index}/{len(slowest)}: {sample.name} ({sample.ms:.0f} ms)")
+        sampler.trace(sample, report_dir / "traces")
+    sampler.close()
+    return report(samples, every, slowest, report_dir)

@@ -43,6 +43,7 @@ class Service:
     cache: dict[str, str] = field(default_factory=dict)  # name -> path: kept across labs (what `prepare` makes)
     stop_signal: str | None = None  # what `stop` sends first, when SIGTERM is not the daemon's fast way out
     wheels: tuple[str, ...] = ()  # pinned PyPI requirements, installed from wheels built on the host
+    tier: str = ""  # its share of a sampled request's time, as a load report names it ("": its name)
     user: bool = False  # from a topology's service_dirs, not the project's services/
 
     @property
@@ -124,6 +125,7 @@ def _read_service(path: Path, user: bool) -> tuple[Service | None, list[tuple[st
         cache=dict(data.get("cache") or {}),
         stop_signal=data.get("stop_signal"),
         wheels=tuple(data.get("wheels", ())),
+        tier=data.get("tier", ""),
         user=user,
     ), []
 

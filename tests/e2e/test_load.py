@@ -26,9 +26,10 @@ def report_dir(result) -> Path:
     return Path(next(line.split(": ", 1)[1] for line in result.stdout.splitlines() if line.startswith("reports: ")))
 
 
-def test_a_short_run_reports_and_every_order_lands(lab):
+def test_a_short_run_reports_traces_its_samples_and_every_order_lands(lab):
     before = order_count(lab)
-    result = load(lab, "-u", "6", "--spawn-rate", "6", "--run-time", "10s")  # Locust's names and units
+    result = load(lab, "-u", "6", "--spawn-rate", "6", "--run-time", "10s",  # Locust's names and units
+                  "--trace-sample", "3")
     reports = report_dir(result)
     history = list(csv.DictReader((reports / "run_stats_history.csv").open()))
     seconds = int(history[-1]["Timestamp"]) - int(history[0]["Timestamp"])
@@ -48,6 +49,29 @@ def test_a_short_run_reports_and_every_order_lands(lab):
     # Every order Locust saw placed is in the database; a POST still in flight when the run
     # stopped may land too without being counted (at most one per user).
     assert placed > 0 and placed <= added <= placed + 6
+    assert_the_slowest_samples_are_traced(reports, summary)
+
+
+def assert_the_slowest_samples_are_traced(reports: Path, summary: dict) -> None:
+    """--trace-sample 3: a third of the requests carried a sampled traceparent; the slowest are
+    traced through every tier, each alone on connections the others share, their time split."""
+    samples = summary["samples"]
+    assert samples["sampled"] >= summary["total"]["requests"] // 3 - 1 and samples["incomplete"] == 0
+    slowest = samples["slowest"]
+    assert slowest and [s["ms"] for s in slowest] == sorted((s["ms"] for s in slowest), reverse=True)
+    assert (reports / "samples.html").stat().st_size > 0
+    uncached = [s for s in slowest if "/order" in s["name"]]
+    assert uncached, [s["name"] for s in slowest]
+    for sample in uncached:
+        tiers = {t["tier"]: t["ms"] for t in sample["breakdown"]["tiers"]}
+        assert tiers["replica"] > 0 and tiers["database"] > 0 and tiers["edge"] > 0, tiers
+        assert abs(sum(tiers.values()) - sample["ms"]) < 0.01
+        trace = json.loads((reports / sample["trace"]).with_suffix(".json").read_text())
+        asked = [h for h in trace["hops"] if h["node"] == "lb" and h["direction"] == "in"
+                 and h["summary"].startswith("HTTP ") and h["summary"].split()[1] in ("GET", "POST")]
+        # one request at the balancer: its own, though the edge's upstream connections carry many
+        assert len(asked) == 1 and sample["trace_id"] in asked[0]["keys"]["traceparent"], asked
+        assert {"web1", "web2"} & {h["node"] for h in trace["hops"]} and "db" in {h["node"] for h in trace["hops"]}
 
 
 def test_an_impossible_slo_fails_the_run(lab, tmp_path):

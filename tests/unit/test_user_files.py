@@ -139,7 +139,8 @@ def test_the_shipped_slo_file_holds_both_gates():
 
 SERVICE_FILES = [
     ("description: x\npackage: [a]\n", "(top level): unknown field(s) package (fields: after, cache, capabilities, "
-                                       "description, packages, shared, stop_signal, sysctls, volumes, wheels)"),
+                                       "description, packages, shared, stop_signal, sysctls, tier, volumes, wheels)"),
+    ("tier: Replica\n", "tier: 'Replica' does not match ^[a-z][a-z0-9 -]{0,30}$"),
     ("packages: curl\n", "packages: 'curl' is not of type 'array'"),
     ("volumes: {data: var/lib}\n", "volumes.data: 'var/lib' does not match ^/"),
     ("capabilities: [net_admin]\n", "capabilities.0: 'net_admin' does not match ^[A-Z_]+$"),

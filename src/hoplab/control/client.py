@@ -51,10 +51,15 @@ class ControlClient:
                                                                kernel_view=kernel_view, accepts=accepts,
                                                                tls_keylog=tls_keylog))
 
-    def trace(self, trace_id: str, tls_keylog: str = "", raw: bool = False) -> pb.Trace:
+    def trace(self, trace_id: str, tls_keylog: str = "", raw: bool = False, *, capture_id: str = "",
+              window: tuple[int, int] = (0, 0), timeout: float = TIMEOUT_S) -> pb.Trace:
         """The assembled trace; `tls_keylog` adds session keys to decrypt with (NSS key log text);
-        `raw`: frames as captured, credentials included (else masked by the service)."""
-        return self._call("GetTrace", pb.GetTraceRequest(trace_id=trace_id, tls_keylog=tls_keylog, raw=raw))
+        `raw`: frames as captured, credentials included (else masked by the service). With
+        `capture_id` and its client's `window` (start, end ns): one request of many that capture
+        saw, by the trace id it carried (a load run's sample)."""
+        return self._call("GetTrace", pb.GetTraceRequest(trace_id=trace_id, tls_keylog=tls_keylog, raw=raw,
+                                                         capture_id=capture_id, start_ns=window[0],
+                                                         end_ns=window[1]), timeout)
 
     def traces(self) -> list[pb.TraceSummary]:
         return list(self._call("ListTraces", pb.ListTracesRequest()).traces)

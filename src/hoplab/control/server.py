@@ -26,7 +26,7 @@ from grpc_reflection.v1alpha import reflection
 
 from hoplab import bounded
 from hoplab.control.capture import COMPILE_TIMEOUT_S, MAX_PACKETS, MAX_SECONDS
-from hoplab.trace.assemble import assemble, complete
+from hoplab.trace.assemble import assemble, assemble_request, complete
 from hoplab.trace.credentials import Masker
 from hoplab.trace.tls import KeyLog, KeyLogError
 from hoplab.v1 import control_pb2 as pb
@@ -437,8 +437,19 @@ class ControlService(rpc.ControlServicer):
             context.abort(grpc.StatusCode.NOT_FOUND, f"trace {trace_id} is unknown (or no longer kept)")
         return found[-1]
 
+    def _sample_capture(self, request, context) -> CaptureState:
+        """The capture a load run's sampled request was seen in (GetTraceRequest.capture_id)."""
+        if not TRACE_ID.fullmatch(request.trace_id):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "trace_id: must be 32 lowercase hex digits")
+        if not 0 < request.start_ns <= request.end_ns:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"start_ns, end_ns: {request.start_ns}..{request.end_ns} is not a request's time span")
+        with self.hub.lock:
+            return self._capture(request.capture_id, context)
+
     def GetTrace(self, request, context):
-        capture = self._trace_capture(request.trace_id, context)
+        sampled = bool(request.capture_id)
+        capture = self._sample_capture(request, context) if sampled else self._trace_capture(request.trace_id, context)
         more_keys = self._key_log(request.tls_keylog, context)
         with self.hub.lock:
             records, translations, logs = list(capture.records), list(capture.translations), dict(capture.logs)
@@ -447,10 +458,15 @@ class ControlService(rpc.ControlServicer):
             accepts = list(capture.accepts)
         self.hub.decode(capture)  # all of `records`, and any that came since
         clients = {node for node, service in capture.services.items() if service == "client"}
-        trace = assemble(capture.trace_id, capture.url, capture.id, records, clients, translations, logs,
-                         {node: json.loads(view) for node, view in views.items()}, drops, accepts, key_log)
+        views = {node: json.loads(view) for node, view in views.items()}
+        if sampled:
+            trace = assemble_request(request.trace_id, "", capture.id, records, (request.start_ns, request.end_ns),
+                                     clients, translations, logs, views, key_log)
+        else:
+            trace = assemble(capture.trace_id, capture.url, capture.id, records, clients, translations, logs,
+                             views, drops, accepts, key_log)
+            trace.status = capture.status or trace.status
         trace.kernel_view = capture.kernel_view
-        trace.status = capture.status or trace.status
         trace.gaps.extend(gaps)
         if request.raw:
             trace.raw = True

@@ -82,16 +82,85 @@ def assemble(trace_id: str, url: str, capture_id: str, records, client_nodes: se
     ends = {key[2] for key in chosen}
     ours = [d for d in drops if frozenset((d.src, d.dst)) in ends or _within(windows, d.node, d.ts_ns)]
     picked = sorted([*(r for key in chosen for r in flows[key]), *map(drop_record, ours)], key=lambda r: r.ts_ns)
+    trace = _trace(trace_id, url, capture_id, picked, client_nodes, translations, sockets, accepts, key_log)
+    _note_timed(trace.stages, [flows[key][0] for key in opened])
+    return trace
+
+
+def assemble_request(trace_id: str, url: str, capture_id: str, records, window: tuple[int, int],
+                     client_nodes: set[str], translations=(), logs: dict | None = None, sockets: dict | None = None,
+                     key_log: KeyLog | None = None) -> pb.Trace:
+    """One request of the many a capture saw (a load run's sample): `window` is its client's
+    start and end. Connections are shared there (a user's keep-alive connection, the edge's
+    upstream pool, the web's pooled database connection), so a flow is not the unit: its hops
+    are the slice of each connection that carried this request, and the same packets where
+    routers and the NAT saw them. At the edge, the TLS connection its access log names, within
+    the window (one user's connection carries one request at a time); behind it, on each
+    connection a packet of which carries the trace id, that request's exchange (`exchange`)."""
+    start, end = window
+    flows: dict[tuple, list] = defaultdict(list)
+    by_packet: dict[tuple, list] = defaultdict(list)
+    for record in records:
+        flows[flow_key(record)].append(record)
+        pk = packet_key(record)
+        if pk:
+            by_packet[pk].append(record)
+    logged = {(node, frozenset((line.src, line.dst))) for node, lines in (logs or {}).items() for line in lines
+              if trace_id in line.traceparent}
+    picked: dict[int, object] = {}
+    for key, recs in flows.items():
+        if (key[0], key[2]) in logged:
+            picked.update((id(r), r) for r in recs if start <= r.ts_ns <= end)
+        elif any(trace_id in r.keys.get("traceparent", "") for r in recs):
+            picked.update((id(r), r) for r in exchange(recs, trace_id))
+    # the same packets where others saw them (the client, the router on both sides of the NAT)
+    for record in list(picked.values()):
+        pk = packet_key(record)
+        for other in by_packet.get(pk, ()) if pk else ():
+            if start <= other.ts_ns <= end:
+                picked.setdefault(id(other), other)
+    ordered = sorted(picked.values(), key=lambda r: r.ts_ns)
+    return _trace(trace_id, url, capture_id, ordered, client_nodes, translations, sockets, (), key_log)
+
+
+def exchange(records: list, trace_id: str) -> list:
+    """One request and its answer on a connection that carries many in turn (an HTTP/1.1
+    keep-alive connection, a pooled SQL connection): from the first packet carrying the trace id
+    (from the connection's SYN, when it was opened for this request) to the asker's next data
+    after the last answer to it, which starts the next request."""
+    marked = [i for i, r in enumerate(records) if trace_id in r.keys.get("traceparent", "")]
+    if not marked:
+        return []
+    first, last = marked[0], marked[-1]
+    asker = (records[first].src, records[first].dst)
+    if not any(r.payload_hash for r in records[:first]):
+        first = 0  # opened for this request: its handshake is part of it
+    answered, end = False, len(records)
+    for index in range(last + 1, len(records)):
+        record = records[index]
+        if not record.payload_hash:
+            continue
+        if (record.src, record.dst) == asker:
+            if answered:
+                end = index
+                break
+        else:
+            answered = True
+    return records[first:end]
+
+
+def _trace(trace_id: str, url: str, capture_id: str, picked: list, client_nodes: set[str], translations,
+           sockets: dict | None, accepts, key_log: KeyLog | None) -> pb.Trace:
+    """The trace of the records picked, in time order: each hop's layers, routing and NAT,
+    the server that took each SYN, what TLS said, the status and the stages."""
     hops = [pb.Hop(record=r, layers=layers(r)) for r in picked]
     _mark_routing(hops, translations)
     _mark_servers(hops, sockets or {}, accepts)
     gaps = _decrypt(hops, key_log) if key_log else []
     status = next((int(keys["http_status"]) for h in reversed(hops)
                    for keys in (h.record.keys, h.decrypted.keys) if keys.get("http_status", "").isdigit()), 0)
-    story = stages(hops, client_nodes)
-    _note_timed(story, [flows[key][0] for key in opened])
     return pb.Trace(trace_id=trace_id, url=url, status=status, hops=hops, capture_id=capture_id,
-                    stages=story, gaps=gaps, tls_keylog=key_log.text if key_log else "")
+                    stages=stages(hops, client_nodes), gaps=gaps, tls_keylog=key_log.text if key_log else "")
 
 
 def _note_timed(story: list, firsts: list) -> None:

@@ -59,22 +59,33 @@ def stages(hops: list[pb.Hop], client_nodes: set[str]) -> list[pb.Stage]:
                 and h.record.tcp_flags == "SYN"), None)
     if syn is not None:
         found += _connection_stages(hops, client, syn)
+    else:  # a request on a connection opened before it (a load run's sample, on a keep-alive connection)
+        sent = next((i for i, h in enumerate(hops) if h.record.node == client and h.record.direction == "out"
+                     and _app_data(h)), None)
+        if sent is not None:
+            found += _connection_stages(hops, client, sent)
     done = [s for s in found if s is not None]
     return sorted(done, key=lambda s: (s.start_ns, ORDER.index(s.name)))
 
 
 def _connection_stages(hops: list[pb.Hop], client: str, syn: int) -> list[pb.Stage | None]:
+    """The stages of the client's connection from its first packet out: its SYN, or (a
+    connection already open) its request."""
     conn = hops[syn].record
+    opened = conn.tcp_flags == "SYN"
     ends = {conn.src, conn.dst}
     ours = [i for i, h in enumerate(hops) if h.record.node == client and {h.record.src, h.record.dst} == ends]
     synack = next((i for i in ours if hops[i].record.tcp_flags == "SYN,ACK"), None)
     acked = next((i for i in ours if synack is not None and i > synack and hops[i].record.direction == "out"), synack)
     # The edge: where the SYN was last seen arriving (a router on the way sees it arrive too).
-    arrivals = [h.record.node for h in hops[syn:] if h.record.direction == "in" and h.record.tcp_flags == "SYN"
-                and h.record.node != client and h.record.dst == conn.dst and h.record.tcp_seq == conn.tcp_seq]
+    same = (conn.tcp_flags, conn.tcp_seq, conn.payload_hash)
+    arrivals = [h.record.node for h in hops[syn:] if h.record.direction == "in" and h.record.node != client
+                and h.record.dst == conn.dst and (h.record.tcp_flags, h.record.tcp_seq, h.record.payload_hash) == same]
     edge = arrivals[-1] if arrivals else ""
     routers = {h.record.node for h in hops if h.HasField("forwarded") or h.HasField("translated")}
-    out: list[pb.Stage | None] = [_span("connect", hops, [syn, acked] if acked is not None else [syn], f"to {conn.dst}")]
+    out: list[pb.Stage | None] = []
+    if opened:
+        out.append(_span("connect", hops, [syn, acked] if acked is not None else [syn], f"to {conn.dst}"))
     hello = next((i for i in ours if "ClientHello" in hops[i].record.summary), None)
     request = next((i for i in ours if hops[i].record.direction == "out" and _app_data(hops[i])), None)
     if hello is not None:

@@ -353,14 +353,20 @@ class Trace(_message.Message):
     def __init__(self, trace_id: _Optional[str] = ..., url: _Optional[str] = ..., status: _Optional[int] = ..., hops: _Optional[_Iterable[_Union[Hop, _Mapping]]] = ..., capture_id: _Optional[str] = ..., stages: _Optional[_Iterable[_Union[Stage, _Mapping]]] = ..., gaps: _Optional[_Iterable[_Union[Gap, _Mapping]]] = ..., kernel_view: _Optional[str] = ..., tls_keylog: _Optional[str] = ..., raw: _Optional[bool] = ..., masked_frames: _Optional[int] = ...) -> None: ...
 
 class GetTraceRequest(_message.Message):
-    __slots__ = ("trace_id", "tls_keylog", "raw")
+    __slots__ = ("trace_id", "capture_id", "start_ns", "end_ns", "tls_keylog", "raw")
     TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    CAPTURE_ID_FIELD_NUMBER: _ClassVar[int]
+    START_NS_FIELD_NUMBER: _ClassVar[int]
+    END_NS_FIELD_NUMBER: _ClassVar[int]
     TLS_KEYLOG_FIELD_NUMBER: _ClassVar[int]
     RAW_FIELD_NUMBER: _ClassVar[int]
     trace_id: str
+    capture_id: str
+    start_ns: int
+    end_ns: int
     tls_keylog: str
     raw: bool
-    def __init__(self, trace_id: _Optional[str] = ..., tls_keylog: _Optional[str] = ..., raw: _Optional[bool] = ...) -> None: ...
+    def __init__(self, trace_id: _Optional[str] = ..., capture_id: _Optional[str] = ..., start_ns: _Optional[int] = ..., end_ns: _Optional[int] = ..., tls_keylog: _Optional[str] = ..., raw: _Optional[bool] = ...) -> None: ...
 
 class TraceSummary(_message.Message):
     __slots__ = ("trace_id", "url", "status", "started_ns", "hops")
