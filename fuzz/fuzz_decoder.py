@@ -16,7 +16,7 @@ import json
 
 from harness import BrokenContract, expect
 from hoplab.control.agent import batch
-from hoplab.control.capture import Frame
+from hoplab.control import capture
 from hoplab.control.server import records_of
 from hoplab.trace import decode as decoder
 from hoplab.trace import tls
@@ -52,7 +52,7 @@ def check_decode(frame: bytes) -> Packet:
 def check_frame(frame: bytes) -> None:
     """Raise on any input that breaks the contract of the code a captured frame goes through."""
     packet = check_decode(frame)
-    record, = records_of(batch("c1", [Frame("eth0", "in", 0, frame, len(frame))]).batch, "node")
+    record, = records_of(batch("c1", [capture.pack("eth0", [capture.Packet(0, "in", frame, len(frame))])]).batch, "node")
     complete(record)
     record.SerializeToString()
     masked = Masker().frame(frame, ("node", "eth0"))

@@ -1,6 +1,6 @@
 """The agent's capture loop (hoplab.control.capture) on real AF_PACKET sockets, in a network
 namespace of this test's own (its loopback only: nothing leaves it): the ring hands packets over
-in blocks (many per wake-up), frames are cut to the snap length and keep their length on the
+in blocks (many per wake-up), shipped as the kernel wrote them; frames are cut to the snap length and keep their length on the
 wire and the kernel's timestamp, what came just before the stop is still read, and the packet
 bound holds."""
 
@@ -24,7 +24,7 @@ SENT = 20
 
 SCRIPT = """
 import json, socket, sys, threading, time
-from hoplab.control.capture import CaptureStats, batches
+from hoplab.control.capture import CaptureStats, batches, packets
 
 sent, payload, bound = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 
@@ -37,8 +37,8 @@ def send_and_stop():  # the capture stops right away: what the kernel has not ha
 stats, stop, lists = CaptureStats(), threading.Event(), []
 started = time.time_ns()
 for read in batches(["lo"], "udp port 9", 5, bound, stop, on_armed=send_and_stop, stats=stats):
-    lists.append([{"direction": f.direction, "ts_ns": f.ts_ns, "captured": len(f.data), "length": f.length,
-                   "first": f.data[-1]} for f in read])
+    lists.append([{"iface": b.iface, "direction": p.direction, "ts_ns": p.ts_ns, "captured": len(p.frame),
+                   "length": p.length, "first": p.frame[-1]} for b in read for p in packets(b.data, b.count)])
 print(json.dumps({"lists": lists, "started": started, "ended": time.time_ns(), "hit_bound": stats.hit_bound,
                   "kernel_drops": stats.kernel_drops}))
 """
@@ -73,7 +73,7 @@ def test_the_ring_hands_packets_over_in_blocks_cut_to_the_snap_length(namespace)
     # on loopback each datagram is seen leaving and arriving
     assert sorted(f["direction"] for f in frames) == ["in"] * SENT + ["out"] * SENT
     assert max(len(read) for read in seen["lists"]) > 1, "one frame per wake-up: not handed over in blocks"
-    assert {f["captured"] for f in frames} == {SNAPLEN}
+    assert {f["captured"] for f in frames} == {SNAPLEN} and {f["iface"] for f in frames} == {"lo"}
     assert {f["length"] for f in frames} == {14 + 20 + 8 + PAYLOAD}, "not the length on the wire"
     assert sorted(f["first"] for f in frames) == sorted(list(range(SENT)) * 2)
     assert all(seen["started"] <= f["ts_ns"] <= seen["ended"] for f in frames), "not the kernel's timestamps"

@@ -16,7 +16,7 @@ import pytest
 
 from hoplab.control import server
 from hoplab.control.agent import batch
-from hoplab.control.capture import MAX_PACKETS, MAX_SECONDS, Frame
+from hoplab.control.capture import MAX_PACKETS, MAX_SECONDS, Packet, pack, packets
 from hoplab.control.server import (GRACE_S, MAX_FILTER_CHARS, AgentHubService, AgentSession, CaptureState,
                                    ControlService, Hub, records_of)
 from hoplab.trace.assemble import complete
@@ -133,13 +133,19 @@ def aborted(call) -> Aborted:
 # ------------------------------------------------------------ records: limits and drops
 
 
+def read(c: CaptureState) -> list[pb.Record]:
+    c.read_shipped()
+    return c.records
+
+
 def test_records_go_to_their_own_capture_and_unknown_captures_are_ignored(hub):
     hub.captures["c1"] = capture("c1")
     hub.captures["c2"] = capture("c2")
-    hub.add_records([record("c1", summary="a"), record("c2", summary="b"), record("gone", summary="x"),
-                     record("c1", summary="c")])
-    assert [r.summary for r in hub.captures["c1"].records] == ["a", "c"]
-    assert [r.summary for r in hub.captures["c2"].records] == ["b"]
+    for capture_id, stamps in (("c1", [1]), ("c2", [2]), ("gone", [9]), ("c1", [3])):
+        hub.add_batch(shipped(capture_id, stamps), "web1")
+    assert hub.captures["c1"].count == 2 and not hub.captures["c1"].records, "read before anyone asked"
+    assert [r.ts_ns for r in read(hub.captures["c1"])] == [1, 3]
+    assert [r.ts_ns for r in read(hub.captures["c2"])] == [2]
     assert hub.captures["c1"].dropped == hub.captures["c2"].dropped == 0
     assert set(hub.captures) == {"c1", "c2"}, "a record for an unknown capture created one"
 
@@ -148,13 +154,14 @@ def test_a_capture_keeps_at_most_its_limit_and_counts_the_rest_as_dropped(hub, m
     monkeypatch.setattr(server, "MAX_RECORDS_PER_CAPTURE", 3)
     hub.captures["c1"] = capture("c1")
     hub.captures["c2"] = capture("c2")
-    hub.add_records([record("c1", summary=str(i)) for i in range(4)])
-    hub.add_records([record("c1", summary="late"), record("c2", summary="other")])
+    hub.add_batch(shipped("c1", [0, 1, 2, 3]), "web1")
+    hub.add_batch(shipped("c1", [4]), "web1")
+    hub.add_batch(shipped("c2", [5]), "web1")
     full = hub.captures["c1"]
-    assert [r.summary for r in full.records] == ["0", "1", "2"], "the first records are the ones kept"
-    assert full.dropped == 2
     assert full.message().records == 3
-    assert [r.summary for r in hub.captures["c2"].records] == ["other"] and hub.captures["c2"].dropped == 0
+    assert [r.ts_ns for r in read(full)] == [0, 1, 2], "the first records are the ones kept"
+    assert full.dropped == 2
+    assert [r.ts_ns for r in read(hub.captures["c2"])] == [5] and hub.captures["c2"].dropped == 0
 
 
 def test_one_nodes_full_capture_fits_under_the_per_capture_limit():
@@ -470,11 +477,11 @@ def test_stream_records_follows_a_running_capture_until_it_ends(control):
     assert next(stream).summary == "first"
 
     def agent():
-        control.hub.add_records([record(summary="second"), record(summary="third")])
+        control.hub.add_batch(shipped("c1", [2, 3]), "web1")
         control.hub.ended("web1", "c1")
 
     threading.Timer(0.05, agent).start()
-    assert [r.summary for r in stream] == ["second", "third"]
+    assert [r.ts_ns for r in stream] == [2, 3]
 
 
 def test_stream_records_of_an_unknown_capture_is_not_found(control):
@@ -548,7 +555,7 @@ def test_attach_feeds_the_hub_and_detaches_when_the_agent_hangs_up(hub):
     commands = list(AgentHubService(hub).Attach(iter(messages), FakeContext()))
     assert commands == []
     c = hub.captures["c1"]
-    assert c.unarmed == set() and c.state == "stopped" and [r.node for r in c.records] == ["web1", "web1"]
+    assert c.unarmed == set() and c.state == "stopped" and [r.node for r in read(c)] == ["web1", "web1"]
     assert [line.text for line in c.logs["web1"]] == ["GET /order"]
     assert hub.agents == {}, "the session outlived its stream"
 
@@ -590,49 +597,63 @@ def visit_frames() -> list[bytes]:
 
 
 def raw_batch(capture_id: str, frames: list[bytes]) -> pb.AgentMessage:
-    """What an agent ships for these frames: hoplab.control.agent.batch itself."""
-    return batch(capture_id, [Frame("home", "out", 1000 + i, f, len(f) + 7) for i, f in enumerate(frames)])
+    """What an agent ships for these frames (one block): hoplab.control.agent.batch itself."""
+    return batch(capture_id, [pack("home", [Packet(1000 + i, "out", f, len(f) + 7) for i, f in enumerate(frames)])])
 
 
-def raw_records(capture_id: str, frames: list[bytes], node: str = "client") -> list[pb.Record]:
-    """The collector's records of them, as the agents' door makes them."""
-    return records_of(raw_batch(capture_id, frames).batch, node)
+def shipped(capture_id: str, stamps: list[int]) -> pb.RecordBatch:
+    """A batch of one-packet blocks, the packets stamped `stamps` (real frames of a visit)."""
+    frames = visit_frames()
+    return batch(capture_id, [pack("home", [Packet(ts, "out", frames[i % len(frames)], 60)])
+                              for i, ts in enumerate(stamps)]).batch
 
 
-def test_an_agents_packed_frames_become_records_named_after_their_stream_and_batch(hub):
+def test_an_agents_blocks_become_records_named_after_their_stream_and_batch(hub):
     hub.captures["c1"] = capture("c1", nodes=("client",))
     frames = visit_frames()[:3]
-    shipped = [Frame("home", "out", 1000, frames[0], len(frames[0]) + 7),
-               Frame("internet", "in", 1001, frames[1], len(frames[1]) + 7),
-               Frame("home", "in", 1002, frames[2], len(frames[2]) + 7)]
-    message = pb.AgentMessage.FromString(batch("c1", shipped).SerializeToString())
-    assert message.batch.frames == b"".join(frames) and list(message.batch.interfaces) == ["home", "internet"]
-    hub.add_records(records_of(message.batch, "client"), "client", message.batch.capture_id)
-    kept = hub.captures["c1"].records
+    blocks = [pack("home", [Packet(1000, "out", frames[0], len(frames[0]) + 7)]),
+              pack("internet", [Packet(1001, "in", frames[1], len(frames[1]) + 7)]),
+              pack("home", [Packet(1002, "in", frames[2], len(frames[2]) + 7)])]
+    message = pb.AgentMessage.FromString(batch("c1", blocks).SerializeToString())
+    assert list(message.batch.interfaces) == ["home", "internet"] and list(message.batch.block_interface) == [0, 1, 0]
+    hub.add_batch(message.batch, "client")
+    kept = read(hub.captures["c1"])
     assert [(r.node, r.capture_id, r.iface, r.direction, r.ts_ns, r.frame) for r in kept] == [
-        ("client", "c1", f.iface, f.direction, f.ts_ns, f.data) for f in shipped]
+        ("client", "c1", "home", "out", 1000, frames[0]), ("client", "c1", "internet", "in", 1001, frames[1]),
+        ("client", "c1", "home", "in", 1002, frames[2])]
     assert [r.length - len(r.frame) for r in kept] == [7, 7, 7], "the length on the wire is the agent's"
     assert all(not r.proto for r in kept), "not raw"
-    hub.add_records(raw_records("gone", visit_frames()[:2]), "client", "gone")
+    hub.add_batch(raw_batch("gone", visit_frames()[:2]).batch, "client")
     assert len(kept) == 3 and set(hub.captures) == {"c1"}
 
 
-def test_a_batch_whose_arrays_do_not_match_its_bytes_is_refused_and_a_gap_of_its_capture(hub):
+def test_a_block_cut_after_some_packets_keeps_them_whole():
+    frames = visit_frames()[:5]
+    block = pack("home", [Packet(i, "in", f, len(f)) for i, f in enumerate(frames)])
+    cut = block.first(2)
+    assert cut.count == 2 and [p.frame for p in packets(cut.data, cut.count)] == frames[:2]
+
+
+def test_a_batch_that_does_not_hold_what_it_says_is_a_gap_of_its_capture(hub):
     hub.captures["c1"] = capture("c1", nodes=("client",))
     message = raw_batch("c1", visit_frames()[:3])
-    message.batch.frames = message.batch.frames[:-1]
-    with pytest.raises(ValueError, match=r"RecordBatch from client: .* of \d+ bytes"):
+    message.batch.block_packets[0] += 1
+    with pytest.raises(ValueError, match=r"ends before its 4 packets"):
         records_of(message.batch, "client")
-    hub.lost("client", "c1", "why")
-    assert hub.captures["c1"].gaps == {"client": "a batch of its frames was refused: why"}
+    message.batch.block_interface[0] = 5
+    with pytest.raises(ValueError, match=r"RecordBatch from client: .* for 1 interface names"):
+        records_of(message.batch, "client")
+    hub.add_batch(message.batch, "client")
+    assert read(hub.captures["c1"]) == []
+    assert hub.captures["c1"].gaps["client"].startswith("a batch of its frames was refused: RecordBatch from client")
 
 
 def test_a_batch_beyond_the_capture_limit_is_counted_as_dropped(hub, monkeypatch):
     monkeypatch.setattr(server, "MAX_RECORDS_PER_CAPTURE", 4)
     hub.captures["c1"] = capture("c1", nodes=("client",))
     for _ in range(2):
-        hub.add_records(raw_records("c1", visit_frames()[:3]), "client", "c1")
-    assert (len(hub.captures["c1"].records), hub.captures["c1"].dropped) == (4, 2)
+        hub.add_batch(shipped("c1", [1, 2, 3]), "client")
+    assert (len(read(hub.captures["c1"])), hub.captures["c1"].dropped) == (4, 2)
 
 
 def test_raw_records_are_decoded_once_when_first_read(control, monkeypatch):
@@ -641,22 +662,22 @@ def test_raw_records_are_decoded_once_when_first_read(control, monkeypatch):
     frames = visit_frames()
     c = capture("c1", nodes=("client",), trace_id=TRACE, services={"client": "client"})
     control.hub.captures["c1"] = c
-    control.hub.add_records(raw_records("c1", frames), "client", "c1")
-    assert decoded == [] and all(not r.proto for r in c.records), "decoded on arrival"
+    control.hub.add_batch(raw_batch("c1", frames).batch, "client")
+    assert decoded == [] and not c.records, "read or decoded on arrival"
     c.state = "stopped"
     trace = control.GetTrace(pb.GetTraceRequest(trace_id=TRACE), FakeContext())
     assert len(decoded) == len(frames)
-    packets = [decode(f) for f in frames]
-    assert [h.record.summary for h in trace.hops] == [p.summary for p in packets]
-    assert [h.record.proto for h in trace.hops] == [p.proto for p in packets]
-    syn = next(h.record for h, p in zip(trace.hops, packets) if p.tcp_flags == "SYN")
+    wire = [decode(f) for f in frames]
+    assert [h.record.summary for h in trace.hops] == [p.summary for p in wire]
+    assert [h.record.proto for h in trace.hops] == [p.proto for p in wire]
+    syn = next(h.record for h, p in zip(trace.hops, wire) if p.tcp_flags == "SYN")
     assert syn.src.count(".") == 3 and ":" in syn.src and syn.tcp_seq, "addresses and TCP fields filled in"
-    assert [dict(h.record.keys) for h in trace.hops] == [p.keys for p in packets]
-    assert any("dns_id" in p.keys for p in packets), "the visit has correlation keys to fill in"
+    assert [dict(h.record.keys) for h in trace.hops] == [p.keys for p in wire]
+    assert any("dns_id" in p.keys for p in wire), "the visit has correlation keys to fill in"
     streamed = list(control.StreamRecords(pb.StreamRecordsRequest(capture_id="c1", raw=True), FakeContext()))
     control.GetTrace(pb.GetTraceRequest(trace_id=TRACE), FakeContext())
     assert len(decoded) == len(frames), "decoded again"
-    assert [r.summary for r in streamed] == [p.summary for p in packets]
+    assert [r.summary for r in streamed] == [p.summary for p in wire]
 
 
 def test_records_decoded_by_their_agent_are_left_as_they_are(control):

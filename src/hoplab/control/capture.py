@@ -1,17 +1,17 @@
 """Packet capture inside a node: one AF_PACKET socket per data-plane interface, with the
 filter compiled to classic BPF by tcpdump and attached in the kernel (SO_ATTACH_FILTER), so
-only matching packets ever reach Python, cut to SNAPLEN by the filter itself. The kernel writes
+only matching packets ever reach the agent, cut to SNAPLEN by the filter itself. The kernel writes
 them into a TPACKET_V3 ring shared with the agent (mmap): blocks of packets, each handed over
-when full or within 2 x RETIRE_MS of its first packet, so a busy capture wakes its agent about
-50 times a second however many packets it sees, and reading a packet is a copy of its bytes,
-not a system call. The ring's timestamps (the kernel's, in ns) put every node's packets on the
-one clock all namespaces share. Nothing is decoded here; the collector does that, once."""
+when full or within 2 x RETIRE_MS of its first packet; the agent reads them every POLL_S,
+however many packets it sees. The agent ships each block as the kernel wrote
+it (one copy, no work per packet): the collector reads its packets (`packets`) when a trace
+needs them. The ring's timestamps (the kernel's, in ns) put every node's packets on the one
+clock all namespaces share. Nothing is decoded here; the collector does that, once."""
 
 from __future__ import annotations
 
 import ctypes
 import mmap
-import select
 import socket
 import struct
 import threading
@@ -44,8 +44,9 @@ BLOCK_SIZE = 1 << 15
 BLOCKS = 128
 FRAME_SIZE = 2048  # TPACKET_V3 packs packets of any size into a block; the kernel checks this one
 RETIRE_MS = 20
-# Frames of one batch at most: as many as fit under gRPC's 4 MiB message bound at the snap length.
-BATCH_FRAMES = (4 << 20) // SNAPLEN * 3 // 4
+POLL_S = 0.1  # how often a capture reads its rings (a stop reads them at once)
+# Bytes of blocks in one batch at most: well under gRPC's 4 MiB message bound.
+BATCH_BYTES = 3 << 20
 
 
 class CaptureError(Exception):
@@ -76,11 +77,8 @@ class Ring:
     """One interface's socket and the TPACKET_V3 ring the kernel fills for it."""
 
     # struct tpacket_block_desc: version, offset_to_priv, then tpacket_hdr_v1: block_status,
-    # num_pkts, offset_to_first_pkt, ...
-    _BLOCK = struct.Struct("III")
-    # struct tpacket3_hdr: tp_next_offset, tp_sec, tp_nsec, tp_snaplen, tp_len, tp_status, tp_mac
-    _PACKET = struct.Struct("IIIIIIH")
-    _PKTTYPE = 48 + 10  # sockaddr_ll.sll_pkttype, after the header (TPACKET_ALIGN(48))
+    # num_pkts, offset_to_first_pkt, blk_len, ...
+    _BLOCK = struct.Struct("IIII")
 
     def __init__(self, iface: str, bpf: bytes):
         self.iface = iface
@@ -100,24 +98,17 @@ class Ring:
             raise
         self.block = 0  # the next block to read: the kernel fills them in turn
 
-    def fileno(self) -> int:
-        return self.sock.fileno()
-
-    def read(self) -> list[Frame]:
-        """The packets of every block the kernel has handed over, each block given back after."""
+    def read(self) -> list[Block]:
+        """Every block the kernel has handed over, copied whole (its packets as the kernel
+        wrote them), each given back after."""
         ring, read = self.ring, []
         while True:
             base = self.block * BLOCK_SIZE
-            status, count, offset = self._BLOCK.unpack_from(ring, base + 8)
+            status, count, first, used = self._BLOCK.unpack_from(ring, base + 8)
             if not status & TP_STATUS_USER:
                 return read
-            at = base + offset
-            for _ in range(count):
-                step, sec, nsec, captured, length, _, mac = self._PACKET.unpack_from(ring, at)
-                direction = "out" if ring[at + self._PKTTYPE] == PACKET_OUTGOING else "in"
-                read.append(Frame(self.iface, direction, sec * 1_000_000_000 + nsec,
-                                  ring[at + mac:at + mac + captured], length))
-                at += step
+            if count:
+                read.append(Block(self.iface, ring[base + first:base + used], count))
             struct.pack_into("I", ring, base + 8, TP_STATUS_KERNEL)
             self.block = (self.block + 1) % BLOCKS
 
@@ -125,7 +116,7 @@ class Ring:
         """Whether the block the kernel fills now (the first after those handed over) holds
         packets it has not handed over yet."""
         for step in range(BLOCKS):
-            status, count, _ = self._BLOCK.unpack_from(self.ring, (self.block + step) % BLOCKS * BLOCK_SIZE + 8)
+            status, count, _, _ = self._BLOCK.unpack_from(self.ring, (self.block + step) % BLOCKS * BLOCK_SIZE + 8)
             if not status & TP_STATUS_USER:
                 return count > 0
         return False
@@ -153,22 +144,73 @@ def kernel_drops(sock: socket.socket) -> int:
     return dropped
 
 
+# struct tpacket3_hdr: tp_next_offset, tp_sec, tp_nsec, tp_snaplen, tp_len, tp_status, tp_mac
+_PACKET = struct.Struct("IIIIIIH")
+_PKTTYPE = 48 + 10  # sockaddr_ll.sll_pkttype, after the header (TPACKET_ALIGN(48))
+_MAC = 80  # where `pack` puts a frame: TPACKET_ALIGN(48 + sizeof(struct sockaddr_ll)), as the kernel does
+
+
 @dataclass(slots=True)
-class Frame:
+class Block:
+    """Packets of one interface as the kernel wrote them in its ring: `count` packets, each a
+    struct tpacket3_hdr, a struct sockaddr_ll and the frame, from offset 0 of `data`."""
+
     iface: str
-    direction: str  # "in" or "out"
+    data: bytes
+    count: int
+
+    def first(self, count: int) -> "Block":
+        """The block cut after its first `count` packets."""
+        end = 0
+        for _ in range(min(count, self.count)):
+            step, _, _, captured, _, _, mac = _PACKET.unpack_from(self.data, end)
+            end = end + step if step else end + mac + captured
+        return Block(self.iface, self.data[:end], min(count, self.count))
+
+
+@dataclass(slots=True)
+class Packet:
     ts_ns: int
-    data: bytes  # the first SNAPLEN bytes
+    direction: str  # "in" or "out"
+    frame: bytes  # the first SNAPLEN bytes
     length: int  # the frame's length on the wire
+
+
+def packets(data: bytes, count: int) -> Iterator[Packet]:
+    """The packets of a block's `data` (Block.data): ValueError when it does not hold `count`."""
+    at = 0
+    for _ in range(count):
+        if at + _MAC > len(data):
+            raise ValueError(f"a block of {len(data)} bytes ends before its {count} packets")
+        step, sec, nsec, captured, length, _, mac = _PACKET.unpack_from(data, at)
+        if at + mac + captured > len(data):
+            raise ValueError(f"a packet of {captured} bytes at {at + mac} runs past its block's {len(data)}")
+        yield Packet(sec * 1_000_000_000 + nsec, "out" if data[at + _PKTTYPE] == PACKET_OUTGOING else "in",
+                     data[at + mac:at + mac + captured], length)
+        at = at + step if step else len(data)  # the kernel's last packet may say 0: nothing follows
+
+
+def pack(iface: str, shipped: list[Packet]) -> Block:
+    """Packets laid out as the kernel lays them in a block (tests, and the ingest benchmark's
+    fake agents)."""
+    data = bytearray()
+    for p in shipped:
+        step = (_MAC + len(p.frame) + 15) // 16 * 16
+        header = bytearray(_MAC)
+        _PACKET.pack_into(header, 0, step, p.ts_ns // 1_000_000_000,
+                          p.ts_ns % 1_000_000_000, len(p.frame), p.length, 0, _MAC)
+        header[_PKTTYPE] = PACKET_OUTGOING if p.direction == "out" else 0
+        data += header + p.frame + bytes(step - _MAC - len(p.frame))
+    return Block(iface, bytes(data), len(shipped))
 
 
 def batches(ifaces: list[str], expression: str, max_seconds: int, max_packets: int,
             stop: threading.Event, on_armed: Callable[[], None] = lambda: None,
-            stats: CaptureStats | None = None) -> Iterator[list[Frame]]:
-    """Frames matching `expression` on `ifaces`, until max_seconds, max_packets or `stop`: one
-    list per wake-up, all that the rings handed over (empty when a short wait passed with none,
-    so the consumer can flush what it holds); at the end, what the rings still held. `stats`,
-    when given, says afterwards what the capture missed."""
+            stats: CaptureStats | None = None) -> Iterator[list[Block]]:
+    """Blocks of packets matching `expression` on `ifaces`, until max_seconds, max_packets or
+    `stop`: one list per wake-up, all that the rings handed over (empty when a short wait passed
+    with none, so the consumer can flush what it holds); at the end, what the rings still held.
+    `stats`, when given, says afterwards what the capture missed."""
     stats = stats if stats is not None else CaptureStats()
     rings: list[Ring] = []
     try:
@@ -188,15 +230,20 @@ def batches(ifaces: list[str], expression: str, max_seconds: int, max_packets: i
                     time.sleep(0.002)
                 ready = rings
             else:
-                ready, _, _ = select.select(rings, [], [], min(left, 0.1))
-            read: list[Frame] = []
+                # A wake-up every POLL_S for every ring at once, not one per block: each wake-up
+                # costs the agent more than the blocks it reads (select() woke it up to 50 times a
+                # second per interface); the rings hold seconds of packets meanwhile.
+                stop.wait(min(left, POLL_S))
+                ready = rings
+            read: list[Block] = []
             for ring in ready:
                 read += ring.read()
-            if count + len(read) >= max_packets:
+            got = sum(block.count for block in read)
+            if count + got >= max_packets:
                 stats.hit_bound = True
-                yield read[:max_packets - count]
+                yield _first(read, max_packets - count)
                 return
-            count += len(read)
+            count += got
             yield read
             if done:
                 return
@@ -206,20 +253,36 @@ def batches(ifaces: list[str], expression: str, max_seconds: int, max_packets: i
             ring.close()
 
 
+def _first(blocks: list[Block], count: int) -> list[Block]:
+    """The blocks holding the first `count` packets, the last one cut."""
+    kept = []
+    for block in blocks:
+        if count <= 0:
+            break
+        kept.append(block if block.count <= count else block.first(count))
+        count -= block.count
+    return kept
+
+
 def run_capture(ifaces: list[str], expression: str, max_seconds: int, max_packets: int,
-                stop: threading.Event, emit: Callable[[list[Frame]], None], flush_s: float = 0.1,
-                batch: int = BATCH_FRAMES, on_armed: Callable[[], None] = lambda: None,
+                stop: threading.Event, emit: Callable[[list[Block]], None], flush_s: float = 0.1,
+                batch_bytes: int = BATCH_BYTES, on_armed: Callable[[], None] = lambda: None,
                 stats: CaptureStats | None = None) -> int:
-    """Capture and hand frames over in batches (every `flush_s` or `batch` frames)."""
-    pending: list[Frame] = []
-    last = time.monotonic()
-    total = 0
+    """Capture and hand blocks over in batches (every `flush_s` or `batch_bytes`); the packets
+    captured."""
+    pending: list[Block] = []
+    size, last, total = 0, time.monotonic(), 0
     for read in batches(ifaces, expression, max_seconds, max_packets, stop, on_armed, stats):
-        pending += read
-        total += len(read)
-        if pending and (len(pending) >= batch or time.monotonic() - last >= flush_s):
+        for block in read:
+            if pending and size + len(block.data) > batch_bytes:
+                emit(pending)
+                pending, size, last = [], 0, time.monotonic()
+            pending.append(block)
+            size += len(block.data)
+            total += block.count
+        if pending and time.monotonic() - last >= flush_s:
             emit(pending)
-            pending, last = [], time.monotonic()
+            pending, size, last = [], 0, time.monotonic()
     if pending:
         emit(pending)
     return total

@@ -25,7 +25,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from hoplab import bounded
-from hoplab.control.capture import COMPILE_TIMEOUT_S, MAX_PACKETS, MAX_SECONDS
+from hoplab.control.capture import COMPILE_TIMEOUT_S, MAX_PACKETS, MAX_SECONDS, packets
 from hoplab.trace.assemble import assemble, assemble_request, complete
 from hoplab.trace.credentials import Masker
 from hoplab.trace.tls import KeyLog, KeyLogError
@@ -74,6 +74,10 @@ class CaptureState:
     kernel_view: str = "not reported"  # "" when the caller's kernel tracer ran
     key_log: KeyLog = field(default_factory=KeyLog)  # the TLS session keys the visit's client logged
     decoded: int = 0  # records[:decoded] have what their frames say (agents ship them raw)
+    # (node, RecordBatch) as agents shipped them: read into `records` when a reader needs them,
+    # so taking a batch in costs the collector nothing per packet
+    shipped: list = field(default_factory=list)
+    shipped_packets: int = 0
     decode_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def gap(self, node: str, reason: str) -> None:
@@ -86,9 +90,25 @@ class CaptureState:
                                f"{self.dropped} more")
         return [pb.Gap(node=node, reason=reason) for node, reason in sorted(gaps.items())]
 
+    @property
+    def count(self) -> int:
+        """Records kept: those read and those still in shipped blocks."""
+        return len(self.records) + self.shipped_packets
+
+    def read_shipped(self) -> None:
+        """The shipped blocks' packets as Records (the hub's lock held); a batch that does not
+        hold what it says is a gap of its node."""
+        for node, batch in self.shipped:
+            try:
+                self.records.extend(records_of(batch, node))
+            except ValueError as exc:  # an agent's bug: the capture says it lost frames
+                self.gap(node, f"a batch of its frames was refused: {exc}")
+        self.shipped.clear()
+        self.shipped_packets = 0
+
     def message(self) -> pb.Capture:
         return pb.Capture(id=self.id, nodes=self.nodes, filter=self.filter, state=self.state,
-                          started_ns=self.started_ns, stopped_ns=self.stopped_ns, records=len(self.records),
+                          started_ns=self.started_ns, stopped_ns=self.stopped_ns, records=self.count,
                           trace_id=self.trace_id)
 
 
@@ -103,19 +123,19 @@ def check_filter(expression: str) -> str | None:
 
 
 def records_of(batch: pb.RecordBatch, node: str) -> list[pb.Record]:
-    """The Records of an agent's packed batch, raw (iface, direction, ts_ns, frame, length) and
-    named after `node` (its stream's) and the batch's capture."""
-    frames, interfaces, capture_id = batch.frames, list(batch.interfaces), batch.capture_id
-    counts = (len(batch.captured), len(batch.length), len(batch.ts_ns), len(batch.where))
-    if len(set(counts)) != 1 or sum(batch.captured) != len(frames):
-        raise ValueError(f"RecordBatch from {node}: {counts} frame sizes/lengths/times/places "
-                         f"for {sum(batch.captured)} of {len(frames)} bytes")
-    records, at = [], 0
-    for captured, length, ts_ns, where in zip(batch.captured, batch.length, batch.ts_ns, batch.where):
-        records.append(pb.Record(capture_id=capture_id, node=node, iface=interfaces[where >> 1],
-                                 direction="out" if where & 1 else "in", ts_ns=ts_ns,
-                                 frame=frames[at:at + captured], length=length))
-        at += captured
+    """The Records of an agent's batch of ring blocks, raw (iface, direction, ts_ns, frame,
+    length) and named after `node` (its stream's) and the batch's capture. ValueError for a
+    batch whose blocks do not hold what it says."""
+    interfaces, capture_id = list(batch.interfaces), batch.capture_id
+    counts = (len(batch.blocks), len(batch.block_packets), len(batch.block_interface))
+    if len(set(counts)) != 1 or any(where >= len(interfaces) for where in batch.block_interface):
+        raise ValueError(f"RecordBatch from {node}: {counts} blocks/packet counts/interfaces "
+                         f"for {len(interfaces)} interface names")
+    records = []
+    for data, count, where in zip(batch.blocks, batch.block_packets, batch.block_interface):
+        iface = interfaces[where]
+        records += [pb.Record(capture_id=capture_id, node=node, iface=iface, direction=p.direction, ts_ns=p.ts_ns,
+                              frame=p.frame, length=p.length) for p in packets(data, count)]
     return records
 
 
@@ -157,42 +177,26 @@ class Hub:
                 self._maybe_finish(capture)
             self.lock.notify_all()
 
-    def add_records(self, records, node: str = "", capture_id: str = "") -> None:
-        """Records of one batch. An agent's name neither node nor capture: `node` (its stream's)
-        and `capture_id` (the batch's) are theirs. Kept as they came: decoding waits for the
-        first reader (`decode`)."""
+    def add_batch(self, batch: pb.RecordBatch, node: str) -> None:
+        """An agent's batch, kept as shipped (read into Records when a reader needs them), up to
+        the capture's bound: the blocks past it are counted as dropped."""
         with self.lock:
-            if capture_id:
-                capture = self.captures.get(capture_id)
-                if capture is not None:
-                    kept = records[:max(0, MAX_RECORDS_PER_CAPTURE - len(capture.records))]
-                    for record in kept:
-                        if not record.capture_id:
-                            record.capture_id = capture_id
-                        if node and not record.node:
-                            record.node = node
-                    capture.records.extend(kept)
-                    capture.dropped += len(records) - len(kept)
-                    self.lock.notify_all()
+            capture = self.captures.get(batch.capture_id)
+            if capture is None:
                 return
-            for record in records:
-                capture = self.captures.get(record.capture_id)
-                if capture is None:
-                    continue
-                if node and not record.node:
-                    record.node = node
-                if len(capture.records) < MAX_RECORDS_PER_CAPTURE:
-                    capture.records.append(record)
-                else:
-                    capture.dropped += 1
-            self.lock.notify_all()
-
-    def lost(self, node: str, capture_id: str, reason: str) -> None:
-        """A batch of the node's frames could not be read: a gap of its capture."""
-        with self.lock:
-            capture = self.captures.get(capture_id)
-            if capture is not None:
-                capture.gap(node, f"a batch of its frames was refused: {reason}")
+            room, kept, blocks = MAX_RECORDS_PER_CAPTURE - capture.count, 0, 0
+            for count in batch.block_packets:
+                if kept + count > room:
+                    break
+                kept, blocks = kept + count, blocks + 1
+            capture.dropped += sum(batch.block_packets) - kept
+            if blocks < len(batch.blocks):
+                batch = pb.RecordBatch(capture_id=batch.capture_id, interfaces=batch.interfaces,
+                                       blocks=batch.blocks[:blocks], block_packets=batch.block_packets[:blocks],
+                                       block_interface=batch.block_interface[:blocks])
+            if blocks:
+                capture.shipped.append((node, batch))
+                capture.shipped_packets += kept
             self.lock.notify_all()
 
     def decode(self, capture: CaptureState) -> None:
@@ -200,6 +204,7 @@ class Hub:
         order (a second reader finds them done)."""
         with capture.decode_lock:
             with self.lock:
+                capture.read_shipped()
                 fresh = capture.records[capture.decoded:]
             for record in fresh:
                 complete(record)
@@ -269,12 +274,7 @@ class AgentHubService(rpc.AgentHubServicer):
             try:
                 for message in request_iterator:
                     if message.HasField("batch"):
-                        try:
-                            records = records_of(message.batch, session.node)
-                        except ValueError as exc:  # an agent's bug: the capture says it lost frames
-                            self.hub.lost(session.node, message.batch.capture_id, str(exc))
-                            continue
-                        self.hub.add_records(records, session.node, message.batch.capture_id)
+                        self.hub.add_batch(message.batch, session.node)
                     elif message.HasField("armed"):
                         self.hub.armed(session.node, message.armed.capture_id)
                     elif message.HasField("error"):
@@ -410,6 +410,7 @@ class ControlService(rpc.ControlServicer):
         sent = 0
         while context.is_active():
             with self.hub.lock:
+                capture.read_shipped()
                 batch = capture.records[sent:]
                 done = capture.state != "running"
                 if not batch and not done:
@@ -425,7 +426,7 @@ class ControlService(rpc.ControlServicer):
                         record.frame, record.masked = frame, True
                 yield record
             sent += len(batch)
-            if done and sent >= len(capture.records):
+            if done and sent >= capture.count:
                 return
 
     def _trace_capture(self, trace_id: str, context) -> CaptureState:
@@ -452,6 +453,7 @@ class ControlService(rpc.ControlServicer):
         capture = self._sample_capture(request, context) if sampled else self._trace_capture(request.trace_id, context)
         more_keys = self._key_log(request.tls_keylog, context)
         with self.hub.lock:
+            capture.read_shipped()
             records, translations, logs = list(capture.records), list(capture.translations), dict(capture.logs)
             gaps, views, drops = capture.gap_list(), dict(capture.sockets), list(capture.drops)
             key_log = capture.key_log.merged(more_keys)
@@ -484,7 +486,7 @@ class ControlService(rpc.ControlServicer):
         with self.hub.lock:
             captures = [c for c in self.hub.captures.values() if c.trace_id]
             summaries = [pb.TraceSummary(trace_id=c.trace_id, url=c.url, status=c.status, started_ns=c.started_ns,
-                                         hops=len(c.records)) for c in captures]
+                                         hops=c.count) for c in captures]
         return pb.ListTracesResponse(traces=summaries)
 
 

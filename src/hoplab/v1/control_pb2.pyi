@@ -403,22 +403,18 @@ class Hello(_message.Message):
     def __init__(self, node: _Optional[str] = ..., service: _Optional[str] = ..., interfaces: _Optional[_Iterable[_Union[Interface, _Mapping]]] = ...) -> None: ...
 
 class RecordBatch(_message.Message):
-    __slots__ = ("capture_id", "frames", "captured", "length", "ts_ns", "where", "interfaces")
+    __slots__ = ("capture_id", "interfaces", "blocks", "block_packets", "block_interface")
     CAPTURE_ID_FIELD_NUMBER: _ClassVar[int]
-    FRAMES_FIELD_NUMBER: _ClassVar[int]
-    CAPTURED_FIELD_NUMBER: _ClassVar[int]
-    LENGTH_FIELD_NUMBER: _ClassVar[int]
-    TS_NS_FIELD_NUMBER: _ClassVar[int]
-    WHERE_FIELD_NUMBER: _ClassVar[int]
     INTERFACES_FIELD_NUMBER: _ClassVar[int]
+    BLOCKS_FIELD_NUMBER: _ClassVar[int]
+    BLOCK_PACKETS_FIELD_NUMBER: _ClassVar[int]
+    BLOCK_INTERFACE_FIELD_NUMBER: _ClassVar[int]
     capture_id: str
-    frames: bytes
-    captured: _containers.RepeatedScalarFieldContainer[int]
-    length: _containers.RepeatedScalarFieldContainer[int]
-    ts_ns: _containers.RepeatedScalarFieldContainer[int]
-    where: _containers.RepeatedScalarFieldContainer[int]
     interfaces: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, capture_id: _Optional[str] = ..., frames: _Optional[bytes] = ..., captured: _Optional[_Iterable[int]] = ..., length: _Optional[_Iterable[int]] = ..., ts_ns: _Optional[_Iterable[int]] = ..., where: _Optional[_Iterable[int]] = ..., interfaces: _Optional[_Iterable[str]] = ...) -> None: ...
+    blocks: _containers.RepeatedScalarFieldContainer[bytes]
+    block_packets: _containers.RepeatedScalarFieldContainer[int]
+    block_interface: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, capture_id: _Optional[str] = ..., interfaces: _Optional[_Iterable[str]] = ..., blocks: _Optional[_Iterable[bytes]] = ..., block_packets: _Optional[_Iterable[int]] = ..., block_interface: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class AgentMessage(_message.Message):
     __slots__ = ("hello", "batch", "ended", "armed", "error")
