@@ -486,6 +486,56 @@ class Visit(Command):
         return 0 if result.ok else 1
 
 
+class Play(Command):
+    name, help = "play", "play the lab's online game (UDP) from a lab client: round trips, lost moves, the NAT's address"
+
+    def add_arguments(self, parser):
+        parser.add_argument("target", nargs="?", help="udp://HOST[:PORT], a name of the lab's domain "
+                                                      "(default: udp://game.DOMAIN:7777)")
+        parser.add_argument("--from", dest="node", help="the client node (default: the first client)")
+        parser.add_argument("--moves", type=int, default=20, help="moves to send (default 20)")
+        parser.add_argument("--interval", type=float, default=0.05, help="seconds between moves (default 0.05)")
+        parser.add_argument("--wait", type=float, default=1.0, help="seconds to wait for late answers (default 1)")
+        parser.add_argument("--json", action="store_true", help="print JSON")
+        parser.add_argument("--trace", action="store_true", help="capture on every node and print the hop table")
+
+    def check(self, args):
+        from hoplab.play import check_bounds, default_target, parse_target
+
+        topology = self.topology(args)
+        visit_client(topology, args.node)
+        args.target = args.target or default_target(topology)
+        try:
+            parse_target(args.target, topology)
+        except ValueError as exc:
+            raise UsageError(f"target: {exc}") from None
+        said = check_bounds(args.moves, args.interval, args.wait)
+        if said:
+            raise UsageError(said)
+
+    def run(self, args):
+        from hoplab.play import play, traced_play
+
+        topology = self.topology(args)
+        node = visit_client(topology, args.node)
+        backend = make_backend(args.backend)
+        bounds = {"moves": args.moves, "interval": args.interval, "wait": args.wait}
+        if not args.trace:
+            result = play(backend, topology, node, args.target, **bounds)
+            print(json.dumps(result.to_json(), indent=2) if args.json else result.render())
+            return 0 if result.ok else 1
+        from hoplab.trace import render
+
+        result, trace = traced_play(backend, topology, node, args.target, **bounds)
+        if args.json:
+            print(json.dumps({"play": result.to_json(), "trace": render.to_json(trace)}, indent=2))
+        else:
+            print(result.render() + "\n\n" + render.to_table(trace))
+        for line in render.gaps_text(trace):  # a trace that misses packets is no success
+            print(f"hoplab play: {line}", file=sys.stderr)
+        return 0 if result.ok and not trace.gaps else 1
+
+
 class Trace(Command):
     name, help = "trace", "list the traces the control service keeps, or show one"
 
@@ -881,7 +931,7 @@ class Validate(Command):
         return 0
 
 
-COMMANDS = [Up(), Down(), Status(), Exec(), Stop(), Start(), Restart(), Visit(), Trace(), Load(), ChaosCommand(),
+COMMANDS = [Up(), Down(), Status(), Exec(), Stop(), Start(), Restart(), Visit(), Play(), Trace(), Load(), ChaosCommand(),
             Diagnose(), DrillCommand(), Ui(), Clean(), Render(), Graph(), Validate()]
 
 
@@ -909,7 +959,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Verbs that touch a running lab: before them, faults past their deadline are reverted (the
 # CLI that injected them may have been killed, and its reaper with it).
-LAB_VERBS = {"up", "status", "exec", "stop", "start", "restart", "visit", "trace", "load", "chaos", "diagnose",
+LAB_VERBS = {"up", "status", "exec", "stop", "start", "restart", "visit", "play", "trace", "load", "chaos", "diagnose",
              "drill", "ui"}
 
 

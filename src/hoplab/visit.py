@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from hoplab.backends.base import Backend, BackendError
@@ -210,37 +211,61 @@ def collect_key_log(backend: Backend, topology: Topology, node: str, path: str) 
         raise BackendError(str(exc)) from None
 
 
+class Traced:
+    """Every node capturing and the host's kernel watching for drops while one exchange runs (a
+    visit, a game): `with Traced(...) as traced:` the exchange, setting `traced.status`; then
+    `traced.trace()`. `keys`, when given, is asked at the end for the TLS session keys the
+    client logged (NSS key log text), which the trace decrypts with."""
+
+    def __init__(self, backend: Backend, topology: Topology, url: str, trace_id: str,
+                 keys: Callable[[], str] | None = None):
+        from hoplab.control.client import ControlClient
+
+        self.control = ControlClient.of(backend, topology)
+        self.url, self.trace_id, self.keys = url, trace_id, keys
+        self.view = KernelView(backend, topology, TRACE_MAX_SECONDS)
+        self.status = 0
+
+    def __enter__(self) -> "Traced":
+        self.view.__enter__()
+        try:
+            self.capture = self.control.start(filter=TRACE_FILTER, max_seconds=TRACE_MAX_SECONDS,
+                                              max_packets=TRACE_MAX_PACKETS, trace_id=self.trace_id, url=self.url)
+        except BaseException:
+            self.view.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.view.__exit__(*exc)
+        keys = ""
+        try:
+            keys = self.keys() if self.keys else ""
+        finally:  # the capture stops whatever the key log was
+            self.control.stop(self.capture.id, status=self.status, drops=self.view.drops,
+                              kernel_view=self.view.status, accepts=self.view.accepts, tls_keylog=keys)
+
+    def trace(self):
+        trace = self.control.trace(self.trace_id)
+        self.control.close()
+        return trace
+
+
 def traced_visit(backend: Backend, topology: Topology, url: str, node: str, renew: bool = False,
                  curl_args: tuple[str, ...] = (), body_path: str | None = None, max_time: float = TIMEOUT_S):
     """A visit with every node capturing and the host's kernel watching for drops; returns the
     visit and its assembled trace."""
-    from hoplab.control.client import ControlClient
-
-    control = ControlClient.of(backend, topology)
     trace_id = new_trace_id()
-    view = KernelView(backend, topology, TRACE_MAX_SECONDS)
-    capture, status = None, 0
-    try:
-        with view:
-            capture = control.start(filter=TRACE_FILTER, max_seconds=TRACE_MAX_SECONDS,
-                                    max_packets=TRACE_MAX_PACKETS, trace_id=trace_id, url=url)
-            if renew:
-                forget_neighbours(backend, topology, node)
-                renew_lease(backend, topology, node)
-            result = visit(backend, topology, url, node, trace_id, key_log=key_log_path(trace_id),
-                           curl_args=curl_args, body_path=body_path, max_time=max_time)
-            status = result.status
-            time.sleep(SETTLE_S)
-    finally:
-        keys = ""
-        try:
-            keys = collect_key_log(backend, topology, node, key_log_path(trace_id))
-        finally:  # the capture stops whatever the key log was
-            if capture is not None:
-                control.stop(capture.id, status=status, drops=view.drops, kernel_view=view.status,
-                             accepts=view.accepts, tls_keylog=keys)
-    trace = control.trace(trace_id)
-    control.close()
+    with Traced(backend, topology, url, trace_id,
+                keys=lambda: collect_key_log(backend, topology, node, key_log_path(trace_id))) as traced:
+        if renew:
+            forget_neighbours(backend, topology, node)
+            renew_lease(backend, topology, node)
+        result = visit(backend, topology, url, node, trace_id, key_log=key_log_path(trace_id),
+                       curl_args=curl_args, body_path=body_path, max_time=max_time)
+        traced.status = result.status
+        time.sleep(SETTLE_S)
+    trace = traced.trace()
     result.cause = cause(trace, result, node)
     return result, trace
 

@@ -409,7 +409,7 @@ INLINE = {
     "control node name": (_set("nodes.control", {"service": "client", "networks": {"home": "dhcp"}}),
                           "nodes.control", "the name is the control service's"),
     "management subnet too small": (_set("management.subnet", "172.31.254.0/29"),
-                                    "management.subnet", "has no room for 11 nodes"),
+                                    "management.subnet", "has no room for 12 nodes"),
     "control outside its subnet": (_set("management.control", "172.31.253.2"),
                                    "management.control", "172.31.253.2 is not a host address of 172.31.254.0/24"),
     "no port left for the Control API": (_set("management.port", 65535),

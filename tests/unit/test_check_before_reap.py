@@ -26,6 +26,8 @@ CASES = {
     "restart": [(["web1", "--time", "-1"], "--time: -1")],
     "visit": [(["ftp://www.example.test/"], "URL: 'ftp://"), (["http://www.example.test/", "--from", "nosuch"], "--from: unknown node"),
               (["http://www.example.test/", "--max-time", "500"], "--max-time: 500")],
+    "play": [(["udp://game.example.com"], "target: 'game.example.com'"), (["--moves", "0"], "--moves: 0"),
+             (["--from", "nosuch"], "--from: unknown node")],
     "trace": [(["show", "nothex"], "ID: 'nothex' is not a trace id"),
               (["show", TRACE_ID, "--format", "html"], "--format html needs -o FILE"),
               (["show", TRACE_ID, "--keylog", "/nonexistent/keys.log"], "--keylog /nonexistent/keys.log: cannot read")],

@@ -91,7 +91,7 @@ def test_invalid_topology_exits_2_naming_file_and_field(hoplab, verb, path):
 def test_validate_accepts_lab(hoplab):
     result = hoplab("validate", "--topology", str(LAB))
     assert result.returncode == 0, result.stderr
-    assert result.stdout == f"{LAB}: valid: lab 'lab', 3 networks, 11 nodes\n"
+    assert result.stdout == f"{LAB}: valid: lab 'lab', 3 networks, 12 nodes\n"
     assert result.stderr == ""
 
 

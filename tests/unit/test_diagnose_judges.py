@@ -302,7 +302,7 @@ def test_page_path_of_the_default_lab():
     assert (PATH.site, PATH.www, PATH.edge, PATH.mail) == ("www.example.test", "198.51.100.80", "cache", "mail")
     assert PATH.lbs == [("lb", "172.31.50.10")]
     assert PATH.webs == [("web1", "172.31.50.11"), ("web2", "172.31.50.12")]
-    assert sorted(PATH.outside) == ["198.51.100.25", "198.51.100.53", "198.51.100.80"]
+    assert sorted(PATH.outside) == ["198.51.100.25", "198.51.100.53", "198.51.100.70", "198.51.100.80"]
 
 
 def test_page_path_of_the_second_topology():

@@ -146,7 +146,7 @@ def duo() -> spec.Topology:
 
 def test_lab_nodes_and_networks(lab):
     assert lab.name == "lab"
-    assert list(lab.nodes) == ["router", "dhcp", "dns", "client", "cache", "lb", "web1", "web2", "db", "mail",
+    assert list(lab.nodes) == ["router", "dhcp", "dns", "client", "cache", "lb", "web1", "web2", "db", "mail", "game",
                                 "control"]
     assert list(lab.networks) == ["home", "internet", "origin"]
     assert [n.name for n in lab.nodes_of("web")] == ["web1", "web2"]
@@ -236,6 +236,7 @@ def test_lab_zone(lab):
     assert ("mail", "A", "198.51.100.25") in records
     assert ("mail", "A", "172.31.50.25") not in records  # the client could not reach it
     assert ("dns", "A", "198.51.100.53") in records
+    assert ("game", "A", "198.51.100.70") in records
     assert ("router", "A", "192.168.50.1") in records
     # a multi-homed node is named by its first network's address only; PTRs cover both
     assert ("router", "A", "198.51.100.1") not in records
@@ -245,7 +246,7 @@ def test_lab_zone(lab):
                                     "50.31.172.in-addr.arpa"}
     assert zone["reverse"]["100.51.198.in-addr.arpa"] == [
         ("1", "router.example.test."), ("25", "mail.example.test."),
-        ("53", "dns.example.test."), ("80", "cache.example.test.")]
+        ("53", "dns.example.test."), ("70", "game.example.test."), ("80", "cache.example.test.")]
     assert ("12", "web2.example.test.") in zone["reverse"]["50.31.172.in-addr.arpa"]
     assert zone["reverse"]["50.168.192.in-addr.arpa"] == [
         ("1", "router.example.test."), ("2", "dhcp.example.test.")]

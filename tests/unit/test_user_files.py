@@ -20,7 +20,7 @@ from test_service_dirs import service, topology_with
 
 LAB = str(TOPOLOGY_DIR / "lab.yaml")
 PROBES = "page, order-page, page-fast, fresh-order-page, quick-reloads, every-replica, order-mail, renewed-lease"
-NODES = "router, dhcp, dns, client, cache, lb, web1, web2, db, mail, control"
+NODES = "router, dhcp, dns, client, cache, lb, web1, web2, db, mail, game, control"
 NAME = r"^[a-z0-9][a-z0-9-]*(:[a-z0-9][a-z0-9-]*)?$"
 
 
