@@ -446,6 +446,20 @@ def timeout(args) -> dict:
     return {} if args.max_time is None else {"max_time": args.max_time}
 
 
+def report_traced(verb: str, result, trace, as_json: bool) -> int:
+    """A traced exchange (a visit, a game) and its trace, as text or JSON (`{VERB: ..., "trace":
+    ...}`); the exit status: a trace that misses packets is no success."""
+    from hoplab.trace import render
+
+    if as_json:
+        print(json.dumps({verb: result.to_json(), "trace": render.to_json(trace)}, indent=2))
+    else:
+        print(result.render() + "\n\n" + render.to_table(trace))
+    for line in render.gaps_text(trace):
+        print(f"hoplab {verb}: {line}", file=sys.stderr)
+    return 0 if result.ok and not trace.gaps else 1
+
+
 class Visit(Command):
     name, help = "visit", "load a URL from a lab client and report each phase, the replica and the cache"
 
@@ -471,16 +485,8 @@ class Visit(Command):
         node = visit_client(topology, args.node)
         backend = make_backend(args.backend)
         if args.trace or args.renew:
-            from hoplab.trace import render
-
             result, trace = traced_visit(backend, topology, args.url, node, renew=args.renew, **timeout(args))
-            if args.json:
-                print(json.dumps({"visit": result.to_json(), "trace": render.to_json(trace)}, indent=2))
-            else:
-                print(result.render() + "\n\n" + render.to_table(trace))
-            for line in render.gaps_text(trace):  # a trace that misses packets is no success
-                print(f"hoplab visit: {line}", file=sys.stderr)
-            return 0 if result.ok and not trace.gaps else 1
+            return report_traced("visit", result, trace, args.json)
         result = visit(backend, topology, args.url, node, **timeout(args))
         print(json.dumps(result.to_json(), indent=2) if args.json else result.render())
         return 0 if result.ok else 1
@@ -524,16 +530,8 @@ class Play(Command):
             result = play(backend, topology, node, args.target, **bounds)
             print(json.dumps(result.to_json(), indent=2) if args.json else result.render())
             return 0 if result.ok else 1
-        from hoplab.trace import render
-
         result, trace = traced_play(backend, topology, node, args.target, **bounds)
-        if args.json:
-            print(json.dumps({"play": result.to_json(), "trace": render.to_json(trace)}, indent=2))
-        else:
-            print(result.render() + "\n\n" + render.to_table(trace))
-        for line in render.gaps_text(trace):  # a trace that misses packets is no success
-            print(f"hoplab play: {line}", file=sys.stderr)
-        return 0 if result.ok and not trace.gaps else 1
+        return report_traced("play", result, trace, args.json)
 
 
 class Trace(Command):
