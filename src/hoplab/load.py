@@ -276,6 +276,8 @@ def run_load(backend: Backend, topology: Topology, options: LoadOptions, progres
             sampler.stop(key_log.read_text() if key_log is not None and key_log.exists() else "")
     stats = report_dir / "run_stats.csv"
     if not stats.exists():
+        if sampler is not None:
+            sampler.close()
         raise BackendError(f"locust produced no statistics (exit {result.returncode}): "
                            f"{(result.stderr or result.stdout).strip()[-1500:]}")
     summary = summarize(stats.read_text())
