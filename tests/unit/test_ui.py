@@ -432,6 +432,7 @@ def test_a_load_run_is_watched_live_then_gives_its_verdict_and_report(load_clien
     ({"from": "db"}, ["--from", "db"]), ({"shape": "open"}, ["--shape", "open"]),
     ({"arrival_rate": 5}, ["--arrival-rate", "5"]), ({"shape": "open", "arrival_rate": 20000},
                                                      ["--shape", "open", "--arrival-rate", "20000"]),
+    ({"trace_sample": 0}, ["--trace-sample", "0"]),
 ])
 def test_a_bad_load_parameter_gets_the_clis_sentence(load_client, body, argv, capsys):
     client, runner = load_client
@@ -447,6 +448,35 @@ def test_a_malformed_load_is_refused(load_client, body):
     response = client.post("/api/load/start", json=body)
     assert response.status_code == 400 and response.json()["error"].startswith("hoplab load: ")
     assert runner.runs == []
+
+
+def test_a_traced_run_serves_its_samples_and_their_traces_and_nothing_else(ctx, tmp_path):
+    from hoplab.ui.load import LoadRunner
+
+    trace_id, runs = "4bf92f3577b34da6a3ce929d0e0e4736", []
+
+    def run(backend, topology, options, progress):
+        runs.append(options)
+        result = _load_result(tmp_path / "reports" / "run2")
+        (result.report_dir / "samples.html").write_text(f"<a href='traces/{trace_id}.html'>trace</a>")
+        (result.report_dir / "traces").mkdir()
+        (result.report_dir / "traces" / f"{trace_id}.html").write_text("<html>the trace</html>")
+        return result
+
+    ctx.load = LoadRunner(ctx.backend, ctx.topology, run=run, sample=lambda node: None, poll_s=0.01)
+    with TestClient(build_app(ctx, HOSTS), base_url=BASE) as client:
+        started = client.post("/api/load/start", json={"users": 2, "rate": 2, "time": 5, "trace_sample": 4})
+        assert started.status_code == 200 and started.json()["options"]["trace_sample"] == 4, started.text
+        assert ctx.load.wait_done(5) and runs[0].trace_sample == 4
+        done = client.get("/api/load").json()["run"]
+        assert done["report"]["files"] == ["report.html", "samples.html"]
+        base = f"/api/load/runs/{done['id']}"
+        assert "traces/" in client.get(f"{base}/samples.html").text
+        page = client.get(f"{base}/traces/{trace_id}.html")  # where samples.html's link leads
+        assert page.status_code == 200 and "the trace" in page.text
+        for bad in (f"{base}/traces/..%2Freport.html", f"{base}/traces/%2E%2E/%2E%2E/summary.json", f"{base}/traces/{trace_id}.txt", f"{base}/traces/x.html",
+                    f"{base}/traces/{trace_id}.json"):
+            assert client.get(bad).status_code == 404, bad
 
 
 def test_a_failed_run_says_why(ctx):

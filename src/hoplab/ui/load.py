@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import secrets
 import threading
 import time
@@ -22,7 +23,8 @@ from hoplab.spec import Topology
 POLL_S = 1.0  # Locust writes its history once a second
 SERIES_MAX = 600  # points kept for the page's chart (ten minutes at one a second)
 SAID_MAX = 40
-SERVED_FILES = (*REPORT_FILES, "summary.json")
+SERVED_FILES = (*REPORT_FILES, "summary.json", "samples.html", "samples.json")  # samples: --trace-sample
+SAMPLE_TRACE = re.compile(r"[0-9a-f]{32}\.(?:html|json)")  # a sampled request's trace: traces/<id>.html|json
 HISTORY = f"{REMOTE}/out/run_stats_history.csv"
 # Run in the client node by its own Python (Locust's): the header and the last complete
 # "Aggregated" row of the history file, read from its tail, as JSON; nothing when there is none.
@@ -140,7 +142,8 @@ class LoadRunner:
                             "deadline": now + options.seconds,
                             "options": {"users": options.users, "rate": options.rate, "seconds": options.seconds,
                                         "shape": options.shape, "workers": options.workers,
-                                        "no_cache": options.no_cache, "arrival_rate": options.arrival_rate},
+                                        "no_cache": options.no_cache, "arrival_rate": options.arrival_rate,
+                                        "trace_sample": options.trace_sample},
                             "live": None, "series": [], "said": [], "summary": None, "slo": None,
                             "report": None, "error": ""}
             self.version += 1
@@ -196,9 +199,11 @@ class LoadRunner:
         return self._done.wait(timeout)
 
     def report_file(self, run_id: str, name: str) -> Path | None:
-        """A file of a run this server started, by its name in SERVED_FILES; else None."""
+        """A file of a run this server started, by its name in SERVED_FILES, or a sampled
+        request's trace (`traces/<id>.html|json`, which samples.html links to); else None."""
         folder = self.reports.get(run_id)
-        if folder is None or name not in SERVED_FILES:
+        trace = name.removeprefix("traces/")
+        if folder is None or (name not in SERVED_FILES and not (trace != name and SAMPLE_TRACE.fullmatch(trace))):
             return None
         path = folder / name
         return path if path.is_file() else None
@@ -232,17 +237,17 @@ def routes_for(ctx):
     async def start(request: Request) -> Response:
         body = await json_body(request, {"users": int, "rate": (int, float), "time": int, "shape": str,
                                          "workers": int, "from": str, "no_cache": bool,
-                                         "arrival_rate": (int, float)})
+                                         "arrival_rate": (int, float), "trace_sample": int})
         users = defaults.users if body["users"] is None else body["users"]
         rate = float(defaults.rate if body["rate"] is None else body["rate"])  # as argparse's type=float
         seconds = defaults.seconds if body["time"] is None else body["time"]
         workers = body["workers"] or 0
         arrival_rate = float(body["arrival_rate"] or 0)
         cli.check_load(ctx.topology, users=users, rate=rate, seconds=seconds, shape=body["shape"], workers=workers,
-                       node=body["from"], arrival_rate=arrival_rate)
+                       node=body["from"], arrival_rate=arrival_rate, trace_sample=body["trace_sample"])
         options = LoadOptions(users=users, rate=rate, seconds=seconds, shape=body["shape"], workers=workers,
                               node=body["from"], slo=DEFAULT_SLO, no_cache=bool(body["no_cache"]),
-                              arrival_rate=arrival_rate)
+                              arrival_rate=arrival_rate, trace_sample=body["trace_sample"] or 0)
         view = ctx.load.start(options, body["from"] or clients[0])
         if view is None:
             raise Refused(409, REFUSED_WHILE_RUNNING)
@@ -258,4 +263,4 @@ def routes_for(ctx):
                                            "Cache-Control": "no-store"})
 
     return [("/api/load", state, ["GET"]), ("/api/load/events", events, ["GET"]),
-            ("/api/load/start", start, ["POST"]), ("/api/load/runs/{run}/{name}", report, ["GET"])]
+            ("/api/load/start", start, ["POST"]), ("/api/load/runs/{run}/{name:path}", report, ["GET"])]

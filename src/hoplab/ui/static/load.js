@@ -46,7 +46,8 @@ export class LoadPage {
     const body = { users: this.value("#load-users"), rate: this.value("#load-rate"),
       time: this.value("#load-time"), shape: $("#load-shape").value || null,
       workers: this.value("#load-workers"), from: $("#load-from").value || null,
-      no_cache: $("#load-no-cache").checked, arrival_rate: this.value("#load-arrival-rate") };
+      no_cache: $("#load-no-cache").checked, arrival_rate: this.value("#load-arrival-rate"),
+      trace_sample: this.value("#load-trace-sample") };
     $("#load-start").disabled = true;
     try {
       this.show({ run: await api("/api/load/start", { json: body }) });
@@ -66,7 +67,7 @@ export class LoadPage {
     const active = ["starting", "running"].includes(run.state);
     $("#load-start").disabled = active;
     const o = run.options;
-    const what = `${o.users} users, ${o.rate}/s, ${o.seconds} s${o.shape ? ", shape " + o.shape : ""}${o.arrival_rate ? `, ${o.arrival_rate} arrivals/s` : ""}${o.workers ? `, ${o.workers} workers` : ""} from ${run.node}`;
+    const what = `${o.users} users, ${o.rate}/s, ${o.seconds} s${o.shape ? ", shape " + o.shape : ""}${o.arrival_rate ? `, ${o.arrival_rate} arrivals/s` : ""}${o.workers ? `, ${o.workers} workers` : ""}${o.trace_sample ? `, 1 request in ${o.trace_sample} traced` : ""} from ${run.node}`;
     const state = $("#load-state");
     state.dataset.state = run.state;
     state.className = run.state === "failed" ? "error" : "muted";
@@ -97,7 +98,10 @@ export class LoadPage {
     const report = run.report.files.includes("report.html")
       ? el("a", { id: "load-report", href: `/api/load/runs/${run.id}/report.html`, target: "_blank", rel: "noopener", text: "Locust's report" }) : "";
     box.replaceChildren(run.slo.met ? "SLO met" : `SLO breached: ${run.slo.breaches.join("; ")}`,
-      el("span", { class: "muted", text: ` \u00b7 reports/${run.report.folder} \u00b7 ` }), report);
+      el("span", { class: "muted", text: ` \u00b7 reports/${run.report.folder} \u00b7 ` }), report,
+      run.report.files.includes("samples.html") ? el("span", {}, " \u00b7 ",
+        el("a", { id: "load-samples", href: `/api/load/runs/${run.id}/samples.html`, target: "_blank", rel: "noopener",
+                  text: "the slowest sampled requests, traced" })) : "");
     const rows = [...run.summary.endpoints, { ...run.summary.total, name: "all" }].filter((r) => r && r.name);
     table.replaceChildren(el("table", { class: "compact" },
       el("tr", {}, ["endpoint", "requests", "failures", "throttled (429)", "req/s", "p50", "p95", "p99"].map((h) => el("th", { text: h }))),
