@@ -228,15 +228,13 @@ def batches(ifaces: list[str], expression: str, max_seconds: int, max_packets: i
                 last = time.monotonic() + 2 * RETIRE_MS / 1000 + 0.005
                 while any(ring.filling() for ring in rings) and time.monotonic() < last:
                     time.sleep(0.002)
-                ready = rings
             else:
                 # A wake-up every POLL_S for every ring at once, not one per block: each wake-up
                 # costs the agent more than the blocks it reads (select() woke it up to 50 times a
                 # second per interface); the rings hold seconds of packets meanwhile.
                 stop.wait(min(left, POLL_S))
-                ready = rings
             read: list[Block] = []
-            for ring in ready:
+            for ring in rings:
                 read += ring.read()
             got = sum(block.count for block in read)
             if count + got >= max_packets:
