@@ -13,13 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from hoplab.backends.base import Backend, BackendError
-from hoplab.control.capture import MAX_PACKETS
-from hoplab.control.client import ControlClient
 from hoplab.spec import Topology
-from hoplab.trace import render
 from hoplab.trace.breakdown import CLIENT_SIDE, QUEUEING, breakdown
-from hoplab.trace.tls import KeyLog, KeyLogError
-from hoplab.visit import TRACE_FILTER
 
 SAMPLES_FILE = "samples.jsonl"  # written by loadtests/sampling.py in each Locust node's out/ folder
 TRACED = 10  # the slowest sampled requests that are traced
@@ -74,14 +69,22 @@ def tiers_of(topology: Topology) -> dict[str, str]:
 
 
 class SampledCapture:
-    """Every node capturing for the run (bounded by the run's time); then the samples' traces."""
+    """Every node capturing for the run (bounded by the run's time); then the samples' traces.
+    gRPC and the trace's renderers load here, not with `hoplab.load`: its argument checks and the
+    UI import that module, and most runs trace nothing."""
 
     def __init__(self, backend: Backend, topology: Topology, max_seconds: int):
-        self.topology = topology
+        from hoplab.control.capture import MAX_PACKETS
+        from hoplab.control.client import ControlClient
+        from hoplab.visit import TRACE_FILTER
+
+        self.tiers = tiers_of(topology)
         self.control = ControlClient.of(backend, topology)
         self.capture = self.control.start(filter=TRACE_FILTER, max_seconds=max_seconds, max_packets=MAX_PACKETS)
 
     def stop(self, key_log: str) -> None:
+        from hoplab.trace.tls import KeyLog, KeyLogError
+
         try:
             keys = KeyLog.parse(key_log, source="the run's TLS key log").text if key_log else ""
         except KeyLogError:
@@ -90,6 +93,8 @@ class SampledCapture:
 
     def trace(self, sample: Sample, folder: Path) -> None:
         """The sample's trace: its breakdown and gaps on `sample`, its HTML and JSON in `folder`."""
+        from hoplab.trace import render
+
         try:
             trace = self.control.trace(sample.trace_id, capture_id=self.capture.id,
                                        window=(sample.start_ns, sample.end_ns), timeout=TRACE_TIMEOUT_S)
@@ -98,7 +103,7 @@ class SampledCapture:
             return
         trace.url = sample.url
         trace.status = sample.status or trace.status
-        sample.breakdown = breakdown(trace, tiers_of(self.topology), sample.start_ns, sample.end_ns)
+        sample.breakdown = breakdown(trace, self.tiers, sample.start_ns, sample.end_ns)
         sample.gaps = render.gaps_text(trace)
         if not trace.hops:
             sample.gaps.append("no packet of this request was found in the capture")
