@@ -506,7 +506,8 @@ class Play(Command):
         parser.add_argument("--trace", action="store_true", help="capture on every node and print the hop table")
 
     def check(self, args):
-        from hoplab.play import check_bounds, default_target, parse_target
+        from hoplab.node.game import check_bounds
+        from hoplab.play import default_target, parse_target
 
         topology = self.topology(args)
         visit_client(topology, args.node)

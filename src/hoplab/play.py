@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 
 from hoplab.backends.base import Backend, BackendError
-from hoplab.node.game import MAX_INTERVAL_S, MAX_MOVES, MAX_WAIT_S, PORT
+from hoplab.node.game import PORT
 from hoplab.spec import Topology
 from hoplab.visit import SETTLE_S, Traced, new_trace_id
 
@@ -76,16 +76,6 @@ def parse_target(text: str, topology: Topology) -> tuple[str, int]:
 
 def default_target(topology: Topology) -> str:
     return f"udp://game.{topology.domain.name}:{PORT}"
-
-
-def check_bounds(moves: int, interval: float, wait: float) -> str | None:
-    """The first bound a value breaks, as `--OPTION: ...` (the game client's own bounds)."""
-    for failed, said in ((not 1 <= moves <= MAX_MOVES, f"--moves: {moves} is outside 1..{MAX_MOVES}"),
-                         (not 0 <= interval <= MAX_INTERVAL_S, f"--interval: {interval:g} is outside 0..{MAX_INTERVAL_S:g} s"),
-                         (not 0 < wait <= MAX_WAIT_S, f"--wait: {wait:g} is outside (0, {MAX_WAIT_S:g}] s")):
-        if failed:
-            return said
-    return None
 
 
 def play(backend: Backend, topology: Topology, node: str, target: str, moves: int = 20, interval: float = 0.05,

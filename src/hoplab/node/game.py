@@ -29,6 +29,17 @@ MAX_DATAGRAM = 512
 MAX_MOVES, MAX_INTERVAL_S, MAX_WAIT_S = 1000, 5.0, 10.0
 
 
+def check_bounds(moves: int, interval: float, wait: float) -> str | None:
+    """The first bound a player's value breaks, as `--OPTION: ...` (`hoplab play` and this
+    module's own command line say the same)."""
+    for failed, said in ((not 1 <= moves <= MAX_MOVES, f"--moves: {moves} is outside 1..{MAX_MOVES}"),
+                         (not 0 <= interval <= MAX_INTERVAL_S, f"--interval: {interval:g} is outside 0..{MAX_INTERVAL_S:g} s"),
+                         (not 0 < wait <= MAX_WAIT_S, f"--wait: {wait:g} is outside (0, {MAX_WAIT_S:g}] s")):
+        if failed:
+            return said
+    return None
+
+
 def answer(datagram: bytes, sender: tuple[str, int], positions: dict, tick: int) -> dict:
     """The server's answer to one datagram from `sender`, the game's state updated."""
     try:
@@ -123,8 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.verb == "serve":
         serve(args.port)
         return 0
-    if not (1 <= args.moves <= MAX_MOVES and 0 <= args.interval <= MAX_INTERVAL_S and 0 < args.wait <= MAX_WAIT_S):
-        print(f"moves 1..{MAX_MOVES}, interval 0..{MAX_INTERVAL_S} s, wait (0, {MAX_WAIT_S}] s", file=sys.stderr)
+    said = check_bounds(args.moves, args.interval, args.wait)
+    if said:
+        print(said, file=sys.stderr)
         return 2
     try:
         result = play(args.host, args.port, args.moves, args.interval, args.wait)
