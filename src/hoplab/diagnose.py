@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from hoplab.node.game import PORT as GAME_PORT
 from hoplab.backends.base import Backend
 from hoplab.spec import Topology
 from hoplab.visit import named_failure
@@ -296,6 +297,36 @@ def _cache_judge(status: int, output: str) -> str | None:
     return None
 
 
+def _game_judge(status: int, output: str) -> str | None:
+    """The game as a player sees it: its moves answered, or how many were lost."""
+    try:
+        said = json.loads(output.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return f"the game client said nothing readable (exit {status})"
+    if said.get("error"):
+        return f"the player cannot reach the game: {said['error']}"
+    if said.get("answered"):
+        return None
+    refused = f"; {said['refused']} ICMP port unreachable: nothing listens" if said.get("refused") else ""
+    return f"no move was answered ({said.get('lost', 0)} of {said.get('sent', 0)} lost){refused}"
+
+
+def game_check(topology: Topology, client: str) -> Check | None:
+    """The lab's online game (UDP), played from `client`; when it fails, who holds the game's
+    port on its node (a squatter shows there) and which server pid the game expects. None when
+    the lab has no game."""
+    games = topology.nodes_of("game")
+    if not games:
+        return None
+    name = f"game.{topology.domain.name}"
+    # --wait 1.5: a server that restarts (once a second) shows its failed bind while the check runs
+    return Check("game", f"{client} plays the game at {name}: its moves over UDP are answered", client,
+                 ("python3", "-m", "hoplab.node.game", "play", name, "--moves", "3", "--interval", "0.05",
+                  "--wait", "1.5"), _game_judge, subject=games[0].name,
+                 explain=(games[0].name, sh(f"echo \"the game's server: pid $(cat {RUN}/server.pid 2>/dev/null)\"; "
+                                            f"echo 'UDP port {GAME_PORT} held by:'; ss -Huanp 'sport = :{GAME_PORT}'")))
+
+
 def _connects_judge(what: str) -> Judge:
     return lambda status, output: None if status == 0 else f"cannot open a TCP connection to {what}"
 
@@ -483,6 +514,9 @@ def walk(topology: Topology, client: str) -> list[Check]:
         checks.append(Check("page", f"{client} loads https://{p.site}/ through its own resolver", client,
                             sh(curl(p, "/", "code=%{http_code}", seconds=5, resolve=False, verbose=True)),
                             _page_judge))  # what the client itself sees
+    game = game_check(topology, client)
+    if game:
+        checks.append(game)
     return checks
 
 
@@ -491,7 +525,7 @@ def walk(topology: Topology, client: str) -> list[Check]:
 class Report:
     client: str
     outcomes: list[Outcome]
-    kernel: list[str] = field(default_factory=list)  # the kernel's drops while the broken hop was checked again
+    kernel: list[str] = field(default_factory=list)  # the kernel's drops and refused binds meanwhile
     kernel_view: str = ""  # "" when watched (or nothing was broken); else why not
 
     @property
@@ -517,7 +551,7 @@ class Report:
             lines += ["", f"first broken hop: {broken.check.hop} -- {broken.reason}", "evidence:",
                       *("  " + line for line in broken.evidence().splitlines())]
             if self.kernel:
-                lines += ["the kernel's drops while it was checked again:", *(f"  {line}" for line in self.kernel)]
+                lines += ["what the kernel dropped or refused while it was checked again:", *(f"  {line}" for line in self.kernel)]
             elif self.kernel_view:
                 lines.append(f"kernel view {self.kernel_view}")
         return "\n".join(lines)

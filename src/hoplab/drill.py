@@ -20,8 +20,9 @@ from pathlib import Path
 from hoplab.backends.base import Backend
 from hoplab.chaos.faults import CATALOGUE, FaultError, prepare
 from hoplab.chaos.journal import Chaos
-from hoplab.diagnose import (Check, Outcome, PagePath, curl, lease_judge, run_checks, sh, status_is, throttle_check,
-                             walk)
+from hoplab.diagnose import (Check, Outcome, PagePath, curl, game_check, lease_judge, run_checks, sh, status_is,
+                             throttle_check, walk)
+from hoplab.node.game import PORT as GAME_PORT
 from hoplab.spec import Topology
 
 DEFAULT_DURATION_S = 900
@@ -123,6 +124,20 @@ DRILLS = {d.name: d for d in [
           "ETIMEDOUT. Delete the DROP rules.",
           (("{cache}", "iptables -w 5 -S | grep -e ' -j DROP' | sed 's/^-A /-D /' | xargs -L1 iptables -w 5"),),
           ("page",), {"peer": "{router}"}),
+    Drill("port-taken", "medium", "port-squat", "{game}",
+          "The online game stopped answering: every move I send is lost. Its admins restarted the server and "
+          "say it keeps crashing at start.",
+          ("Does anything answer on the game's port? `hoplab play --trace`: do the moves reach {game}, and does "
+           "anything come back? What does the kernel say at {game}?",
+           "Which process holds UDP port {game_port} on {game}? `ss -uanp 'sport = :{game_port}'`. Is it the "
+           f"game's server (its pid is in {RUN}/server.pid)?",
+           "A second program bound the port first: each start of the real server fails at bind() with "
+           "EADDRINUSE. Stop the squatter; the server's supervisor starts it again within a second."),
+          "Another process bound UDP port {game_port} while the game's server restarted. It read every move and "
+          "answered none, and every restart of the real server failed at bind() with EADDRINUSE (address already in use). "
+          "Kill the process that holds the port; the supervisor's next restart takes it.",
+          (("{game}", "kill $(ss -Huanp 'sport = :{game_port}' | grep -o 'pid=[0-9]*' | cut -d= -f2) && sleep 1.5"),),
+          ("game",)),
     Drill("idle-replica", "medium", "lb-backend-down", "{lb}",
           "Every page says 'served by' the same replica; {web} gets no traffic although it is healthy.",
           ("Is {web} up? Ask it directly from {lb}.",
@@ -235,7 +250,8 @@ def roles(topology: Topology, client: str) -> dict[str, str]:
     nat = topology.nodes[router].nat if router else None
     return {"client": client, "home": path.network, "gateway": path.gateway, "router": router,
             "dns": first("dns"), "dhcp": first("dhcp"), "cache": path.edge or "", "lb": first("lb"),
-            "web": first("web"), "db": first("db"), "mail": path.mail or "", "domain": topology.domain.name,
+            "web": first("web"), "db": first("db"), "game": first("game"), "game_port": str(GAME_PORT),
+            "mail": path.mail or "", "domain": topology.domain.name,
             "site": path.site, "www": path.www, "dns_address": path.dns, "run": RUN,
             "outside": nat.outside if nat else "",
             "inside_subnet": str(topology.networks[path.network].subnet) if path.network else ""}
@@ -298,6 +314,7 @@ def probes(topology: Topology, client: str) -> dict[str, Check]:
                                           + curl(path, "/order", "served-by=%header{x-served-by}\\n", 3, False)
                                           + "; done; true"), _spread_judge(webs)),
         "order-mail": by_hop.get("mail"),
+        "game": game_check(topology, client),
         "renewed-lease": lease and Check("renewed-lease", f"{client} renews its lease and gets a good one", client,
                                          sh(renew + lease.argv[2]), lease_judge(path)),
     }

@@ -1,6 +1,7 @@
 """The host kernel's drops of lab packets while something is watched (a traced visit, a
 diagnose check): hoplab.trace.kernel's eBPF tracer on skb:kfree_skb, its drops named by node;
-and, from the same tracer, the lab's TCP connections and the processes that accepted them."""
+and, from the same tracer, the lab's TCP connections and the processes that accepted them, and
+the bind() calls the kernel refused a lab node's process (a daemon that cannot take its port)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ class KernelView:
         self.tracer = kernel.KernelTracer()
         self.drops: list[pb.KernelDrop] = []
         self.accepts: list[pb.KernelAccept] = []
+        self.binds: list[pb.KernelBind] = []
         self.unavailable = self.tracer.can_run()
 
     def __enter__(self) -> "KernelView":
@@ -43,16 +45,27 @@ class KernelView:
                                             listener=a.listener, backlog=a.backlog, accept_queue=a.accept_queue)
                             for a in kernel.with_nodes(self.tracer.accepts, names)
                             if a.node and a.node != kernel.HOST]  # a lab node's processes only
+            self.binds = [pb.KernelBind(ts_ns=b.ts_ns, node=b.node, pid=b.node_pid, host_pid=b.pid, process=b.comm,
+                                        address=b.address, proto=b.proto, error=b.error, words=b.words)
+                          for b in kernel.with_nodes(self.tracer.binds, names) if b.node and b.node != kernel.HOST]
 
     @property
     def status(self) -> str:
         return "" if self.unavailable is None else f"unavailable: {self.unavailable}"
 
     def summary(self) -> list[str]:
-        """The drops, one line per node, reason and flow: what diagnose cites."""
+        """The drops, one line per node, reason and flow, then the refused binds, one line per
+        node, process and address: what diagnose cites."""
         counted: dict[tuple, int] = {}
         for drop in self.drops:
             key = (drop.node or kernel.HOST, drop.reason, drop.words, drop.location, drop.src, drop.dst)
             counted[key] = counted.get(key, 0) + 1
-        return [f"{count} x at {node}: {src} > {dst}: {words} ({reason}{' in ' + where if where else ''})"
-                for (node, reason, words, where, src, dst), count in counted.items()]
+        refused: dict[tuple, int] = {}
+        for failed in self.binds:
+            key = (failed.node, failed.process, failed.pid, failed.address, failed.proto, failed.words, failed.error)
+            refused[key] = refused.get(key, 0) + 1
+        return [*(f"{count} x at {node}: {src} > {dst}: {words} ({reason}{' in ' + where if where else ''})"
+                  for (node, reason, words, where, src, dst), count in counted.items()),
+                *(f"{count} x at {node}: {process} (pid {pid}) could not bind {address}{'/' + proto if proto else ''}: "
+                  f"{words} ({error})"
+                  for (node, process, pid, address, proto, words, error), count in refused.items())]

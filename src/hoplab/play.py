@@ -2,7 +2,8 @@
 out, the game state back, through the home's NAT. Reports the round trips, the moves whose answer
 never came (nobody sends a datagram again), and the address the server saw the player as (the
 router's, after the NAT). With a trace: every node capturing meanwhile, and the host's kernel
-naming the drops (a packet-loss fault's)."""
+naming the drops (a packet-loss fault's) and the bind() it refused the server (its port taken),
+the first of which is the lost moves' cause."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from hoplab.backends.base import Backend, BackendError
 from hoplab.node.game import PORT
 from hoplab.spec import Topology
-from hoplab.visit import SETTLE_S, Traced, new_trace_id
+from hoplab.visit import BENIGN_DROPS, SETTLE_S, Traced, new_trace_id, tell
 
 TARGET = re.compile(r"udp://(?P<host>[a-z0-9.-]+)(?::(?P<port>\d{1,5}))?/?")
 
@@ -35,6 +36,7 @@ class Play:
     rtt_ms: dict | None = None
     error: str = ""  # the client could not play at all (a name that does not resolve, no route)
     trace_id: str = ""
+    cause: str = ""  # with a trace, when moves were lost: the kernel's word (a refused bind, a drop)
 
     @property
     def ok(self) -> bool:
@@ -57,6 +59,8 @@ class Play:
         if self.refused:
             lines.append(f"  {self.refused} ICMP port unreachable: nothing listens on the server's port")
         lines += [f"  server said: {e}" for e in self.errors[:5]]
+        if self.cause:
+            lines.append(f"  caused by: {self.cause}")
         return "\n".join(lines)
 
 
@@ -100,4 +104,19 @@ def traced_play(backend: Backend, topology: Topology, node: str, target: str, **
         result = play(backend, topology, node, target, **bounds)
         time.sleep(SETTLE_S)
     result.trace_id = trace_id
-    return result, traced.trace()
+    trace = traced.trace()
+    result.cause = cause(trace, result)
+    return result, trace
+
+
+def cause(trace, result: Play) -> str:
+    """Why moves were lost, as the trace saw it: the server's refused bind() (its port held by
+    another process, which reads the moves and answers none), else the kernel's first drop."""
+    if not result.lost or not trace.hops:
+        return ""
+    hops = list(trace.hops)
+    refused = next((h for h in hops if h.record.direction == "bind"), None)
+    dropped = next((h for h in hops if h.record.direction == "drop"
+                    and h.record.keys.get("drop_reason") not in BENIGN_DROPS), None)
+    found = refused or dropped
+    return tell(trace, found) if found is not None else ""

@@ -243,7 +243,8 @@ class Traced:
             keys = self.keys() if self.keys else ""
         finally:  # the capture stops whatever the key log was
             self.control.stop(self.capture.id, status=self.status, drops=self.view.drops,
-                              kernel_view=self.view.status, accepts=self.view.accepts, tls_keylog=keys)
+                              kernel_view=self.view.status, accepts=self.view.accepts, binds=self.view.binds,
+                              tls_keylog=keys)
 
     def trace(self):
         trace = self.control.trace(self.trace_id)
@@ -270,22 +271,28 @@ def traced_visit(backend: Backend, topology: Topology, url: str, node: str, rene
     return result, trace
 
 
+def tell(trace, hop) -> str:
+    """One hop of a trace as a cause is told: its time from the trace's start, where, which way
+    and what it said."""
+    from hoplab.trace.render import notes, said, where
+
+    r = hop.record
+    return f"+{(r.ts_ns - trace.hops[0].record.ts_ns) / 1e6:.3f} ms {where(r)} {r.direction} {said(hop)}{notes(hop)}"
+
+
 def cause(trace, result: Visit, node: str) -> str:
     """The packet behind a failed visit, as the trace saw it where it started: the RST that
     refused the connection, the ICMP error, the TLS alert, the HTTP error response; for a
     connection that timed out, the kernel's drop of the SYN, or the SYN nobody answered."""
     from hoplab.trace.assemble import packet_key
-    from hoplab.trace.render import notes, said, where
 
     if not result.failure or not trace.hops:
         return ""
     hops = list(trace.hops)
-    start = hops[0].record.ts_ns
     mine = [h for h in hops if h.record.node == node]
 
     def told(hop) -> str:
-        r = hop.record
-        return f"+{(r.ts_ns - start) / 1e6:.3f} ms {where(r)} {r.direction} {said(hop)}{notes(hop)}"
+        return tell(trace, hop)
 
     def origin(hop):
         """The first sighting of the packet the client received (its sender's, across the NAT)."""

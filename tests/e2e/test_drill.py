@@ -1,7 +1,8 @@
 """Every drill as a student meets it: `start` tells only the symptom, `check` fails, the
 documented fix (run with `hoplab exec`, as a user would) repairs it, and `check` passes; the
 fault's undo then leaves nothing behind. The socket-error drills' error is named by `visit`,
-with the packet behind it."""
+with the packet behind it; the server's (EADDRINUSE) by `play` and `diagnose`, with the kernel's
+refusal of its bind()."""
 
 from __future__ import annotations
 
@@ -47,6 +48,22 @@ def assert_the_socket_error_is_named(lab, name):
     assert packet in visit["cause"], visit
 
 
+def assert_the_failed_bind_is_named(lab):
+    """port-taken: the player's moves are lost, and both the traced game and diagnose name the
+    kernel's refusal of the real server's bind() (EADDRINUSE), at the game's node."""
+    result = hoplab("play", "--json", "--trace", "--moves", "3", "--wait", "1.5", "--topology", lab.path, check=False)
+    said = json.loads(result.stdout)
+    game, trace = said["play"], said["trace"]
+    assert result.returncode == 1 and game["answered"] == 0 and game["lost"] == 3, game
+    assert "EADDRINUSE" in game["cause"] and game["cause"].split()[2] == "game", game["cause"]
+    refused = [h for h in trace["hops"] if h["direction"] == "bind"]
+    assert refused and all(h["node"] == "game" and h["src"] == "0.0.0.0:7777" for h in refused), refused
+    report = json.loads(hoplab("diagnose", "--json", "--topology", lab.path, check=False).stdout)
+    assert report["broken_hop"] == "game" and "no move was answered" in report["reason"], report
+    assert any("could not bind 0.0.0.0:7777/udp" in line and "EADDRINUSE" in line for line in report["kernel_drops"])
+    assert "held by" in report["evidence"] and "python3" in report["evidence"], report["evidence"]  # the squatter
+
+
 @pytest.mark.parametrize("name", list(DRILLS))
 def test_drill_fails_until_the_documented_fix_then_passes(lab, name):
     spec = DRILLS[name]
@@ -58,6 +75,8 @@ def test_drill_fails_until_the_documented_fix_then_passes(lab, name):
     assert first.returncode == 1 and "still broken" in first.stdout, first.stdout + first.stderr
     if name in SOCKET_ERRORS:
         assert_the_socket_error_is_named(lab, name)
+    if name == "port-taken":
+        assert_the_failed_bind_is_named(lab)
     for node, script in spec.fix_steps:
         lab.sh(fill(node, values), fill(script, values))
     deadline = time.monotonic() + 20

@@ -22,7 +22,7 @@ TARGETS = {
     "dns-nxdomain": "dns", "dns-servfail": "dns", "dns-wrong-a": "dns", "dns-slow": "dns",
     "dhcp-pool-exhausted": "dhcp", "dhcp-wrong-gateway": "dhcp", "dhcp-wrong-dns": "dhcp",
     "lb-backend-down": "lb", "stale-cache": "cache", "db-connection-limit": "db", "smtp-refuse": "mail",
-    "edge-rate-limit": "cache",
+    "edge-rate-limit": "cache", "port-squat": "game",
 }
 
 
@@ -76,7 +76,7 @@ def test_every_rule_added_is_removed_by_the_undo(name):
 @pytest.mark.parametrize("name", sorted(CATALOGUE))
 def test_files_saved_by_the_act_are_removed_by_the_undo(name):
     result = plan(name)
-    for saved in re.findall(r"(\$\{HOPLAB_RUN_DIR:-/run/hoplab\}/\S*chaos[^\s;]*)", scripts(result.act)):
+    for saved in re.findall(r'(\$\{HOPLAB_RUN_DIR:-/run/hoplab\}/\S*chaos[^\s;)"]*)', scripts(result.act)):
         assert f"rm -f {saved}" in scripts(result.undo), saved
 
 
@@ -85,6 +85,19 @@ def test_process_faults_find_the_service_by_its_pid_file():
         assert "service.pid" in scripts(plan(name).act)
         assert "pgrep -P 1" not in scripts(plan(name).act)
     assert [s.kind for s in plan("process-kill").undo] == ["restart"]
+
+
+def test_the_port_squat_takes_the_port_the_game_wrote_down_and_hands_it_back():
+    result = plan("port-squat")
+    act, undo = scripts(result.act), scripts(result.undo)
+    # the squatter binds the port the service's start wrote down, once the server is killed
+    assert '"$(cat ${HOPLAB_RUN_DIR:-/run/hoplab}/port)"' in act and "kill $(cat ${HOPLAB_RUN_DIR:-/run/hoplab}/server.pid)" in act
+    assert act.index("setsid timeout") < act.index("server.pid")  # waiting for the port before it is freed
+    assert '"$HOPLAB_SERVICE/holds-port"' in act  # the game's own script says the squatter holds it
+    (source,) = [a for a in arguments(result.act) if "sock.bind" in a]  # its code is an argument, not script text
+    assert "recv" in source and "sendto" not in source  # reads every move, answers none
+    assert "kill $(cat ${HOPLAB_RUN_DIR:-/run/hoplab}/chaos-port-squat.pid)" in undo and '"$HOPLAB_SERVICE/health"' in undo
+    assert "EADDRINUSE" in result.symptom
 
 
 @pytest.mark.parametrize("name, params, word", [

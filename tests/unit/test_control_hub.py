@@ -399,7 +399,7 @@ def test_a_trace_everyone_captured_whole_has_no_gap(control, agents):
     assert list(control.GetTrace(pb.GetTraceRequest(trace_id=TRACE), FakeContext()).gaps) == []
 
 
-def test_the_kernels_drops_and_accepts_reach_the_assembly(control, agents, monkeypatch):
+def test_the_kernels_drops_accepts_and_refused_binds_reach_the_assembly(control, agents, monkeypatch):
     given = {}
     monkeypatch.setattr(server, "assemble", lambda *args: given.setdefault("args", args) and pb.Trace())
     agents("web1")
@@ -408,10 +408,13 @@ def test_the_kernels_drops_and_accepts_reach_the_assembly(control, agents, monke
     drop = pb.KernelDrop(node="web1", reason="NO_SOCKET")
     accept = pb.KernelAccept(node="web1", pid=7, process="gunicorn", local="172.31.50.11:8080",
                              remote="172.31.50.10:40000")
-    control.StopCapture(pb.StopCaptureRequest(id=started.id, drops=[drop], accepts=[accept]), FakeContext())
+    refused = pb.KernelBind(node="web1", pid=9, process="python3", address="0.0.0.0:8080", proto="tcp",
+                            error="EADDRINUSE", words="address already in use")
+    control.StopCapture(pb.StopCaptureRequest(id=started.id, drops=[drop], accepts=[accept], binds=[refused]),
+                        FakeContext())
     control.GetTrace(pb.GetTraceRequest(trace_id=TRACE), FakeContext())
-    *_, drops, accepts, key_log = given["args"]
-    assert (drops, accepts) == ([drop], [accept]) and not key_log  # no keys were sent
+    *_, drops, accepts, key_log, binds = given["args"]
+    assert (drops, accepts, binds) == ([drop], [accept], [refused]) and not key_log  # no keys were sent
 
 
 def test_only_the_newest_captures_are_kept(control, agents, monkeypatch):

@@ -22,7 +22,7 @@ DUO = spec.load(TOPOLOGY_DIR / "duo.yaml")
 PATH = PagePath.of(LAB, "client")
 
 LAB_ORDER = ["lease", "gateway", "nat", "dns", "path-mtu", "edge", "cache", "lb", "db", "web1", "web2", "mail",
-             "page"]
+             "page", "game"]
 DUO_ORDER = ["lease", "gateway", "nat", "dns", "path-mtu", "edge", "cache", "lb", "db", "app1", "app2", "app3",
              "page"]
 
@@ -115,6 +115,7 @@ HEALTHY = {
     "lb servers": (0, show_stat()),
     "web": (0, HEALTH_200),
     "page": (0, "code=200"),
+    "game": (0, '{"server": "198.51.100.70:7777", "sent": 3, "answered": 3, "lost": 0, "refused": 0}'),
 }
 
 # (judge, status, output): more outputs of a hop that works
@@ -184,6 +185,10 @@ BAD = [
     ("edge", 28, "000 connect=0.000000 tls=0.000000*   Trying 198.51.100.80:443...\n"
                  "curl: (28) Connection timed out after 4001 milliseconds",
      "no TCP connection to the edge 198.51.100.80:443: timed out (ETIMEDOUT)"),
+    ("game", 0, '{"sent": 3, "answered": 0, "lost": 3, "refused": 0}', "no move was answered (3 of 3 lost)"),
+    ("game", 0, '{"sent": 3, "answered": 0, "lost": 3, "refused": 2}', "ICMP port unreachable: nothing listens"),
+    ("game", 1, '{"error": "gaierror: [Errno -2] Name or service not known"}', "cannot reach the game: gaierror"),
+    ("game", 1, "Traceback (most recent call last):", "said nothing readable (exit 1)"),
 ]
 
 
@@ -198,6 +203,7 @@ def judge(name: str):
         "burst": lambda: the_check("edge", "ping -q").judge,
         "reloads": lambda: the_check("edge", "retry-after").judge,
         "cache": lambda: the_check("cache").judge,
+        "game": lambda: the_check("game").judge,
         "lb connect": lambda: the_check("lb", "nc -z").judge,
         "lb servers": lambda: the_check("lb", "show stat").judge,
         "web": lambda: the_check("web1").judge,
@@ -267,10 +273,12 @@ def test_each_hop_is_asked_from_the_hop_in_front_of_it():
         ("db", "db"),                             # the database first, over TCP as the app
         ("web1", "lb"), ("web2", "lb"),           # each replica, asked by the balancer
         ("db", "web1"), ("db", "web2"),           # the database from each replica
-        ("mail", "web1"), ("page", "client")]
+        ("mail", "web1"), ("page", "client"),
+        ("game", "client")]                       # the online game, played as a player plays it
     # where an engineer would look next, for the hops that have it
     assert {c.hop: c.explain[0] for c in checks if c.explain} == {"lease": "dhcp", "nat": "router",
-                                                                 "path-mtu": "router", "edge": "cache"}
+                                                                 "path-mtu": "router", "edge": "cache",
+                                                                 "game": "game"}
 
 
 def test_checks_name_the_lab_addresses():
@@ -357,6 +365,7 @@ BROKEN = {
     "web2": (0, "no TCP connection to 172.31.50.12:8080"),
     "mail": (1, "RCPT TO:<buyer@example.test> -> 554 5.7.1 Access denied"),
     "page": (0, "code=502"),
+    "game": (0, '{"server": "198.51.100.70:7777", "sent": 3, "answered": 0, "lost": 3, "refused": 0}'),
 }
 
 

@@ -38,13 +38,14 @@ def test_drills_adapt_to_the_second_topology():
     values = roles(DUO, "pc1")
     assert values["dns"] == "ns" and values["router"] == "gw" and values["web"] == "app1"
     runnable = [d for d in DRILLS.values() if available(d, values)]
-    # duo has no mail server: exactly the drills that need one are left out
-    assert {d.name for d in DRILLS.values()} - {d.name for d in runnable} == {"missing-confirmations"}
+    # duo has no mail server and no game: exactly the drills that need one are left out
+    assert {d.name for d in DRILLS.values()} - {d.name for d in runnable} == {"missing-confirmations", "port-taken"}
 
 
 def test_the_diagnose_walk_follows_the_page_load():
     hops = [c.hop for c in walk(LAB, "client")]
-    order = ["lease", "gateway", "nat", "dns", "path-mtu", "edge", "cache", "lb", "db", "web1", "web2", "mail", "page"]
+    order = ["lease", "gateway", "nat", "dns", "path-mtu", "edge", "cache", "lb", "db", "web1", "web2", "mail", "page",
+             "game"]
     assert [h for i, h in enumerate(hops) if h not in hops[:i]] == order
     duo_hops = [c.hop for c in walk(DUO, "pc2")]
-    assert {"app1", "app2", "app3"} <= set(duo_hops) and "mail" not in duo_hops
+    assert {"app1", "app2", "app3"} <= set(duo_hops) and "mail" not in duo_hops and "game" not in duo_hops

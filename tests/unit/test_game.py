@@ -86,3 +86,32 @@ def test_bad_play_arguments_exit_2(capsys, monkeypatch, args, said):
 def test_the_default_target_is_the_games_port_on_the_lab_domain():
     assert parse_target("udp://game.example.test", LAB) == ("game.example.test", 7777)
     assert parse_target("udp://game.example.test:9000/", LAB) == ("game.example.test", 9000)
+
+
+def test_the_supervisor_retries_a_taken_port_then_serves_and_ends_with_its_server(tmp_path):
+    """The service's daemon: a server whose port is taken says EADDRINUSE and ends; the
+    supervisor starts it again a second later, until the port is free; SIGTERM ends both."""
+    port, pid_file = free_udp_port(), tmp_path / "server.pid"
+    squatter = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    squatter.bind(("0.0.0.0", port))
+    supervisor = subprocess.Popen([sys.executable, "-m", "hoplab.node.game", "supervise", "--port", str(port),
+                                   "--pid-file", str(pid_file)], env=ENV, stderr=subprocess.PIPE, text=True)
+    try:
+        said = [supervisor.stderr.readline() for _ in range(2)]
+        assert said[0].strip() == f"game: cannot bind UDP 0.0.0.0:{port}: Address already in use (EADDRINUSE)"
+        assert "ended with status 1; starting it again in 1 s" in said[1]
+        squatter.close()
+        deadline = time.monotonic() + 10
+        while (answered := player(port, "--moves", "1", "--wait", "0.3")["answered"]) == 0:
+            assert time.monotonic() < deadline, "the server never took the freed port"
+        server = int(pid_file.read_text())
+        assert answered == 1 and Path(f"/proc/{server}").exists()
+        supervisor.terminate()
+        assert supervisor.wait(10) == 0
+        assert not Path(f"/proc/{server}").exists() or "Z" in Path(f"/proc/{server}/stat").read_text().split()[2]
+        assert not pid_file.exists()
+    finally:
+        squatter.close()
+        supervisor.kill()
+        supervisor.wait(10)
+        supervisor.stderr.close()

@@ -18,8 +18,8 @@ import pytest
 
 from hoplab.paths import PROJECT_ROOT
 from hoplab.trace.kernel import (FORMAT_FILE, HOST, PLAIN_WORDS, Accept, Drop, DropFilter, KernelTracer,
-                                 KernelTracerError, namespace_map, node_of, parse_accept, parse_line, program,
-                                 program_arguments, reason_names, with_nodes, words)
+                                 KernelTracerError, namespace_map, node_of, parse_accept, parse_bind, parse_line,
+                                 program, program_arguments, reason_names, with_nodes, words)
 
 STORED_FORMAT = Path(__file__).parents[1] / "data" / "kfree_skb.format"  # kernel 6.18's, as read on this host
 REQUIRED_WORDS = """NOT_SPECIFIED NO_SOCKET PKT_TOO_SMALL TCP_CSUM SOCKET_FILTER UDP_CSUM NETFILTER_DROP OTHERHOST
@@ -152,9 +152,33 @@ def test_an_accept_without_its_listener_and_a_comm_with_spaces():
     assert (dual.local, dual.listener, dual.backlog, dual.accept_queue) == ("10.199.2.2:80", "[::]:80", 511, 2)
 
 
+# Refused binds as the program prints them: B nsecs netns pid nspid ret family port(network order,
+# read in host order) v4 v6-high v6-low proto comm. Seen here: a second bind of UDP 127.0.0.1:47777
+# and of TCP [::]:47778.
+BIND_SAMPLES = {
+    "B 83473201198670 4026531833 1397 12 -98 2 41402 16777343 0 0 17 python3\n":
+        (4026531833, 1397, 12, "127.0.0.1:47777", "udp", "EADDRINUSE", "address already in use", "python3"),
+    "B 83513468272952 4026531833 1586 1586 -98 10 41658 0 0 0 6 python\n":
+        (4026531833, 1586, 1586, "[::]:47778", "tcp", "EADDRINUSE", "address already in use", "python"),
+    "B 83513468272999 4026532189 77 7 -13 2 20480 0 0 0 0 my daemon\n":
+        (4026532189, 77, 7, "0.0.0.0:80", "", "EACCES", "permission denied", "my daemon"),
+}
+
+
+@pytest.mark.parametrize("line", BIND_SAMPLES)
+def test_refused_bind_lines_parse(line):
+    failed = parse_bind(line, realtime_offset_ns=1000)
+    assert (failed.netns, failed.pid, failed.node_pid, failed.address, failed.proto, failed.error, failed.words,
+            failed.comm) == BIND_SAMPLES[line]
+    assert failed.ts_ns == failed.monotonic_ns + 1000
+    assert parse_line(line, {}) is None and parse_accept(line) is None  # one kind of line, one parser
+    assert parse_bind(next(iter(ACCEPT_SAMPLES))) is None and parse_bind("B 1 2 x") is None
+
+
 def test_the_program_takes_its_values_as_arguments():
     names = reason_names(STORED_FORMAT)
-    drop_filter = DropFilter(("10.199.2.0/24", "172.31.0.0/16"), max_seconds=2.5, max_drops=7, accepts=False)
+    drop_filter = DropFilter(("10.199.2.0/24", "172.31.0.0/16"), max_seconds=2.5, max_drops=7, accepts=False,
+                             binds=False)
     text = program(2, 1)
     assert "10.199" not in text and "$8" in text and "$9" not in text and "accept" not in text
     def as_read(*octets: int) -> str:  # an address as the program reads it: bytes in host order
@@ -164,7 +188,12 @@ def test_the_program_takes_its_values_as_arguments():
         "2500", "7", "3",  # milliseconds, drops, NO_SOCKET
         as_read(10, 199, 2, 0), as_read(255, 255, 255, 0), as_read(172, 31, 0, 0), as_read(255, 255, 0, 0),
         "104"]  # QUEUE_PURGE, quiet by default
-    assert program_arguments(DropFilter(drop_filter.subnets, max_accepts=9), names)[-2:] == ["104", "9"]
+    assert program_arguments(DropFilter(drop_filter.subnets, max_accepts=9, binds=False), names)[-2:] == ["104", "9"]
+    assert program_arguments(DropFilter(drop_filter.subnets, max_accepts=9, max_binds=11), names)[-3:] == [
+        "104", "9", "11"]
+    with_binds = program(2, 1, accepts=True, binds=True)
+    assert "@binds >= $10" in with_binds and "$11" not in with_binds and "clear(@bind_sa)" in with_binds
+    assert "sys_exit_bind" not in program(2, 1, accepts=True)
     with_accepts = program(2, 1, accepts=True)
     assert "@accepts >= $9" in with_accepts and "$10" not in with_accepts
     assert with_accepts.count("tracepoint:syscalls:sys_exit_accept4, tracepoint:syscalls:sys_exit_accept\n") == 1
@@ -176,7 +205,8 @@ def test_the_program_takes_its_values_as_arguments():
                                  DropFilter(("10.1.0.0/16",), 601), DropFilter(("10.1.0.0/16",), 1, 0),
                                  DropFilter(("10.1.0.0/16",), 1, 200_001),
                                  DropFilter(("10.1.0.0/16",), max_accepts=0),
-                                 DropFilter(("10.1.0.0/16",), max_accepts=200_001)])
+                                 DropFilter(("10.1.0.0/16",), max_accepts=200_001),
+                                 DropFilter(("10.1.0.0/16",), max_binds=0)])
 def test_a_filter_is_bounded(bad):
     with pytest.raises(KernelTracerError):
         bad.check()
@@ -302,6 +332,33 @@ def test_the_kernel_reports_a_firewall_drop_and_a_closed_port(wire):
     assert all(before <= d.ts_ns <= after for d in run.drops), (before, after, run.drops)
 
 
+def test_the_kernel_names_a_refused_bind_and_its_process():
+    """Two sockets ask for the same UDP port, in a namespace of their own: the kernel refuses the
+    second (EADDRINUSE), and the tracer names the process, the address and the protocol."""
+    why = KernelTracer().can_run()
+    if why:
+        if os.environ.get("CI"):
+            pytest.fail(f"the kernel tracer cannot run here: {why}")
+        pytest.skip(why)
+    namespace = f"hoplab-kt-bind-{uuid.uuid4().hex[:6]}"
+    ip("netns", "add", namespace)
+    try:
+        tracer = KernelTracer(namespaces={os.stat(f"/run/netns/{namespace}").st_ino: "b"})
+        with tracer.tracing(DropFilter(("10.199.2.0/24",), max_seconds=30)) as run:
+            twice = in_namespace(namespace, sys.executable, "-c", "import os, socket\n"
+                                 "first = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+                                 "first.bind(('127.0.0.1', 7777))\n"
+                                 "print(os.getpid(), flush=True)\n"
+                                 "socket.socket(socket.AF_INET, socket.SOCK_DGRAM).bind(('127.0.0.1', 7777))\n")
+            time.sleep(0.2)
+    finally:
+        ip("netns", "del", namespace)
+    assert "Address already in use" in twice.stderr
+    (failed,) = [b for b in run.binds if b.node == "b"]
+    assert (failed.pid, failed.address, failed.proto, failed.error, failed.words) == (
+        int(twice.stdout), "127.0.0.1:7777", "udp", "EADDRINUSE", "address already in use")
+
+
 SERVER = """import os, socket, sys
 if sys.argv[1] == "dual-stack":
     s = socket.socket(socket.AF_INET6)
@@ -376,6 +433,7 @@ def test_the_kernel_view_sends_each_lab_nodes_accepts_with_the_nodes_own_pids(mo
 
         def stop(self):
             self.accepts = accepts
+            self.binds = [parse_bind(line) for line in BIND_SAMPLES]  # netns: the host, the host, db
             return []
 
     monkeypatch.setattr(kernel_view.kernel, "KernelTracer", Tracer)
@@ -388,3 +446,7 @@ def test_the_kernel_view_sends_each_lab_nodes_accepts_with_the_nodes_own_pids(mo
     assert [(a.node, a.pid, a.host_pid, a.tid, a.process, a.local, a.listener, a.backlog) for a in view.accepts] == [
         ("db", 7, 32371, 7, "postgres", "172.31.50.20:5432", "172.31.50.20:5432", 244),
         ("web2", 34, 1272, 34, "gunicorn", "172.31.50.12:8080", "0.0.0.0:8080", 2048)]
+    # likewise the refused binds: a lab node's only, with the node's own pid
+    assert [(b.node, b.pid, b.host_pid, b.process, b.address, b.error) for b in view.binds] == [
+        ("db", 7, 77, "my daemon", "0.0.0.0:80", "EACCES")]
+    assert view.summary() == ["1 x at db: my daemon (pid 7) could not bind 0.0.0.0:80: permission denied (EACCES)"]

@@ -327,3 +327,40 @@ def test_a_connection_tied_by_timing_alone_is_named_on_its_stage():
     assert "tied by timing, no traceparent" in render.to_table(trace)
     plain = assemble(TRACE, "", "c1", [r for r in page_load() if r.iface != "origin"], {"client"})
     assert not any("tied by timing" in s.note for s in plain.stages)
+
+
+def test_a_refused_bind_at_the_server_joins_the_trace_of_the_datagrams_it_should_have_taken():
+    # The game's port is held by another process: the moves arrive, nothing answers, and each
+    # restart of the real server is refused its port. Only the refusal on the port the trace's
+    # datagrams went to, at the node they reached, belongs to the trace.
+    game, move = "198.51.100.70", b'{"seq": 0, "move": "up"}'
+    c, rh, ri = MAC["client"], MAC["router.home"], MAC["router.internet"]
+    home = eth(ipv4(CLIENT_IP, game, 17, udp(40000, 7777, move), ident=5), src=c, dst=rh)
+    internet = eth(ipv4(WAN_IP, game, 17, udp(40000, 7777, move), ident=5, ttl=63), src=ri,
+                   dst=bytes.fromhex("020000000070"))
+    records = [record("client", "home", "out", 100, home), record("router", "home", "in", 101, home),
+               record("router", "internet", "out", 102, internet), record("game", "internet", "in", 103, internet)]
+
+    def refused(ts, node, address, proto="udp"):
+        return pb.KernelBind(ts_ns=ts, node=node, pid=41, host_pid=4100, process="python3", address=address,
+                             proto=proto, error="EADDRINUSE", words="address already in use")
+
+    binds = [refused(150, "game", "0.0.0.0:7777"), refused(160, "game", "0.0.0.0:9999"),
+             refused(170, "web1", "0.0.0.0:7777"), refused(180, "game", "0.0.0.0:7777", "tcp")]
+    trace = assemble(TRACE, "udp://game.example.test:7777", "c1", records, {"client"}, binds=binds)
+    (hop,) = [h for h in trace.hops if h.record.direction == "bind"]
+    assert (hop.record.node, hop.record.ts_ns, hop.record.src, hop.record.keys["bind_error"]) == (
+        "game", 150, "0.0.0.0:7777", "EADDRINUSE")
+    assert hop.record.summary == "REFUSED: address already in use (EADDRINUSE) for 0.0.0.0:7777/udp, asked by python3 (pid 41)"
+    stage = next(s for s in trace.stages if s.name == "bind")
+    assert "EADDRINUSE on 0.0.0.0:7777" in stage.note
+    assert next(s for s in trace.stages if s.name == "datagrams").hops == 4  # the refusal is no datagram
+    (row,) = [line for line in render.to_table(trace).splitlines() if "REFUSED" in line]
+    assert row.split()[1:3] == ["game", "bind"] and "0.0.0.0:7777/udp" in row
+    assert "REFUSED" in render.to_html(trace) and render.to_pcapng(trace)  # no frame: left out of the capture file
+
+    from hoplab.play import Play, cause
+
+    lost = Play(node="client", target="udp://game.example.test:7777", sent=1, answered=0, lost=1, lost_seqs=[0])
+    assert "game bind REFUSED: address already in use (EADDRINUSE) for 0.0.0.0:7777/udp" in cause(trace, lost)
+    assert cause(trace, Play(node="client", target="", sent=1, answered=1)) == ""  # nothing lost, no cause

@@ -19,7 +19,7 @@ from test_experiment_file import GOOD
 from test_service_dirs import service, topology_with
 
 LAB = str(TOPOLOGY_DIR / "lab.yaml")
-PROBES = "page, order-page, page-fast, fresh-order-page, quick-reloads, every-replica, order-mail, renewed-lease"
+PROBES = "page, order-page, page-fast, fresh-order-page, quick-reloads, every-replica, order-mail, renewed-lease, game"
 NODES = "router, dhcp, dns, client, cache, lb, web1, web2, db, mail, game, control"
 NAME = r"^[a-z0-9][a-z0-9-]*(:[a-z0-9][a-z0-9-]*)?$"
 

@@ -37,7 +37,7 @@ from hoplab.spec import Topology
 from hoplab.userfile import FileError
 
 PROBE_NAMES = ("page", "order-page", "page-fast", "fresh-order-page", "quick-reloads", "every-replica", "order-mail",
-               "renewed-lease")
+               "renewed-lease", "game")
 SCHEMA_FILE = PROJECT_ROOT / "experiments" / "experiment.schema.json"
 
 

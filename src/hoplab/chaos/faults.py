@@ -23,6 +23,8 @@ CATALOGUE = {f.name: f for f in [
           resource="process"),
     Fault("process-kill", "process", "kill the service (SIGKILL); the revert starts the node again",
           svc.process_kill, resource="process"),
+    Fault("port-squat", "process", "another process takes the game's port as its server restarts: every "
+          "restart fails at bind() (EADDRINUSE)", svc.port_squat, service="game", resource="process"),
     # link
     Fault("link-down", "link", "take an interface down", net.link_down, needs_iface=True),
     Fault("packet-loss", "link", "drop a share of packets (iptables statistic match)", net.packet_loss,

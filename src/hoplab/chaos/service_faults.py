@@ -36,6 +36,39 @@ def process_kill(t: Target, p: dict) -> Plan:
                 f"{t.node}'s service was killed (SIGKILL) and is not running")
 
 
+# Another process takes the game's port while its server restarts (a second copy of a daemon,
+# a forgotten test server): the squatter waits for the port to come free, binds it, and reads
+# every datagram without answering; each restart of the real server then fails at bind() with
+# EADDRINUSE. The port is the one the service's start wrote down.
+_SQUATTER = """
+import socket, sys, time
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+deadline = time.monotonic() + 5
+while True:
+    try:
+        sock.bind(("0.0.0.0", int(sys.argv[1])))
+        break
+    except OSError:
+        if time.monotonic() > deadline:
+            sys.exit(1)
+        time.sleep(0.005)
+while True:
+    sock.recv(2048)
+"""
+def port_squat(t: Target, p: dict) -> Plan:
+    pidfile = f"{RUN}/chaos-port-squat.pid"
+    start = (f'setsid timeout {RELAY_LIFETIME_S} python3 -c "$1" "$(cat {RUN}/port)" '
+             f"</dev/null >/dev/null 2>&1 & echo $! > {pidfile}")
+    # The squatter is timeout's child; the game's own script says whether it holds the port.
+    squatting = f'"$HOPLAB_SERVICE/holds-port" "$(pgrep -P $(cat {pidfile}))"'
+    return Plan([sh(t.node, start, f"kill $(cat {RUN}/server.pid)",
+                    f"for i in $(seq 50); do {squatting} && break; sleep 0.1; done", squatting, args=(_SQUATTER,))],
+                [sh(t.node, f"test -f {pidfile} && kill $(cat {pidfile}) 2>/dev/null || true", f"rm -f {pidfile}",
+                    # the supervisor starts the server again within a second: wait until it holds the port
+                    'for i in $(seq 30); do "$HOPLAB_SERVICE/health" && break; sleep 0.1; done; true')],
+                f"another process holds {t.node}'s port: each restart of its server fails at bind() (EADDRINUSE)")
+
+
 # ------------------------------------------------------------ DNS: the zone file, re-read on SIGHUP
 
 

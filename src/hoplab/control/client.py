@@ -46,10 +46,10 @@ class ControlClient:
             trace_id=trace_id, url=url))
 
     def stop(self, capture_id: str, status: int = 0, drops=(), kernel_view: str = "", accepts=(),
-             tls_keylog: str = "") -> pb.Capture:
+             tls_keylog: str = "", binds=()) -> pb.Capture:
         return self._call("StopCapture", pb.StopCaptureRequest(id=capture_id, status=status, drops=drops,
                                                                kernel_view=kernel_view, accepts=accepts,
-                                                               tls_keylog=tls_keylog))
+                                                               binds=binds, tls_keylog=tls_keylog))
 
     def trace(self, trace_id: str, tls_keylog: str = "", raw: bool = False, *, capture_id: str = "",
               window: tuple[int, int] = (0, 0), timeout: float = TIMEOUT_S) -> pb.Trace:

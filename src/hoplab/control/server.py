@@ -71,6 +71,7 @@ class CaptureState:
     sockets: dict = field(default_factory=dict)  # node -> its socket snapshot at the end (JSON text)
     drops: list = field(default_factory=list)  # the host kernel tracer's, as the caller reported them
     accepts: list = field(default_factory=list)  # the host kernel tracer's accepted connections, likewise
+    binds: list = field(default_factory=list)  # and the bind() calls it saw refused
     kernel_view: str = "not reported"  # "" when the caller's kernel tracer ran
     key_log: KeyLog = field(default_factory=KeyLog)  # the TLS session keys the visit's client logged
     decoded: int = 0  # records[:decoded] have what their frames say (agents ship them raw)
@@ -377,6 +378,7 @@ class ControlService(rpc.ControlServicer):
             capture.status = request.status or capture.status
             capture.drops.extend(request.drops)
             capture.accepts.extend(request.accepts)
+            capture.binds.extend(request.binds)
             capture.kernel_view = request.kernel_view
             for node in capture.waiting:
                 agent = self.hub.agents.get(node)
@@ -457,7 +459,7 @@ class ControlService(rpc.ControlServicer):
             records, translations, logs = list(capture.records), list(capture.translations), dict(capture.logs)
             gaps, views, drops = capture.gap_list(), dict(capture.sockets), list(capture.drops)
             key_log = capture.key_log.merged(more_keys)
-            accepts = list(capture.accepts)
+            accepts, binds = list(capture.accepts), list(capture.binds)
         self.hub.decode(capture)  # all of `records`, and any that came since
         clients = {node for node, service in capture.services.items() if service == "client"}
         views = {node: json.loads(view) for node, view in views.items()}
@@ -466,7 +468,7 @@ class ControlService(rpc.ControlServicer):
                                      clients, translations, logs, views, key_log)
         else:
             trace = assemble(capture.trace_id, capture.url, capture.id, records, clients, translations, logs,
-                             views, drops, accepts, key_log)
+                             views, drops, accepts, key_log, binds)
             trace.status = capture.status or trace.status
         trace.kernel_view = capture.kernel_view
         trace.gaps.extend(gaps)

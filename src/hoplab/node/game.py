@@ -8,7 +8,9 @@ A move is one JSON datagram {"seq": N, "move": "up"|"down"|"left"|"right"|"stay"
 {"seq": N, "tick": T, "seen_as": "IP:PORT", "position": [X, Y], "players": P}, or {"seq": N,
 "error": "..."} for a datagram that is not a move.
 
-    python3 -m hoplab.node.game serve              (services/game/start)
+    python3 -m hoplab.node.game supervise --pid-file F (services/game/start: runs `serve`, and again
+                                                   1 s after it ends, like systemd's Restart=always)
+    python3 -m hoplab.node.game serve              (one server; exit 1 when its port is taken)
     python3 -m hoplab.node.game play HOST [--port P] [--moves N] [--interval S] [--wait S]
                                                    (`hoplab play`, in a client node: one JSON line)
 
@@ -17,16 +19,21 @@ Standard library only, like the rest of the node runtime."""
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import signal
 import socket
 import statistics
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 PORT = 7777  # the game's well-known port: the server's, and where `hoplab play` goes by default
 MOVES = {"up": (0, 1), "down": (0, -1), "left": (-1, 0), "right": (1, 0), "stay": (0, 0)}
 MAX_DATAGRAM = 512
 MAX_MOVES, MAX_INTERVAL_S, MAX_WAIT_S = 1000, 5.0, 10.0
+RESTART_S = 1.0  # the supervisor's pause before it starts an ended server again
 
 
 def check_bounds(moves: int, interval: float, wait: float) -> str | None:
@@ -53,9 +60,14 @@ def answer(datagram: bytes, sender: tuple[str, int], positions: dict, tick: int)
             "players": len(positions)}
 
 
-def serve(port: int) -> None:
+def serve(port: int) -> int:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("0.0.0.0", port))
+    try:
+        sock.bind(("0.0.0.0", port))
+    except OSError as exc:  # said as a daemon says it, for the service's log; the supervisor retries
+        name = errno.errorcode.get(exc.errno, str(exc.errno))
+        print(f"game: cannot bind UDP 0.0.0.0:{port}: {exc.strerror} ({name})", file=sys.stderr, flush=True)
+        return 1
     positions: dict = {}
     tick = 0
     while True:  # unbounded: the service's daemon
@@ -65,6 +77,37 @@ def serve(port: int) -> None:
             sock.sendto(json.dumps(answer(datagram, sender, positions, tick)).encode(), sender)
         except OSError:  # e.g. EPERM: the node's own firewall dropped the answer; a lost datagram
             continue
+
+
+def supervise(port: int, pid_file: Path, restart_s: float = RESTART_S) -> int:
+    """Run the server and start it again `restart_s` after it ends, for as long as this runs
+    (the service's daemon): the game survives its server's crash, and a restart can fail (its
+    port taken: EADDRINUSE) and be retried. The running server's pid is kept in `pid_file`.
+    SIGTERM or SIGINT ends the server, then this."""
+    server: subprocess.Popen | None = None
+    stopping = False
+
+    def stop(signum, frame):  # the loop below waits for the server, then ends
+        nonlocal stopping
+        stopping = True
+        if server is not None:
+            server.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while not stopping:  # unbounded: the service's daemon
+        server = subprocess.Popen([sys.executable, "-m", "hoplab.node.game", "serve", "--port", str(port)])
+        pid_file.write_text(f"{server.pid}\n")
+        if stopping:  # the signal came while it started
+            server.terminate()
+        status = server.wait()  # unbounded: the server is the daemon; it runs until it ends
+        if stopping:
+            break
+        print(f"game: the server (pid {server.pid}) ended with status {status}; starting it again in {restart_s:g} s",
+              file=sys.stderr, flush=True)
+        time.sleep(restart_s)
+    pid_file.unlink(missing_ok=True)
+    return 0
 
 
 def play(host: str, port: int, moves: int, interval: float, wait: float) -> dict:
@@ -124,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="verb", required=True)
     server = sub.add_parser("serve")
     server.add_argument("--port", type=int, default=PORT)
+    supervisor = sub.add_parser("supervise")
+    supervisor.add_argument("--port", type=int, default=PORT)
+    supervisor.add_argument("--pid-file", type=Path, required=True)
     player = sub.add_parser("play")
     player.add_argument("host")
     player.add_argument("--port", type=int, default=PORT)
@@ -132,8 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     player.add_argument("--wait", type=float, default=1.0)
     args = parser.parse_args(argv)
     if args.verb == "serve":
-        serve(args.port)
-        return 0
+        return serve(args.port)
+    if args.verb == "supervise":
+        return supervise(args.port, args.pid_file)
     said = check_bounds(args.moves, args.interval, args.wait)
     if said:
         print(said, file=sys.stderr)

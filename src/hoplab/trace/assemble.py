@@ -17,7 +17,9 @@ took one off the TTL); when its addresses changed too it is a NAT hop and carrie
 before and after. A connection a node opened while it served one of the trace's (a proxy's attempts to reach an
 upstream that is down: no trace id ever crosses) belongs to the trace too, tied by timing.
 Drops the host's kernel tracer saw (skb:kfree_skb, with the kernel's reason) of the trace's
-packets join as hops of their own, direction "drop". A SYN a server took is marked with the
+packets join as hops of their own, direction "drop"; so does a bind() the kernel refused at a
+node on a port the trace's packets went to there (a server that cannot take its port: direction
+"bind"). A SYN a server took is marked with the
 process that accept()ed the connection: the kernel tracer's word when it saw the accept (exact
 pid, thread and command), else the server's socket snapshot at the capture's end. TLS sessions
 whose keys the client logged are decrypted at every hop that saw them (`tls`). Last, the hops
@@ -53,7 +55,7 @@ def packet_key(record) -> tuple | None:
 
 def assemble(trace_id: str, url: str, capture_id: str, records, client_nodes: set[str],
              translations=(), logs: dict | None = None, sockets: dict | None = None, drops=(),
-             accepts=(), key_log: KeyLog | None = None) -> pb.Trace:
+             accepts=(), key_log: KeyLog | None = None, binds=()) -> pb.Trace:
     flows: dict[tuple, list] = defaultdict(list)
     by_packet: dict[tuple, set] = defaultdict(set)
     for record in records:
@@ -81,7 +83,12 @@ def assemble(trace_id: str, url: str, capture_id: str, records, client_nodes: se
     # the trace (a packet dropped on its way out is never captured, so it has no flow to match).
     ends = {key[2] for key in chosen}
     ours = [d for d in drops if frozenset((d.src, d.dst)) in ends or _within(windows, d.node, d.ts_ns)]
-    picked = sorted([*(r for key in chosen for r in flows[key]), *map(drop_record, ours)], key=lambda r: r.ts_ns)
+    # A refused bind() on a port the trace's packets used at that node: the server that should
+    # have answered them could not take its port.
+    ports = {(key[0], key[1], endpoint.rpartition(":")[2]) for key in chosen for endpoint in key[2]}
+    refused = [b for b in binds if (b.node, b.proto, b.address.rpartition(":")[2]) in ports]
+    picked = sorted([*(r for key in chosen for r in flows[key]), *map(drop_record, ours), *map(bind_record, refused)],
+                    key=lambda r: r.ts_ns)
     trace = _trace(trace_id, url, capture_id, picked, client_nodes, translations, sockets, accepts, key_log)
     _note_timed(trace.stages, [flows[key][0] for key in opened])
     return trace
@@ -296,6 +303,14 @@ def drop_record(drop: pb.KernelDrop) -> pb.Record:
                      proto=drop.proto, src=drop.src, dst=drop.dst,
                      summary=f"DROPPED: {drop.words} ({drop.reason}{where})",
                      keys={"drop_reason": drop.reason, "drop_location": drop.location})
+
+
+def bind_record(failed: pb.KernelBind) -> pb.Record:
+    """A refused bind() as a hop of its own, at the node whose process asked."""
+    return pb.Record(node=failed.node, direction="bind", ts_ns=failed.ts_ns, proto=failed.proto, src=failed.address,
+                     summary=f"REFUSED: {failed.words} ({failed.error}) for {failed.address}"
+                             f"{'/' + failed.proto if failed.proto else ''}, asked by {failed.process} (pid {failed.pid})",
+                     keys={"bind_error": failed.error, "process": failed.process, "pid": str(failed.pid)})
 
 
 def _endpoint(ip: str | None, port: int | None, mac: str | None) -> str:

@@ -36,6 +36,7 @@ backend, the CLI or a test can hand it node → pid and get drops named by node.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import re
@@ -54,10 +55,12 @@ TRACEFS = Path("/sys/kernel/tracing")
 FORMAT_FILE = TRACEFS / "events" / "skb" / "kfree_skb" / "format"
 ACCEPT_EVENTS = [TRACEFS / "events" / "syscalls" / f"sys_{edge}_{call}" for edge in ("enter", "exit")
                  for call in ("accept", "accept4")]
+BIND_EVENTS = [TRACEFS / "events" / "syscalls" / f"sys_{edge}_bind" for edge in ("enter", "exit")]
 BTF_FILE = Path("/sys/kernel/btf/vmlinux")
 MAX_SECONDS = 600  # the same bounds as a packet capture (control/capture.py)
 MAX_DROPS = 200_000
 MAX_ACCEPTS = 200_000
+MAX_BINDS = 200_000
 V4_MAPPED = int.from_bytes(b"\0\0\xff\xff", sys.byteorder)  # the third u32 of ::ffff:a.b.c.d, as read from memory
 ATTACH_TIMEOUT = 30.0  # compiling and loading take 1.3-4.7 s on this 2-core host under load
 READY = "READY"  # printed by the program's BEGIN, which bpftrace runs once every probe is attached
@@ -196,13 +199,31 @@ class Accept:
 
 
 @dataclass(frozen=True)
+class FailedBind:
+    """A bind() the kernel refused (EADDRINUSE: another socket holds the address and port), as
+    seen in the process that asked: a daemon that cannot start, a second copy of one."""
+    ts_ns: int  # CLOCK_REALTIME when bind() returned, comparable with hop timestamps
+    monotonic_ns: int
+    netns: int
+    pid: int  # the process in the tracer's pid namespace (the host's)
+    node_pid: int  # the same process in its own innermost pid namespace
+    comm: str
+    address: str  # what it asked for: "0.0.0.0:7777", "[::]:80"
+    proto: str  # tcp, udp, or the socket's protocol number ("" when not known)
+    error: str  # the errno's name: EADDRINUSE, EACCES, EADDRNOTAVAIL
+    words: str  # the errno in words (strerror)
+    node: str = ""
+
+
+@dataclass(frozen=True)
 class DropFilter:
     """What to report: IPv4 packets from or to one of `subnets`, for at most `max_seconds` and
     `max_drops`, leaving out the reasons in `quiet` and, unless `echo_replies`, ICMP echo
     replies no ICMP socket took: ping on a raw socket (iputils without ping_group_range, as in
     every node) gets its copy, and the kernel still frees the original as NO_SOCKET in
     ping_rcv, once for every answered ping. With `accepts`, also at most `max_accepts` TCP
-    connections accepted from or to those subnets."""
+    connections accepted from or to those subnets. With `binds`, also at most `max_binds`
+    bind() calls the kernel refused, in any namespace (the caller names them by node)."""
     subnets: tuple[str, ...]
     max_seconds: float = 60.0
     max_drops: int = 1000
@@ -210,6 +231,8 @@ class DropFilter:
     echo_replies: bool = False
     accepts: bool = True
     max_accepts: int = 1000
+    binds: bool = True
+    max_binds: int = 1000
 
     def networks(self) -> list[ipaddress.IPv4Network]:
         return [ipaddress.IPv4Network(s, strict=False) for s in self.subnets]
@@ -227,29 +250,36 @@ class DropFilter:
             raise KernelTracerError(f"max_drops must be in 1..{MAX_DROPS}, not {self.max_drops}")
         if not 0 < self.max_accepts <= MAX_ACCEPTS:
             raise KernelTracerError(f"max_accepts must be in 1..{MAX_ACCEPTS}, not {self.max_accepts}")
+        if not 0 < self.max_binds <= MAX_BINDS:
+            raise KernelTracerError(f"max_binds must be in 1..{MAX_BINDS}, not {self.max_binds}")
 
 
 # ------------------------------------------------------------------ the eBPF program
 
-def program(subnets: int, quiet: int, rx_sk: bool = True, echo_replies: bool = False, accepts: bool = False) -> str:
+def program(subnets: int, quiet: int, rx_sk: bool = True, echo_replies: bool = False, accepts: bool = False,
+            binds: bool = False) -> str:
     """The bpftrace program for `subnets` (network, mask) pairs and `quiet` reasons to skip.
     Its text depends only on those counts: the values arrive as positional parameters, in order
     $1 max milliseconds, $2 max drops, $3 the number of NO_SOCKET, then network and mask per
     subnet (u32 as the address bytes read in host byte order), then the quiet reason numbers,
-    then, with `accepts`, the max accepts.
+    then, with `accepts`, the max accepts, then, with `binds`, the max failed binds.
 
     One line per drop: D <nsecs> <netns> <reason> <ip proto> <saddr> <daddr> <first 4 bytes of
     L4 (ports)> <location> <ifname>, numbers in decimal, addresses as read from the header.
     With `accepts`, one line per accepted connection: A <nsecs> <netns> <pid> <tid> <pid and tid
     in their own pid namespace> <local addr> <local port> <remote addr> <remote port, network order>
     <listener: 0 not known, 4 IPv4, 6 IPv6> <listener addr (IPv6: its last 32 bits)> <backlog>
-    <accept queue> <comm>. An IPv4 client of a dual-stack IPv6 listener counts as IPv4."""
-    params = iter(range(4, 4 + 2 * subnets + quiet + accepts))
+    <accept queue> <comm>. An IPv4 client of a dual-stack IPv6 listener counts as IPv4.
+    With `binds`, one line per refused bind(): B <nsecs> <netns> <pid> <pid in its own pid
+    namespace> <ret> <family> <port, network order> <IPv4 addr> <IPv6 addr as two u64> <socket
+    protocol, 0 unknown> <comm>, the address as the process passed it (read from its memory)."""
+    params = iter(range(4, 4 + 2 * subnets + quiet + accepts + binds))
     nets = [(next(params), next(params)) for _ in range(subnets)]
     inside = " || ".join(f"($s & (uint32)${m}) == (uint32)${n} || ($d & (uint32)${m}) == (uint32)${n}"
                          for n, m in nets)
     skip = "".join(f" || args->reason == ${next(params)}" for _ in range(quiet))
     accept_probe = _accept_probe(inside, next(params)) if accepts else ""
+    bind_probe = _bind_probe(next(params)) if binds else ""
     echo = "" if echo_replies else (
         "\n  if (args->reason == $3 && *(uint8 *)($ip + 9) == 1 && *(uint8 *)$l4 == 0) { return; }"
         "  // an echo reply")
@@ -280,8 +310,8 @@ tracepoint:skb:kfree_skb
          *(uint32 *)$l4, ksym(args->location), $skb->dev->name);
   if (@drops >= $2) {{ exit(); }}
 }}
-{accept_probe}interval:ms:$1 {{ exit(); }}
-END {{ clear(@drops);{" clear(@accepts); clear(@listening);" if accepts else ""} }}
+{accept_probe}{bind_probe}interval:ms:$1 {{ exit(); }}
+END {{ clear(@drops);{" clear(@accepts); clear(@listening);" if accepts else ""}{_BIND_CLEAR if binds else ""} }}
 """
 
 
@@ -339,6 +369,43 @@ tracepoint:syscalls:sys_exit_accept4, tracepoint:syscalls:sys_exit_accept
 """
 
 
+_BIND_CLEAR = " clear(@binds); clear(@bind_fd); clear(@bind_sa);"
+
+
+def _bind_probe(max_param: int) -> str:
+    """The probes for refused bind() calls: the entry keeps the fd (plus one) and the user's
+    sockaddr pointer per thread; a failing exit reads the address from the caller's memory (it
+    was a valid argument) and the socket's protocol through the task's file table."""
+    return f"""\
+tracepoint:syscalls:sys_enter_bind
+{{
+  @bind_fd[tid] = args->fd + 1;
+  @bind_sa[tid] = (uint64)args->umyaddr;
+}}
+tracepoint:syscalls:sys_exit_bind
+{{
+  $fd = @bind_fd[tid];
+  $sa = @bind_sa[tid];
+  delete(@bind_fd[tid]);
+  delete(@bind_sa[tid]);
+  if (args->ret >= 0 || $fd == 0 || @binds >= ${max_param}) {{ return; }}
+  $family = *(uint16 *)uptr($sa);
+  if ($family != 2 && $family != 10) {{ return; }}
+  $proto = (uint32)0;
+  $file = *(curtask->files->fdt->fd + $fd - 1);
+  if ($file != 0) {{
+    $sk = ((struct socket *)$file->private_data)->sk;
+    if ($sk != 0) {{ $proto = $sk->sk_protocol; }}
+  }}
+  $leader = curtask->group_leader->thread_pid;
+  @binds++;
+  printf("B %llu %u %d %d %d %u %u %u %llu %llu %u %s\\n", nsecs, curtask->nsproxy->net_ns->ns.inum, pid,
+         ((struct upid *)$leader->numbers + $leader->level)->nr, args->ret, $family, *(uint16 *)uptr($sa + 2),
+         *(uint32 *)uptr($sa + 4), *(uint64 *)uptr($sa + 8), *(uint64 *)uptr($sa + 16), $proto, comm);
+}}
+"""
+
+
 def program_arguments(drop_filter: DropFilter, names: dict[int, str]) -> list[str]:
     """The positional parameters for program(): every value as its own argument."""
     numbers = {name: number for number, name in names.items()}
@@ -349,6 +416,8 @@ def program_arguments(drop_filter: DropFilter, names: dict[int, str]) -> list[st
     values += sorted(numbers[name] for name in drop_filter.quiet if name in numbers)
     if drop_filter.accepts:
         values.append(drop_filter.max_accepts)
+    if drop_filter.binds:
+        values.append(drop_filter.max_binds)
     return [str(v) for v in values]
 
 
@@ -399,6 +468,28 @@ def parse_accept(line: str, realtime_offset_ns: int = 0) -> Accept | None:
                   node_pid=node_pid, node_tid=node_tid, comm=fields[15] if len(fields) > 15 else "", local=f"{local}:{lport}",
                   remote=f"{remote}:{rport}", listener=listener, backlog=backlog if listener else -1,
                   accept_queue=queue if listener else -1)
+
+
+def parse_bind(line: str, realtime_offset_ns: int = 0) -> FailedBind | None:
+    """One failed-bind line of the program's output as a FailedBind; None for anything else."""
+    fields = line.rstrip("\n").split(" ", 12)
+    if len(fields) < 12 or fields[0] != "B":
+        return None
+    try:
+        mono, netns, pid, node_pid, ret, family, port, v4, v6_high, v6_low, proto = (int(f) for f in fields[1:12])
+    except ValueError:
+        return None
+    port = int.from_bytes(port.to_bytes(2, sys.byteorder), "big")  # sin_port is in network order
+    if family == 2:
+        address = f"{_address(v4)}:{port}"
+    else:  # sin6_addr: 16 bytes from offset 8, read as two u64 in host byte order
+        v6 = ipaddress.IPv6Address(v6_high.to_bytes(8, sys.byteorder) + v6_low.to_bytes(8, sys.byteorder))
+        address = f"[{v6}]:{port}"
+    number = -ret
+    return FailedBind(ts_ns=mono + realtime_offset_ns, monotonic_ns=mono, netns=netns, pid=pid, node_pid=node_pid,
+                      comm=fields[12] if len(fields) > 12 else "", address=address,
+                      proto=PROTOCOLS.get(proto, str(proto) if proto else ""),
+                      error=errno.errorcode.get(number, f"errno {number}"), words=os.strerror(number).lower())
 
 
 def _address(as_read: int) -> str:
@@ -479,6 +570,7 @@ class KernelTracer:
         self.lost = 0  # events the perf buffer overflowed with (bpftrace's "Lost N events")
         self.accepts: list[Accept] = []  # what the last stop() found, when the filter asked for them
         self.accepts_unavailable: str | None = None  # why accepts were not traced, when asked for
+        self.binds: list[FailedBind] = []  # the refused bind() calls the last stop() found, when asked for
         self.messages: list[str] = []  # whatever else bpftrace printed (warnings, errors)
         self.attach_s: float | None = None  # from spawning bpftrace to its probe being attached
         self._proc: subprocess.Popen | None = None
@@ -490,6 +582,7 @@ class KernelTracer:
         self._offset_ns = 0
         self._max_drops = 0
         self._max_accepts = 0
+        self._max_binds = 0
         self._checked = False  # can_run() said yes once; start() need not load its test program again
 
     def can_run(self) -> str | None:
@@ -525,16 +618,19 @@ class KernelTracer:
             raise KernelTracerError(why)
         self._names = reason_names()
         self._max_drops, self._max_accepts = drop_filter.max_drops, drop_filter.max_accepts
+        self._max_binds = drop_filter.max_binds
         self.accepts_unavailable = None
         if drop_filter.accepts and (missing := [e.name for e in ACCEPT_EVENTS if not e.exists()]):
             # Default-on: drops are still traced, and the trace falls back to the socket snapshot.
             self.accepts_unavailable = f"the kernel has no syscall tracepoint {', '.join(missing)} (CONFIG_FTRACE_SYSCALLS)"
             drop_filter = replace(drop_filter, accepts=False)
+        if drop_filter.binds and not all(e.exists() for e in BIND_EVENTS):
+            drop_filter = replace(drop_filter, binds=False)  # likewise default-on: the drops go on
         text = program(len(drop_filter.subnets), quiet_count(drop_filter, self._names),
                        rx_sk="rx_sk" in FORMAT_FILE.read_text(), echo_replies=drop_filter.echo_replies,
-                       accepts=drop_filter.accepts)
+                       accepts=drop_filter.accepts, binds=drop_filter.binds)
         argv = [self.bpftrace, "-B", "line", "-e", text, *program_arguments(drop_filter, self._names)]
-        self.lost, self.messages, self._lines, self.accepts = 0, [], [], []
+        self.lost, self.messages, self._lines, self.accepts, self.binds = 0, [], [], [], []
         self._attached.clear()
         self._offset_ns = realtime_offset_ns()
         began = time.monotonic()
@@ -584,18 +680,21 @@ class KernelTracer:
         if self._reader:
             self._reader.join(STOP_TIMEOUT)
         self._proc = self._reader = self._watchdog = None
-        drops, accepts = [], []
+        drops, accepts, binds = [], [], []
         for line in list(self._lines):  # a copy: a reader that did not end may still append
             drop = parse_line(line, self._names, self._offset_ns)
             if drop is not None:
                 drops.append(replace(drop, node=node_of(drop.netns, self.namespaces)))
             elif (accept := parse_accept(line, self._offset_ns)) is not None:
                 accepts.append(replace(accept, node=node_of(accept.netns, self.namespaces)))
+            elif (failed := parse_bind(line, self._offset_ns)) is not None:
+                binds.append(replace(failed, node=node_of(failed.netns, self.namespaces)))
             elif lost := LOST.search(line):
                 self.lost += int(lost.group(1))
             elif line.strip():
                 self.messages.append(line.rstrip("\n"))
         self.accepts = accepts[:self._max_accepts]
+        self.binds = binds[:self._max_binds]
         return drops[:self._max_drops]
 
     def tracing(self, drop_filter: DropFilter) -> "_Tracing":
@@ -638,6 +737,7 @@ class _Tracing:
     drop_filter: DropFilter
     drops: list[Drop] = field(default_factory=list)
     accepts: list[Accept] = field(default_factory=list)
+    binds: list[FailedBind] = field(default_factory=list)
 
     def __enter__(self) -> "_Tracing":
         self.tracer.start(self.drop_filter)
@@ -646,3 +746,4 @@ class _Tracing:
     def __exit__(self, *exc) -> None:
         self.drops = self.tracer.stop()
         self.accepts = self.tracer.accepts
+        self.binds = self.tracer.binds

@@ -307,6 +307,8 @@ def to_html(trace: pb.Trace) -> str:
         label = html.escape(_fit(text, span))
         ms = f"{(first.record.ts_ns - start) / 1e6:.3f} ms"
         color = "#b45309" if first.HasField("translated") or (second and second.HasField("translated")) else "#334155"
+        if first.record.direction in ("drop", "bind"):  # where the kernel said no
+            color = "#b91c1c"
         if second is not None and second.record.node != first.record.node:
             x1, x2 = x[first.record.node], x[second.record.node]
             svg.append(f'<line x1="{x1}" y1="{y}" x2="{x2}" y2="{y}" stroke="{color}" marker-end="url(#a)">'

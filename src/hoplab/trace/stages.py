@@ -1,6 +1,6 @@
 """The story a trace's hops tell, as stages: lease, name lookup, ARP, connect, TLS, request,
-server work, response, close, datagrams (a UDP exchange that is neither DNS nor DHCP), and drop
-where the kernel dropped a packet. Each is computed from the hops themselves (protocol, TCP flags,
+server work, response, close, datagrams (a UDP exchange that is neither DNS nor DHCP), drop
+where the kernel dropped a packet, and bind where it refused a server its port. Each is computed from the hops themselves (protocol, TCP flags,
 summary, the node that saw them), so it holds for any topology:
 - the client is the first client node with a hop; its connection is its first SYN out;
 - the edge is the last node the SYN reached; routers are the nodes with forwarded hops;
@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from hoplab.v1 import control_pb2 as pb
 
 ORDER = ("lease", "lookup", "arp", "connect", "tls", "request", "server work", "response", "close", "datagrams",
-         "drop")
+         "drop", "bind")
 HANDSHAKE_WORDS = ("ClientHello", "ServerHello", "handshake", "ChangeCipherSpec", "Certificate", "Finished")
 
 
@@ -55,11 +55,14 @@ def stages(hops: list[pb.Hop], client_nodes: set[str]) -> list[pb.Stage]:
             asked.setdefault(target, []).append(i)
     found += [_span("arp", hops, indexes, f"who has {target}") for target, indexes in asked.items()]
     # A connectionless exchange (the game's moves and answers): its datagrams, wherever seen
-    datagrams = [i for i, h in enumerate(hops) if h.record.proto == "udp"]
+    datagrams = [i for i, h in enumerate(hops) if h.record.proto == "udp" and h.record.direction != "bind"]
     found.append(_span("datagrams", hops, datagrams, "UDP: no handshake, and nobody sends a lost datagram again"))
     dropped = [i for i, h in enumerate(hops) if h.record.direction == "drop"]
     reasons = sorted({hops[i].record.keys.get("drop_reason", "") for i in dropped})
     found.append(_span("drop", hops, dropped, ", ".join(r for r in reasons if r)))
+    refused = [i for i, h in enumerate(hops) if h.record.direction == "bind"]
+    errors = sorted({f"{hops[i].record.keys.get('bind_error', '')} on {hops[i].record.src}" for i in refused})
+    found.append(_span("bind", hops, refused, "a server could not take its port: " + ", ".join(errors)))
     syn = next((i for i, h in enumerate(hops) if h.record.node == client and h.record.direction == "out"
                 and h.record.tcp_flags == "SYN"), None)
     if syn is not None:

@@ -79,20 +79,22 @@ class Capture(_message.Message):
     def __init__(self, id: _Optional[str] = ..., nodes: _Optional[_Iterable[str]] = ..., filter: _Optional[str] = ..., state: _Optional[str] = ..., started_ns: _Optional[int] = ..., stopped_ns: _Optional[int] = ..., records: _Optional[int] = ..., trace_id: _Optional[str] = ...) -> None: ...
 
 class StopCaptureRequest(_message.Message):
-    __slots__ = ("id", "status", "drops", "kernel_view", "accepts", "tls_keylog")
+    __slots__ = ("id", "status", "drops", "kernel_view", "accepts", "binds", "tls_keylog")
     ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     DROPS_FIELD_NUMBER: _ClassVar[int]
     KERNEL_VIEW_FIELD_NUMBER: _ClassVar[int]
     ACCEPTS_FIELD_NUMBER: _ClassVar[int]
+    BINDS_FIELD_NUMBER: _ClassVar[int]
     TLS_KEYLOG_FIELD_NUMBER: _ClassVar[int]
     id: str
     status: int
     drops: _containers.RepeatedCompositeFieldContainer[KernelDrop]
     kernel_view: str
     accepts: _containers.RepeatedCompositeFieldContainer[KernelAccept]
+    binds: _containers.RepeatedCompositeFieldContainer[KernelBind]
     tls_keylog: str
-    def __init__(self, id: _Optional[str] = ..., status: _Optional[int] = ..., drops: _Optional[_Iterable[_Union[KernelDrop, _Mapping]]] = ..., kernel_view: _Optional[str] = ..., accepts: _Optional[_Iterable[_Union[KernelAccept, _Mapping]]] = ..., tls_keylog: _Optional[str] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., status: _Optional[int] = ..., drops: _Optional[_Iterable[_Union[KernelDrop, _Mapping]]] = ..., kernel_view: _Optional[str] = ..., accepts: _Optional[_Iterable[_Union[KernelAccept, _Mapping]]] = ..., binds: _Optional[_Iterable[_Union[KernelBind, _Mapping]]] = ..., tls_keylog: _Optional[str] = ...) -> None: ...
 
 class KernelDrop(_message.Message):
     __slots__ = ("ts_ns", "node", "iface", "src", "dst", "proto", "reason", "location", "words")
@@ -141,6 +143,28 @@ class KernelAccept(_message.Message):
     backlog: int
     accept_queue: int
     def __init__(self, ts_ns: _Optional[int] = ..., node: _Optional[str] = ..., pid: _Optional[int] = ..., host_pid: _Optional[int] = ..., tid: _Optional[int] = ..., process: _Optional[str] = ..., local: _Optional[str] = ..., remote: _Optional[str] = ..., listener: _Optional[str] = ..., backlog: _Optional[int] = ..., accept_queue: _Optional[int] = ...) -> None: ...
+
+class KernelBind(_message.Message):
+    __slots__ = ("ts_ns", "node", "pid", "host_pid", "process", "address", "proto", "error", "words")
+    TS_NS_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    HOST_PID_FIELD_NUMBER: _ClassVar[int]
+    PROCESS_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    PROTO_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    WORDS_FIELD_NUMBER: _ClassVar[int]
+    ts_ns: int
+    node: str
+    pid: int
+    host_pid: int
+    process: str
+    address: str
+    proto: str
+    error: str
+    words: str
+    def __init__(self, ts_ns: _Optional[int] = ..., node: _Optional[str] = ..., pid: _Optional[int] = ..., host_pid: _Optional[int] = ..., process: _Optional[str] = ..., address: _Optional[str] = ..., proto: _Optional[str] = ..., error: _Optional[str] = ..., words: _Optional[str] = ...) -> None: ...
 
 class StreamRecordsRequest(_message.Message):
     __slots__ = ("capture_id", "raw")

@@ -43,6 +43,6 @@ export class DiagnosePanel {
           ` (${report.broken_node}) \u2014 ${report.reason}`),
       el("table", { class: "compact checks" }, rows),
       report.evidence ? el("pre", { class: "evidence", text: report.evidence }) : "",
-      report.kernel_drops.length ? el("pre", { class: "evidence", text: "the kernel's drops while it was checked again:\n" + report.kernel_drops.join("\n") }) : "");
+      report.kernel_drops.length ? el("pre", { class: "evidence", text: "what the kernel dropped or refused while it was checked again:\n" + report.kernel_drops.join("\n") }) : "");
   }
 }
