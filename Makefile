@@ -74,7 +74,7 @@ example-image:
 # their labs, so the unit run costs little wall time there. The kernel tracer's real-kernel tests
 # tests that make named namespaces (and the tracer's probes) go first and alone: the e2e's host
 # checks would see them.
-UNIT_ALONE := tests/unit/test_capture.py tests/unit/test_kernel_tracer.py tests/unit/test_sockets.py tests/unit/test_uplink.py
+UNIT_ALONE := tests/unit/test_capture.py tests/unit/test_kernel_tracer.py tests/unit/test_sockets.py tests/unit/test_uplink.py tests/unit/test_impair.py
 UNIT_BESIDE := $(PY) -m pytest -q -ra -p no:cacheprovider $(addprefix --ignore=,$(UNIT_ALONE)) tests/unit
 test: host-all $(VENV)/.installed
 	@start=$$(date +%s); mkdir -p build; \

@@ -65,9 +65,30 @@ class Network:
 
 
 @dataclass(frozen=True)
+class Impairment:
+    """What a link end does to every packet on its way out (hoplab.node.impair applies it)."""
+
+    delay_ms: float = 0
+    jitter_ms: float = 0
+    loss_percent: float = 0
+    rate: str = ""  # tc's units; "" = as fast as the link
+
+    def to_runtime(self) -> dict:
+        return {"delay_ms": self.delay_ms, "jitter_ms": self.jitter_ms, "loss_percent": self.loss_percent,
+                "rate": self.rate}
+
+    def __str__(self) -> str:
+        said = [f"delay {self.delay_ms:g} ms" + (f" ± {self.jitter_ms:g}" if self.jitter_ms else "")
+                if self.delay_ms or self.jitter_ms else "", f"loss {self.loss_percent:g}%" if self.loss_percent else "",
+                f"rate {self.rate}" if self.rate else ""]
+        return ", ".join(part for part in said if part)
+
+
+@dataclass(frozen=True)
 class Interface:
     network: str
     address: IPv4Address | None  # None: configured by DHCP
+    impairment: Impairment | None = None  # the topology's `impairments:` for this link end
 
 
 @dataclass(frozen=True)
@@ -307,7 +328,8 @@ class Topology:
                 "service": node.service,
                 "interfaces": [
                     {"network": i.network, "address": str(i.address) if i.address else None,
-                     "prefixlen": self.networks[i.network].subnet.prefixlen}
+                     "prefixlen": self.networks[i.network].subnet.prefixlen,
+                     **({"impairment": i.impairment.to_runtime()} if i.impairment else {})}
                     for i in node.interfaces
                 ],
             }
@@ -404,8 +426,25 @@ def _balancing_reason(err, field: str) -> str | None:
     return None
 
 
+def _impairment_reason(err, field: str) -> str | None:
+    """The topology's own words for a bad `impairments` entry (None: the generic reason)."""
+    if not field.startswith("impairments"):
+        return None
+    if err.validator == "pattern" and field == "impairments":
+        return f"{err.instance!r} is not a link end: NODE:NETWORK (client:home)"
+    if err.validator == "pattern" and field.endswith(".rate"):
+        return f"{err.instance!r} is not a rate: a whole number above 0 and a unit (bit, kbit, mbit, gbit)"
+    if err.validator == "minProperties":
+        return "give at least one of delay_ms, jitter_ms, loss_percent, rate"
+    if err.validator in ("minimum", "maximum"):
+        unit = "%" if field.endswith("_percent") else " ms"
+        return f"{err.instance}{unit} is outside 0..{err.schema.get('maximum')}{unit}"
+    return None
+
+
 def _own_reason(err, field: str) -> str | None:
-    return _image_node_reason(err, field) or _rate_limit_reason(err, field) or _balancing_reason(err, field)
+    return (_image_node_reason(err, field) or _rate_limit_reason(err, field) or _balancing_reason(err, field)
+            or _impairment_reason(err, field))
 
 
 def service_dirs(data: dict, source: Path | str) -> tuple[Path, ...]:
@@ -473,6 +512,7 @@ class _Checker:
         nodes = self._nodes(networks)
         self._upstreams(nodes)
         self._weights(nodes)
+        self._impairments(nodes)
         self._dhcp_scopes(networks, nodes)
         domain = self._domain(networks, nodes)
         management = self._management(networks, nodes)
@@ -641,6 +681,32 @@ class _Checker:
             return [name for name, _ in lb.upstream.servers]
         mine = {i.network for i in lb.interfaces}
         return [n.name for n in nodes.values() if n.service == "web" and any(net in mine for net, _ in n.static_addresses)]
+
+    def _impairments(self, nodes: dict[str, Node]) -> None:
+        """Each `NODE:NETWORK` onto its interface: NODE a node or a replicated entry (all its
+        replicas), NETWORK one the node is on; jitter no larger than the delay."""
+        for key, spec in (self.data.get("impairments") or {}).items():
+            field = f"impairments.{key}"
+            entry, network = key.split(":")
+            names = self.entries.get(entry) or ([entry] if entry in nodes else [])
+            if not names:
+                self.fail(field, f"unknown node {entry!r} (nodes: {', '.join(nodes)})")
+                continue
+            if spec.get("jitter_ms", 0) > spec.get("delay_ms", 0):
+                self.fail(f"{field}.jitter_ms", f"{spec['jitter_ms']:g} ms is more than the delay "
+                                                f"({spec.get('delay_ms', 0):g} ms): a packet cannot leave before it came")
+                continue
+            impairment = Impairment(spec.get("delay_ms", 0), spec.get("jitter_ms", 0), spec.get("loss_percent", 0),
+                                    spec.get("rate", ""))
+            for name in names:
+                node = nodes[name]
+                if network not in [i.network for i in node.interfaces]:
+                    self.fail(field, f"{name} has no interface on {network!r} "
+                                     f"(its networks: {', '.join(i.network for i in node.interfaces)})")
+                    break
+                nodes[name] = dataclasses.replace(node, interfaces=tuple(
+                    dataclasses.replace(i, impairment=impairment) if i.network == network else i
+                    for i in node.interfaces))
 
     def _rate_limit(self, field: str, spec: dict) -> RateLimit | None:
         if "rate_limit" not in spec:

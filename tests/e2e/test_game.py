@@ -39,6 +39,13 @@ def test_moves_cross_the_nat_and_every_one_is_answered(lab):
     assert nat and nat[0]["translated"]["before"]["src"] == game["local"]
     assert nat[0]["translated"]["after"]["src"] == game["seen_as"]
     assert "datagrams" in [s["name"] for s in trace["stages"]]
+    # the topology's impairment of game:internet (20 ms ± 2, through the NFQUEUE delayer): each
+    # answer leaves the game 20 ms after its move came in
+    delay = lab.topology.nodes["game"].interfaces[0].impairment.delay_ms
+    assert delay - 2 <= game["rtt_ms"]["min"] and game["rtt_ms"]["median"] <= delay + 10, game["rtt_ms"]
+    came, left = datagrams(trace, "game", "in"), datagrams(trace, "game", "out")
+    held = [(o["ts_ns"] - i["ts_ns"]) / 1e6 for i, o in zip(came, left)]
+    assert len(held) == 5 and all(delay - 2.5 <= ms <= delay + 5 for ms in held), held
 
 
 def test_a_lossy_link_loses_moves_that_nobody_sends_again(lab):

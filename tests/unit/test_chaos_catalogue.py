@@ -112,6 +112,17 @@ def test_bad_parameters_are_refused_naming_them(name, params, word):
         plan(name, **params)
 
 
+def test_a_delay_runs_the_nodes_impairment_tool_and_refuses_jitter_past_its_delay():
+    result = plan("delay", ms=50, jitter_ms=5)
+    act, undo = scripts(result.act), scripts(result.undo)
+    assert '"${HOPLAB_PYTHON:-python3}" -m hoplab.node.impair apply "$1"' in act and "--owner chaos" in act
+    assert "--seconds 1860" in act  # the delayer ends by itself, past the longest fault
+    assert arguments(result.act)[-3:] == ["internet", "50", "5"]  # values as arguments, never script text
+    assert 'hoplab.node.impair clear "$1" --owner chaos' in undo
+    with pytest.raises(FaultError, match="jitter_ms: 9 is more than ms"):
+        plan("delay", ms=5, jitter_ms=9)
+
+
 def test_defaults_pick_addresses_nobody_holds():
     held = {str(a) for n in LAB.nodes.values() for _, a in n.static_addresses}
     wrong = plan("dns-wrong-a").act[0].argv[-1]

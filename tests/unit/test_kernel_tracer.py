@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from veth import ip, joined
 
 from hoplab.paths import PROJECT_ROOT
 from hoplab.trace.kernel import (FORMAT_FILE, HOST, PLAIN_WORDS, Accept, Drop, DropFilter, KernelTracer,
@@ -237,10 +238,6 @@ def test_setup_host_installs_bpftrace_for_both_backends():
 
 # ------------------------------------------------------------------ the real kernel
 
-def ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
-
-
 def in_namespace(namespace: str, *argv: str) -> subprocess.CompletedProcess:
     return subprocess.run(["ip", "netns", "exec", namespace, *argv], capture_output=True, text=True, timeout=20)
 
@@ -272,24 +269,10 @@ def wire():
         if os.environ.get("CI"):
             pytest.fail(f"the kernel drop tracer cannot run here: {why}")
         pytest.skip(why)
-    tag = uuid.uuid4().hex[:6]
-    a, b = f"hoplab-kt-a-{tag}", f"hoplab-kt-b-{tag}"
-    made = []
-    try:
-        for namespace in (a, b):
-            ip("netns", "add", namespace)
-            made.append(namespace)
-        ip("link", "add", "veth0", "netns", a, "type", "veth", "peer", "name", "veth1", "netns", b)
-        for namespace, side, address in ((a, "veth0", "10.199.2.1/24"), (b, "veth1", "10.199.2.2/24")):
-            ip("-n", namespace, "addr", "add", address, "dev", side)
-            ip("-n", namespace, "link", "set", side, "up")
-            ip("-n", namespace, "link", "set", "lo", "up")
+    with joined("kt", "10.199.2") as (a, b):
         rule = in_namespace(b, "iptables", "-A", "INPUT", "-p", "tcp", "--dport", "9", "-j", "DROP")
         assert rule.returncode == 0, rule.stderr
         yield a, b
-    finally:
-        for namespace in made:  # the veth pair and b's rules go with the namespaces
-            ip("netns", "del", namespace)
 
 
 def test_the_kernel_reports_a_firewall_drop_and_a_closed_port(wire):

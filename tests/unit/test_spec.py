@@ -399,3 +399,20 @@ def test_the_schema_and_the_model_know_the_same_algorithms():
     schema = json.loads((TOPOLOGY_DIR / "schema.json").read_text())
     node = schema["properties"]["nodes"]["additionalProperties"]["properties"]
     assert tuple(node["algorithm"]["enum"]) == spec.ALGORITHMS and spec.DEFAULT_ALGORITHM in spec.ALGORITHMS
+
+
+def test_impairments_reach_their_link_ends_and_a_replicated_entry_gives_each_replica_its_own():
+    data = lab_data()
+    data["impairments"] = {"client:home": {"delay_ms": 50, "jitter_ms": 5}, "web:origin": {"loss_percent": 2.5},
+                           "cache:internet": {"rate": "10mbit"}}
+    lab = spec.from_data(data, "inline.yaml", load_catalog())
+    runtime = lab.to_runtime()["nodes"]
+    assert runtime["client"]["interfaces"][0]["impairment"] == {"delay_ms": 50, "jitter_ms": 5, "loss_percent": 0,
+                                                                 "rate": ""}
+    for web in ("web1", "web2"):
+        assert runtime[web]["interfaces"][0]["impairment"]["loss_percent"] == 2.5
+    cache = {i["network"]: i.get("impairment") for i in runtime["cache"]["interfaces"]}
+    assert cache["internet"]["rate"] == "10mbit" and cache["origin"] is None  # one end of one link, not the node
+    assert "impairment" not in runtime["dns"]["interfaces"][0]
+    assert str(lab.nodes["client"].interfaces[0].impairment) == "delay 50 ms ± 5"
+    assert str(lab.nodes["cache"].interfaces[0].impairment) == "rate 10mbit"

@@ -35,7 +35,8 @@ INPUTS_LABEL = "io.hoplab.inputs"
 IMAGE_LABEL = "io.hoplab.image"  # set with INPUTS_LABEL by the last step of hoplab's Dockerfiles
 SUITE = "bookworm"
 PARALLEL_BUILDS = 3
-NODE_DEPENDENCIES = ("grpcio", "grpcio-health-checking", "grpcio-reflection", "protobuf")
+NODE_DEPENDENCIES = ("grpcio", "grpcio-health-checking", "grpcio-reflection", "protobuf",
+                     "NetfilterQueue")  # the links' delayer (hoplab.node.impair); built from its sdist here
 # Time limits (seconds): the OS image, one image's build, pip.
 DEBOOTSTRAP_TIMEOUT = 900
 IMPORT_TIMEOUT = 300

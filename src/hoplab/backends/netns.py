@@ -532,6 +532,8 @@ class NetnsBackend(Backend):
         return {"PATH": f"{SYSTEM_PATH}:{Path(sys.executable).parent}", "HOME": "/root", "LANG": "C.UTF-8",
                 "HOPLAB_NODE": node, "HOPLAB_SERVICE": str(service.directory), "HOPLAB_RUN_DIR": RUN_DIR,
                 "HOPLAB_LAB_JSON": LAB_JSON, "PYTHONPATH": HOPLAB_SOURCES,
+                # the Python with the node runtime's dependencies (an image's python3 has them)
+                "HOPLAB_PYTHON": sys.executable,
                 "PYTHONDONTWRITEBYTECODE": "1", nodeproc.MARKER: topology.name}
 
     # ------------------------------------------------------------ host checks

@@ -32,7 +32,7 @@ CATALOGUE = {f.name: f for f in [
     Fault("rate-limit", "link", "limit an interface's sending rate (tc tbf)", net.rate_limit,
           {"rate": Param("rate", "64kbit", 1000, 10 * 1000**3)},
           needs_iface=True, resource="qdisc"),
-    Fault("delay", "link", "delay and jitter (tc netem, where the kernel has it)", net.delay,
+    Fault("delay", "link", "delay and jitter (tc netem where the kernel has it, else a delayer on NFQUEUE)", net.delay,
           {"ms": Param("ms", 200, 1, 5000), "jitter_ms": Param("ms", 20, 0, 5000)}, needs_iface=True, resource="qdisc"),
     # filtering
     Fault("port-block", "filtering", "refuse a TCP port (iptables REJECT)", net.port_block, {"port": Param("port", 80, 1, 65535)}),

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import ipaddress
 
-from hoplab.chaos.model import (RUN, XTABLES_WAIT, Context, Plan, Target, ipt_add, ipt_remove, run, sh,
-                                static_addresses, unused_address)
+from hoplab.chaos.model import (MAX_DURATION_S, RUN, XTABLES_WAIT, Context, FaultError, Plan, Target, ipt_add,
+                                ipt_remove, run, sh, static_addresses, unused_address)
 
 ICMP_FRAG_NEEDED = ("-p", "icmp", "--icmp-type", "fragmentation-needed", "-j", "DROP")
 
@@ -43,11 +43,17 @@ def rate_limit(t: Target, p: dict) -> Plan:
 
 
 def delay(t: Target, p: dict) -> Plan:
-    return Plan([sh(t.node, f'tc qdisc replace dev {t.iface} root netem delay "$1ms" "$2ms" '
-                            "2>/dev/null || { echo 'netem is not supported on this kernel (no sch_netem)' >&2; exit 3; }",
-                    args=(p["ms"], p["jitter_ms"]))],
-                [sh(t.node, f"tc qdisc del dev {t.iface} root 2>/dev/null || true")],
-                f"{t.node}:{t.iface} delays every packet by {p['ms']} ms")
+    # netem where the kernel has it, else the NFQUEUE delayer (hoplab.node.impair), which lives
+    # no longer than the longest fault even if no undo runs. HOPLAB_PYTHON: the Python that has
+    # NetfilterQueue in a netns node (the venv's); an image's python3 has it.
+    if p["jitter_ms"] > p["ms"]:
+        raise FaultError(f"--param jitter_ms: {p['jitter_ms']:g} is more than ms ({p['ms']:g}): a packet cannot "
+                         "leave before it came", "--param")
+    impair = '"${HOPLAB_PYTHON:-python3}" -m hoplab.node.impair'
+    return Plan([sh(t.node, f'{impair} apply "$1" --delay-ms "$2" --jitter-ms "$3" --seconds {MAX_DURATION_S + 60} '
+                            "--owner chaos", args=(t.iface, p["ms"], p["jitter_ms"]))],
+                [sh(t.node, f'{impair} clear "$1" --owner chaos', args=(t.iface,))],
+                f"{t.node}:{t.iface} delays every packet by {p['ms']} ms (± {p['jitter_ms']} ms)")
 
 
 def port_block(t: Target, p: dict) -> Plan:

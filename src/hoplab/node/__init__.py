@@ -100,6 +100,20 @@ class NodeContext:
                 run(["ip", "-4", "addr", "flush", "dev", wanted])  # the backend's, not DHCP's
             run(["ip", "link", "set", "dev", wanted, "up"])
         write_in_place(Path("/etc/resolv.conf"), self._resolv_conf())
+        self._impair()
+
+    def _impair(self) -> None:
+        """The topology's impairments of this node's link ends, before its service starts.
+        Cleared first: a service started again in a namespace that kept them."""
+        from hoplab.node import impair
+
+        for iface in self.interfaces:
+            if iface.get("impairment"):
+                impair.clear(iface["network"])
+                spec = iface["impairment"]
+                for said in impair.apply(iface["network"], spec["delay_ms"], spec["jitter_ms"], spec["loss_percent"],
+                                         spec["rate"]):
+                    self.log(f"{iface['network']} {said}")
 
     @property
     def is_control(self) -> bool:
