@@ -118,6 +118,10 @@ proto: $(VENV)/.installed
 bench-trace: setup
 	$(PY) bench/bench_trace.py $(T)
 
+# Link impairments: a delay's accuracy on the client's ping, and the NFQUEUE delayer's cost at load.
+bench-impair: setup
+	$(PY) bench/bench_impair.py $(T)
+
 load: setup
 	$(HOPLAB) load $(T) $(LOAD_ARGS)
 

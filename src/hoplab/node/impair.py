@@ -4,9 +4,15 @@ its service starts, and the `delay` fault applies a delay for a bounded time; al
 
 - delay and jitter: `tc netem` where the kernel has sch_netem; else a userspace delayer on
   NFQUEUE (NetfilterQueue, python-netfilterqueue's maintained binding of libnetfilter_queue):
-  an iptables rule queues every packet leaving the interface, and the delayer gives each its
+  iptables rules queue every packet leaving the interface, and the delayer gives each its
   verdict after the delay, in the order they came (a link keeps its order; netem may not).
-  `--queue-bypass` lets packets through undelayed if the delayer is gone, never dropped;
+  `--queue-bypass` lets packets through undelayed if the delayer is gone, never dropped. The
+  node's own packets are queued in raw OUTPUT, before conntrack sees them: a packet queued
+  after it (as in POSTROUTING) carries an unconfirmed conntrack entry, and when a new flow's
+  first packets are all held at once (a ping every 20 ms behind a 50 ms delay), every one but
+  the first clashes with the entry the first confirms and is dropped on its way back
+  (NOT_SPECIFIED in nfqnl_reinject). Forwarded packets have their entry from PREROUTING, so
+  they are queued in mangle FORWARD; a router's burst of new flows can still meet that clash;
 - loss: iptables' `statistic` match, DROP at random;
 - rate: a token bucket (`tc tbf`).
 
@@ -58,8 +64,16 @@ def queue_number(iface: str, owner: str) -> int:
     return QUEUE_BASE[owner] + int(Path(f"/sys/class/net/{iface}/ifindex").read_text())
 
 
-def _postrouting(iface: str, owner: str, *target: str) -> tuple[str, ...]:
-    return ("POSTROUTING", "-o", iface, *target, "-m", "comment", "--comment", OWNERS[owner])
+# (table, chain) of each rule, by what it does: loss for every packet out; the delayer's queue
+# for the node's own packets before conntrack, and for the ones it forwards.
+LOSS_CHAINS = (("mangle", "POSTROUTING"),)
+QUEUE_CHAINS = (("raw", "OUTPUT"), ("mangle", "FORWARD"))
+CHAINS = (*LOSS_CHAINS, *QUEUE_CHAINS)
+
+
+def _add(table: str, chain: str, iface: str, owner: str, *target: str) -> None:
+    _run("iptables", "-w", "5", "-t", table, "-A", chain, "-o", iface, *target, "-m", "comment", "--comment",
+         OWNERS[owner])
 
 
 def has_netem(iface: str) -> bool:
@@ -77,9 +91,9 @@ def apply(iface: str, delay_ms: float = 0, jitter_ms: float = 0, loss_percent: f
     (0: the node's)."""
     done = []
     if loss_percent:
-        _run("iptables", "-w", "5", "-t", "mangle", "-A",
-             *_postrouting(iface, owner, "-m", "statistic", "--mode", "random", "--probability",
-                           f"{loss_percent / 100:.4f}", "-j", "DROP"))
+        for table, chain in LOSS_CHAINS:
+            _add(table, chain, iface, owner, "-m", "statistic", "--mode", "random", "--probability",
+                 f"{loss_percent / 100:.4f}", "-j", "DROP")
         done.append(f"loses {loss_percent:g}% (iptables statistic)")
     netem = bool(delay_ms or jitter_ms) and has_netem(iface)
     if netem:
@@ -89,8 +103,8 @@ def apply(iface: str, delay_ms: float = 0, jitter_ms: float = 0, loss_percent: f
     elif delay_ms or jitter_ms:
         queue = queue_number(iface, owner)
         _start_delayer(iface, owner, queue, delay_ms, jitter_ms, seconds)
-        _run("iptables", "-w", "5", "-t", "mangle", "-A",
-             *_postrouting(iface, owner, "-j", "NFQUEUE", "--queue-num", str(queue), "--queue-bypass"))
+        for table, chain in QUEUE_CHAINS:
+            _add(table, chain, iface, owner, "-j", "NFQUEUE", "--queue-num", str(queue), "--queue-bypass")
         done.append(f"delays {delay_ms:g} ms ± {jitter_ms:g} ms (NFQUEUE {queue}, no sch_netem here)")
     if rate:
         # under netem as its child, else at the root
@@ -124,11 +138,12 @@ def _start_delayer(iface: str, owner: str, queue: int, delay_ms: float, jitter_m
 def clear(iface: str, owner: str = "topology") -> None:
     """Undo what apply() did for this owner: its rules, its qdisc, its delayer."""
     comment = OWNERS[owner]
-    listed = _run("iptables", "-w", "5", "-t", "mangle", "-S", "POSTROUTING", check=False).stdout.splitlines()
-    for rule in listed:
-        words = rule.split()
-        if words[:1] == ["-A"] and f"-o {iface} " in rule and comment in rule:
-            _run("iptables", "-w", "5", "-t", "mangle", "-D", *words[1:], check=False)
+    for table, chain in dict.fromkeys(CHAINS):
+        listed = _run("iptables", "-w", "5", "-t", table, "-S", chain, check=False).stdout.splitlines()
+        for rule in listed:
+            words = rule.split()
+            if words[:1] == ["-A"] and f"-o {iface} " in rule and comment in rule:
+                _run("iptables", "-w", "5", "-t", table, "-D", *words[1:], check=False)
     _run("tc", "qdisc", "del", "dev", iface, "root", check=False)
     pid_file = _pid_file(iface, owner)
     if pid_file.exists():
