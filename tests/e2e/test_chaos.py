@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import statistics
 import subprocess
 import time
 
@@ -184,20 +185,21 @@ def test_fault_shows_its_symptom_diagnose_names_the_hop_and_halt_puts_everything
 
 
 def ping_ms(lab, address: str) -> float:
-    """The client's average round trip to `address` over 10 pings, in ms."""
-    said = lab.exec("client", "ping", "-q", "-c", "10", "-i", "0.05", "-W", "1", address).stdout
-    return float(re.search(r"= [\d.]+/([\d.]+)/", said)[1])
+    """The median of the client's round trips to `address` over 20 pings, in ms."""
+    said = lab.exec("client", "ping", "-n", "-c", "20", "-i", "0.05", "-W", "1", address).stdout
+    return statistics.median(float(ms) for ms in re.findall(r"time=([\d.]+) ms", said))
 
 
 def test_a_delay_adds_its_milliseconds_to_the_clients_ping_and_halt_takes_them_away(lab):
-    # netem where the kernel has it, else the NFQUEUE delayer: the same 50 ms either way
+    # netem where the kernel has it, else the NFQUEUE delayer: 50 ms either way, never less
+    # (more when the delayer waits for the CPU on a busy host: `make bench-impair` has the accuracy)
     before = ping_ms(lab, gateway(lab))
     inject(lab, "delay", "client:home", "ms=50", "jitter_ms=0")
     delayed = ping_ms(lab, gateway(lab))
     chaos(lab).halt()
     after = ping_ms(lab, gateway(lab))
     print(f"ping to the router: {before:.3f} ms, delayed {delayed:.3f} ms, after {after:.3f} ms")
-    assert 45 <= delayed - before <= 55 and after < before + 5
+    assert 49.5 <= delayed - before <= 60 and after < before + 5
     last = last_entry(lab)
     assert last.fault == "delay" and last.state == "reverted", last
 
