@@ -8,10 +8,10 @@ TOPOLOGY ?= topology/lab.yaml
 BACKEND ?=
 T := --topology $(TOPOLOGY) $(if $(BACKEND),--backend $(BACKEND))
 
-.PHONY: help setup host host-all up down status clean test test-unit test-e2e test-example example-image render graph bench-up bench-path bench-trace bench-load bench-exec bench-ui bench-durability proto load ui fuzz
+.PHONY: help setup host host-all up down status clean test test-unit test-e2e test-example example-image render graph bench-up bench-path bench-trace bench-impair bench-load bench-exec bench-ui bench-durability proto load ui fuzz
 
 help:
-	@echo "make up | down | status | clean | ui | test | test-unit | test-e2e | test-example | example-image | render | graph | bench-up | bench-path | bench-trace | bench-load | bench-exec | bench-ui | bench-durability | load | fuzz"
+	@echo "make up | down | status | clean | ui | test | test-unit | test-e2e | test-example | example-image | render | graph | bench-up | bench-path | bench-trace | bench-impair | bench-load | bench-exec | bench-ui | bench-durability | load | fuzz"
 
 setup: host $(VENV)/.installed
 

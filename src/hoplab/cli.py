@@ -263,15 +263,19 @@ class Status(Command):
         memory = node_memory(backend.node_pids(topology))
         agents = agent_report(backend, topology, statuses)
         balancers = balancing.read(backend, topology, statuses)
+        impairments = {f"{node.name}:{i.network}": str(i.impairment) for node in topology.nodes.values()
+                       for i in node.interfaces if i.impairment}  # the topology's, which each node applies
         if args.json:
             print(json.dumps({"lab": topology.name, "backend": args.backend,
                               "nodes": [{**s.to_json(), "memory_bytes": memory.get(s.node)} for s in statuses],
-                              "memory_bytes": sum(memory.values()), "agents": agents, "balancers": balancers},
-                             indent=2))
+                              "memory_bytes": sum(memory.values()), "agents": agents, "balancers": balancers,
+                              "impairments": impairments}, indent=2))
         else:
             print_table(statuses, memory=memory)
             for line in balancing.lines(balancers):
                 print(f"balancer {line}")
+            for end, said in impairments.items():
+                print(f"impaired {end}: {said}")
             for node, said in agents.items():
                 print(f"agent on {node}: {said}")
         return 0

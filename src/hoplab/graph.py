@@ -1,5 +1,6 @@
 """Draws a topology: networks as ellipses, nodes as boxes, an edge per interface labelled with
-its address. DOT and Mermaid as text; SVG and PNG through Graphviz's `dot`."""
+its address and, for an impaired link end, its impairment (drawn dashed and red in DOT). DOT
+and Mermaid as text; SVG and PNG through Graphviz's `dot`."""
 
 from __future__ import annotations
 
@@ -26,10 +27,14 @@ def format_for(path: Path) -> str:
                          f"{', '.join(sorted(_SUFFIXES))} or --format") from None
 
 
-def _edges(topology: Topology):
+def _edges(topology: Topology, newline: str):
+    """(node, network, label, impaired) per interface: its address, and its impairment under it."""
     for node in topology.nodes.values():
         for iface in node.interfaces:
-            yield node, iface.network, str(iface.address) if iface.address else "DHCP"
+            label = str(iface.address) if iface.address else "DHCP"
+            if iface.impairment:
+                label += f"{newline}{iface.impairment}"
+            yield node, iface.network, label, iface.impairment is not None
 
 
 def to_dot(topology: Topology) -> str:
@@ -42,8 +47,9 @@ def to_dot(topology: Topology) -> str:
     for node in topology.nodes.values():
         lines.append(f'  "{node.name}" [shape=box, style="rounded,filled", fillcolor="#f1f5f9", '
                      f'label="{node.name}\\n({node.service})"];')
-    for node, network, address in _edges(topology):
-        lines.append(f'  "{node.name}" -- "net:{network}" [label="{address}"];')
+    for node, network, label, impaired in _edges(topology, "\\n"):
+        style = ', style=dashed, color="#b91c1c", fontcolor="#b91c1c"' if impaired else ""
+        lines.append(f'  "{node.name}" -- "net:{network}" [label="{label}"{style}];')
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -54,8 +60,8 @@ def to_mermaid(topology: Topology) -> str:
         lines.append(f'  net_{net.name}(["{net.name}<br/>{net.subnet}"])')
     for node in topology.nodes.values():
         lines.append(f'  {node.name}["{node.name}<br/>({node.service})"]')
-    for node, network, address in _edges(topology):
-        lines.append(f'  {node.name} ---|"{address}"| net_{network}')
+    for node, network, label, impaired in _edges(topology, "<br/>"):
+        lines.append(f'  {node.name} {"-.-" if impaired else "---"}|"{label}"| net_{network}')
     return "\n".join(lines) + "\n"
 
 

@@ -15,7 +15,8 @@ def test_healthy_lab_passes_every_hop_in_order(lab):
     assert report["healthy"] and report["broken_hop"] is None
     hops = [c["hop"] for c in report["checks"]]
     assert [h for i, h in enumerate(hops) if h not in hops[:i]] == [
-        "lease", "gateway", "nat", "dns", "path-mtu", "edge", "cache", "lb", "db", "web1", "web2", "mail", "page"]
+        "lease", "gateway", "nat", "dns", "path-mtu", "edge", "cache", "lb", "db", "web1", "web2", "mail", "page",
+        "game"]
     assert all(c["ok"] and c["command"] and c["node"] for c in report["checks"])
     text = hoplab("diagnose", "--topology", lab.path).stdout
     assert "every hop works" in text

@@ -136,6 +136,8 @@ def test_status_json_is_machine_readable(lab):
     assert data["memory_bytes"] == sum(memory.values())
     text = lab.hoplab("status").stdout
     assert "MEMORY" in text.splitlines()[0] and "lab total: " in text
+    # the topology's impairments: the game is 20 ms away
+    assert data["impairments"] == {"game:internet": "delay 20 ms ± 2"} and "impaired game:internet: delay 20 ms ± 2" in text
 
 
 def test_the_backend_in_use_is_named_without_asking(lab):

@@ -198,7 +198,7 @@ def test_mermaid_mentions_every_node_and_network(topology):
     for name, net in topology.networks.items():
         assert f'net_{name}(["{name}<br/>{net.subnet}"])' in mermaid
     edges = sum(len(n.interfaces) for n in topology.nodes.values())
-    assert mermaid.count(" ---|") == edges
+    assert mermaid.count(" ---|") + mermaid.count(" -.-|") == edges  # -.-: an impaired link end
 
 
 def test_dot_labels_dhcp_edges():
@@ -211,6 +211,14 @@ needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz `do
 
 
 @needs_dot
+def test_an_impaired_link_end_says_its_impairment_and_is_drawn_apart():
+    lab = spec.load(ROOT / "topology" / "lab.yaml")  # the game is 20 ms away
+    game = next(line for line in graph.to_dot(lab).splitlines() if line.startswith('  "game" --'))
+    assert 'label="198.51.100.70\\ndelay 20 ms ± 2"' in game and "dashed" in game
+    assert "dashed" not in next(line for line in graph.to_dot(lab).splitlines() if line.startswith('  "dns" --'))
+    assert '  game -.-|"198.51.100.70<br/>delay 20 ms ± 2"| net_internet' in graph.to_mermaid(lab).splitlines()
+
+
 def test_graph_writes_svg(tmp_path):
     out = tmp_path / "x.svg"
     assert cli.main(["graph", "-t", str(ROOT / "topology" / "lab.yaml"), "-o", str(out)]) == 0
