@@ -14,7 +14,7 @@ import pytest
 from helpers import hoplab
 from hoplab.chaos.faults import CATALOGUE
 from hoplab.chaos.journal import Chaos
-from hoplab.diagnose import diagnose as run_diagnose
+from hoplab.diagnose import game_check, run_checks
 from hoplab.drill import DRILLS, fill, roles
 
 pytestmark = pytest.mark.usefixtures("uplink_silent")  # not one packet of the lab's on the host's uplink
@@ -59,11 +59,11 @@ def assert_the_failed_bind_is_named(lab):
     assert "EADDRINUSE" in game["cause"] and game["cause"].split()[2] == "game", game["cause"]
     refused = [h for h in trace["hops"] if h["direction"] == "bind"]
     assert refused and all(h["node"] == "game" and h["src"] == "0.0.0.0:7777" for h in refused), refused
-    # diagnose blames the game and shows who holds its port (the kernel's refusals, which its
-    # re-check cites, are the trace's above: its kernel view is left out here, as in test_chaos)
-    report = run_diagnose(lab.driver, lab.topology, lab.clients()[0], kernel=False).to_json()
-    assert report["broken_hop"] == "game" and "no move was answered" in report["reason"], report
-    assert "held by" in report["evidence"] and "python3" in report["evidence"], report["evidence"]  # the squatter
+    # diagnose's game hop (the last of its walk, which test_diagnose follows) fails and shows who
+    # holds the port; the kernel's refusals, which its re-check cites, are the trace's above
+    (outcome,) = run_checks(lab.driver, lab.topology, [game_check(lab.topology, lab.clients()[0])])
+    assert not outcome.ok and "no move was answered" in outcome.reason, outcome
+    assert "held by" in outcome.evidence() and "python3" in outcome.evidence(), outcome.evidence()  # the squatter
 
 
 @pytest.mark.parametrize("name", list(DRILLS))
