@@ -20,8 +20,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def link(tmp_path):
-    """Namespaces a (10.199.4.1, its end `veth0` impaired) and b (10.199.4.2), and `impair`:
-    hoplab.node.impair run in a, as a node runs it."""
+    """Namespaces a (10.199.4.1, its end `veth0` impaired) and b (10.199.4.2); yields `impair`
+    (hoplab.node.impair run in a, as a node runs it), `ping` (a to b), a's iptables `rules` and
+    `veth0`'s `qdiscs` as text, and the run folder."""
     why = ("needs root" if os.geteuid() else
            next((f"needs {tool}" for tool in ("ip", "iptables", "ping") if not shutil.which(tool)), None))
     try:
@@ -43,9 +44,9 @@ def link(tmp_path):
             return subprocess.run(["ip", "netns", "exec", a, sys.executable, "-m", "hoplab.node.impair", *args],
                                   capture_output=True, text=True, timeout=30, env=env)
 
-        def ping(count: int = 10, interval: str = "0.05") -> tuple[int, float | None]:
+        def ping(count: int = 10, interval: str = "0.05", wait: str = "1") -> tuple[int, float | None]:
             """(answers, average round trip in ms) from a to b."""
-            said = subprocess.run(["ip", "netns", "exec", a, "ping", "-q", "-c", str(count), "-i", interval, "-W", "1",
+            said = subprocess.run(["ip", "netns", "exec", a, "ping", "-q", "-c", str(count), "-i", interval, "-W", wait,
                                    "10.199.4.2"], capture_output=True, text=True, timeout=30).stdout
             received = int(re.search(r"(\d+) received", said)[1])
             average = re.search(r"= [\d.]+/([\d.]+)/", said)
@@ -55,15 +56,19 @@ def link(tmp_path):
             return subprocess.run(["ip", "netns", "exec", a, "sh", "-c", "iptables -t raw -S; iptables -t mangle -S"],
                                   capture_output=True, text=True, timeout=10).stdout
 
+        def qdiscs() -> str:
+            return subprocess.run(["ip", "netns", "exec", a, "tc", "qdisc", "show", "dev", "veth0"],
+                                  capture_output=True, text=True, timeout=10).stdout
+
         try:
-            yield impair, ping, rules, tmp_path
+            yield impair, ping, rules, qdiscs, tmp_path
         finally:  # the delayers first: they are processes, not part of the namespaces
             impair("clear", "veth0")
             impair("clear", "veth0", "--owner", "chaos")
 
 
 def test_a_delay_adds_its_milliseconds_to_the_round_trip_and_clearing_takes_it_away(link):
-    impair, ping, rules, run_dir = link
+    impair, ping, rules, _, run_dir = link
     _, before = ping()
     applied = impair("apply", "veth0", "--delay-ms", "50")
     assert applied.returncode == 0, applied.stderr
@@ -88,19 +93,20 @@ def test_a_delay_adds_its_milliseconds_to_the_round_trip_and_clearing_takes_it_a
 
 
 def test_loss_drops_at_random_and_each_owner_clears_only_its_own(link):
-    impair, ping, rules, _ = link
-    assert impair("apply", "veth0", "--loss-percent", "100").returncode == 0
+    impair, ping, rules, qdiscs, _ = link
+    assert impair("apply", "veth0", "--loss-percent", "100", "--rate", "10mbit").returncode == 0
     assert impair("apply", "veth0", "--delay-ms", "20", "--owner", "chaos", "--seconds", "30").returncode == 0
-    assert ping(5)[0] == 0
+    assert ping(3, wait="0.3")[0] == 0
     assert impair("clear", "veth0", "--owner", "chaos").returncode == 0
     assert "statistic" in rules() and "hoplab-chaos" not in rules()  # the topology's loss stays
-    assert ping(5)[0] == 0
+    assert "tbf" in qdiscs()  # and its rate
+    assert ping(3, wait="0.3")[0] == 0
     assert impair("clear", "veth0").returncode == 0
-    assert ping(5)[0] == 5
+    assert ping(5)[0] == 5 and "tbf" not in qdiscs()
 
 
 def test_a_bounded_delayer_ends_by_itself_and_its_packets_pass_again(link):
-    impair, ping, rules, run_dir = link
+    impair, ping, rules, _, run_dir = link
     assert impair("apply", "veth0", "--delay-ms", "30", "--seconds", "1", "--owner", "chaos").returncode == 0
     delayer = int(next(run_dir.glob("delayer-chaos-veth0.pid")).read_text())
     time.sleep(1.5)
@@ -110,7 +116,7 @@ def test_a_bounded_delayer_ends_by_itself_and_its_packets_pass_again(link):
 
 
 def test_bad_values_exit_2_and_change_nothing(link):
-    impair, ping, rules, _ = link
+    impair, ping, rules, _, _ = link
     for args in (["--delay-ms", "-1"], ["--delay-ms", "5", "--jitter-ms", "6"], ["--loss-percent", "101"]):
         said = impair("apply", "veth0", *args)
         assert said.returncode == 2 and "bad impairment" in said.stderr

@@ -60,6 +60,10 @@ def _pid_file(iface: str, owner: str) -> Path:
     return _run_dir() / f"delayer-{owner}-{iface}.pid"
 
 
+def _qdisc_mark(iface: str, owner: str) -> Path:
+    return _run_dir() / f"qdisc-{owner}-{iface}"
+
+
 def queue_number(iface: str, owner: str) -> int:
     return QUEUE_BASE[owner] + int(Path(f"/sys/class/net/{iface}/ifindex").read_text())
 
@@ -96,6 +100,8 @@ def apply(iface: str, delay_ms: float = 0, jitter_ms: float = 0, loss_percent: f
                  f"{loss_percent / 100:.4f}", "-j", "DROP")
         done.append(f"loses {loss_percent:g}% (iptables statistic)")
     netem = bool(delay_ms or jitter_ms) and has_netem(iface)
+    if netem or rate:  # this owner's qdisc: its clear removes it, and no other's
+        _qdisc_mark(iface, owner).write_text("root\n")
     if netem:
         _run("tc", "qdisc", "replace", "dev", iface, "root", "handle", "1:", "netem", "delay", f"{delay_ms:g}ms",
              f"{jitter_ms:g}ms")
@@ -107,8 +113,8 @@ def apply(iface: str, delay_ms: float = 0, jitter_ms: float = 0, loss_percent: f
             _add(table, chain, iface, owner, "-j", "NFQUEUE", "--queue-num", str(queue), "--queue-bypass")
         done.append(f"delays {delay_ms:g} ms ± {jitter_ms:g} ms (NFQUEUE {queue}, no sch_netem here)")
     if rate:
-        # under netem as its child, else at the root
-        where = ("parent", "1:", "handle", "2:") if netem else ("root",)
+        # under netem as its child (netem's one class, 1:1), else at the root
+        where = ("parent", "1:1", "handle", "2:") if netem else ("root",)
         _run("tc", "qdisc", "replace" if not netem else "add", "dev", iface, *where, "tbf", "rate", rate,
              "burst", "2kb", "latency", "200ms")
         done.append(f"sends at most {rate} (tbf)")
@@ -144,7 +150,9 @@ def clear(iface: str, owner: str = "topology") -> None:
             words = rule.split()
             if words[:1] == ["-A"] and f"-o {iface} " in rule and comment in rule:
                 _run("iptables", "-w", "5", "-t", table, "-D", *words[1:], check=False)
-    _run("tc", "qdisc", "del", "dev", iface, "root", check=False)
+    if _qdisc_mark(iface, owner).exists():
+        _run("tc", "qdisc", "del", "dev", iface, "root", check=False)
+        _qdisc_mark(iface, owner).unlink()
     pid_file = _pid_file(iface, owner)
     if pid_file.exists():
         try:
