@@ -137,6 +137,13 @@ def test_dhcp_faults_renew_every_client_of_the_scope():
     result = fault.plan(Target("dhcpd", None, duo), {"address": ""})
     assert [s.node for s in result.act[1:]] == ["pc1", "pc2"] and [s.node for s in result.undo[1:]] == ["pc1", "pc2"]
     assert "option:dns-server,$1" in scripts(result.act) and result.act[0].argv[4:] == ("192.168.77.1",)  # the gateway
+    # each renewal goes on until the lease says what the server now serves (a request dnsmasq
+    # answers before it re-read its files gets the old options)
+    assert result.act[1].argv[4:] == ('"router": "192.168.77.1"', '"dns": "192.168.77.1"')
+    assert result.undo[1].argv[4:] == ('"router": "192.168.77.1"', f'"dns": "{duo.dns_address}"')
+    assert "for attempt in 1 2 3" in result.undo[1].argv[2] and "exit 1" in result.undo[1].argv[2]
+    pool = CATALOGUE["dhcp-pool-exhausted"].plan(Target("dhcpd", None, duo), {})
+    assert pool.act[1].argv[4:] == () and pool.undo[1].argv[4:]  # refused: no lease to check; then a good one
 
 
 # A valid value of every parameter, unlike any default and any fixed text of a script: where it
