@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import subprocess
 import sys
 import threading
 import time
@@ -36,7 +35,7 @@ from hoplab.cli import BACKENDS, make_backend
 from hoplab.load import LOADTESTS, REMOTE, LoadOptions, run_load, wait_healthy
 from hoplab.paths import BUILD_DIR, DEFAULT_TOPOLOGY
 from hoplab.progress import Progress
-from watched import run_watched
+from watched import lab_up, run_watched
 
 LOCUSTFILE = LOADTESTS / "durability.py"
 OUTCOMES = f"{REMOTE}/out/orders.jsonl"  # the locustfile's record of each POST (out/ beside it)
@@ -287,8 +286,7 @@ def main(args: argparse.Namespace) -> bool:
     missing = [service for service, nodes in kinds.items() if not nodes]
     if missing or not topology.nodes_of("client"):
         raise SystemExit(f"{args.topology}: no {', '.join(missing or ['client'])} node: nothing to run this on")
-    subprocess.run([sys.executable, "-m", "hoplab", "up", "-q", "--topology", str(args.topology),
-                    "--backend", args.backend], check=True, stdout=subprocess.DEVNULL)
+    lab_up(args.topology, "--backend", args.backend)
     db, client = kinds["db"][0].name, topology.nodes_of("client")[0].name
     kills = [Kill(kinds[service][0].name, LEAD_S + share * args.time) for service, share in KILLS]
 

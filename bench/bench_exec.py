@@ -22,7 +22,7 @@ from pathlib import Path
 
 from hoplab import compose, spec
 from hoplab.paths import BUILD_DIR, DEFAULT_TOPOLOGY, PROJECT_ROOT
-from watched import run_watched
+from watched import lab_up, run_watched
 
 # Times `runs` calls of Backend.run in one process (after one warm-up call) and prints them.
 IN_PROCESS = """
@@ -81,8 +81,7 @@ def main() -> None:
     args = parser.parse_args()
     topology = spec.load(args.topology)
     node = topology.nodes_of("client")[0].name
-    subprocess.run([sys.executable, "-m", "hoplab", "up", "-q", "--topology", str(args.topology), "--backend", "docker"],
-                   check=True, stdout=subprocess.DEVNULL)
+    lab_up(args.topology, "--backend", "docker")
     before_ref = args.before or default_before()
     sources = {"before": sources_at(before_ref), "now": PROJECT_ROOT / "src"}
     container = compose.container_name(topology, node)

@@ -17,15 +17,13 @@ import argparse
 import json
 import re
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
 from bench_path import wrk
 from hoplab import spec
 from hoplab.backends.docker import DockerBackend
 from hoplab.paths import BUILD_DIR, DEFAULT_TOPOLOGY
-from watched import run_watched
+from watched import lab_up, run_watched
 
 IMPAIR = ["python3", "-m", "hoplab.node.impair"]
 NEAR_ZERO_MS = "0.001"  # the delayer takes every packet and gives it back at once: its cost alone
@@ -66,8 +64,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=BUILD_DIR / "bench" / "impair.json")
     args = parser.parse_args()
     topology = spec.load(args.topology)
-    subprocess.run([sys.executable, "-m", "hoplab", "up", "-q", "--topology", str(args.topology)],
-                   check=True, stdout=subprocess.DEVNULL)
+    lab_up(args.topology)
     backend = DockerBackend()
     client = topology.nodes_of("client")[0].name
     home = next(i.network for i in topology.nodes[client].interfaces)

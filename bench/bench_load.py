@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import yaml
@@ -28,14 +26,13 @@ from hoplab.load import LoadOptions, run_load
 from hoplab.paths import BUILD_DIR, DEFAULT_TOPOLOGY
 from hoplab.progress import Progress
 from hoplab.visit import TRACE_FILTER
-from watched import run_watched
+from watched import lab_up, run_watched
 
 OUT = BUILD_DIR / "bench"
 
 
 def up(path: Path) -> spec.Topology:
-    subprocess.run([sys.executable, "-m", "hoplab", "up", "-q", "--topology", str(path)], check=True,
-                   stdout=subprocess.DEVNULL)
+    lab_up(path)
     return spec.load(path)
 
 

@@ -13,14 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
 from hoplab import spec
 from hoplab.backends.docker import DockerBackend
 from hoplab.paths import BUILD_DIR, DEFAULT_TOPOLOGY
-from watched import run_watched
+from watched import lab_up, run_watched
 
 # wrk's done() hook prints the figures as JSON: no scraping of its human-readable report.
 WRK_JSON = """
@@ -53,8 +51,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=BUILD_DIR / "bench" / "path.json")
     args = parser.parse_args()
     topology = spec.load(args.topology)
-    subprocess.run([sys.executable, "-m", "hoplab", "up", "-q", "--topology", str(args.topology)],
-                   check=True, stdout=subprocess.DEVNULL)
+    lab_up(args.topology)
     backend = DockerBackend()
     client = topology.nodes_of("client")[0].name
     lb = topology.nodes_of("lb")[0]

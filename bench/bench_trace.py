@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -30,7 +28,7 @@ from hoplab.control.client import ControlClient
 from hoplab.kernel_view import KernelView
 from hoplab.paths import BUILD_DIR, DEFAULT_TOPOLOGY
 from hoplab.visit import TRACE_FILTER, new_trace_id, visit
-from watched import run_watched
+from watched import lab_up, run_watched
 
 
 IDLE_WINDOW_S = 10
@@ -68,8 +66,7 @@ def main() -> None:
     args = parser.parse_args()
     topology = spec.load(args.topology)
     capacity = ingest(agents=args.ingest_agents, runs=args.ingest_runs)
-    subprocess.run([sys.executable, "-m", "hoplab", "up", "-q", "--topology", str(args.topology)],
-                   check=True, stdout=subprocess.DEVNULL)
+    lab_up(args.topology)
     backend = DockerBackend()
     control = ControlClient.of(backend, topology)
     client = topology.nodes_of("client")[0].name

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from hoplab import spec
 from hoplab.paths import BUILD_DIR, DEFAULT_TOPOLOGY
-from watched import run_watched
+from watched import lab_up, run_watched
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -65,8 +65,7 @@ def main() -> None:
 
     topology = spec.load(args.topology)
     chosen = ["--backend", args.backend] if args.backend else []
-    subprocess.run([sys.executable, "-m", "hoplab", "up", "-q", "--topology", str(args.topology), *chosen],
-                   check=True, stdout=subprocess.DEVNULL)
+    lab_up(args.topology, *chosen)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen([sys.executable, "-m", "hoplab", "ui", "--port", str(port), "--topology",

@@ -4,6 +4,7 @@ figures; any packet makes the benchmark exit 1."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +13,12 @@ from hoplab import spec
 from hoplab.backends.base import subnets
 from hoplab.paths import BUILD_DIR, TOPOLOGY_DIR
 from hoplab.uplink import UplinkWatch
+
+
+def lab_up(topology: Path, *options: str) -> None:
+    """`hoplab up` of the lab a benchmark measures, quietly; a lab that does not come up ends it."""
+    subprocess.run([sys.executable, "-m", "hoplab", "up", "-q", "--topology", str(topology), *options], check=True,
+                   stdout=subprocess.DEVNULL)
 
 
 def run_watched(main: Callable[[], None], name: str) -> None:
