@@ -102,7 +102,8 @@ def main() -> None:
         cost["without"].append(wrk(backend, topology, client, www, args.seconds, args.connections))
         impaired(edge.name, iface, "--delay-ms", NEAR_ZERO_MS)
         try:
-            cpu, sent = delayer_cpu_s(backend, topology, edge.name, iface), tx_packets(backend, topology, edge.name, iface)
+            cpu = delayer_cpu_s(backend, topology, edge.name, iface)
+            sent = tx_packets(backend, topology, edge.name, iface)
             figures = wrk(backend, topology, client, www, args.seconds, args.connections)
             cpu = delayer_cpu_s(backend, topology, edge.name, iface) - cpu
             sent = tx_packets(backend, topology, edge.name, iface) - sent
@@ -127,12 +128,14 @@ def main() -> None:
           f"without; NFQUEUE delayer unless the kernel has sch_netem):")
     for name, figures in accuracy.items():
         print(f"  {name:<12} added median {figures['added_median_ms']:7.3f} ms, error median "
-              f"{figures['error_median_ms']:.3f} ms, p95 {figures['error_p95_ms']:.3f} ms, max {figures['error_max_ms']:.3f} ms")
+              f"{figures['error_median_ms']:.3f} ms, p95 {figures['error_p95_ms']:.3f} ms, "
+              f"max {figures['error_max_ms']:.3f} ms")
     print(f"cost at load (wrk, {args.connections} connections, {args.seconds} s, cached page via the full path; "
           f"medians of {args.runs}):")
     for name in cost:
         fig = summary[name]
-        print(f"  {name:<30} {fig['rps']:9.0f} req/s  p50 {fig['p50_us'] / 1000:6.2f} ms  p99 {fig['p99_us'] / 1000:6.2f} ms")
+        print(f"  {name:<30} {fig['rps']:9.0f} req/s  p50 {fig['p50_us'] / 1000:6.2f} ms  "
+              f"p99 {fig['p99_us'] / 1000:6.2f} ms")
     print(f"  ratio {summary['ratio']:.2f}; the delayer: {summary['delayer_us_per_packet']:.1f} us of CPU per packet, "
           f"{summary['delayer_cores']:.2f} core")
     print(f"(JSON: {args.json})")

@@ -26,8 +26,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from hoplab.node.game import PORT as GAME_PORT
 from hoplab.backends.base import Backend
+from hoplab.node.game import PORT as GAME_PORT
 from hoplab.spec import Topology
 from hoplab.visit import named_failure
 
@@ -551,7 +551,8 @@ class Report:
             lines += ["", f"first broken hop: {broken.check.hop} -- {broken.reason}", "evidence:",
                       *("  " + line for line in broken.evidence().splitlines())]
             if self.kernel:
-                lines += ["what the kernel dropped or refused while it was checked again:", *(f"  {line}" for line in self.kernel)]
+                lines += ["what the kernel dropped or refused while it was checked again:",
+                          *(f"  {line}" for line in self.kernel)]
             elif self.kernel_view:
                 lines.append(f"kernel view {self.kernel_view}")
         return "\n".join(lines)

@@ -5,6 +5,8 @@ the bind() calls the kernel refused a lab node's process (a daemon that cannot t
 
 from __future__ import annotations
 
+from collections import Counter
+
 from hoplab.backends.base import Backend
 from hoplab.spec import Topology
 from hoplab.trace import kernel
@@ -56,14 +58,8 @@ class KernelView:
     def summary(self) -> list[str]:
         """The drops, one line per node, reason and flow, then the refused binds, one line per
         node, process and address: what diagnose cites."""
-        counted: dict[tuple, int] = {}
-        for drop in self.drops:
-            key = (drop.node or kernel.HOST, drop.reason, drop.words, drop.location, drop.src, drop.dst)
-            counted[key] = counted.get(key, 0) + 1
-        refused: dict[tuple, int] = {}
-        for failed in self.binds:
-            key = (failed.node, failed.process, failed.pid, failed.address, failed.proto, failed.words, failed.error)
-            refused[key] = refused.get(key, 0) + 1
+        counted = Counter((d.node or kernel.HOST, d.reason, d.words, d.location, d.src, d.dst) for d in self.drops)
+        refused = Counter((b.node, b.process, b.pid, b.address, b.proto, b.words, b.error) for b in self.binds)
         return [*(f"{count} x at {node}: {src} > {dst}: {words} ({reason}{' in ' + where if where else ''})"
                   for (node, reason, words, where, src, dst), count in counted.items()),
                 *(f"{count} x at {node}: {process} (pid {pid}) could not bind {address}{'/' + proto if proto else ''}: "

@@ -12,8 +12,8 @@ from hoplab.chaos.model import (MAX_DURATION_S, RUN, SERVICE_PID, Context, Fault
 # The service's process tree, leaving out the node's capture agent and its links' delayers (the
 # runtime starts them before exec'ing the service, so they are the service's children; asked as
 # such, since in a network namespace pgrep sees every node's).
-_TREE = (f"agent=$(pgrep -P {SERVICE_PID} -f 'hoplab.control.agent|hoplab.node.impair' | tr '\\n' ' ' || true)\n"
-         "tree() { case \" $agent \" in *\" $1 \"*) return;; esac; echo $1; "
+_TREE = (f"aside=$(pgrep -P {SERVICE_PID} -f 'hoplab.control.agent|hoplab.node.impair' | tr '\\n' ' ' || true)\n"
+         "tree() { case \" $aside \" in *\" $1 \"*) return;; esac; echo $1; "
          "for c in $(pgrep -P $1 || true); do tree $c; done; }")
 
 
