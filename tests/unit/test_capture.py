@@ -1,8 +1,8 @@
 """The agent's capture loop (hoplab.control.capture) on real AF_PACKET sockets, in a network
 namespace of this test's own (its loopback only: nothing leaves it): the ring hands packets over
 in blocks (many per wake-up), shipped as the kernel wrote them; frames are cut to the snap length and keep their length on the
-wire and the kernel's timestamp, what came just before the stop is still read, and the packet
-bound holds."""
+wire and the kernel's timestamp, what came just before the stop is still read, the packet
+bound holds, and a ring that takes arrivals only takes none of what leaves."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ SCRIPT = """
 import json, socket, sys, threading, time
 from hoplab.control.capture import CaptureStats, batches, packets
 
-sent, payload, bound = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+sent, payload, bound, arrivals = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 
 def send_and_stop():  # the capture stops right away: what the kernel has not handed over yet
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -36,8 +36,9 @@ def send_and_stop():  # the capture stops right away: what the kernel has not ha
 
 stats, stop, lists = CaptureStats(), threading.Event(), []
 started = time.time_ns()
-for read in batches(["lo"], "udp port 9", 5, bound, stop, on_armed=send_and_stop, stats=stats):
-    lists.append([{"iface": b.iface, "direction": p.direction, "ts_ns": p.ts_ns, "captured": len(p.frame),
+for read in batches(["lo"], "udp port 9", 5, bound, stop, on_armed=send_and_stop, stats=stats,
+                    arrivals_only=frozenset(arrivals.split())):
+    lists.append([{"iface": b.iface, "direction": p.direction, "pkttype": p.pkttype, "ts_ns": p.ts_ns, "captured": len(p.frame),
                    "length": p.length, "first": p.frame[-1]} for b in read for p in packets(b.data, b.count)])
 print(json.dumps({"lists": lists, "started": started, "ended": time.time_ns(), "hit_bound": stats.hit_bound,
                   "kernel_drops": stats.kernel_drops}))
@@ -58,9 +59,9 @@ def namespace():
         subprocess.run(["ip", "netns", "delete", name], capture_output=True)
 
 
-def capture(namespace: str, bound: int) -> dict:
+def capture(namespace: str, bound: int, arrivals_only: str = "") -> dict:
     result = subprocess.run(["ip", "netns", "exec", namespace, sys.executable, "-c", SCRIPT, str(SENT), str(PAYLOAD),
-                             str(bound)], capture_output=True, text=True, timeout=60,
+                             str(bound), arrivals_only], capture_output=True, text=True, timeout=60,
                             env={**os.environ, "PYTHONPATH": SRC})
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
@@ -85,3 +86,12 @@ def test_the_packet_bound_holds_within_a_drained_batch(namespace):
     seen = capture(namespace, bound=7)
     assert sum(map(len, seen["lists"])) == 7
     assert seen["hit_bound"] is True
+
+
+@needs_namespaces
+def test_a_ring_that_takes_arrivals_only_takes_each_datagram_once(namespace):
+    seen = capture(namespace, bound=1000, arrivals_only="lo")
+    frames = [f for read in seen["lists"] for f in read]
+    assert [f["direction"] for f in frames] == ["in"] * SENT, "a departure was taken"
+    assert sorted(f["first"] for f in frames) == list(range(SENT))
+    assert {f["pkttype"] for f in frames} == {0}, "loopback's arrivals are to this host (PACKET_HOST)"

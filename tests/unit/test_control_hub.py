@@ -49,10 +49,10 @@ class FakeAgent:
     to), reports its end on stop (unless told not to)."""
 
     def __init__(self, hub: Hub, node: str, service: str = "web", arms: bool = True, ends: bool = True,
-                 translations=(), logs=()):
+                 translations=(), logs=(), interfaces=None):
         self.hub, self.node = hub, node
         self.arms, self.ends, self.translations, self.logs = arms, ends, translations, logs
-        self.session = AgentSession(node, service, [pb.Interface(name="origin", address="172.31.50.11/24")])
+        self.session = AgentSession(node, service, interfaces or [pb.Interface(name="origin", address="172.31.50.11/24")])
         self.received: list[pb.AgentCommand] = []
         hub.attach(self.session)
         self.thread = threading.Thread(target=self._serve, daemon=True)
@@ -351,7 +351,8 @@ def test_a_node_that_never_arms_leaves_a_gap_and_the_others_capture(control, age
     agents("web2", arms=False)
     started = control.StartCapture(start_request(), FakeContext())
     gaps = {g.node: g.reason for g in control.hub.captures[started.id].gap_list()}
-    assert gaps == {"web2": "it did not start capturing within 0.2 s"}
+    assert gaps == {"web2": "it did not start capturing within 0.2 s: neither what it received "
+                    "nor what its neighbours sent it is in the trace"}
 
 
 def test_the_stop_does_not_wait_for_a_node_that_never_armed_but_still_tells_it_to_stop(control, agents, monkeypatch):
@@ -367,7 +368,8 @@ def test_the_stop_does_not_wait_for_a_node_that_never_armed_but_still_tells_it_t
         time.sleep(0.01)
     assert [c.WhichOneof("body") for c in web2.received] == ["start", "stop"]  # should it start late
     gaps = {g.node: g.reason for g in control.hub.captures[started.id].gap_list()}
-    assert gaps == {"web2": "it did not start capturing within 0.2 s"}
+    assert gaps == {"web2": "it did not start capturing within 0.2 s: neither what it received "
+                    "nor what its neighbours sent it is in the trace"}
 
 
 def test_no_node_arming_makes_the_start_unavailable(control, agents, monkeypatch):
@@ -691,3 +693,69 @@ def test_records_decoded_by_their_agent_are_left_as_they_are(control):
     control.hub.captures["c1"] = c
     [sent] = control.StreamRecords(pb.StreamRecordsRequest(capture_id="c1"), FakeContext())
     assert (sent.proto, sent.summary) == ("arp", "as the agent said")
+
+
+
+def started_with(agent: FakeAgent, capture_id: str) -> list[str] | None:
+    """The interfaces the agent was told to take arrivals only on, for that capture."""
+    for command in agent.received:
+        if command.HasField("start") and command.start.capture_id == capture_id:
+            return list(command.start.arrivals_only)
+    return None
+
+
+def test_a_ring_takes_arrivals_only_on_networks_where_every_neighbour_captures(control, agents):
+    webs = [agents("web1"), agents("web2")]
+    lb = agents("lb")
+    alone = agents("client", interfaces=[pb.Interface(name="home", mac="02:42:c0:a8:32:f8")])
+    everyone = control.StartCapture(start_request(), FakeContext())
+    webs_only = control.StartCapture(start_request(nodes=["web1", "web2"]), FakeContext())
+    time.sleep(0.1)  # the fake agents take their commands in their threads
+    assert {a.node: started_with(a, everyone.id) for a in (*webs, lb, alone)} == {
+        "web1": ["origin"], "web2": ["origin"], "lb": ["origin"],
+        "client": []}, "a node alone on its network: what it sends arrives where nobody captures"
+    assert {a.node: started_with(a, webs_only.id) for a in webs} == {"web1": [], "web2": []}, \
+        "lb does not capture: what the webs send it would be lost"
+    lb.close()
+    control.hub.detach(lb.session)
+    later = control.StartCapture(start_request(), FakeContext())
+    time.sleep(0.1)
+    assert started_with(webs[0], later.id) == [], "lb left, and may come back: a departure to it is taken where it leaves"
+
+
+ROUTER, EDGE, DNS = "02:42:c6:33:64:01", "02:42:c6:33:64:50", "02:42:c6:33:64:35"
+BROADCAST = "ff:ff:ff:ff:ff:ff"
+
+
+def ethernet(dst: str, src: str, body: bytes = b"\x45" + bytes(40)) -> bytes:
+    return bytes.fromhex(dst.replace(":", "")) + bytes.fromhex(src.replace(":", "")) + b"\x08\x00" + body
+
+
+def arrivals(capture_id: str, *taken: tuple[int, bytes, int]) -> pb.RecordBatch:
+    """A batch of arrivals on `internet`: (ts, frame, pkttype) each."""
+    return batch(capture_id, [pack("internet", [Packet(ts, "in", f, len(f), kind) for ts, f, kind in taken])]).batch
+
+
+def test_an_arrival_from_a_node_taking_arrivals_only_there_is_its_departure_too():
+    senders, broadcasts = {("internet", ROUTER): "router"}, {}
+    to_edge, flooded, stranger = ethernet(EDGE, ROUTER), ethernet(DNS, ROUTER, b"\x45" + bytes(41)), ethernet(EDGE, DNS)
+    records = records_of(arrivals("c1", (1000, to_edge, 0), (2000, flooded, 3), (3000, stranger, 0)), "cache",
+                         senders, broadcasts)
+    assert [(r.node, r.direction, r.ts_ns, r.frame) for r in records] == [
+        ("router", "out", 999, to_edge), ("cache", "in", 1000, to_edge),
+        ("cache", "in", 2000, flooded),  # a bridge's flood of a frame for dns: dns's arrival is its departure
+        ("cache", "in", 3000, stranger)]  # dns takes its departures itself
+    assert all(r.iface == "internet" and r.capture_id == "c1" and r.length == len(r.frame) for r in records)
+    assert [r.direction for r in records_of(arrivals("c1", (1000, to_edge, 0)), "cache")] == ["in"], \
+        "no senders: arrivals only"
+
+
+def test_a_frame_to_all_is_one_departure_however_many_neighbours_took_it():
+    senders, broadcasts = {("internet", ROUTER): "router"}, {}
+    who_has = ethernet(BROADCAST, ROUTER)
+    first = records_of(arrivals("c1", (5_000, who_has, 1)), "cache", senders, broadcasts)
+    second = records_of(arrivals("c1", (4_800, who_has, 1)), "dns", senders, broadcasts)
+    again = records_of(arrivals("c1", (1_000_005_000, who_has, 1)), "dns", senders, broadcasts)
+    assert [(r.node, r.direction) for r in first + second + again] == [
+        ("router", "out"), ("cache", "in"), ("dns", "in"), ("router", "out"), ("dns", "in")], \
+        "a second who-has a second later is a departure of its own"

@@ -141,7 +141,8 @@ class Agent:
             try:
                 armed = pb.AgentMessage(armed=pb.CaptureArmed(capture_id=command.capture_id))
                 total = run_capture(self.data_ifaces, command.filter, command.max_seconds, command.max_packets,
-                                    stop, emit, on_armed=lambda: self.outbox.put(armed), stats=stats)
+                                    stop, emit, on_armed=lambda: self.outbox.put(armed), stats=stats,
+                                    arrivals_only=frozenset(command.arrivals_only))
             except Exception as exc:  # whatever it is, the hub must hear that this node's capture failed
                 error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, (CaptureError, OSError)) else str(exc)
             self.captures.pop(command.capture_id, None)

@@ -5,7 +5,9 @@ them into a TPACKET_V3 ring shared with the agent (mmap): blocks of packets, eac
 when full or within 2 x RETIRE_MS of its first packet; the agent reads them every POLL_S,
 however many packets it sees. The agent ships each block as the kernel wrote
 it (one copy, no work per packet): the collector reads its packets (`packets`) when a trace
-needs them. The ring's timestamps (the kernel's, in ns) put every node's packets on the one
+needs them. Where every neighbour on a network captures too, a ring takes only what arrives
+(PACKET_IGNORE_OUTGOING: the kernel does not even copy what leaves for it), and the collector
+makes each departure out of its arrival at the peer: each frame on a link is taken once. The ring's timestamps (the kernel's, in ns) put every node's packets on the one
 clock all namespaces share. Nothing is decoded here; the collector does that, once."""
 
 from __future__ import annotations
@@ -27,9 +29,11 @@ SOL_PACKET = 263
 PACKET_RX_RING = 5
 PACKET_STATISTICS = 6  # struct tpacket_stats_v3 {tp_packets, tp_drops, ...}: reading it resets it
 PACKET_VERSION = 10
+PACKET_IGNORE_OUTGOING = 23  # Linux 4.20; before it, the filter drops them (`inbound`)
 TPACKET_V3 = 2
 TP_STATUS_KERNEL, TP_STATUS_USER = 0, 1
-PACKET_OUTGOING = 4
+# sockaddr_ll.sll_pkttype: a frame to this host, to all, to a group, to another host's MAC, or sent
+PACKET_HOST, PACKET_BROADCAST, PACKET_MULTICAST, PACKET_OTHERHOST, PACKET_OUTGOING = 0, 1, 2, 3, 4
 SNAPLEN = 4096  # enough for every header and the start of any payload we decode
 MAX_SECONDS = 600
 MAX_PACKETS = 200_000
@@ -80,11 +84,17 @@ class Ring:
     # num_pkts, offset_to_first_pkt, blk_len, ...
     _BLOCK = struct.Struct("IIII")
 
-    def __init__(self, iface: str, bpf: bytes):
+    def __init__(self, iface: str, expression: str, arrivals_only: bool = False):
         self.iface = iface
         # Protocol 0: nothing reaches the socket before bind(), when the filter and ring are set.
         self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         try:
+            if arrivals_only:
+                try:  # the kernel skips this socket for what leaves: no copy of it is made
+                    self.sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+                except OSError:  # an older kernel: the filter refuses them instead
+                    expression = f"inbound and ({expression})"
+            bpf = compile_filter(expression, iface)
             program = ctypes.create_string_buffer(bpf)
             fprog = _SockFprog(len(bpf) // 8, ctypes.addressof(program))
             self.sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, bytes(fprog))
@@ -174,6 +184,7 @@ class Packet:
     direction: str  # "in" or "out"
     frame: bytes  # the first SNAPLEN bytes
     length: int  # the frame's length on the wire
+    pkttype: int = PACKET_HOST  # the kernel's word on whom it was for (PACKET_*)
 
 
 def packets(data: bytes, count: int) -> Iterator[Packet]:
@@ -185,8 +196,9 @@ def packets(data: bytes, count: int) -> Iterator[Packet]:
         step, sec, nsec, captured, length, _, mac = _PACKET.unpack_from(data, at)
         if at + mac + captured > len(data):
             raise ValueError(f"a packet of {captured} bytes at {at + mac} runs past its block's {len(data)}")
-        yield Packet(sec * 1_000_000_000 + nsec, "out" if data[at + _PKTTYPE] == PACKET_OUTGOING else "in",
-                     data[at + mac:at + mac + captured], length)
+        kind = data[at + _PKTTYPE]
+        yield Packet(sec * 1_000_000_000 + nsec, "out" if kind == PACKET_OUTGOING else "in",
+                     data[at + mac:at + mac + captured], length, kind)
         at = at + step if step else len(data)  # the kernel's last packet may say 0: nothing follows
 
 
@@ -199,23 +211,24 @@ def pack(iface: str, shipped: list[Packet]) -> Block:
         header = bytearray(_MAC)
         _PACKET.pack_into(header, 0, step, p.ts_ns // 1_000_000_000,
                           p.ts_ns % 1_000_000_000, len(p.frame), p.length, 0, _MAC)
-        header[_PKTTYPE] = PACKET_OUTGOING if p.direction == "out" else 0
+        header[_PKTTYPE] = PACKET_OUTGOING if p.direction == "out" else p.pkttype
         data += header + p.frame + bytes(step - _MAC - len(p.frame))
     return Block(iface, bytes(data), len(shipped))
 
 
 def batches(ifaces: list[str], expression: str, max_seconds: int, max_packets: int,
             stop: threading.Event, on_armed: Callable[[], None] = lambda: None,
-            stats: CaptureStats | None = None) -> Iterator[list[Block]]:
+            stats: CaptureStats | None = None, arrivals_only: frozenset[str] = frozenset()) -> Iterator[list[Block]]:
     """Blocks of packets matching `expression` on `ifaces`, until max_seconds, max_packets or
     `stop`: one list per wake-up, all that the rings handed over (empty when a short wait passed
     with none, so the consumer can flush what it holds); at the end, what the rings still held.
-    `stats`, when given, says afterwards what the capture missed."""
+    `stats`, when given, says afterwards what the capture missed. On the interfaces named in
+    `arrivals_only`, only what arrives."""
     stats = stats if stats is not None else CaptureStats()
     rings: list[Ring] = []
     try:
         for iface in ifaces:
-            rings.append(Ring(iface, compile_filter(expression, iface)))
+            rings.append(Ring(iface, expression, iface in arrivals_only))
         for ring in rings:
             kernel_drops(ring.sock)  # from here on: the counter starts when the capture does
         on_armed()
@@ -265,12 +278,12 @@ def _first(blocks: list[Block], count: int) -> list[Block]:
 def run_capture(ifaces: list[str], expression: str, max_seconds: int, max_packets: int,
                 stop: threading.Event, emit: Callable[[list[Block]], None], flush_s: float = 0.1,
                 batch_bytes: int = BATCH_BYTES, on_armed: Callable[[], None] = lambda: None,
-                stats: CaptureStats | None = None) -> int:
+                stats: CaptureStats | None = None, arrivals_only: frozenset[str] = frozenset()) -> int:
     """Capture and hand blocks over in batches (every `flush_s` or `batch_bytes`); the packets
     captured."""
     pending: list[Block] = []
     size, last, total = 0, time.monotonic(), 0
-    for read in batches(ifaces, expression, max_seconds, max_packets, stop, on_armed, stats):
+    for read in batches(ifaces, expression, max_seconds, max_packets, stop, on_armed, stats, arrivals_only):
         for block in read:
             if pending and size + len(block.data) > batch_bytes:
                 emit(pending)

@@ -25,7 +25,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from hoplab import bounded
-from hoplab.control.capture import COMPILE_TIMEOUT_S, MAX_PACKETS, MAX_SECONDS, packets
+from hoplab.control.capture import (COMPILE_TIMEOUT_S, MAX_PACKETS, MAX_SECONDS, PACKET_BROADCAST,
+                                    PACKET_HOST, PACKET_MULTICAST, packets)
 from hoplab.trace.assemble import assemble, assemble_request, complete
 from hoplab.trace.credentials import Masker
 from hoplab.trace.tls import KeyLog, KeyLogError
@@ -34,6 +35,9 @@ from hoplab.v1 import control_pb2_grpc as rpc
 
 MAX_FILTER_CHARS = 1000
 MAX_RECORDS_PER_CAPTURE = 200_000
+# A frame one node sent to all (ARP, DHCP) arrives at every neighbour within microseconds: its
+# arrivals that close together are one departure.
+SAME_FRAME_NS = 1_000_000
 KEPT_CAPTURES = 64
 ARM_TIMEOUT_S = 10
 GRACE_S = 5  # after its deadline, how long a capture waits for agents to report their end
@@ -72,6 +76,9 @@ class CaptureState:
     drops: list = field(default_factory=list)  # the host kernel tracer's, as the caller reported them
     accepts: list = field(default_factory=list)  # the host kernel tracer's accepted connections, likewise
     binds: list = field(default_factory=list)  # and the bind() calls it saw refused
+    # (network, MAC) -> the node whose frames there are taken where they arrive (`sender_of`)
+    senders: dict = field(default_factory=dict)
+    broadcasts: dict = field(default_factory=dict)  # (node, network, frame) -> its last departure's ns
     kernel_view: str = "not reported"  # "" when the caller's kernel tracer ran
     key_log: KeyLog = field(default_factory=KeyLog)  # the TLS session keys the visit's client logged
     decoded: int = 0  # records[:decoded] have what their frames say (agents ship them raw)
@@ -101,7 +108,7 @@ class CaptureState:
         hold what it says is a gap of its node."""
         for node, batch in self.shipped:
             try:
-                self.records.extend(records_of(batch, node))
+                self.records.extend(records_of(batch, node, self.senders, self.broadcasts))
             except ValueError as exc:  # an agent's bug: the capture says it lost frames
                 self.gap(node, f"a batch of its frames was refused: {exc}")
         self.shipped.clear()
@@ -123,10 +130,12 @@ def check_filter(expression: str) -> str | None:
     return None if result.returncode == 0 else (result.stderr.strip().splitlines() or ["invalid"])[-1]
 
 
-def records_of(batch: pb.RecordBatch, node: str) -> list[pb.Record]:
+def records_of(batch: pb.RecordBatch, node: str, senders: dict | None = None,
+               broadcasts: dict | None = None) -> list[pb.Record]:
     """The Records of an agent's batch of ring blocks, raw (iface, direction, ts_ns, frame,
     length) and named after `node` (its stream's) and the batch's capture. ValueError for a
-    batch whose blocks do not hold what it says."""
+    batch whose blocks do not hold what it says. With `senders`, the departures of what
+    arrived from them too (`sender_of`)."""
     interfaces, capture_id = list(batch.interfaces), batch.capture_id
     counts = (len(batch.blocks), len(batch.block_packets), len(batch.block_interface))
     if len(set(counts)) != 1 or any(where >= len(interfaces) for where in batch.block_interface):
@@ -135,9 +144,48 @@ def records_of(batch: pb.RecordBatch, node: str) -> list[pb.Record]:
     records = []
     for data, count, where in zip(batch.blocks, batch.block_packets, batch.block_interface):
         iface = interfaces[where]
-        records += [pb.Record(capture_id=capture_id, node=node, iface=iface, direction=p.direction, ts_ns=p.ts_ns,
-                              frame=p.frame, length=p.length) for p in packets(data, count)]
+        for p in packets(data, count):
+            if senders and p.direction == "in":
+                sender = sender_of(iface, p, senders, broadcasts if broadcasts is not None else {})
+                if sender:
+                    records.append(pb.Record(capture_id=capture_id, node=sender, iface=iface, direction="out",
+                                             ts_ns=p.ts_ns - 1, frame=p.frame, length=p.length))
+            records.append(pb.Record(capture_id=capture_id, node=node, iface=iface, direction=p.direction,
+                                     ts_ns=p.ts_ns, frame=p.frame, length=p.length))
     return records
+
+
+_TO_A_NEIGHBOUR = (PACKET_HOST, PACKET_BROADCAST, PACKET_MULTICAST)
+
+
+def arrivals_plan(interfaces: dict[str, list], members: dict[str, set[str]],
+                  nodes: list[str]) -> dict[str, list[str]]:
+    """Node -> the networks on which it need capture only what arrives: those where every other
+    node the hub has known there (`members`) captures too, so that whatever it sends there is
+    taken where it arrives. `interfaces`: each capturing node's, as its agent said."""
+    capturing = set(nodes)
+    return {node: [i.name for i in interfaces[node] if members.get(i.name, set()) - {node}
+                   and members[i.name] - {node} <= capturing]
+            for node in nodes}
+
+
+def sender_of(network: str, arrival, senders: dict[tuple[str, str], str], broadcasts: dict) -> str | None:
+    """The node whose departure `arrival` (a Packet taken on `network`) is, when that node's
+    ring there took arrivals only (`senders`: (network, MAC) -> node); the collector then puts
+    that departure, the same bytes, 1 ns before the arrival (a veth hands a frame to its peer in
+    the same softirq, a bridge within microseconds). A frame to all is one departure however
+    many neighbours took it (`broadcasts`, kept across calls); a frame a neighbour took that
+    was for another MAC (PACKET_OTHERHOST, a bridge's flood) is none."""
+    sender = senders.get((network, arrival.frame[6:12].hex(":")))
+    if sender is None or arrival.pkttype not in _TO_A_NEIGHBOUR:
+        return None
+    if arrival.frame[0] & 1:  # to all, or to a group
+        key = (sender, network, arrival.frame)
+        last = broadcasts.get(key)
+        broadcasts[key] = arrival.ts_ns
+        if last is not None and abs(arrival.ts_ns - last) < SAME_FRAME_NS:
+            return None
+    return sender
 
 
 class Hub:
@@ -146,6 +194,9 @@ class Hub:
     def __init__(self):
         self.lock = threading.Condition()
         self.agents: dict[str, AgentSession] = {}
+        # network -> every node an agent has attached for there, kept after it detaches: a ring
+        # takes arrivals only where all of them capture (`arrivals_plan`)
+        self.members: dict[str, set[str]] = {}
         self.captures: dict[str, CaptureState] = {}
         self.agent_errors: dict[str, pb.AgentError] = {}  # node -> its agent's last failure, kept across attachments
 
@@ -165,6 +216,8 @@ class Hub:
             if old:
                 old.commands.put(None)
             self.agents[session.node] = session
+            for interface in session.interfaces:
+                self.members.setdefault(interface.name, set()).add(session.node)
 
     def detach(self, session: AgentSession) -> None:
         with self.lock:
@@ -172,7 +225,8 @@ class Hub:
                 del self.agents[session.node]
             for capture in self.captures.values():
                 if capture.state == "running" and session.node in capture.waiting:
-                    capture.gap(session.node, "its agent went away during the capture")
+                    capture.gap(session.node, "its agent went away during the capture: what it received after, "
+                                              "and what its neighbours sent it, is not in the trace")
                 capture.waiting.discard(session.node)
                 capture.unarmed.discard(session.node)
                 self._maybe_finish(capture)
@@ -342,17 +396,20 @@ class ControlService(rpc.ControlServicer):
                 context.abort(grpc.StatusCode.NOT_FOUND, f"nodes: no agent attached for {', '.join(missing)}")
             if not nodes:
                 context.abort(grpc.StatusCode.FAILED_PRECONDITION, "no agent is attached yet")
+            plan = arrivals_plan({n: self.hub.agents[n].interfaces for n in nodes}, self.hub.members, nodes)
+            senders = {(i.name, i.mac.lower()): n for n in nodes for i in self.hub.agents[n].interfaces
+                       if i.name in plan[n]}
             capture = CaptureState(uuid.uuid4().hex[:12], nodes, expression, request.trace_id, request.url,
                                    request.max_seconds, time.time_ns(), waiting=set(nodes),
-                                   services={n: self.hub.agents[n].service for n in nodes}, unarmed=set(nodes))
+                                   services={n: self.hub.agents[n].service for n in nodes}, unarmed=set(nodes),
+                                   senders=senders)
             self.hub.captures[capture.id] = capture
             for old in list(self.hub.captures)[:-KEPT_CAPTURES]:
                 del self.hub.captures[old]
-            command = pb.AgentCommand(start=pb.StartCommand(capture_id=capture.id, filter=expression,
-                                                            max_seconds=request.max_seconds,
-                                                            max_packets=request.max_packets))
             for node in nodes:
-                self.hub.agents[node].commands.put(command)
+                self.hub.agents[node].commands.put(pb.AgentCommand(start=pb.StartCommand(
+                    capture_id=capture.id, filter=expression, max_seconds=request.max_seconds,
+                    max_packets=request.max_packets, arrivals_only=plan[node])))
             deadline = time.monotonic() + ARM_TIMEOUT_S
             while capture.unarmed and capture.state == "running" and time.monotonic() < deadline:
                 self.hub.lock.wait(0.1)
@@ -361,7 +418,8 @@ class ControlService(rpc.ControlServicer):
                               f"nodes {', '.join(sorted(capture.unarmed))} did not start capturing in {ARM_TIMEOUT_S} s")
             # The others capture: the trace goes ahead and says what it misses.
             for node in capture.unarmed:
-                capture.gap(node, f"it did not start capturing within {ARM_TIMEOUT_S} s")
+                capture.gap(node, f"it did not start capturing within {ARM_TIMEOUT_S} s: neither what it received "
+                                  "nor what its neighbours sent it is in the trace")
             return capture.message()
 
     def _capture(self, capture_id: str, context) -> CaptureState:

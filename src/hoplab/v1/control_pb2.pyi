@@ -503,16 +503,18 @@ class LogLine(_message.Message):
     def __init__(self, src: _Optional[str] = ..., dst: _Optional[str] = ..., traceparent: _Optional[str] = ..., text: _Optional[str] = ...) -> None: ...
 
 class StartCommand(_message.Message):
-    __slots__ = ("capture_id", "filter", "max_seconds", "max_packets")
+    __slots__ = ("capture_id", "filter", "max_seconds", "max_packets", "arrivals_only")
     CAPTURE_ID_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
     MAX_SECONDS_FIELD_NUMBER: _ClassVar[int]
     MAX_PACKETS_FIELD_NUMBER: _ClassVar[int]
+    ARRIVALS_ONLY_FIELD_NUMBER: _ClassVar[int]
     capture_id: str
     filter: str
     max_seconds: int
     max_packets: int
-    def __init__(self, capture_id: _Optional[str] = ..., filter: _Optional[str] = ..., max_seconds: _Optional[int] = ..., max_packets: _Optional[int] = ...) -> None: ...
+    arrivals_only: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, capture_id: _Optional[str] = ..., filter: _Optional[str] = ..., max_seconds: _Optional[int] = ..., max_packets: _Optional[int] = ..., arrivals_only: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class StopCommand(_message.Message):
     __slots__ = ("capture_id",)
