@@ -4,7 +4,8 @@
   - the request path's throughput (wrk from the client, through NAT, edge, LB, web, db) with
     tracing off, with the host's kernel drop tracer alone (bpftrace on skb:kfree_skb), and with
     every node capturing, alternated; the ratios to "off" are their costs;
-  - records per second the collector ingested during the traced runs;
+  - records per second the collector ingested during the traced runs, and the CPU the agents
+    (all nodes together) and the collector used meanwhile;
   - the time from the end of a visit to its assembled trace (StopCapture + GetTrace), median
     of several visits.
 
@@ -32,24 +33,33 @@ from watched import lab_up, run_watched
 
 
 IDLE_WINDOW_S = 10
-# The agent's CPU time in ns, every thread's (schedstat: the scheduler's own count, not 10 ms ticks).
-AGENT_CPU = "pid=$(pgrep -f hoplab.control.agent | head -n1) && cut -d' ' -f1 /proc/$pid/task/*/schedstat"
+# A process's CPU time in ns, every thread's (schedstat: the scheduler's own count, not 10 ms
+# ticks); $1 names the process (pgrep -f).
+PROCESS_CPU = "pid=$(pgrep -f \"$1\" | head -n1) && cut -d' ' -f1 /proc/$pid/task/*/schedstat"
 
 
-def idle_agent_cpu(backend, topology, seconds: float) -> float:
+class CpuMeter:
+    """CPU ns the agents of every node, and the collector, used so far (`read`)."""
+
+    def __init__(self, backend, topology):
+        self.backend, self.topology = backend, topology
+        self.agents = [n.name for n in topology.nodes.values() if n.service != "control"]
+        self.control = [n.name for n in topology.nodes.values() if n.service == "control"]
+
+    def _ns(self, node: str, process: str) -> int:
+        out = self.backend.run(self.topology, node, ["sh", "-c", PROCESS_CPU, "cpu", process]).stdout.split()
+        return sum(int(x) for x in out)
+
+    def read(self) -> tuple[int, int]:
+        return (sum(self._ns(n, "hoplab.control.agent") for n in self.agents),
+                sum(self._ns(n, "hoplab.control.server") for n in self.control))
+
+
+def idle_agent_cpu(meter: CpuMeter, seconds: float) -> float:
     """CPU seconds per second that every node's agent used together while nothing was traced."""
-    nodes = [n for n in topology.nodes.values() if n.service != "control"]
-
-    def used_ns() -> int:
-        total = 0
-        for node in nodes:
-            out = backend.run(topology, node.name, ["sh", "-c", AGENT_CPU]).stdout.split()
-            total += sum(int(x) for x in out)
-        return total
-
-    before = used_ns()
+    before = meter.read()[0]
     time.sleep(seconds)
-    return (used_ns() - before) / 1e9 / seconds
+    return (meter.read()[0] - before) / 1e9 / seconds
 
 
 def main() -> None:
@@ -72,23 +82,30 @@ def main() -> None:
     client = topology.nodes_of("client")[0].name
     url = f"https://www.{topology.domain.name}{args.path}"
 
-    idle = idle_agent_cpu(backend, topology, IDLE_WINDOW_S)
+    meter = CpuMeter(backend, topology)
+    idle = idle_agent_cpu(meter, IDLE_WINDOW_S)
     print(f"idle agents: {idle * 1000:.2f} ms of CPU per second, all nodes together", flush=True)
-    off, kernel, on, offered = [], [], [], []
+    off, kernel, on, offered, agents_cpu, collector_cpu = [], [], [], [], [], []
     for i in range(args.runs):
         off.append(wrk(backend, topology, client, url, args.seconds, args.connections)["rps"])
         with KernelView(backend, topology, args.seconds + 20) as view:
             kernel.append(wrk(backend, topology, client, url, args.seconds, args.connections)["rps"])
         if view.status:
             raise SystemExit(f"bench-trace: the kernel tracer did not run: {view.status}")
+        used = meter.read()
         capture = control.start(filter=TRACE_FILTER, max_seconds=args.seconds + 20, max_packets=200_000)
         started = time.monotonic()
         on.append(wrk(backend, topology, client, url, args.seconds, args.connections)["rps"])
         stopped = control.stop(capture.id)
-        offered.append(stopped.records / (time.monotonic() - started))
+        took = time.monotonic() - started
+        offered.append(stopped.records / took)
+        after = meter.read()
+        agents_cpu.append((after[0] - used[0]) / 1e9 / took)
+        collector_cpu.append((after[1] - used[1]) / 1e9 / took)
         print(f"run {i + 1}/{args.runs}: tracing off {off[-1]:7.0f} req/s, kernel tracer {kernel[-1]:7.0f} req/s, "
               f"on {on[-1]:7.0f} req/s, "
-              f"collector {offered[-1]:8.0f} records/s ({stopped.records} records)", flush=True)
+              f"collector {offered[-1]:8.0f} records/s ({stopped.records} records); "
+              f"CPU: agents {agents_cpu[-1]:.3f}, collector {collector_cpu[-1]:.3f} core", flush=True)
 
     assembly = []
     for _ in range(args.visits):
@@ -111,7 +128,10 @@ def main() -> None:
         "collector_capacity_records_per_s": capacity["records_per_s"], "ingest": capacity,
         "visit_end_to_trace_ms": statistics.median(assembly) * 1000,
         "idle_agents_cpu_ms_per_s": idle * 1000,
-        "raw": {"off": off, "kernel": kernel, "on": on, "offered": offered, "assembly_s": assembly},
+        "traced_agents_cpu_cores": statistics.median(agents_cpu),
+        "traced_collector_cpu_cores": statistics.median(collector_cpu),
+        "raw": {"off": off, "kernel": kernel, "on": on, "offered": offered, "assembly_s": assembly,
+                "agents_cpu": agents_cpu, "collector_cpu": collector_cpu},
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(summary, indent=2) + "\n")
@@ -126,6 +146,8 @@ def main() -> None:
           f"({capacity['agents']} fake agents, median of {capacity['runs']})")
     print(f"  visit end -> assembled trace     {summary['visit_end_to_trace_ms']:9.0f} ms (median of {args.visits})")
     print(f"  idle agents, all nodes           {summary['idle_agents_cpu_ms_per_s']:9.2f} ms CPU per s")
+    print(f"  traced load: agents, all nodes   {summary['traced_agents_cpu_cores']:9.3f} core")
+    print(f"  traced load: collector           {summary['traced_collector_cpu_cores']:9.3f} core")
     print(f"  (JSON: {args.json})")
 
 

@@ -156,6 +156,15 @@ def test_a_samples_trace_is_its_slice_of_each_connection_and_the_same_packets_el
     assert [s.name for s in trace.stages] == ["request", "server work", "response"]  # no SYN: a reused connection
 
 
+def test_a_samples_slice_does_not_depend_on_the_order_records_came_in():
+    """The collector gets a node's arrivals in its own agent's batches and its departures made
+    out of its peers' arrivals, in theirs: a connection's records come out of time order."""
+    records = keep_alive("lb", False)
+    departures_first = [r for r in records if r.direction == "out"] + [r for r in records if r.direction == "in"]
+    hops = assemble_request(TRACE, "", "c1", departures_first, (150, 260), {"client"}).hops
+    assert [h.record.payload_hash or h.record.tcp_flags for h in hops] == ["b1", "b-body", "b2", "b3", "ACK"]
+
+
 def hop(node, direction, ms, src, dst, payload="x"):
     return pb.Hop(record=pb.Record(node=node, direction=direction, ts_ns=ms * 10**6, src=src, dst=dst, proto="tcp",
                                    tcp_flags="PSH,ACK", payload_hash=f"{payload}{ms}"))

@@ -53,12 +53,19 @@ def packet_key(record) -> tuple | None:
     return None
 
 
+def in_time_order(records) -> list:
+    """The records by kernel time. A node's records do not come in order: what it received
+    came in its own agent's batches, and what it sent is made out of its arrival at a peer, in
+    the peer's batches (`server.sender_of`)."""
+    return sorted(records, key=lambda r: r.ts_ns)
+
+
 def assemble(trace_id: str, url: str, capture_id: str, records, client_nodes: set[str],
              translations=(), logs: dict | None = None, sockets: dict | None = None, drops=(),
              accepts=(), key_log: KeyLog | None = None, binds=()) -> pb.Trace:
     flows: dict[tuple, list] = defaultdict(list)
     by_packet: dict[tuple, set] = defaultdict(set)
-    for record in records:
+    for record in in_time_order(records):
         key = flow_key(record)
         flows[key].append(record)
         pk = packet_key(record)
@@ -107,7 +114,7 @@ def assemble_request(trace_id: str, url: str, capture_id: str, records, window: 
     start, end = window
     flows: dict[tuple, list] = defaultdict(list)
     by_packet: dict[tuple, list] = defaultdict(list)
-    for record in records:
+    for record in in_time_order(records):
         flows[flow_key(record)].append(record)
         pk = packet_key(record)
         if pk:
