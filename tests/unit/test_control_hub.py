@@ -18,7 +18,7 @@ from hoplab.control import server
 from hoplab.control.agent import batch
 from hoplab.control.capture import MAX_PACKETS, MAX_SECONDS, Packet, pack, packets
 from hoplab.control.server import (GRACE_S, MAX_FILTER_CHARS, AgentHubService, AgentSession, CaptureState,
-                                   ControlService, Hub, records_of)
+                                   ControlService, Departures, Hub, records_of)
 from hoplab.trace.assemble import complete
 from hoplab.trace.decode import decode
 from hoplab.v1 import control_pb2 as pb
@@ -737,25 +737,25 @@ def arrivals(capture_id: str, *taken: tuple[int, bytes, int]) -> pb.RecordBatch:
 
 
 def test_an_arrival_from_a_node_taking_arrivals_only_there_is_its_departure_too():
-    senders, broadcasts = {("internet", ROUTER): "router"}, {}
+    departures = Departures({("internet", ROUTER): "router"})
     to_edge, flooded, stranger = ethernet(EDGE, ROUTER), ethernet(DNS, ROUTER, b"\x45" + bytes(41)), ethernet(EDGE, DNS)
     records = records_of(arrivals("c1", (1000, to_edge, 0), (2000, flooded, 3), (3000, stranger, 0)), "cache",
-                         senders, broadcasts)
+                         departures)
     assert [(r.node, r.direction, r.ts_ns, r.frame) for r in records] == [
         ("router", "out", 999, to_edge), ("cache", "in", 1000, to_edge),
         ("cache", "in", 2000, flooded),  # a bridge's flood of a frame for dns: dns's arrival is its departure
         ("cache", "in", 3000, stranger)]  # dns takes its departures itself
     assert all(r.iface == "internet" and r.capture_id == "c1" and r.length == len(r.frame) for r in records)
     assert [r.direction for r in records_of(arrivals("c1", (1000, to_edge, 0)), "cache")] == ["in"], \
-        "no senders: arrivals only"
+        "no departures to make: arrivals only"
 
 
 def test_a_frame_to_all_is_one_departure_however_many_neighbours_took_it():
-    senders, broadcasts = {("internet", ROUTER): "router"}, {}
+    departures = Departures({("internet", ROUTER): "router"})
     who_has = ethernet(BROADCAST, ROUTER)
-    first = records_of(arrivals("c1", (5_000, who_has, 1)), "cache", senders, broadcasts)
-    second = records_of(arrivals("c1", (4_800, who_has, 1)), "dns", senders, broadcasts)
-    again = records_of(arrivals("c1", (1_000_005_000, who_has, 1)), "dns", senders, broadcasts)
+    first = records_of(arrivals("c1", (5_000, who_has, 1)), "cache", departures)
+    second = records_of(arrivals("c1", (4_800, who_has, 1)), "dns", departures)
+    again = records_of(arrivals("c1", (1_000_005_000, who_has, 1)), "dns", departures)
     assert [(r.node, r.direction) for r in first + second + again] == [
         ("router", "out"), ("cache", "in"), ("dns", "in"), ("router", "out"), ("dns", "in")], \
         "a second who-has a second later is a departure of its own"

@@ -7,8 +7,9 @@ however many packets it sees. The agent ships each block as the kernel wrote
 it (one copy, no work per packet): the collector reads its packets (`packets`) when a trace
 needs them. Where every neighbour on a network captures too, a ring takes only what arrives
 (PACKET_IGNORE_OUTGOING: the kernel does not even copy what leaves for it), and the collector
-makes each departure out of its arrival at the peer: each frame on a link is taken once. The ring's timestamps (the kernel's, in ns) put every node's packets on the one
-clock all namespaces share. Nothing is decoded here; the collector does that, once."""
+makes each departure out of its arrival at the peer: each frame on a link is taken once. The
+ring's timestamps (the kernel's, in ns) put every node's packets on the one clock all
+namespaces share. Nothing is decoded here; the collector does that, once."""
 
 from __future__ import annotations
 

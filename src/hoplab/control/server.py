@@ -76,9 +76,7 @@ class CaptureState:
     drops: list = field(default_factory=list)  # the host kernel tracer's, as the caller reported them
     accepts: list = field(default_factory=list)  # the host kernel tracer's accepted connections, likewise
     binds: list = field(default_factory=list)  # and the bind() calls it saw refused
-    # (network, MAC) -> the node whose frames there are taken where they arrive (`sender_of`)
-    senders: dict = field(default_factory=dict)
-    broadcasts: dict = field(default_factory=dict)  # (node, network, frame) -> its last departure's ns
+    departures: Departures | None = None  # the nodes whose frames are taken where they arrive
     kernel_view: str = "not reported"  # "" when the caller's kernel tracer ran
     key_log: KeyLog = field(default_factory=KeyLog)  # the TLS session keys the visit's client logged
     decoded: int = 0  # records[:decoded] have what their frames say (agents ship them raw)
@@ -108,7 +106,7 @@ class CaptureState:
         hold what it says is a gap of its node."""
         for node, batch in self.shipped:
             try:
-                self.records.extend(records_of(batch, node, self.senders, self.broadcasts))
+                self.records.extend(records_of(batch, node, self.departures))
             except ValueError as exc:  # an agent's bug: the capture says it lost frames
                 self.gap(node, f"a batch of its frames was refused: {exc}")
         self.shipped.clear()
@@ -130,12 +128,11 @@ def check_filter(expression: str) -> str | None:
     return None if result.returncode == 0 else (result.stderr.strip().splitlines() or ["invalid"])[-1]
 
 
-def records_of(batch: pb.RecordBatch, node: str, senders: dict | None = None,
-               broadcasts: dict | None = None) -> list[pb.Record]:
+def records_of(batch: pb.RecordBatch, node: str, departures: Departures | None = None) -> list[pb.Record]:
     """The Records of an agent's batch of ring blocks, raw (iface, direction, ts_ns, frame,
     length) and named after `node` (its stream's) and the batch's capture. ValueError for a
-    batch whose blocks do not hold what it says. With `senders`, the departures of what
-    arrived from them too (`sender_of`)."""
+    batch whose blocks do not hold what it says. With `departures`, each arrival from a node
+    that took arrivals only there comes after its departure from that node."""
     interfaces, capture_id = list(batch.interfaces), batch.capture_id
     counts = (len(batch.blocks), len(batch.block_packets), len(batch.block_interface))
     if len(set(counts)) != 1 or any(where >= len(interfaces) for where in batch.block_interface):
@@ -145,17 +142,13 @@ def records_of(batch: pb.RecordBatch, node: str, senders: dict | None = None,
     for data, count, where in zip(batch.blocks, batch.block_packets, batch.block_interface):
         iface = interfaces[where]
         for p in packets(data, count):
-            if senders and p.direction == "in":
-                sender = sender_of(iface, p, senders, broadcasts if broadcasts is not None else {})
-                if sender:
-                    records.append(pb.Record(capture_id=capture_id, node=sender, iface=iface, direction="out",
-                                             ts_ns=p.ts_ns - 1, frame=p.frame, length=p.length))
+            sender = departures.sender_of(iface, p) if departures and p.direction == "in" else None
+            if sender:
+                records.append(pb.Record(capture_id=capture_id, node=sender, iface=iface, direction="out",
+                                         ts_ns=p.ts_ns - 1, frame=p.frame, length=p.length))
             records.append(pb.Record(capture_id=capture_id, node=node, iface=iface, direction=p.direction,
                                      ts_ns=p.ts_ns, frame=p.frame, length=p.length))
     return records
-
-
-_TO_A_NEIGHBOUR = (PACKET_HOST, PACKET_BROADCAST, PACKET_MULTICAST)
 
 
 def arrivals_plan(interfaces: dict[str, list], members: dict[str, set[str]],
@@ -164,28 +157,47 @@ def arrivals_plan(interfaces: dict[str, list], members: dict[str, set[str]],
     node the hub has known there (`members`) captures too, so that whatever it sends there is
     taken where it arrives. `interfaces`: each capturing node's, as its agent said."""
     capturing = set(nodes)
-    return {node: [i.name for i in interfaces[node] if members.get(i.name, set()) - {node}
-                   and members[i.name] - {node} <= capturing]
-            for node in nodes}
+
+    def covered(node: str, network: str) -> bool:
+        peers = members.get(network, set()) - {node}
+        return bool(peers) and peers <= capturing
+
+    return {node: [i.name for i in interfaces[node] if covered(node, i.name)] for node in nodes}
 
 
-def sender_of(network: str, arrival, senders: dict[tuple[str, str], str], broadcasts: dict) -> str | None:
-    """The node whose departure `arrival` (a Packet taken on `network`) is, when that node's
-    ring there took arrivals only (`senders`: (network, MAC) -> node); the collector then puts
-    that departure, the same bytes, 1 ns before the arrival (a veth hands a frame to its peer in
-    the same softirq, a bridge within microseconds). A frame to all is one departure however
-    many neighbours took it (`broadcasts`, kept across calls); a frame a neighbour took that
-    was for another MAC (PACKET_OTHERHOST, a bridge's flood) is none."""
-    sender = senders.get((network, arrival.frame[6:12].hex(":")))
-    if sender is None or arrival.pkttype not in _TO_A_NEIGHBOUR:
-        return None
-    if arrival.frame[0] & 1:  # to all, or to a group
-        key = (sender, network, arrival.frame)
-        last = broadcasts.get(key)
-        broadcasts[key] = arrival.ts_ns
-        if last is not None and abs(arrival.ts_ns - last) < SAME_FRAME_NS:
+class Departures:
+    """What the collector makes of arrivals when their senders took arrivals only: each one's
+    departure, the same bytes, at the sender, 1 ns before the arrival (a veth hands a frame to
+    its peer in the same softirq, a bridge within microseconds)."""
+
+    _TO_A_NEIGHBOUR = (PACKET_HOST, PACKET_BROADCAST, PACKET_MULTICAST)
+
+    def __init__(self, senders: dict[tuple[str, str], str]):
+        """`senders`: (network, MAC "aa:bb:..") -> the node that took arrivals only there."""
+        self.senders = {(network, bytes.fromhex(mac.replace(":", ""))): node
+                        for (network, mac), node in senders.items()}
+        self.broadcasts: dict[tuple, int] = {}  # (node, network, frame) -> its last departure's ns
+
+    @classmethod
+    def of(cls, plan: dict[str, list[str]], interfaces: dict[str, list]) -> Departures:
+        """For an `arrivals_plan` and each planned node's interfaces, as its agent said."""
+        return cls({(i.name, i.mac.lower()): node for node, networks in plan.items()
+                    for i in interfaces[node] if i.name in networks})
+
+    def sender_of(self, network: str, arrival) -> str | None:
+        """The node whose departure `arrival` (a Packet taken on `network`) is, found by its
+        source MAC. A frame to all is one departure however many neighbours took it; a frame a
+        neighbour took that was for another MAC (PACKET_OTHERHOST, a bridge's flood) is none."""
+        sender = self.senders.get((network, arrival.frame[6:12]))
+        if sender is None or arrival.pkttype not in self._TO_A_NEIGHBOUR:
             return None
-    return sender
+        if arrival.frame[0] & 1:  # to all, or to a group
+            key = (sender, network, arrival.frame)
+            last = self.broadcasts.get(key)
+            self.broadcasts[key] = arrival.ts_ns
+            if last is not None and abs(arrival.ts_ns - last) < SAME_FRAME_NS:
+                return None
+        return sender
 
 
 class Hub:
@@ -396,13 +408,12 @@ class ControlService(rpc.ControlServicer):
                 context.abort(grpc.StatusCode.NOT_FOUND, f"nodes: no agent attached for {', '.join(missing)}")
             if not nodes:
                 context.abort(grpc.StatusCode.FAILED_PRECONDITION, "no agent is attached yet")
-            plan = arrivals_plan({n: self.hub.agents[n].interfaces for n in nodes}, self.hub.members, nodes)
-            senders = {(i.name, i.mac.lower()): n for n in nodes for i in self.hub.agents[n].interfaces
-                       if i.name in plan[n]}
+            interfaces = {n: self.hub.agents[n].interfaces for n in nodes}
+            plan = arrivals_plan(interfaces, self.hub.members, nodes)
             capture = CaptureState(uuid.uuid4().hex[:12], nodes, expression, request.trace_id, request.url,
                                    request.max_seconds, time.time_ns(), waiting=set(nodes),
                                    services={n: self.hub.agents[n].service for n in nodes}, unarmed=set(nodes),
-                                   senders=senders)
+                                   departures=Departures.of(plan, interfaces))
             self.hub.captures[capture.id] = capture
             for old in list(self.hub.captures)[:-KEPT_CAPTURES]:
                 del self.hub.captures[old]
